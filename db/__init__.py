@@ -1,0 +1,1 @@
+"""The database of record: tables, the engine factory, migrations and repository functions."""

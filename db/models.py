@@ -1,0 +1,254 @@
+"""Every table of the database of record, in one place.
+
+The records follow DESIGN.md "Records". Rows that carry evidence (items, predictions, decisions,
+dispositions, adjudications, level changes, gate evaluations) are append-only: a correction is a
+new row that points at the one it replaces, so the history a QA lead audits is never rewritten.
+Labels are plain strings ("ok", "crack", ...); the defect-free label is configured, not fixed here.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Timestamps are timezone-aware UTC (SQLModel's UTCDateTime refuses naive ones)."""
+    return datetime.now(UTC)
+
+
+class Role(enum.StrEnum):
+    inspector = "inspector"
+    qa_lead = "qa_lead"
+    engineer = "engineer"
+
+
+class Level(enum.StrEnum):
+    """The automation ladder, lowest first; the order is the order of promotion."""
+
+    human_only = "human_only"
+    shadow = "shadow"
+    assist = "assist"
+    partial = "partial"
+    full = "full"
+
+    @property
+    def rank(self) -> int:
+        return list(Level).index(self)
+
+
+class Slot(enum.StrEnum):
+    """The role a model version plays at a station."""
+
+    champion = "champion"  # decides / suggests
+    challenger = "challenger"  # runs in shadow beside the champion, never shown
+    canary = "canary"  # takes a share of traffic in place of the champion
+    standby = "standby"  # the previous champion, kept loaded for instant rollback (blue/green)
+
+
+class DecidedBy(enum.StrEnum):
+    human = "human"
+    model = "model"
+    adjudication = "adjudication"
+
+
+class Station(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Operator(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    role: Role
+    # argon2id hash with its own salt and parameters; the secret itself is never stored.
+    secret_hash: str
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class OperatorSession(SQLModel, table=True):
+    """One login of an operator at a station (a shift, or part of one)."""
+
+    __tablename__ = "operator_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    operator_id: int = Field(foreign_key="operator.id", index=True)
+    station_id: int = Field(foreign_key="station.id", index=True)
+    started_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_version_name_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128)
+    version: str = Field(max_length=64)
+    sha256: str = Field(index=True, max_length=64)
+    architecture: str = Field(default="", max_length=64)
+    artifact_path: str = ""
+    classes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    ok_class: str = Field(default="ok", max_length=64)
+    thresholds: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    temperature: float = 1.0
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    registered_at: datetime = Field(default_factory=utcnow)
+
+
+class Deployment(SQLModel, table=True):
+    """Which model version held which slot at a station, and when; append-only history."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int = Field(foreign_key="station.id", index=True)
+    model_version_id: int = Field(foreign_key="model_version.id", index=True)
+    slot: Slot
+    traffic_share: float = 1.0  # for canary: the share of items it serves
+    started_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    operator_id: int | None = Field(default=None, foreign_key="operator.id")
+    reason: str = ""
+
+
+class Item(SQLModel, table=True):
+    """One phone captured at a station, with what is needed to explain any decision on it."""
+
+    __table_args__ = (Index("ix_item_station_captured", "station_id", "captured_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int = Field(foreign_key="station.id")
+    captured_at: datetime = Field(default_factory=utcnow, index=True)
+    image_sha256: str = Field(index=True, max_length=64)
+    image_path: str = ""  # relative to the image store root; derived from the hash only
+    width: int = 0
+    height: int = 0
+    # Input statistics, for the input guard and for drift monitoring.
+    brightness: float | None = None
+    contrast: float | None = None
+    sharpness: float | None = None
+    clipped_share: float | None = None
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    source: str = Field(default="", max_length=256)
+    # Known truth when the source knows it (synthetic line, golden samples).
+    ground_truth: str | None = Field(default=None, max_length=64)
+    golden: bool = False
+    # Versions of the upstream stages, so a change early in the pipeline can be traced.
+    trigger_version: str = Field(default="", max_length=64)
+    guard_version: str = Field(default="", max_length=64)
+    guard_passed: bool = True
+    guard_reason: str = ""
+
+
+class Prediction(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True)
+    model_version_id: int | None = Field(default=None, foreign_key="model_version.id", index=True)
+    slot: Slot = Slot.champion
+    label: str | None = Field(default=None, max_length=64)  # None when the model errored
+    probabilities: dict[str, float] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    p_defect: float | None = None
+    confidence: float | None = None  # calibrated probability of `label`
+    latency_ms: float | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class HumanDecision(SQLModel, table=True):
+    __tablename__ = "human_decision"
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True)
+    operator_id: int = Field(foreign_key="operator.id", index=True)
+    label: str = Field(max_length=64)
+    defect_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    decided_at: datetime = Field(default_factory=utcnow, index=True)
+    decision_ms: float | None = None  # from the item appearing on screen to the key press
+    suggestion_shown: bool = False
+    blind: bool = False  # a blind check in assist mode: the model ran but was hidden
+    audit: bool = False  # an audit of an item the model decided (partial / full)
+    golden: bool = False
+    # Undo chain: a corrected decision points at the one it replaces.
+    supersedes_id: int | None = Field(default=None, foreign_key="human_decision.id")
+
+
+class Disposition(SQLModel, table=True):
+    """What finally happened to the item; the latest row for an item is in force."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True)
+    final_label: str = Field(max_length=64)
+    decided_by: DecidedBy
+    level: Level
+    threshold_version: str = Field(default="", max_length=64)
+    model_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    human_decision_id: int | None = Field(default=None, foreign_key="human_decision.id")
+    prediction_id: int | None = Field(default=None, foreign_key="prediction.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Adjudication(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True)
+    operator_id: int = Field(foreign_key="operator.id")
+    label: str = Field(max_length=64)
+    reason_code: str = Field(max_length=64)
+    note: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class GateEvaluation(SQLModel, table=True):
+    """A gate evaluated with every number that went into it; append-only."""
+
+    __tablename__ = "gate_evaluation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int = Field(foreign_key="station.id", index=True)
+    from_level: Level
+    to_level: Level
+    passed: bool
+    rules: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    numbers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    operator_id: int | None = Field(default=None, foreign_key="operator.id")
+    evaluated_at: datetime = Field(default_factory=utcnow)
+
+
+class LevelChange(SQLModel, table=True):
+    """Every change of a station's automation level; the latest row is the level in force."""
+
+    __tablename__ = "level_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int = Field(foreign_key="station.id", index=True)
+    from_level: Level
+    to_level: Level
+    operator_id: int | None = Field(default=None, foreign_key="operator.id")
+    reason: str
+    gate_evaluation_id: int | None = Field(default=None, foreign_key="gate_evaluation.id")
+    override: bool = False  # promoted without a passing gate; the reason says why
+    automatic: bool = False  # demoted by an alarm, not by a person
+    changed_at: datetime = Field(default_factory=utcnow)
+
+
+ALL_TABLES = [
+    Station,
+    Operator,
+    OperatorSession,
+    ModelVersion,
+    Deployment,
+    Item,
+    Prediction,
+    HumanDecision,
+    Disposition,
+    Adjudication,
+    GateEvaluation,
+    LevelChange,
+]

@@ -1,0 +1,301 @@
+"""Repository functions: small, named writes and reads of the records.
+
+Every function takes the session as a keyword-only argument and never creates or commits one: the
+caller owns the transaction (`db.engine.session_scope`), so an item with its predictions, human
+decision and disposition is written by one call inside one transaction, all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import exc, func
+from sqlmodel import Session, SQLModel, col, select
+
+from db.errors import IntegrityProblem
+from db.models import (
+    Adjudication,
+    DecidedBy,
+    Deployment,
+    Disposition,
+    GateEvaluation,
+    HumanDecision,
+    Item,
+    Level,
+    LevelChange,
+    ModelVersion,
+    Operator,
+    OperatorSession,
+    Prediction,
+    Role,
+    Slot,
+    Station,
+    utcnow,
+)
+
+
+def _flush(session: Session, what: str) -> None:
+    try:
+        session.flush()
+    except exc.IntegrityError as e:
+        raise IntegrityProblem(f"cannot save {what}: {e.orig}") from e
+
+
+# --------------------------------------------------------------------------- stations & people
+
+
+def get_or_create_station(*, session: Session, name: str) -> Station:
+    station = session.exec(select(Station).where(Station.name == name)).first()
+    if station is None:
+        station = Station(name=name)
+        session.add(station)
+        _flush(session, f"station {name!r}")
+    return station
+
+
+def find_station(*, session: Session, name: str) -> Station | None:
+    return session.exec(select(Station).where(Station.name == name)).first()
+
+
+def add_operator(*, session: Session, name: str, role: Role, secret_hash: str) -> Operator:
+    if find_operator(session=session, name=name) is not None:
+        raise IntegrityProblem(f"an operator named {name!r} already exists; choose another name")
+    operator = Operator(name=name, role=role, secret_hash=secret_hash)
+    session.add(operator)
+    _flush(session, f"operator {name!r}")
+    return operator
+
+
+def find_operator(*, session: Session, name: str) -> Operator | None:
+    return session.exec(select(Operator).where(Operator.name == name)).first()
+
+
+def list_operators(*, session: Session) -> Sequence[Operator]:
+    return session.exec(select(Operator).order_by(col(Operator.name))).all()
+
+
+def start_operator_session(
+    *, session: Session, operator: Operator, station: Station
+) -> OperatorSession:
+    assert operator.id is not None and station.id is not None
+    login = OperatorSession(operator_id=operator.id, station_id=station.id)
+    session.add(login)
+    _flush(session, "login")
+    return login
+
+
+def end_operator_session(*, session: Session, login: OperatorSession) -> None:
+    login.ended_at = utcnow()
+    session.add(login)
+    _flush(session, "logout")
+
+
+# --------------------------------------------------------------------------- model versions
+
+
+def register_model_version(*, session: Session, model: ModelVersion) -> ModelVersion:
+    """Register a model version; registering the same name+version+sha256 again returns the row."""
+    existing = session.exec(
+        select(ModelVersion).where(
+            ModelVersion.name == model.name, ModelVersion.version == model.version
+        )
+    ).first()
+    if existing is not None:
+        if existing.sha256 != model.sha256:
+            raise IntegrityProblem(
+                f"model {model.name} {model.version} is already registered with sha256 "
+                f"{existing.sha256[:12]}..., not {model.sha256[:12]}...: give the new weights a new version"
+            )
+        return existing
+    session.add(model)
+    _flush(session, f"model version {model.name} {model.version}")
+    return model
+
+
+def deploy(
+    *,
+    session: Session,
+    station: Station,
+    model: ModelVersion,
+    slot: Slot,
+    traffic_share: float = 1.0,
+    operator_id: int | None = None,
+    reason: str = "",
+) -> Deployment:
+    """Put a model version into a slot at a station, ending whatever held that slot."""
+    assert station.id is not None and model.id is not None
+    now = utcnow()
+    for current in active_deployments(session=session, station_id=station.id):
+        if current.slot == slot:
+            current.ended_at = now
+            session.add(current)
+    deployment = Deployment(
+        station_id=station.id,
+        model_version_id=model.id,
+        slot=slot,
+        traffic_share=traffic_share,
+        started_at=now,
+        operator_id=operator_id,
+        reason=reason,
+    )
+    session.add(deployment)
+    _flush(session, "deployment")
+    return deployment
+
+
+def active_deployments(*, session: Session, station_id: int) -> Sequence[Deployment]:
+    return session.exec(
+        select(Deployment)
+        .where(Deployment.station_id == station_id, col(Deployment.ended_at).is_(None))
+        .order_by(col(Deployment.started_at))
+    ).all()
+
+
+# --------------------------------------------------------------------------- the inspection record
+
+
+def _insert(session: Session, row: SQLModel, what: str) -> int:
+    """INSERT one row through the session's connection and set its id.
+
+    A Core insert instead of the ORM unit of work: the inspection record is written once and never
+    updated, so change tracking buys nothing, and it costs most of the time of a durable write
+    (bench/db_write.py). The statement is compiled once and cached by SQLAlchemy.
+    """
+    table = row.__table__  # type: ignore[attr-defined]
+    values = {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
+    try:
+        result = session.connection().execute(table.insert(), values)
+    except exc.IntegrityError as e:
+        raise IntegrityProblem(f"cannot save {what}: {e.orig}") from e
+    new_id = int(result.inserted_primary_key[0])
+    row.id = new_id  # type: ignore[attr-defined]
+    return new_id
+
+
+def record_inspection(
+    *,
+    session: Session,
+    item: Item,
+    predictions: Sequence[Prediction] = (),
+    decision: HumanDecision | None = None,
+    disposition: Disposition | None = None,
+) -> Item:
+    """Write one inspected item with everything decided about it, inside the caller's transaction.
+
+    The foreign keys between the rows are filled in here, so callers build plain objects. Which
+    prediction the disposition rests on is `disposition.prediction_id` if set, else the champion's.
+    The objects get their ids but are not attached to the session (they are history, not state).
+    """
+    item_id = _insert(session, item, "item")
+    champion: Prediction | None = None
+    for p in predictions:
+        p.item_id = item_id
+        _insert(session, p, "prediction")
+        if p.slot == Slot.champion and champion is None:
+            champion = p
+    if decision is not None:
+        decision.item_id = item_id
+        _insert(session, decision, "human decision")
+    if disposition is not None:
+        disposition.item_id = item_id
+        if decision is not None and disposition.human_decision_id is None:
+            disposition.human_decision_id = decision.id
+        if champion is not None and disposition.prediction_id is None:
+            disposition.prediction_id = champion.id
+            disposition.model_version_id = disposition.model_version_id or champion.model_version_id
+        _insert(session, disposition, "disposition")
+    return item
+
+
+def record_human_decision(
+    *, session: Session, decision: HumanDecision, disposition: Disposition | None = None
+) -> HumanDecision:
+    """A decision on an item already recorded: an audit of an auto-decision, or a correction (undo)."""
+    session.add(decision)
+    _flush(session, "human decision")
+    if disposition is not None:
+        disposition.item_id = decision.item_id
+        disposition.human_decision_id = decision.id
+        session.add(disposition)
+        _flush(session, "disposition")
+    return decision
+
+
+def effective_decision(*, session: Session, item_id: int) -> HumanDecision | None:
+    """The human decision in force: the latest one that no later decision supersedes."""
+    superseded = select(HumanDecision.supersedes_id).where(
+        col(HumanDecision.supersedes_id).is_not(None)
+    )
+    return session.exec(
+        select(HumanDecision)
+        .where(HumanDecision.item_id == item_id, col(HumanDecision.id).not_in(superseded))
+        .order_by(col(HumanDecision.id).desc())
+    ).first()
+
+
+def final_disposition(*, session: Session, item_id: int) -> Disposition | None:
+    return session.exec(
+        select(Disposition)
+        .where(Disposition.item_id == item_id)
+        .order_by(col(Disposition.id).desc())
+    ).first()
+
+
+def record_adjudication(
+    *, session: Session, adjudication: Adjudication, level: Level, threshold_version: str = ""
+) -> Adjudication:
+    """A QA lead's label for an item; it becomes the item's final disposition."""
+    session.add(adjudication)
+    _flush(session, "adjudication")
+    session.add(
+        Disposition(
+            item_id=adjudication.item_id,
+            final_label=adjudication.label,
+            decided_by=DecidedBy.adjudication,
+            level=level,
+            threshold_version=threshold_version,
+        )
+    )
+    _flush(session, "disposition")
+    return adjudication
+
+
+def count_items(*, session: Session, station_id: int | None = None) -> int:
+    query = select(func.count()).select_from(Item)
+    if station_id is not None:
+        query = query.where(Item.station_id == station_id)
+    return int(session.exec(query).one())
+
+
+# --------------------------------------------------------------------------- levels and gates
+
+
+def current_level(*, session: Session, station_id: int, default: Level = Level.human_only) -> Level:
+    latest = session.exec(
+        select(LevelChange)
+        .where(LevelChange.station_id == station_id)
+        .order_by(col(LevelChange.id).desc())
+    ).first()
+    return latest.to_level if latest is not None else default
+
+
+def record_gate_evaluation(*, session: Session, evaluation: GateEvaluation) -> GateEvaluation:
+    session.add(evaluation)
+    _flush(session, "gate evaluation")
+    return evaluation
+
+
+def record_level_change(*, session: Session, change: LevelChange) -> LevelChange:
+    session.add(change)
+    _flush(session, "level change")
+    return change
+
+
+def level_history(
+    *, session: Session, station_id: int, since: datetime | None = None
+) -> Sequence[LevelChange]:
+    query = select(LevelChange).where(LevelChange.station_id == station_id)
+    if since is not None:
+        query = query.where(LevelChange.changed_at >= since)
+    return session.exec(query.order_by(col(LevelChange.id))).all()

@@ -1,0 +1,1 @@
+"""Inspection Station: the inspector's pipeline (frames in, routing, recording) and its window."""

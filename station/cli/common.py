@@ -1,0 +1,104 @@
+"""What every subcommand shares: the --config/--db options, error reporting, opening the database,
+and reading an operator's secret."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from sqlalchemy.engine import Engine
+
+from db.errors import DbError
+from station.errors import AuthError, StationError
+from station.settings import Settings, load_settings
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML settings file (default: the user config file, if present).",
+        dir_okay=False,
+    ),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL: sqlite:///PATH or postgresql://... (default: settings)."
+    ),
+]
+UserOpt = Annotated[
+    str, typer.Option("--user", help="Your operator name; the secret is asked for without echo.")
+]
+
+EXIT_USER_ERROR = 2
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Our error hierarchies; model/ and review/ add theirs when present."""
+    types: list[type[BaseException]] = [StationError, DbError]
+    for module, name in (("model.errors", "ModelError"), ("review.errors", "ReviewError")):
+        try:
+            mod = __import__(module, fromlist=[name])
+            types.append(getattr(mod, name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+def run_guarded(app: Callable[..., Any]) -> int:
+    """Run the CLI; a user error becomes one line on stderr and exit code 2, never a traceback."""
+    try:
+        # Without standalone mode click returns the code of a `typer.Exit` instead of exiting.
+        rv = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except click.exceptions.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except _user_error_types() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    settings, _ = load_settings(config, overrides)
+    return settings
+
+
+def open_database(settings: Settings) -> Engine:
+    """Engine for the configured database with its schema at head (created or migrated)."""
+    from db.engine import make_engine, ping
+    from db.migrate import ensure_schema
+
+    engine = make_engine(settings.effective_database_url)
+    ping(engine)
+    ensure_schema(engine)
+    return engine
+
+
+def read_secret(prompt: str = "secret: ", *, confirm: bool = False) -> str:
+    """From the terminal without echo, or the first line of stdin when it is not a terminal."""
+    if sys.stdin is None:
+        raise AuthError("no secret given: run in a terminal or pipe the secret on stdin")
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        secret = line.rstrip("\r\n")
+    else:
+        secret = getpass.getpass(prompt)
+        if confirm and getpass.getpass("again: ") != secret:
+            raise AuthError("the two secrets differ; nothing was saved")
+    if not secret:
+        raise AuthError("empty secret: expected at least one character")
+    return secret

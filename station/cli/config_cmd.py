@@ -1,0 +1,51 @@
+"""`station config show`: the effective settings and where each value came from."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from station.cli.common import ConfigOpt
+from station.settings import default_config_path, effective_items, load_settings
+
+
+def register(app: typer.Typer) -> None:
+    config_app = typer.Typer(help="Inspect the station's settings.", no_args_is_help=True)
+    app.add_typer(config_app, name="config")
+
+    @config_app.command("show")
+    def show(
+        config: ConfigOpt = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print JSON instead of a table.")
+        ] = False,
+    ) -> None:
+        """Print every setting, its effective value and its source (default, file, env, flag)."""
+        settings, sources = load_settings(config)
+        values = effective_items(settings)
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        k: {"value": v, "source": sources.get(k, "default")}
+                        for k, v in values.items()
+                    },
+                    indent=2,
+                )
+            )
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"effective settings (user config file: {default_config_path()})")
+        table.add_column("key")
+        table.add_column("value")
+        table.add_column("source")
+        for key, value in values.items():
+            source = sources.get(key, "default")
+            if key == "database_url" and not settings.database_url:
+                source = "default (data_dir/station.db)"
+            table.add_row(key, json.dumps(value) if not isinstance(value, str) else value, source)
+        Console(width=160).print(table)

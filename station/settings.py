@@ -1,0 +1,277 @@
+"""The one settings object: defaults < TOML file < STATION_* environment < command-line flags.
+
+Loaded once at the entry point and passed down; each component receives only its own section.
+Unknown keys and bad values are refused with the key, the value, where it came from and what was
+expected. The layers are read here rather than by pydantic-settings because we need two things it
+does not give: the source of every effective value (`station config show`) and refusal of unknown
+STATION_* variables (a typo in the environment must not silently fall back to a default).
+Validation itself is pydantic's.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from station.errors import SettingsError
+
+APP_NAME = "inspection-station"
+ENV_PREFIX = "STATION_"
+ENV_NESTED = "__"
+# Environment variables with our prefix that are not settings (read by the test suite).
+ENV_NOT_SETTINGS = {"STATION_TEST_PG_URL"}
+
+LevelName = Literal["human_only", "shadow", "assist", "partial", "full"]
+Share = float
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class LevelSettings(_Section):
+    """The automation level a new station starts at and the sampling shares of each level."""
+
+    default: LevelName = "human_only"
+    blind_share_assist: Share = Field(0.10, ge=0.0, le=1.0)
+    audit_share_partial: Share = Field(0.05, ge=0.0, le=1.0)
+    audit_share_full: Share = Field(0.02, ge=0.0, le=1.0)
+    golden_share: Share = Field(0.0, ge=0.0, le=1.0)
+
+
+class ThresholdSettings(_Section):
+    """When the model may decide alone (partial / full), on calibrated confidence."""
+
+    auto_pass: float = Field(0.98, gt=0.5, le=1.0, description="min calibrated P(ok) to auto-pass")
+    auto_fail: float = Field(
+        0.98, gt=0.5, le=1.0, description="min calibrated P(defect) to auto-fail"
+    )
+    # Per-class cap on P(class) above which an item is never auto-passed (e.g. a possible crack).
+    never_pass_above: dict[str, float] = Field(default_factory=lambda: {"crack": 0.01})
+    model_timeout_s: float = Field(2.0, gt=0.0, le=60.0)
+
+    @field_validator("never_pass_above")
+    @classmethod
+    def _caps_are_probabilities(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, p in v.items():
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"cap for {k!r} must be a probability in [0, 1], got {p}")
+        return v
+
+
+class GuardSettings(_Section):
+    """The input guard: frames outside these bounds go to a human, never to the model alone."""
+
+    min_brightness: float = Field(25.0, ge=0, le=255)
+    max_brightness: float = Field(230.0, ge=0, le=255)
+    min_sharpness: float = Field(15.0, ge=0)
+    max_clipped_share: float = Field(0.25, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GuardSettings:
+        if self.min_brightness >= self.max_brightness:
+            raise ValueError(
+                f"min_brightness ({self.min_brightness}) must be below max_brightness "
+                f"({self.max_brightness})"
+            )
+        return self
+
+
+class GateSettings(_Section):
+    """Evidence each promotion needs (DESIGN.md "Gates"); demotion needs none."""
+
+    shadow_to_assist_min_items: int = Field(500, ge=1)
+    shadow_to_assist_min_days: int = Field(2, ge=1)
+    shadow_to_assist_min_kappa_lower: float = Field(0.6, ge=-1.0, le=1.0)
+    shadow_to_assist_min_per_class: int = Field(20, ge=0)
+    assist_to_partial_min_coverage: float = Field(0.30, ge=0.0, le=1.0)
+    max_escape_upper95: float = Field(0.005, gt=0.0, le=1.0)
+    partial_to_full_min_coverage: float = Field(0.95, ge=0.0, le=1.0)
+    partial_to_full_min_audited: int = Field(600, ge=0)
+    partial_to_full_max_audit_escapes: int = Field(0, ge=0)
+
+
+class Settings(_Section):
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))
+    database_url: str = Field("", description="empty: sqlite:///<data_dir>/station.db")
+    station_name: str = Field("A1", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    camera_source: str = "synthetic"
+    model_path: str = Field("", description="empty: the bundled default model")
+    ok_class: str = Field("ok", min_length=1)
+    defect_classes: list[str] = Field(
+        default_factory=lambda: ["crack", "scratch", "dent", "stain", "missing"], min_length=1
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    levels: LevelSettings = Field(default_factory=LevelSettings)
+    thresholds: ThresholdSettings = Field(default_factory=ThresholdSettings)
+    guard: GuardSettings = Field(default_factory=GuardSettings)
+    gates: GateSettings = Field(default_factory=GateSettings)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'station.db'}"
+
+    @property
+    def image_dir(self) -> Path:
+        return self.data_dir / "images"
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and (_is_section(key) or key not in _known_keys()):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _is_section(dotted: str) -> bool:
+    field = Settings.model_fields.get(dotted)
+    return (
+        field is not None
+        and isinstance(field.annotation, type)
+        and issubclass(field.annotation, BaseModel)
+    )
+
+
+def _known_keys() -> set[str]:
+    keys: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        if _is_section(name):
+            assert isinstance(field.annotation, type)
+            keys.update(f"{name}.{sub}" for sub in field.annotation.model_fields)  # type: ignore[attr-defined]
+        else:
+            keys.add(name)
+    return keys
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = nested
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def _suggest(key: str, known: set[str], *, env: bool = False) -> str:
+    """'; did you mean X?' for a near miss, else the list of sections and top-level keys."""
+
+    def show(k: str) -> str:
+        return ENV_PREFIX + k.upper().replace(".", ENV_NESTED) if env else k
+
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {show(close[0])}?"
+    return f"; expected one of {', '.join(show(k) for k in sorted(known))} (`station config show` lists them)"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as e:
+        raise SettingsError(f"config file {path} does not exist") from e
+    except IsADirectoryError as e:
+        raise SettingsError(f"config file {path} is a directory; expected a TOML file") from e
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"config file {path} is not valid TOML: {e}") from e
+
+
+def _read_env(environ: dict[str, str]) -> dict[str, tuple[Any, str]]:
+    """STATION_FOO and STATION_SECTION__KEY; values that look like JSON lists/dicts are parsed."""
+    known = _known_keys()
+    out: dict[str, tuple[Any, str]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+            continue
+        key = name[len(ENV_PREFIX) :].lower().replace(ENV_NESTED, ".")
+        if key not in known:
+            raise SettingsError(
+                f"unknown setting {name} in the environment{_suggest(key, known, env=True)}"
+            )
+        value: Any = raw
+        if raw.strip().startswith(("[", "{")):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise SettingsError(f"{name}={raw!r} is not valid JSON: {e.msg}") from e
+        out[key] = (value, f"env {name}")
+    return out
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """Build the effective settings and, for each key, where its value came from.
+
+    `config_file` None means the user config file if it exists; an explicit path must exist.
+    `overrides` are command-line flags, as dotted keys (None values are ignored).
+    """
+    environ = dict(os.environ if environ is None else environ)
+    if config_file is None and "STATION_CONFIG" in environ:
+        config_file = Path(environ["STATION_CONFIG"])
+    environ.pop("STATION_CONFIG", None)
+    layers: dict[str, tuple[Any, str]] = {}
+
+    path = config_file if config_file is not None else default_config_path()
+    if config_file is not None or path.exists():
+        data = _read_toml(path)
+        flat = _flatten(data)
+        known = _known_keys()
+        for key, value in flat.items():
+            if key not in known:
+                raise SettingsError(f"unknown setting {key!r} in {path}{_suggest(key, known)}")
+            layers[key] = (value, f"file {path}")
+
+    layers.update(_read_env(environ))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            layers[key] = (value, "flag")
+
+    try:
+        settings = Settings.model_validate(_nest({k: v for k, (v, _) in layers.items()}))
+    except ValidationError as e:
+        raise SettingsError(_describe(e, layers)) from e
+
+    sources = {key: layers[key][1] if key in layers else "default" for key in sorted(_known_keys())}
+    return settings, sources
+
+
+def _describe(e: ValidationError, layers: dict[str, tuple[Any, str]]) -> str:
+    problems = []
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        top = key.split(".")[0] if key.split(".")[0] in layers else key
+        origin = layers.get(key, layers.get(top, (None, "default")))[1]
+        value = err.get("input")
+        problems.append(f"{key} = {value!r} (from {origin}): {err['msg']}")
+    return "bad setting: " + "; ".join(problems)
+
+
+def effective_items(settings: Settings) -> dict[str, Any]:
+    """Dotted key -> value, with the derived defaults (database URL) filled in for display."""
+    flat = _flatten(settings.model_dump(mode="json"))
+    if not settings.database_url:
+        flat["database_url"] = settings.effective_database_url
+    return dict(sorted(flat.items()))

@@ -1,0 +1,46 @@
+"""The same code on PostgreSQL, by URL only. Runs when STATION_TEST_PG_URL names a scratch database."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlmodel import Session, select
+
+PG_URL = os.environ.get("STATION_TEST_PG_URL")
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        not PG_URL,
+        reason="PostgreSQL tests need STATION_TEST_PG_URL=postgresql://USER:PASS@HOST/SCRATCH_DB",
+    ),
+]
+
+
+def test_migrations_and_an_inspection_on_postgres() -> None:
+    from sqlalchemy import text
+
+    from db.engine import make_engine, session_scope
+    from db.migrate import check, upgrade
+    from db.models import DecidedBy, Disposition, HumanDecision, Item, Level, Role
+    from db.repo import add_operator, get_or_create_station, record_inspection
+
+    engine = make_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    assert check(engine) == []
+    with session_scope(engine) as s:
+        st = get_or_create_station(session=s, name="PG1")
+        op = add_operator(session=s, name="pg", role=Role.inspector, secret_hash="x")
+        record_inspection(
+            session=s,
+            item=Item(station_id=st.id, image_sha256="0" * 64),
+            decision=HumanDecision(operator_id=op.id, label="ok"),
+            disposition=Disposition(
+                final_label="ok", decided_by=DecidedBy.human, level=Level.shadow
+            ),
+        )
+    with Session(engine) as s:
+        assert s.exec(select(Item)).one().image_sha256 == "0" * 64
