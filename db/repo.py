@@ -168,7 +168,10 @@ def _insert(session: Session, row: SQLModel, what: str) -> int:
         result = session.connection().execute(table.insert(), values)
     except exc.IntegrityError as e:
         raise IntegrityProblem(f"cannot save {what}: {e.orig}") from e
-    new_id = int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    if key is None or key[0] is None:
+        raise IntegrityProblem(f"cannot save {what}: the database returned no id")
+    new_id = int(key[0])
     row.id = new_id  # type: ignore[attr-defined]
     return new_id
 

@@ -109,10 +109,10 @@ class Settings(_Section):
         default_factory=lambda: ["crack", "scratch", "dent", "stain", "missing"], min_length=1
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    levels: LevelSettings = Field(default_factory=LevelSettings)
-    thresholds: ThresholdSettings = Field(default_factory=ThresholdSettings)
-    guard: GuardSettings = Field(default_factory=GuardSettings)
-    gates: GateSettings = Field(default_factory=GateSettings)
+    levels: LevelSettings = Field(default_factory=lambda: LevelSettings())
+    thresholds: ThresholdSettings = Field(default_factory=lambda: ThresholdSettings())
+    guard: GuardSettings = Field(default_factory=lambda: GuardSettings())
+    gates: GateSettings = Field(default_factory=lambda: GateSettings())
 
     @property
     def effective_database_url(self) -> str:

@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "station.cli.config_cmd",
     "station.cli.db_cmd",
     "station.cli.user_cmd",
+    "station.cli.synth_cmd",
+    "station.cli.capture_cmd",
 ]
 
 app = typer.Typer(

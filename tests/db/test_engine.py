@@ -71,3 +71,4 @@ def test_unreachable_postgres_says_so() -> None:
     engine = make_engine("postgresql://nobody:x@127.0.0.1:1/none")
     with pytest.raises(DatabaseUnavailable, match="cannot use the database"):
         ping(engine)
+    engine.dispose()

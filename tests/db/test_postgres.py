@@ -44,3 +44,4 @@ def test_migrations_and_an_inspection_on_postgres() -> None:
         )
     with Session(engine) as s:
         assert s.exec(select(Item)).one().image_sha256 == "0" * 64
+    engine.dispose()
