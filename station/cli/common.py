@@ -102,3 +102,13 @@ def read_secret(prompt: str = "secret: ", *, confirm: bool = False) -> str:
     if not secret:
         raise AuthError("empty secret: expected at least one character")
     return secret
+
+
+def login(engine: Engine, name: str):  # -> db.models.Operator
+    """Authenticate `--user NAME` with a secret read without echo (or from stdin when piped)."""
+    from db.engine import session_scope
+    from station.auth import authenticate
+
+    secret = read_secret(f"secret for {name}: ")
+    with session_scope(engine) as session:
+        return authenticate(session=session, name=name, secret=secret)
