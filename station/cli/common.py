@@ -39,14 +39,13 @@ EXIT_USER_ERROR = 2
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    """Our error hierarchies; model/ and review/ add theirs when present."""
+    """Our error hierarchies. model/ and review/ count only once loaded: an error of theirs can
+    only have been raised if they were, and importing model/ here would load torch for nothing."""
     types: list[type[BaseException]] = [StationError, DbError]
     for module, name in (("model.errors", "ModelError"), ("review.errors", "ReviewError")):
-        try:
-            mod = __import__(module, fromlist=[name])
+        mod = sys.modules.get(module)
+        if mod is not None:
             types.append(getattr(mod, name))
-        except (ImportError, AttributeError):
-            pass
     return tuple(types)
 
 
@@ -63,7 +62,9 @@ def run_guarded(app: Callable[..., Any]) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
-    except _user_error_types() as e:
+    except Exception as e:
+        if not isinstance(e, _user_error_types()):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

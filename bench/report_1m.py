@@ -1,0 +1,402 @@
+"""Report over 1,000,000 decisions: SQL aggregation (review.report) vs pandas + scikit-learn.
+
+    .venv/bin/python bench/report_1m.py [--n 1000000] [--db PATH] [--keep]
+
+Fills a SQLite file (through the real migrations) by bulk insert, then measures, each in a fresh
+child process so that peak memory is its own: (1) `build_report` (the whole JSON report, gates
+included) and (2) the baseline: the same rows loaded with pandas, effective decisions resolved
+with pandas, and matrix / kappa / pass-fail / rates / risk-coverage / per-inspector / per-day
+computed with pandas and scikit-learn. Prints time and peak RSS of both, checks that they agree
+on the main numbers, and prints the ratio. The baseline is skipped, with a line saying so, when
+pandas or scikit-learn is not installed (they are not dependencies of the product).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CLASSES = ["ok", "crack", "scratch", "dent", "stain", "missing"]
+CHUNK = 100_000
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+# --------------------------------------------------------------------------- fill
+
+
+def fill(path: Path, n: int, seed: int = 0) -> dict[str, float]:
+    """Bulk insert n items, each with a champion prediction, a human decision and a disposition;
+    plus 10% challenger predictions, 2% corrected decisions and 1% adjudications."""
+    import numpy as np
+
+    from db.engine import make_engine
+    from db.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine, backup=False)
+    engine.dispose()
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA synchronous=OFF")  # a bench fill, not a record anyone depends on
+    con.execute("PRAGMA journal_mode=WAL")
+    now = "2026-11-27 00:00:00.000000"
+    con.executemany(
+        "INSERT INTO station (id, name, created_at) VALUES (?, ?, ?)",
+        [(i + 1, f"L{i + 1}", now) for i in range(3)],
+    )
+    con.executemany(
+        "INSERT INTO operator (id, name, role, secret_hash, active, created_at) VALUES (?,?,?,?,?,?)",
+        [(i + 1, f"insp{i + 1:02d}", "inspector", "x", 1, now) for i in range(12)]
+        + [(13, "qa", "qa_lead", "x", 1, now)],
+    )
+    con.executemany(
+        "INSERT INTO model_version (id, name, version, sha256, architecture, artifact_path, classes,"
+        " ok_class, thresholds, temperature, metrics, created_at, registered_at)"
+        " VALUES (?,?,?,?,'','',?, 'ok','{}',1.0,'{}',?,?)",
+        [
+            (1, "defect", "v1", "a" * 64, json.dumps(CLASSES), now, now),
+            (2, "defect", "v2", "b" * 64, json.dumps(CLASSES), now, now),
+        ],
+    )
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    hd_id = pred_id = disp_id = adj_id = 0
+    levels = np.array(["shadow", "assist", "partial"])
+    for lo in range(0, n, CHUNK):
+        m = min(CHUNK, n - lo)
+        ids = np.arange(lo + 1, lo + m + 1)
+        truth_def = rng.random(m) < 0.08
+        truth = np.where(truth_def, rng.choice(CLASSES[1:], m), "ok")
+        model = np.where(rng.random(m) < 0.95, truth, rng.choice(CLASSES, m))
+        human = np.where(rng.random(m) < 0.97, truth, rng.choice(CLASSES, m))
+        conf = np.clip(np.where(model == truth, rng.beta(12, 1, m), rng.beta(3, 2, m)), 0.2, 1.0)
+        p_def = np.where(model == "ok", 1 - conf, conf)
+        level = levels[rng.choice(3, m, p=[0.4, 0.4, 0.2])]
+        blind = (level == "assist") & (rng.random(m) < 0.1)
+        audit = (level == "partial") & (rng.random(m) < 0.05)
+        shown = (level == "assist") & ~blind
+        station = rng.integers(1, 4, m)
+        op = rng.integers(1, 13, m)
+        secs = (ids * (14 * 86400 / n)).astype(np.int64)
+        times = [
+            (start + timedelta(seconds=int(s))).strftime("%Y-%m-%d %H:%M:%S.000000") for s in secs
+        ]
+        con.executemany(
+            "INSERT INTO item (id, station_id, captured_at, image_sha256, image_path, width, height,"
+            " stats, source, ground_truth, golden, trigger_version, guard_version, guard_passed,"
+            " guard_reason) VALUES (?,?,?,?,'',0,0,'{}','bench',NULL,0,'','',1,'')",
+            zip(
+                ids.tolist(),
+                station.tolist(),
+                times,
+                (f"{i:064x}" for i in ids.tolist()),
+                strict=True,
+            ),
+        )
+        preds = []
+        for k in range(m):
+            pred_id += 1
+            preds.append(
+                (
+                    pred_id,
+                    int(ids[k]),
+                    1,
+                    "champion",
+                    str(model[k]),
+                    float(p_def[k]),
+                    float(conf[k]),
+                )
+            )
+        chall = np.nonzero(rng.random(m) < 0.1)[0]
+        for k in chall.tolist():
+            pred_id += 1
+            preds.append((pred_id, int(ids[k]), 2, "challenger", str(truth[k]), 0.5, 0.6))
+        con.executemany(
+            "INSERT INTO prediction (id, item_id, model_version_id, slot, label, probabilities,"
+            " p_defect, confidence, created_at) VALUES (?,?,?,?,?,'{}',?,?,'" + now + "')",
+            preds,
+        )
+        hds, disps = [], []
+        decision_ms = rng.uniform(400, 4000, m)
+        for k in range(m):
+            hd_id += 1
+            hds.append(
+                (
+                    hd_id,
+                    int(ids[k]),
+                    int(op[k]),
+                    str(human[k]),
+                    times[k],
+                    float(decision_ms[k]),
+                    int(shown[k]),
+                    int(blind[k]),
+                    int(audit[k]),
+                    None,
+                )
+            )
+            disp_id += 1
+            disps.append((disp_id, int(ids[k]), str(human[k]), "human", str(level[k]), hd_id))
+        for k in np.nonzero(rng.random(m) < 0.02)[0].tolist():
+            hd_id += 1
+            hds.append(
+                (
+                    hd_id,
+                    int(ids[k]),
+                    int(op[k]),
+                    str(truth[k]),
+                    times[k],
+                    500.0,
+                    int(shown[k]),
+                    int(blind[k]),
+                    int(audit[k]),
+                    None,
+                )
+            )
+        con.executemany(
+            "INSERT INTO human_decision (id, item_id, operator_id, label, defect_types, decided_at,"
+            " decision_ms, suggestion_shown, blind, audit, golden, supersedes_id)"
+            " VALUES (?,?,?,?,'[]',?,?,?,?,?,0,?)",
+            hds,
+        )
+        con.executemany(
+            "INSERT INTO disposition (id, item_id, final_label, decided_by, level, threshold_version,"
+            " human_decision_id, created_at) VALUES (?,?,?,?,?,'',?,'" + now + "')",
+            disps,
+        )
+        adj = np.nonzero((human != model) & (rng.random(m) < 0.5))[0]
+        rows = []
+        for k in adj.tolist():
+            adj_id += 1
+            rows.append((adj_id, int(ids[k]), 13, str(truth[k]), "bench", now))
+        con.executemany(
+            "INSERT INTO adjudication (id, item_id, operator_id, label, reason_code, note, created_at)"
+            " VALUES (?,?,?,?,?,'',?)",
+            rows,
+        )
+        con.commit()
+    # Corrections: each extra decision supersedes the item's first one.
+    con.execute(
+        "UPDATE human_decision SET supersedes_id = (SELECT min(h2.id) FROM human_decision h2"
+        " WHERE h2.item_id = human_decision.item_id) WHERE id IN (SELECT max(id) FROM human_decision"
+        " GROUP BY item_id HAVING count(*) > 1)"
+    )
+    con.commit()
+    con.execute("ANALYZE")
+    con.close()
+    return {"fill_s": time.perf_counter() - t0, "decisions": hd_id, "predictions": pred_id}
+
+
+# --------------------------------------------------------------------------- the two contenders
+
+
+def measure_sql(path: Path) -> dict[str, object]:
+    from db.engine import make_engine
+    from review.query import ReportFilters
+    from review.report import build_report, dumps
+
+    engine = make_engine(f"sqlite:///{path}")
+    base = _peak_mb()
+    t0, c0 = time.perf_counter(), _cpu_s()
+    rep = build_report(engine, ReportFilters(), labels=CLASSES)
+    text = dumps(rep)
+    secs = time.perf_counter() - t0
+    return {
+        "seconds": secs,
+        "cpu_seconds": _cpu_s() - c0,
+        "peak_rss_mb": _peak_mb(),
+        "rss_growth_mb": _peak_mb() - base,
+        "json_bytes": len(text),
+        "counts": rep["counts"],
+        "matrix": rep["matrix"]["counts"],
+        "kappa": rep["kappa"]["value"],
+        "escape": [rep["escape_rate"]["k"], rep["escape_rate"]["n"]],
+    }
+
+
+def measure_pandas(path: Path) -> dict[str, object]:
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
+    from review import stats as S
+
+    base = _peak_mb()
+    t0, c0 = time.perf_counter(), _cpu_s()
+    con = sqlite3.connect(path)
+    item = pd.read_sql_query("SELECT id AS item_id, station_id, captured_at FROM item", con)
+    hd = pd.read_sql_query(
+        "SELECT id, item_id, operator_id, label, decided_at, decision_ms, suggestion_shown, blind,"
+        " audit, golden, supersedes_id FROM human_decision",
+        con,
+    )
+    pred = pd.read_sql_query(
+        "SELECT id, item_id, label, confidence, p_defect FROM prediction"
+        " WHERE slot = 'champion' AND label IS NOT NULL",
+        con,
+    )
+    disp = pd.read_sql_query("SELECT id, item_id, level FROM disposition", con)
+    adj = pd.read_sql_query("SELECT id, item_id, label FROM adjudication", con)
+    ops = pd.read_sql_query("SELECT id AS operator_id, name AS inspector FROM operator", con)
+    con.close()
+    hd = hd[~hd["id"].isin(hd["supersedes_id"].dropna())]
+    hd = hd.loc[hd.groupby("item_id")["id"].idxmax()]
+    pred = pred.loc[pred.groupby("item_id")["id"].idxmax()]
+    disp = disp.loc[disp.groupby("item_id")["id"].idxmax()]
+    adj = adj.loc[adj.groupby("item_id")["id"].idxmax()]
+    f = (
+        item.merge(hd.rename(columns={"label": "human"}), on="item_id", how="left")
+        .merge(
+            pred.rename(columns={"label": "model"})[["item_id", "model", "confidence", "p_defect"]],
+            on="item_id",
+            how="left",
+        )
+        .merge(disp[["item_id", "level"]], on="item_id", how="left")
+        .merge(
+            adj.rename(columns={"label": "adjudicated"})[["item_id", "adjudicated"]],
+            on="item_id",
+            how="left",
+        )
+        .merge(ops, on="operator_id", how="left")
+    )
+    paired = f[f["human"].notna() & f["model"].notna()].copy()
+    unbiased = (paired["suggestion_shown"] == 0) & (
+        (paired["level"] == "shadow")
+        | (paired["blind"] == 1)
+        | (paired["audit"] == 1)
+        | (paired["golden"] == 1)
+    )
+    ref = paired["adjudicated"].fillna(paired["human"])
+    cm = confusion_matrix(paired["human"], paired["model"], labels=CLASSES)
+    kappa = float(cohen_kappa_score(paired["human"], paired["model"], labels=CLASSES))
+    model_pass = paired["model"] == "ok"
+    ref_def = ref != "ok"
+    rates = S.error_rates(
+        {
+            "ref_ok_model_ok": int((~ref_def & model_pass).sum()),
+            "ref_defect_model_ok": int((ref_def & model_pass).sum()),
+            "ref_ok_model_defect": int((~ref_def & ~model_pass).sum()),
+            "ref_defect_model_defect": int((ref_def & ~model_pass).sum()),
+        }
+    )
+    hist = S.score_histogram(
+        np.floor(paired["confidence"].to_numpy() * 10000) / 10000,
+        (ref_def & model_pass).to_numpy(),
+        model_pass.to_numpy(),
+    )
+    S.risk_coverage_curve(hist)
+    S.select_threshold(hist, 0.005)
+    paired["agree"] = paired["human"] == paired["model"]
+    paired.groupby("inspector").agg(
+        n=("agree", "size"), agree=("agree", "sum"), ms=("decision_ms", "mean")
+    )
+    paired.groupby(pd.to_datetime(paired["captured_at"]).dt.date)["agree"].agg(["size", "sum"])
+    secs = time.perf_counter() - t0
+    return {
+        "seconds": secs,
+        "cpu_seconds": _cpu_s() - c0,
+        "peak_rss_mb": _peak_mb(),
+        "rss_growth_mb": _peak_mb() - base,
+        "counts": {"items": len(f), "paired": len(paired), "evidence": int(unbiased.sum())},
+        "matrix": cm.tolist(),
+        "kappa": kappa,
+        "escape": [rates["escape_rate"].k, rates["escape_rate"].n],
+    }
+
+
+def _child(mode: str, path: Path) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", mode, "--db", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} run failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--db", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the database file")
+    ap.add_argument("--measure", choices=["sql", "pandas"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure:
+        fn = measure_sql if args.measure == "sql" else measure_pandas
+        print(json.dumps(fn(args.db)))
+        return
+
+    tmp = None
+    path = args.db
+    if path is None:
+        tmp = tempfile.TemporaryDirectory(prefix="report_1m-")
+        path = Path(tmp.name) / "bench.db"
+    if not path.exists():
+        print(f"filling {path} with {args.n:,} items ...", flush=True)
+        info = fill(path, args.n)
+        print(
+            f"  {info['decisions']:,} human decisions, {info['predictions']:,} predictions in "
+            f"{info['fill_s']:.1f} s ({os.path.getsize(path) / 2**20:.0f} MiB)",
+            flush=True,
+        )
+    sql = _child("sql", path)
+    print(
+        f"SQL report (review.build_report): {sql['seconds']:.2f} s wall, {sql['cpu_seconds']:.2f} s CPU, "
+        f"peak RSS {sql['peak_rss_mb']:.0f} MiB"
+        f" (+{sql['rss_growth_mb']:.0f} MiB during the report); counts {sql['counts']}"
+    )
+    try:
+        import pandas  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError as e:
+        print(
+            f"SKIP baseline: pandas / scikit-learn not installed ({e.name}); "
+            "pip install pandas scikit-learn to compare"
+        )
+    else:
+        pd_ = _child("pandas", path)
+        print(
+            f"pandas + scikit-learn baseline: {pd_['seconds']:.2f} s wall, {pd_['cpu_seconds']:.2f} s CPU, peak RSS "
+            f"{pd_['peak_rss_mb']:.0f} MiB (+{pd_['rss_growth_mb']:.0f} MiB)"
+        )
+        same = (
+            sql["counts"] == pd_["counts"]
+            and sql["matrix"] == pd_["matrix"]
+            and sql["escape"] == pd_["escape"]
+            and abs(float(sql["kappa"]) - float(pd_["kappa"])) < 1e-9
+        )  # type: ignore[arg-type]
+        print(f"numbers agree: {same}")
+        print(
+            f"ratio: SQL is {pd_['seconds'] / sql['seconds']:.2f}x faster (wall), "  # type: ignore[operator]
+            f"{pd_['cpu_seconds'] / sql['cpu_seconds']:.2f}x (CPU), peak RSS "  # type: ignore[operator]
+            f"{pd_['peak_rss_mb'] / sql['peak_rss_mb']:.1f}x lower"
+        )  # type: ignore[operator]
+    if tmp is not None and not args.keep:
+        tmp.cleanup()
+    elif args.keep or args.db:
+        print(f"database kept at {path}")
+
+
+if __name__ == "__main__":
+    main()

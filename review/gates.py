@@ -1,0 +1,286 @@
+"""Evidence gates for promotion along the automation ladder: rules as data, results with every number.
+
+`GateRules` carries the same fields as station.settings.GateSettings (review/ may not import
+station, so the caller hands the numbers over: `GateRules.from_mapping(settings.gates.model_dump())`).
+`evaluate_gate(from_level, to_level, evidence, rules)` returns a `GateResult` whose checks list each
+rule's value, what was required and whether it passed; `numbers` holds everything behind them, ready
+to store in gate_evaluation. Demotion (or staying put) always passes. A promotion over more than one
+step must meet the gate of every step it skips.
+
+Evidence is a plain mapping (see `Evidence` for the keys; `review.query.gate_evidence` builds it
+from the database). A missing piece of evidence fails its check: a gate never passes on what it
+does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypedDict
+
+from db.models import Level
+from review.errors import GateRuleError, UnknownLevel
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """Thresholds per transition; defaults are DESIGN.md "Gates" (same fields as GateSettings)."""
+
+    shadow_to_assist_min_items: int = 500
+    shadow_to_assist_min_days: int = 2
+    shadow_to_assist_min_kappa_lower: float = 0.6
+    shadow_to_assist_min_per_class: int = 20
+    assist_to_partial_min_coverage: float = 0.30
+    max_escape_upper95: float = 0.005
+    partial_to_full_min_coverage: float = 0.95
+    partial_to_full_min_audited: int = 600
+    partial_to_full_max_audit_escapes: int = 0
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> GateRules:
+        """Build from a dict (e.g. `settings.gates.model_dump()`); unknown keys are refused."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise GateRuleError(
+                f"unknown gate rule(s) {', '.join(unknown)}: expected some of {', '.join(known)}"
+            )
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            want = int if known[key].type in ("int", int) else float
+            try:
+                if isinstance(raw, bool):
+                    raise TypeError
+                values[key] = want(raw)
+            except (TypeError, ValueError) as e:
+                kind = "an integer" if want is int else "a number"
+                raise GateRuleError(f"gate rule {key} = {raw!r}: expected {kind}") from e
+        rules = cls(**values)
+        rules.validate()
+        return rules
+
+    def validate(self) -> None:
+        problems = []
+        for name in ("assist_to_partial_min_coverage", "partial_to_full_min_coverage"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} = {getattr(self, name)} (expected a share in [0, 1])")
+        if not 0.0 < self.max_escape_upper95 < 1.0:
+            problems.append(f"max_escape_upper95 = {self.max_escape_upper95} (expected in (0, 1))")
+        if not -1.0 <= self.shadow_to_assist_min_kappa_lower <= 1.0:
+            problems.append(
+                f"shadow_to_assist_min_kappa_lower = {self.shadow_to_assist_min_kappa_lower} "
+                "(expected in [-1, 1])"
+            )
+        for name in (
+            "shadow_to_assist_min_items",
+            "shadow_to_assist_min_days",
+            "shadow_to_assist_min_per_class",
+            "partial_to_full_min_audited",
+            "partial_to_full_max_audit_escapes",
+        ):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} = {getattr(self, name)} (expected >= 0)")
+        if problems:
+            raise GateRuleError("bad gate rules: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Evidence(TypedDict, total=False):
+    """What the gates look at; all from unbiased items (shadow, blind checks, audits, golden)."""
+
+    paired: int  # paired unbiased items (human decision + model label)
+    days: int  # distinct calendar days those items span
+    kappa: float | None
+    # Lower end of kappa's two-sided 95% interval (so a one-sided 97.5% bound: conservative).
+    kappa_lower95: float | None
+    per_class: dict[str, int]  # reference-label counts among them
+    classes: list[str]  # the classes that must each reach the per-class minimum
+    # The selective-risk threshold for the target escape rate (review.stats.select_threshold).
+    selective_threshold: float | None
+    selective_coverage: float
+    selective_escape_upper95: float | None
+    # Audits (blind human checks) of auto-decided items, and escapes found among them.
+    audited: int
+    audit_escapes: int
+    drift_alarm_open: bool | None  # None: unknown, which fails the partial -> full gate
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: Any
+    required: str
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    from_level: str
+    to_level: str
+    passed: bool
+    checks: list[Check] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)
+    rules: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        head = f"gate {self.from_level} -> {self.to_level}: {verdict}"
+        if self.note:
+            head += f" ({self.note})"
+        lines = [head]
+        for c in self.checks:
+            mark = "ok  " if c.passed else "FAIL"
+            lines.append(f"  [{mark}] {c.name}: {_fmt(c.value)} (required {c.required})")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from_level": self.from_level,
+            "to_level": self.to_level,
+            "passed": self.passed,
+            "note": self.note,
+            "checks": [c.to_dict() for c in self.checks],
+            "numbers": self.numbers,
+            "rules": self.rules,
+        }
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "unknown"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def parse_level(name: str | Level) -> Level:
+    if isinstance(name, Level):
+        return name
+    try:
+        return Level(str(name).strip().lower())
+    except ValueError:
+        raise UnknownLevel(
+            f"unknown automation level {name!r}: expected one of {', '.join(lv.value for lv in Level)}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- per-step rules
+
+
+def _at_least(name: str, value: Any, minimum: float) -> Check:
+    ok = value is not None and value >= minimum
+    return Check(name, value, f">= {minimum:g}", bool(ok))
+
+
+def _at_most(name: str, value: Any, maximum: float) -> Check:
+    ok = value is not None and value <= maximum
+    return Check(name, value, f"<= {maximum:g}", bool(ok))
+
+
+def _human_only_to_shadow(ev: Mapping[str, Any], r: GateRules) -> list[Check]:
+    # Shadow changes nothing the customer sees: the model runs hidden. No evidence needed.
+    return []
+
+
+def _shadow_to_assist(ev: Mapping[str, Any], r: GateRules) -> list[Check]:
+    checks = [
+        _at_least("paired unbiased items", ev.get("paired"), r.shadow_to_assist_min_items),
+        _at_least("distinct days", ev.get("days"), r.shadow_to_assist_min_days),
+        _at_least(
+            "kappa lower 95% bound", ev.get("kappa_lower95"), r.shadow_to_assist_min_kappa_lower
+        ),
+    ]
+    per_class: Mapping[str, int] = ev.get("per_class") or {}
+    classes = list(ev.get("classes") or per_class.keys())
+    if not classes:
+        checks.append(
+            Check("items per class", None, f">= {r.shadow_to_assist_min_per_class} each", False)
+        )
+    for cls in classes:
+        checks.append(
+            _at_least(
+                f"items of class {cls}",
+                int(per_class.get(cls, 0)),
+                r.shadow_to_assist_min_per_class,
+            )
+        )
+    return checks
+
+
+def _escape_checks(ev: Mapping[str, Any], r: GateRules, min_coverage: float) -> list[Check]:
+    found = ev.get("selective_threshold") is not None
+    return [
+        Check(
+            "selective-risk threshold found",
+            ev.get("selective_threshold"),
+            f"a threshold whose escape upper 95% bound is <= {r.max_escape_upper95:g}",
+            found,
+        ),
+        _at_least(
+            "coverage at that threshold",
+            ev.get("selective_coverage", 0.0) if found else 0.0,
+            min_coverage,
+        ),
+        _at_most(
+            "escape rate upper 95% bound", ev.get("selective_escape_upper95"), r.max_escape_upper95
+        ),
+    ]
+
+
+def _assist_to_partial(ev: Mapping[str, Any], r: GateRules) -> list[Check]:
+    return _escape_checks(ev, r, r.assist_to_partial_min_coverage)
+
+
+def _partial_to_full(ev: Mapping[str, Any], r: GateRules) -> list[Check]:
+    drift = ev.get("drift_alarm_open")
+    return [
+        *_escape_checks(ev, r, r.partial_to_full_min_coverage),
+        _at_least("audited auto-decisions", ev.get("audited"), r.partial_to_full_min_audited),
+        _at_most(
+            "escapes found by audits", ev.get("audit_escapes"), r.partial_to_full_max_audit_escapes
+        ),
+        Check("no open drift alarm", drift, "False (known, and no alarm open)", drift is False),
+    ]
+
+
+STEPS: dict[tuple[Level, Level], Callable[[Mapping[str, Any], GateRules], list[Check]]] = {
+    (Level.human_only, Level.shadow): _human_only_to_shadow,
+    (Level.shadow, Level.assist): _shadow_to_assist,
+    (Level.assist, Level.partial): _assist_to_partial,
+    (Level.partial, Level.full): _partial_to_full,
+}
+
+
+def evaluate_gate(
+    from_level: str | Level,
+    to_level: str | Level,
+    evidence: Mapping[str, Any],
+    rules: GateRules | None = None,
+) -> GateResult:
+    """Decide whether `from_level -> to_level` may happen on this evidence."""
+    src, dst = parse_level(from_level), parse_level(to_level)
+    rules = rules or GateRules()
+    numbers = {k: evidence[k] for k in sorted(evidence)}
+    if dst.rank <= src.rank:
+        note = "demotion needs no evidence" if dst.rank < src.rank else "no change of level"
+        return GateResult(src.value, dst.value, True, [], numbers, rules.to_dict(), note)
+    ladder = list(Level)
+    checks: list[Check] = []
+    for a, b in zip(ladder[src.rank : dst.rank], ladder[src.rank + 1 : dst.rank + 1], strict=True):
+        step = STEPS[(a, b)]
+        prefix = f"{a.value}->{b.value}: " if dst.rank - src.rank > 1 else ""
+        checks.extend(
+            Check(prefix + c.name, c.value, c.required, c.passed) for c in step(evidence, rules)
+        )
+    passed = all(c.passed for c in checks)
+    return GateResult(src.value, dst.value, passed, checks, numbers, rules.to_dict())

@@ -1,0 +1,396 @@
+"""The report as one self-contained HTML file: inline CSS, hand-drawn inline SVG, base64 thumbnails.
+
+No script, no external stylesheet, font or image: the file opens the same from an e-mail, a USB
+stick or an air-gapped PC. Input is the dict from review.report.build_report.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2327;
+max-width:1200px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+.muted{color:#666;font-size:12px} .msg{background:#fff4d6;border:1px solid #e6c15a;padding:8px 12px;
+margin:6px 0;border-radius:4px}
+.cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;border-radius:6px;
+padding:8px 12px;min-width:150px}.card b{font-size:20px;display:block}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ddd;
+padding:3px 7px;text-align:right}th{background:#f3f4f6}td.l,th.l{text-align:left}
+.heat td{width:54px;text-align:center}.pass{color:#11703a;font-weight:600}
+.fail{color:#b42318;font-weight:600}.gallery{display:flex;flex-wrap:wrap;gap:8px}
+.thumb{border:1px solid #ddd;border-radius:4px;padding:4px;width:150px;font-size:12px}
+.thumb img{width:142px;height:auto;display:block}.noimg{width:142px;height:80px;background:#eee;
+display:flex;align-items:center;justify-content:center;color:#999}
+"""
+
+
+def _e(v: Any) -> str:
+    return html.escape("" if v is None else str(v))
+
+
+def _pct(v: float | None, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _ci(ci: Sequence[float] | None, pct: bool = True) -> str:
+    if not ci:
+        return ""
+    f = _pct if pct else _num
+    return f" [{f(ci[0])}, {f(ci[1])}]"
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _heat(labels: Sequence[str], counts: Sequence[Sequence[int]], title: str) -> str:
+    """A matrix as a table, each cell shaded by its share of its row (green diagonal, red off)."""
+    rows = [f"<table class='heat'><caption class='muted'>{_e(title)}</caption>"]
+    rows.append(
+        "<tr><th class='l'>human \\ model</th>" + "".join(f"<th>{_e(lab)}</th>" for lab in labels)
+    )
+    rows.append("<th>total</th></tr>")
+    for i, lab in enumerate(labels):
+        total = sum(counts[i])
+        cells = []
+        for j, n in enumerate(counts[i]):
+            share = n / total if total else 0.0
+            hue = 140 if i == j else 0
+            light = 100 - 55 * share
+            style = f"background:hsl({hue},65%,{light:.0f}%)" if n else ""
+            cells.append(f"<td style='{style}' title='{_pct(share)} of row'>{n}</td>")
+        rows.append(f"<tr><th class='l'>{_e(lab)}</th>{''.join(cells)}<td>{total}</td></tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _pass_fail(pf: Mapping[str, int]) -> str:
+    return _heat(
+        ["pass", "fail"],
+        [
+            [pf["both_pass"], pf["human_pass_model_fail"]],
+            [pf["human_fail_model_pass"], pf["both_fail"]],
+        ],
+        "pass / fail (rows: human, columns: model)",
+    )
+
+
+def _svg_axes(w: int, h: int, pad: int, xlabel: str, ylabel: str, ymax: float) -> list[str]:
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' "
+        f"viewBox='0 0 {w} {h}' font-size='11' font-family='sans-serif'>",
+        f"<rect x='{pad}' y='10' width='{w - pad - 10}' height='{h - pad - 10}' fill='#fafafa' "
+        "stroke='#bbb'/>",
+        f"<text x='{w // 2}' y='{h - 6}' text-anchor='middle'>{_e(xlabel)}</text>",
+        f"<text x='12' y='{h // 2}' transform='rotate(-90 12 {h // 2})' text-anchor='middle'>"
+        f"{_e(ylabel)}</text>",
+    ]
+    for k in range(5):
+        fx = k / 4
+        x = pad + fx * (w - pad - 10)
+        y = h - pad - fx * (h - pad - 20)
+        parts.append(f"<text x='{x:.0f}' y='{h - pad + 14}' text-anchor='middle'>{fx:.2f}</text>")
+        parts.append(
+            f"<text x='{pad - 4}' y='{y + 4:.0f}' text-anchor='end'>{ymax * fx:.3g}</text>"
+        )
+    return parts
+
+
+def _risk_coverage_svg(curve: Sequence[Mapping[str, Any]], sel: Mapping[str, Any]) -> str:
+    pts = [p for p in curve if p.get("risk") is not None]
+    if not pts:
+        return "<p class='muted'>No risk/coverage curve: no paired item with a calibrated confidence.</p>"
+    w, h, pad = 560, 300, 50
+    ymax = max(
+        [p["risk_upper95"] or 0.0 for p in pts] + [float(sel.get("target_risk") or 0.0) * 1.5, 1e-3]
+    )
+
+    def xy(cov: float, risk: float) -> tuple[float, float]:
+        return pad + cov * (w - pad - 10), h - pad - min(risk, ymax) / ymax * (h - pad - 20)
+
+    parts = _svg_axes(w, h, pad, "coverage (share auto-decided)", "escape rate", ymax)
+    for key, colour, dash in (("risk_upper95", "#e08a00", "4 3"), ("risk", "#1f5fbf", "")):
+        line = " ".join("{:.1f},{:.1f}".format(*xy(p["coverage"], p[key] or 0.0)) for p in pts)
+        parts.append(
+            f"<polyline fill='none' stroke='{colour}' stroke-width='2' stroke-dasharray='{dash}' "
+            f"points='{line}'/>"
+        )
+    target = sel.get("target_risk")
+    if target:
+        _, ty = xy(0, float(target))
+        parts.append(
+            f"<line x1='{pad}' x2='{w - 10}' y1='{ty:.1f}' y2='{ty:.1f}' stroke='#b42318' "
+            "stroke-dasharray='2 2'/>"
+            f"<text x='{w - 14}' y='{ty - 4:.1f}' text-anchor='end' fill='#b42318'>target "
+            f"{float(target):.3g}</text>"
+        )
+    if sel.get("met"):
+        x, _ = xy(float(sel["coverage"]), 0)
+        parts.append(
+            f"<line x1='{x:.1f}' x2='{x:.1f}' y1='10' y2='{h - pad}' stroke='#11703a' "
+            "stroke-width='2'/>"
+            f"<text x='{x + 4:.1f}' y='24' fill='#11703a'>threshold {float(sel['threshold']):.4f}</text>"
+        )
+    parts.append(
+        f"<text x='{pad + 6}' y='24' fill='#1f5fbf'>risk</text>"
+        f"<text x='{pad + 40}' y='24' fill='#e08a00'>upper 95%</text></svg>"
+    )
+    return "".join(parts)
+
+
+def _reliability_svg(rel: Mapping[str, Any]) -> str:
+    bins = rel.get("bins") or []
+    if not bins:
+        return "<p class='muted'>No reliability diagram: no calibrated confidences.</p>"
+    w, h, pad = 320, 300, 50
+    parts = _svg_axes(w, h, pad, "calibrated confidence", "accuracy vs reference", 1.0)
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return pad + x * (w - pad - 10), h - pad - y * (h - pad - 20)
+
+    (x0, y0), (x1, y1) = xy(0, 0), xy(1, 1)
+    parts.append(
+        f"<line x1='{x0}' y1='{y0}' x2='{x1}' y2='{y1}' stroke='#999' stroke-dasharray='3 3'/>"
+    )
+    for b in bins:
+        lo, hi = b["bin"]
+        bx0, by = xy(lo, b["accuracy"])
+        bx1, base = xy(hi, 0)
+        parts.append(
+            f"<rect x='{bx0 + 1:.1f}' y='{by:.1f}' width='{bx1 - bx0 - 2:.1f}' "
+            f"height='{base - by:.1f}' fill='#1f5fbf' opacity='0.6'><title>n={b['n']} "
+            f"conf={b['mean_confidence']:.3f} acc={b['accuracy']:.3f}</title></rect>"
+        )
+        cx, cy = xy(b["mean_confidence"], b["mean_confidence"])
+        parts.append(f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='2.5' fill='#e08a00'/>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _trend_svg(days: Sequence[Mapping[str, Any]]) -> str:
+    pts = [(d["day"], d["agree"] / d["paired"]) for d in days if d["paired"]]
+    if len(pts) < 2:
+        return ""
+    w, h, pad = 560, 200, 50
+    parts = _svg_axes(w, h, pad, "day", "agreement", 1.0)
+    step = (w - pad - 10) / (len(pts) - 1)
+    line = " ".join(
+        f"{pad + i * step:.1f},{h - pad - a * (h - pad - 20):.1f}" for i, (_, a) in enumerate(pts)
+    )
+    parts.append(f"<polyline fill='none' stroke='#1f5fbf' stroke-width='2' points='{line}'/>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _thumbnail(image_root: Path | None, rel: str | None, size: int = 142) -> str:
+    if not image_root or not rel:
+        return "<div class='noimg'>no image</div>"
+    path = (image_root / rel).resolve()
+    if not path.is_relative_to(image_root.resolve()):
+        return "<div class='noimg'>image outside the store</div>"  # a path in the record, not ours
+    try:
+        import cv2  # local: only the HTML report needs it
+
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise OSError
+        scale = size / max(img.shape[:2])
+        small = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if not ok:
+            raise OSError
+    except (OSError, ImportError):
+        return "<div class='noimg'>image missing</div>"
+    data = base64.b64encode(buf.tobytes()).decode("ascii")
+    return f"<img alt='item' src='data:image/jpeg;base64,{data}'>"
+
+
+def _gates(g: Mapping[str, Any]) -> str:
+    out = [
+        f"<p class='muted'>{_e(g.get('basis'))}. Station: {_e(g.get('station') or 'all')}; "
+        f"current level: {_e(g.get('current_level') or 'unknown (filter by station)')}.</p>"
+    ]
+    for step in g.get("steps", []):
+        verdict = (
+            "<span class='pass'>PASS</span>" if step["passed"] else "<span class='fail'>FAIL</span>"
+        )
+        out.append(f"<h3>{_e(step['from_level'])} &rarr; {_e(step['to_level'])}: {verdict}</h3>")
+        if not step["checks"]:
+            out.append("<p class='muted'>no evidence needed</p>")
+            continue
+        out.append(
+            "<table><tr><th class='l'>check</th><th>value</th><th>required</th><th></th></tr>"
+        )
+        for c in step["checks"]:
+            v = c["value"]
+            vs = _num(v, 4) if isinstance(v, float) else _e("unknown" if v is None else v)
+            mark = (
+                "<span class='pass'>ok</span>" if c["passed"] else "<span class='fail'>fail</span>"
+            )
+            out.append(
+                f"<tr><td class='l'>{_e(c['name'])}</td><td>{vs}</td><td>{_e(c['required'])}</td>"
+                f"<td>{mark}</td></tr>"
+            )
+        out.append("</table>")
+    return "".join(out)
+
+
+def _rate_card(name: str, r: Mapping[str, Any]) -> str:
+    return (
+        f"<div class='card'>{_e(name)}<b>{_pct(r.get('rate'), 2)}</b>"
+        f"<span class='muted'>upper 95%: {_pct(r.get('upper95'), 2)} (n={r.get('n', 0)})</span></div>"
+    )
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) -> str:
+    r = report
+    flt = ", ".join(f"{k}={v}" for k, v in r["filters"].items() if v not in (None, False)) or "none"
+    n = r["counts"]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>Inspection Station - agreement report</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<h1>Agreement report: inspectors and defect model</h1>",
+        f"<div class='muted'>generated {_e(r['generated_at'])} UTC &middot; filters: {_e(flt)}</div>",
+    ]
+    for m in r.get("messages", []):
+        parts.append(f"<div class='msg'>{_e(m)}</div>")
+    ag, ka = r["agreement"], r["kappa"]
+    parts.append("<h2>Summary</h2><div class='cards'>")
+    parts.append(
+        f"<div class='card'>items<b>{n['items']}</b><span class='muted'>paired {n['paired']}, "
+        f"evidence {n['evidence']}</span></div>"
+        f"<div class='card'>agreement<b>{_pct(ag['rate'])}</b><span class='muted'>95%{_ci(ag['ci95'])}"
+        "</span></div>"
+        f"<div class='card'>Cohen's kappa<b>{_num(ka['value'])}</b><span class='muted'>95%"
+        f"{_ci(ka['ci95'], pct=False)}</span></div>"
+    )
+    for key, label in (
+        ("escape_rate", "escape rate"),
+        ("miss_rate", "miss rate"),
+        ("false_reject_rate", "false-reject rate"),
+    ):
+        parts.append(_rate_card(label, r[key]))
+    parts.append("</div>")
+    ev = r["by_basis"]["evidence"]
+    parts.append(
+        f"<p class='muted'>Evidence only (unbiased items): agreement {_pct(ev['agreement']['rate'])}, "
+        f"kappa {_num(ev['kappa']['value'])}, escape rate {_pct(ev['escape_rate']['rate'], 2)} "
+        f"(upper 95% {_pct(ev['escape_rate']['upper95'], 2)}). Items decided with the suggestion "
+        "shown are included above but are not evidence.</p>"
+    )
+
+    m = r["matrix"]
+    parts.append("<h2>Agreement matrices</h2><div class='cards'>")
+    parts.append(_heat(m["labels"], m["counts"], "all paired items (rows: human, columns: model)"))
+    parts.append(_heat(m["labels"], ev["matrix"]["counts"], "evidence only"))
+    parts.append(_pass_fail(r["pass_fail"]))
+    parts.append("</div>")
+    mc, ab = r["mcnemar"], r["automation_bias"]
+    parts.append(
+        f"<p>McNemar (exact, vs adjudication, {mc['adjudicated_items']} adjudicated): model right / "
+        f"human wrong {mc['b']}, human right / model wrong {mc['c']}, p = {_num(mc['p_value'], 4)}.</p>"
+        f"<p>Automation bias: agreement with the model when shown {_pct(ab['shown']['rate'])} "
+        f"(n={ab['shown']['n']}) vs blind checks {_pct(ab['blind']['rate'])} (n={ab['blind']['n']}); "
+        f"difference {_pct(ab['difference'])}{_ci(ab['difference_ci95'])}.</p>"
+    )
+
+    sel = r["selective_threshold"]
+    parts.append("<h2>Risk / coverage</h2><div class='cards'>")
+    parts.append(_risk_coverage_svg(r["risk_coverage"], sel))
+    parts.append(_reliability_svg(r["reliability"]))
+    parts.append("</div>")
+    if sel.get("met"):
+        parts.append(
+            f"<p>Selective-risk threshold (Geifman &amp; El-Yaniv SGR, {sel['steps']} steps, "
+            f"Bonferroni): confidence &ge; <b>{sel['threshold']:.4f}</b> covers "
+            f"{_pct(sel['coverage'])} of paired items with escape rate {_pct(sel['risk'], 3)}, "
+            f"upper bound {_pct(sel['bound'], 3)} &le; target {_pct(sel['target_risk'], 2)}.</p>"
+        )
+    else:
+        parts.append(
+            f"<p>No threshold reaches the target escape-rate bound {_pct(sel['target_risk'], 2)} "
+            f"(best bound seen: {_pct(sel.get('bound'), 3)}).</p>"
+        )
+    parts.append(
+        f"<p class='muted'>Expected calibration error: {_num(r['reliability']['ece'], 4)}</p>"
+    )
+
+    parts.append("<h2>Trend by day</h2>")
+    parts.append(_trend_svg(r["by_day"]))
+    parts.append(
+        "<table><tr><th class='l'>day (UTC)</th><th>items</th><th>paired</th><th>agreement</th>"
+        "<th>evidence</th><th>model passes</th><th>escapes</th></tr>"
+    )
+    for d in r["by_day"]:
+        agree = d["agree"] / d["paired"] if d["paired"] else None
+        parts.append(
+            f"<tr><td class='l'>{_e(d['day'])}</td><td>{d['items']}</td><td>{d['paired']}</td>"
+            f"<td>{_pct(agree)}</td><td>{d['evidence']}</td><td>{d['model_pass']}</td>"
+            f"<td>{d['escapes']}</td></tr>"
+        )
+    parts.append("</table>")
+
+    parts.append("<h2>Inspectors</h2>")
+    parts.append(
+        "<table><tr><th class='l'>inspector</th><th>decisions</th><th>paired</th><th>evidence</th>"
+        "<th>agree w/ model</th><th>agree w/ adjudication</th><th>agree w/ golden</th>"
+        "<th>mean time (s)</th><th>shown vs blind</th><th class='l'>agreement by hour (UTC)</th></tr>"
+    )
+    for i in r["inspectors"]:
+        ms = i["mean_decision_ms"]
+        bias = i["automation_bias"]
+        trend = " ".join(
+            f"{t['hour_utc']:02d}h:{_pct(t['agreement'], 0)}" for t in i["trend_by_hour"]
+        )
+        parts.append(
+            f"<tr><td class='l'>{_e(i['inspector'])}</td><td>{i['decisions']}</td><td>{i['paired']}</td>"
+            f"<td>{i['evidence']}</td><td>{_pct(i['agreement_with_model']['rate'])}</td>"
+            f"<td>{_pct(i['agreement_with_adjudication']['rate'])} "
+            f"(n={i['agreement_with_adjudication']['n']})</td>"
+            f"<td>{_pct(i['agreement_with_golden']['rate'])} (n={i['agreement_with_golden']['n']})</td>"
+            f"<td>{_num(None if ms is None else ms / 1000, 2)}</td>"
+            f"<td>{_pct(bias['shown']['rate'])} / {_pct(bias['blind']['rate'])}</td>"
+            f"<td class='l'>{_e(trend)}</td></tr>"
+        )
+    parts.append("</table>")
+
+    parts.append("<h2>Disagreements (latest)</h2><div class='gallery'>")
+    if not r["disagreements"]:
+        parts.append("<p class='muted'>none</p>")
+    for d in r["disagreements"]:
+        conf = d.get("model_confidence")
+        adj = (
+            f"<br>adjudicated: <b>{_e(d['adjudicated_label'])}</b>"
+            if d.get("adjudicated_label")
+            else ""
+        )
+        tag = "evidence" if d.get("evidence") else "not evidence"
+        parts.append(
+            f"<div class='thumb'>{_thumbnail(image_root, d.get('image_path'))}"
+            f"#{d['item_id']} &middot; {_e(d['station'])} &middot; {_e(d['inspector'])}<br>"
+            f"human: <b>{_e(d['human_label'])}</b> &middot; model: <b>{_e(d['model_label'])}</b> "
+            f"{_pct(conf, 0) if conf is not None else ''}{adj}<br>"
+            f"<span class='muted'>{_e(str(d['captured_at'])[:19])} &middot; {tag}</span></div>"
+        )
+    parts.append("</div>")
+
+    parts.append("<h2>Gates</h2>")
+    parts.append(_gates(r["gates"]))
+    parts.append("<h2>Definitions</h2><table>")
+    for k, v in r.get("definitions", {}).items():
+        parts.append(f"<tr><td class='l'>{_e(k)}</td><td class='l'>{_e(v)}</td></tr>")
+    parts.append("</table></body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,625 @@
+"""The SQL behind reports and gates: one filtered per-item frame, aggregated by GROUP BY.
+
+Nothing here loops over item rows in Python (except `iter_item_rows`, which streams the CSV):
+every figure is a GROUP BY over the frame, so a report over millions of decisions moves a few
+hundred aggregate rows from the database, whatever its size. The same SQL runs on SQLite and
+PostgreSQL.
+
+Definitions (the report states them too):
+- effective human decision: the latest (highest id) decision of the item that no other decision
+  supersedes (the undo chain).
+- model label: the latest prediction with a label of the champion slot, or of the model version
+  named by the filter (any slot: a challenger is judged on its shadow predictions).
+- paired: both of the above exist. Level: the level on the item's latest disposition.
+- evidence: paired, suggestion not shown, and taken in shadow level or as a blind check, an audit
+  or a golden sample. Everything else is reported but is not evidence.
+- reference label: the latest adjudication where one exists, else the human label.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Enum,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    extract,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.selectable import FromClause, Subquery
+
+from db.models import (
+    Adjudication,
+    Disposition,
+    HumanDecision,
+    Item,
+    Level,
+    LevelChange,
+    ModelVersion,
+    Operator,
+    Prediction,
+    Slot,
+    Station,
+)
+from review.errors import FilterError
+from review.gates import parse_level
+
+SCORE_BINS = 10_000  # calibrated confidence is floored to 1e-4 for the risk/coverage histogram
+
+_item = Item.__table__  # type: ignore[attr-defined]
+_station = Station.__table__  # type: ignore[attr-defined]
+_hd = HumanDecision.__table__  # type: ignore[attr-defined]
+_op = Operator.__table__  # type: ignore[attr-defined]
+_pred = Prediction.__table__  # type: ignore[attr-defined]
+_mv = ModelVersion.__table__  # type: ignore[attr-defined]
+_disp = Disposition.__table__  # type: ignore[attr-defined]
+_adj = Adjudication.__table__  # type: ignore[attr-defined]
+_lc = LevelChange.__table__  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _utc(dt: datetime) -> datetime:
+    """Timestamps are stored as aware UTC; a naive one given by a user is taken as UTC."""
+    return dt.replace(tzinfo=UTC) if dt.utcoffset() is None else dt.astimezone(UTC)
+
+
+def _parse_when(text: str | datetime | date | None, *, end: bool) -> datetime | None:
+    if text is None or text == "":
+        return None
+    if isinstance(text, datetime):
+        return _utc(text)
+    if isinstance(text, date):
+        day = text
+    else:
+        s = str(text).strip()
+        try:
+            if len(s) == 10:
+                day = date.fromisoformat(s)
+            else:
+                return _utc(datetime.fromisoformat(s.replace("Z", "+00:00")))
+        except ValueError:
+            raise FilterError(
+                f"{'--until' if end else '--since'} {s!r} is not a date: expected YYYY-MM-DD or "
+                "YYYY-MM-DDTHH:MM[:SS] (UTC unless an offset is given)"
+            ) from None
+    # A bare date means the whole day (UTC): since its start, until its end.
+    return datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """What to report on. `since` is inclusive, `until` exclusive (a bare date includes that day)."""
+
+    station: str | None = None
+    inspector: str | None = None
+    model_version: str | None = None  # "name:version", "version" or "name"
+    level: Level | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    evidence_only: bool = False
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        station: str | None = None,
+        inspector: str | None = None,
+        model_version: str | None = None,
+        level: str | None = None,
+        since: str | datetime | date | None = None,
+        until: str | datetime | date | None = None,
+        evidence_only: bool = False,
+    ) -> ReportFilters:
+        s, u = _parse_when(since, end=False), _parse_when(until, end=True)
+        if s is not None and u is not None and s >= u:
+            raise FilterError(f"--since {s.isoformat()} is not before --until {u.isoformat()}")
+        return cls(
+            station=station or None,
+            inspector=inspector or None,
+            model_version=model_version or None,
+            level=parse_level(level) if level else None,
+            since=s,
+            until=u,
+            evidence_only=evidence_only,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "station": self.station,
+            "inspector": self.inspector,
+            "model_version": self.model_version,
+            "level": self.level.value if self.level else None,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "evidence_only": self.evidence_only,
+        }
+
+
+def resolve_model_versions(conn: Connection, spec: str) -> list[int]:
+    """Ids of the model versions that `spec` names ("name:version", "version" or "name")."""
+    name, _, version = spec.partition(":")
+    if version:
+        cond = and_(_mv.c.name == name, _mv.c.version == version)
+    else:
+        cond = or_(_mv.c.version == spec, _mv.c.name == spec)
+    return [int(r[0]) for r in conn.execute(select(_mv.c.id).where(cond))]
+
+
+def unmatched_filters(conn: Connection, filters: ReportFilters) -> list[str]:
+    """Messages for filters that name something the database does not hold."""
+    out = []
+    if (
+        filters.station
+        and conn.execute(select(_station.c.id).where(_station.c.name == filters.station)).first()
+        is None
+    ):
+        out.append(f"no station is named {filters.station!r}")
+    if (
+        filters.inspector
+        and conn.execute(select(_op.c.id).where(_op.c.name == filters.inspector)).first() is None
+    ):
+        out.append(f"no operator is named {filters.inspector!r}")
+    if filters.model_version and not resolve_model_versions(conn, filters.model_version):
+        out.append(f"no model version matches {filters.model_version!r} (expected NAME:VERSION)")
+    return out
+
+
+# --------------------------------------------------------------------------- the frame
+
+
+def _latest_id(table: Any, *conds: ColumnElement[bool], name: str) -> Subquery:
+    q = select(table.c.item_id.label("item_id"), func.max(table.c.id).label("id"))
+    if conds:
+        q = q.where(*conds)
+    return q.group_by(table.c.item_id).subquery(name)
+
+
+def _utc_ts(conn: Connection, col: Any) -> Any:
+    """Timestamps as UTC wall time (SQLite stores UTC already; PostgreSQL converts by session)."""
+    if conn.dialect.name == "postgresql":
+        return func.timezone("UTC", col)
+    return col
+
+
+def _utc_day(conn: Connection, col: Any) -> ColumnElement[Any]:
+    return cast(func.date(_utc_ts(conn, col)), String(10))
+
+
+def _floor_bin(conn: Connection, score: ColumnElement[Any]) -> ColumnElement[Any]:
+    scaled = score * SCORE_BINS
+    if conn.dialect.name == "sqlite":
+        # SQLite's CAST truncates, which is floor for the non-negative scores we have.
+        return cast(scaled, Integer)
+    return cast(func.floor(scaled), Integer)
+
+
+def frame(
+    conn: Connection,
+    filters: ReportFilters,
+    *,
+    ok: str = "ok",
+    columns: Sequence[str] | None = None,
+) -> Subquery:
+    """One row per item in the filtered selection, with everything the report needs
+    (or only `columns`)."""
+    superseded = select(_hd.c.supersedes_id).where(_hd.c.supersedes_id.is_not(None))
+    eff_hd = _latest_id(_hd, _hd.c.id.not_in(superseded), name="eff_hd")
+    if filters.model_version:
+        ids = resolve_model_versions(conn, filters.model_version)
+        pred_cond = _pred.c.model_version_id.in_(ids) if ids else false()
+    else:
+        pred_cond = _pred.c.slot == Slot.champion.name
+    eff_pred = _latest_id(_pred, _pred.c.label.is_not(None), pred_cond, name="eff_pred")
+    eff_disp = _latest_id(_disp, name="eff_disp")
+    eff_adj = _latest_id(_adj, name="eff_adj")
+
+    hd = _hd.alias("hd")
+    p = _pred.alias("p")
+    d = _disp.alias("d")
+    a = _adj.alias("a")
+    joined = (
+        _item.join(_station, _station.c.id == _item.c.station_id)
+        .outerjoin(eff_hd, eff_hd.c.item_id == _item.c.id)
+        .outerjoin(hd, hd.c.id == eff_hd.c.id)
+        .outerjoin(_op, _op.c.id == hd.c.operator_id)
+        .outerjoin(eff_pred, eff_pred.c.item_id == _item.c.id)
+        .outerjoin(p, p.c.id == eff_pred.c.id)
+        .outerjoin(eff_disp, eff_disp.c.item_id == _item.c.id)
+        .outerjoin(d, d.c.id == eff_disp.c.id)
+        .outerjoin(eff_adj, eff_adj.c.item_id == _item.c.id)
+        .outerjoin(a, a.c.id == eff_adj.c.id)
+    )
+    if columns is None or "model_version" in columns:
+        joined = joined.outerjoin(_mv, _mv.c.id == p.c.model_version_id)
+    paired = and_(hd.c.id.is_not(None), p.c.label.is_not(None))
+    unbiased = and_(
+        hd.c.suggestion_shown == false(),
+        or_(
+            d.c.level == Level.shadow.name,
+            hd.c.blind == true(),
+            hd.c.audit == true(),
+            hd.c.golden == true(),
+            _item.c.golden == true(),
+        ),
+    )
+    evidence = and_(paired, unbiased)
+    reference = func.coalesce(a.c.label, hd.c.label)
+    score = case(
+        (p.c.confidence.is_not(None), p.c.confidence),
+        (p.c.p_defect >= 0.5, p.c.p_defect),
+        (p.c.p_defect.is_not(None), 1.0 - p.c.p_defect),
+        else_=None,
+    )
+    cols = [
+        _item.c.id.label("item_id"),
+        _item.c.captured_at.label("captured_at"),
+        _station.c.name.label("station"),
+        _op.c.name.label("inspector"),
+        hd.c.label.label("human_label"),
+        p.c.label.label("model_label"),
+        p.c.confidence.label("model_confidence"),
+        p.c.p_defect.label("p_defect"),
+        d.c.level.label("level"),
+        hd.c.suggestion_shown.label("shown"),
+        case((evidence, 1), else_=0).label("evidence"),
+        case((_mv.c.id.is_not(None), _mv.c.name + literal(":") + _mv.c.version), else_=None).label(
+            "model_version"
+        ),
+        d.c.final_label.label("final_label"),
+        d.c.decided_by.label("decided_by"),
+        a.c.label.label("adjudicated_label"),
+        # Not in the CSV, used by the aggregates:
+        case((paired, 1), else_=0).label("paired"),
+        reference.label("reference_label"),
+        hd.c.blind.label("blind"),
+        hd.c.audit.label("audit"),
+        hd.c.decision_ms.label("decision_ms"),
+        hd.c.decided_at.label("decided_at"),
+        _item.c.ground_truth.label("ground_truth"),
+        _item.c.image_path.label("image_path"),
+        score.label("score"),
+        _floor_bin(conn, score).label("score_bin"),
+        _utc_day(conn, _item.c.captured_at).label("day"),
+        cast(extract("hour", _utc_ts(conn, hd.c.decided_at)), Integer).label("hour"),
+    ]
+    if columns is not None:
+        cols = [c for c in cols if c.name in columns]
+    q = select(*cols).select_from(joined)
+    conds: list[ColumnElement[bool]] = []
+    if filters.station:
+        conds.append(_station.c.name == filters.station)
+    if filters.inspector:
+        conds.append(_op.c.name == filters.inspector)
+    if filters.model_version:
+        conds.append(p.c.id.is_not(None))
+    if filters.level is not None:
+        conds.append(d.c.level == filters.level.name)
+    if filters.since is not None:
+        conds.append(_item.c.captured_at >= filters.since)
+    if filters.until is not None:
+        conds.append(_item.c.captured_at < filters.until)
+    if filters.evidence_only:
+        conds.append(evidence)
+    if conds:
+        q = q.where(*conds)
+    return q.subquery("f")
+
+
+AGGREGATE_COLUMNS = [
+    "item_id",
+    "day",
+    "hour",
+    "station",
+    "inspector",
+    "human_label",
+    "model_label",
+    "model_confidence",
+    "shown",
+    "evidence",
+    "adjudicated_label",
+    "paired",
+    "reference_label",
+    "blind",
+    "audit",
+    "decision_ms",
+    "ground_truth",
+    "score",
+    "score_bin",
+]
+
+
+@contextmanager
+def materialized(conn: Connection, filters: ReportFilters, *, ok: str = "ok") -> Iterator[Table]:
+    """The frame computed once into a temporary table, dropped on exit.
+
+    Every aggregate of a report then scans one narrow table instead of re-running the joins; the
+    table lives in the connection's temporary store (on disk for SQLite, a temp table for
+    PostgreSQL), so memory stays bounded and the inspectors' writes are never blocked.
+    """
+    f = frame(conn, filters, ok=ok, columns=AGGREGATE_COLUMNS)
+    name = f"review_frame_{uuid.uuid4().hex[:12]}"
+    cols = [Column(c.name, String(64) if isinstance(c.type, Enum) else c.type) for c in f.c]
+    table = Table(name, MetaData(), *cols, prefixes=["TEMPORARY"])
+    table.create(conn)
+    try:
+        src = select(*(cast(c, String(64)) if isinstance(c.type, Enum) else c for c in f.c))
+        conn.execute(insert(table).from_select([c.name for c in f.c], src))
+        yield table
+    finally:
+        table.drop(conn)
+
+
+def evidence_view(f: FromClause) -> Subquery:
+    """Only the evidence rows of a (materialized) frame."""
+    return select(f).where(f.c.evidence == 1).subquery("ev")
+
+
+CSV_COLUMNS = [
+    "item_id",
+    "captured_at",
+    "station",
+    "inspector",
+    "human_label",
+    "model_label",
+    "model_confidence",
+    "p_defect",
+    "level",
+    "shown",
+    "evidence",
+    "model_version",
+    "final_label",
+    "decided_by",
+    "adjudicated_label",
+]
+
+
+# --------------------------------------------------------------------------- aggregates
+
+
+def _is_def(col: Any, ok: str) -> ColumnElement[bool]:
+    return and_(col.is_not(None), col != ok)
+
+
+def _sum(cond: ColumnElement[bool]) -> Any:
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+def counts(conn: Connection, f: FromClause) -> dict[str, int]:
+    """Items, paired items and evidence items of a frame."""
+    row = conn.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(f.c.paired), 0),
+            _sum(and_(f.c.paired == 1, f.c.evidence == 1)),
+        ).select_from(f)
+    ).one()
+    return {"items": int(row[0]), "paired": int(row[1]), "evidence": int(row[2])}
+
+
+def label_groups(conn: Connection, f: FromClause) -> list[dict[str, Any]]:
+    """Paired items by (human, model, adjudicated, ground truth, evidence, shown, blind, audit).
+
+    A few hundred rows at most, whatever the number of items: matrices, pass/fail, rates,
+    McNemar, automation bias, per-class counts and audit escapes are all sums over them.
+    """
+    keys = [
+        f.c.human_label,
+        f.c.model_label,
+        f.c.adjudicated_label,
+        f.c.ground_truth,
+        f.c.evidence,
+        f.c.shown,
+        f.c.blind,
+        f.c.audit,
+    ]
+    q = select(*keys, func.count()).where(f.c.paired == 1).group_by(*keys)
+    names = ["human", "model", "adjudicated", "ground_truth", "evidence", "shown", "blind", "audit"]
+    out = []
+    for r in conn.execute(q):
+        d: dict[str, Any] = dict(zip(names, r[:-1], strict=True))
+        for k in ("evidence", "shown", "blind", "audit"):
+            d[k] = bool(d[k])
+        d["n"] = int(r[-1])
+        out.append(d)
+    return out
+
+
+def score_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[str, Any]]:
+    """Paired items by (confidence floored to 1e-4, evidence): the risk/coverage histogram
+    (items, model passes, escapes) and the reliability diagram (model == reference, sum of
+    confidences)."""
+    model_pass = f.c.model_label == ok
+    escape = and_(model_pass, _is_def(f.c.reference_label, ok))
+    q = (
+        select(
+            f.c.score_bin,
+            f.c.evidence,
+            func.count(),
+            _sum(model_pass),
+            _sum(escape),
+            _sum(f.c.model_label == f.c.reference_label),
+            func.sum(f.c.score),
+        )
+        .where(f.c.paired == 1, f.c.score_bin.is_not(None))
+        .group_by(f.c.score_bin, f.c.evidence)
+    )
+    return [
+        {
+            "score": int(r[0]) / SCORE_BINS,
+            "evidence": bool(r[1]),
+            "n": int(r[2]),
+            "model_pass": int(r[3]),
+            "escapes": int(r[4]),
+            "correct": int(r[5]),
+            "score_sum": float(r[6]),
+        }
+        for r in conn.execute(q)
+    ]
+
+
+INSPECTOR_SUMS = [
+    "decisions",
+    "paired",
+    "agree_model",
+    "adjudicated",
+    "agree_adjudicated",
+    "golden",
+    "agree_golden",
+    "timed",
+    "decision_ms_sum",
+    "shown",
+    "agree_shown",
+    "blind",
+    "agree_blind",
+    "evidence",
+]
+
+
+def inspector_hour_rows(conn: Connection, f: FromClause) -> list[dict[str, Any]]:
+    """Per inspector and hour of day (UTC, of the decision): the sums behind agreement with the
+    model / adjudication / golden truth, time to decide and automation bias. Summed over hours
+    they give the inspector's totals; by hour, the trend through the shift."""
+    paired = f.c.paired == 1
+    agree = and_(paired, f.c.human_label == f.c.model_label)
+    shown = and_(paired, f.c.shown == true())
+    blind = and_(paired, f.c.blind == true())
+    hour = f.c.hour
+    q = (
+        select(
+            f.c.inspector,
+            hour,
+            func.count(),
+            _sum(paired),
+            _sum(agree),
+            _sum(f.c.adjudicated_label.is_not(None)),
+            _sum(f.c.adjudicated_label == f.c.human_label),
+            _sum(f.c.ground_truth.is_not(None)),
+            _sum(f.c.ground_truth == f.c.human_label),
+            func.count(f.c.decision_ms),
+            func.coalesce(func.sum(f.c.decision_ms), 0.0),
+            _sum(shown),
+            _sum(and_(shown, f.c.human_label == f.c.model_label)),
+            _sum(blind),
+            _sum(and_(blind, f.c.human_label == f.c.model_label)),
+            _sum(and_(paired, f.c.evidence == 1)),
+        )
+        .where(f.c.inspector.is_not(None))
+        .group_by(f.c.inspector, hour)
+        .order_by(f.c.inspector, hour)
+    )
+    out = []
+    for r in conn.execute(q):
+        d: dict[str, Any] = {"inspector": str(r[0]), "hour": int(r[1] or 0)}
+        for k, v in zip(INSPECTOR_SUMS, r[2:], strict=True):
+            d[k] = float(v or 0.0) if k == "decision_ms_sum" else int(v or 0)
+        out.append(d)
+    return out
+
+
+def day_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[str, Any]]:
+    """Trend by day (UTC, of capture): items, paired, agreement, evidence, model passes, escapes.
+    Their sums are the report's counts; days with evidence are the gate's "distinct days"."""
+    day = f.c.day
+    paired = f.c.paired == 1
+    model_pass = and_(paired, f.c.model_label == ok)
+    q = (
+        select(
+            day,
+            func.count(),
+            _sum(paired),
+            _sum(and_(paired, f.c.human_label == f.c.model_label)),
+            _sum(and_(paired, f.c.evidence == 1)),
+            _sum(model_pass),
+            _sum(and_(model_pass, _is_def(f.c.reference_label, ok))),
+        )
+        .group_by(day)
+        .order_by(day)
+    )
+    names = ["day", "items", "paired", "agree", "evidence", "model_pass", "escapes"]
+    out = []
+    for r in conn.execute(q):
+        d = dict(zip(names, r, strict=True))
+        d["day"] = str(d["day"])
+        for k in names[1:]:
+            d[k] = int(d[k] or 0)
+        out.append(d)
+    return out
+
+
+def disagreements(conn: Connection, f: FromClause, limit: int = 60) -> list[dict[str, Any]]:
+    """The latest paired items where human and model differ (for the gallery)."""
+    q = (
+        select(
+            f.c.item_id,
+            _item.c.captured_at,
+            f.c.station,
+            f.c.inspector,
+            f.c.human_label,
+            f.c.model_label,
+            f.c.model_confidence,
+            f.c.adjudicated_label,
+            f.c.evidence,
+            _item.c.image_path,
+        )
+        .select_from(f.join(_item, _item.c.id == f.c.item_id))
+        .where(f.c.paired == 1, f.c.human_label != f.c.model_label)
+        .order_by(_item.c.captured_at.desc(), f.c.item_id.desc())
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def iter_item_rows(
+    conn: Connection, f: FromClause, *, batch: int = 2000
+) -> Iterator[Sequence[Any]]:
+    """The CSV rows, streamed from a server-side cursor in batches (bounded memory)."""
+    q = select(*(f.c[name] for name in CSV_COLUMNS)).order_by(f.c.item_id)
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
+    for part in result.partitions(batch):
+        yield from part
+
+
+# --------------------------------------------------------------------------- gate evidence
+
+
+def current_level(conn: Connection, station: str) -> Level | None:
+    q = (
+        select(_lc.c.to_level)
+        .select_from(_lc.join(_station, _station.c.id == _lc.c.station_id))
+        .where(_station.c.name == station)
+        .order_by(_lc.c.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(q).first()
+    if row is None:
+        return None
+    v = row[0]
+    return v if isinstance(v, Level) else Level[str(v)]
+
+
+def select_for(f: FromClause) -> Select[Any]:
+    """A plain SELECT * over the frame (handy for tests and ad-hoc inspection)."""
+    return select(f)

@@ -1,0 +1,526 @@
+"""The agreement report: aggregates from review.query, statistics from review.stats, gates.
+
+`build_report` returns a JSON-ready dict (finite numbers or None, never NaN); `write_json`,
+`write_csv` (one row per item, streamed) and `write_html` (one self-contained file, see
+review.html) write it out. A report over nothing is still a report: `messages` says why it is
+empty, and every statistic that does not exist is None.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.selectable import FromClause
+
+from db.models import Level
+from review import query as Q
+from review import stats as S
+from review.errors import ReportFormatError
+from review.gates import Evidence, GateRules, evaluate_gate
+
+FORMATS = ("json", "csv", "html")
+
+DEFINITIONS = {
+    "paired": "an item with an effective human decision (latest, not superseded) and a model label",
+    "evidence": (
+        "a paired item whose human decision was taken without seeing the model: shadow level, "
+        "blind check, audit or golden sample; other items are reported but are not evidence"
+    ),
+    "reference": "the adjudicated label where one exists, else the human label",
+    "escape_rate": "among items the model passes, the share the reference calls defective",
+    "miss_rate": "among items the reference calls defective, the share the model passes",
+    "false_reject_rate": "among items the reference calls ok, the share the model fails",
+    "kappa_ci": "Fleiss-Cohen-Everitt (1969) large-sample variance, widened to at least the "
+    "Wilson interval of observed agreement mapped onto the kappa scale",
+    "upper95": "one-sided 95% Clopper-Pearson upper bound",
+    "risk_coverage": (
+        "threshold on the calibrated confidence of the model's label: coverage = share of "
+        "paired items with a confidence that are at or above it, risk = escape rate among the "
+        "model passes at or above it (pointwise upper bounds); confidence floored to 1e-4"
+    ),
+    "selective_threshold": (
+        "Geifman & El-Yaniv (2017) SGR binary search, Clopper-Pearson bound at delta / steps "
+        "(Bonferroni over the search steps), target = max_escape_upper95"
+    ),
+}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return S._finite(float(v))
+    if isinstance(v, float):
+        return S._finite(v)
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _agreement_block(
+    groups: Sequence[Mapping[str, Any]], labels: Sequence[str], ok: str
+) -> dict[str, Any]:
+    """Matrix, pass/fail, agreement, kappa and error rates of a set of label groups."""
+    order, mat = S.matrix_from_counts(
+        [(g["human"], g["model"], g["n"]) for g in groups], labels, ok
+    )
+    confusion = {
+        "ref_ok_model_ok": 0,
+        "ref_defect_model_ok": 0,
+        "ref_ok_model_defect": 0,
+        "ref_defect_model_defect": 0,
+    }
+    for g in groups:
+        ref = g["adjudicated"] if g["adjudicated"] is not None else g["human"]
+        key = ("ref_defect" if ref != ok else "ref_ok") + (
+            "_model_defect" if g["model"] != ok else "_model_ok"
+        )
+        confusion[key] += g["n"]
+    rates = S.error_rates(confusion)
+    return {
+        "labels": order,
+        "matrix": {"rows": "human", "cols": "model", "labels": order, "counts": mat.tolist()},
+        "pass_fail": S.pass_fail(order, mat, ok),
+        "agreement": S.observed_agreement(mat).to_dict(),
+        "kappa": S.cohens_kappa(mat).to_dict(),
+        "confusion_vs_reference": confusion,
+        **{name: r.to_dict() for name, r in rates.items()},
+    }
+
+
+def _mcnemar(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    b = c = n = 0
+    for g in groups:
+        truth = g["adjudicated"]
+        if truth is None:
+            continue
+        n += g["n"]
+        m_ok, h_ok = g["model"] == truth, g["human"] == truth
+        if m_ok and not h_ok:
+            b += g["n"]
+        elif h_ok and not m_ok:
+            c += g["n"]
+    out = S.mcnemar_exact(b, c).to_dict()
+    out["adjudicated_items"] = n
+    out["meaning"] = (
+        "b: model right and human wrong; c: human right and model wrong (vs adjudication)"
+    )
+    return out
+
+
+def _bias(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    agree_s = n_s = agree_b = n_b = 0
+    for g in groups:
+        same = g["human"] == g["model"]
+        if g["shown"]:
+            n_s += g["n"]
+            agree_s += g["n"] * same
+        elif g["blind"]:
+            n_b += g["n"]
+            agree_b += g["n"] * same
+    return S.automation_bias(agree_s, n_s, agree_b, n_b)
+
+
+def _histogram(rows: Sequence[Mapping[str, Any]]) -> S.ScoreHistogram:
+    """Risk/coverage histogram (escape rate among model passes) from score rows."""
+    merged: dict[float, list[int]] = {}
+    for r in rows:
+        m = merged.setdefault(r["score"], [0, 0, 0])
+        m[0] += r["n"]
+        m[1] += r["model_pass"]
+        m[2] += r["escapes"]
+    return S.histogram_from_rows([(s, t, c, e) for s, (t, c, e) in merged.items()])
+
+
+def _reliability(rows: Sequence[Mapping[str, Any]], bins: int = 10) -> dict[str, Any]:
+    """Calibration: accuracy against the reference per confidence bin, and the expected error."""
+    merged: dict[int, list[float]] = {}
+    for r in rows:
+        b = min(int(r["score"] * bins), bins - 1)
+        m = merged.setdefault(b, [0, 0.0, 0])
+        m[0] += r["n"]
+        m[1] += r["score_sum"]
+        m[2] += r["correct"]
+    out: list[dict[str, Any]] = []
+    total, ece = sum(int(m[0]) for m in merged.values()), 0.0
+    for b in sorted(merged):
+        n_f, conf_sum, correct_f = merged[b]
+        n, correct = int(n_f), int(correct_f)
+        conf, acc = conf_sum / n, correct / n
+        ece += n / total * abs(acc - conf)
+        out.append(
+            {
+                "bin": [b / bins, (b + 1) / bins],
+                "n": n,
+                "mean_confidence": conf,
+                "accuracy": acc,
+                "accuracy_ci95": S.proportion(correct, n).ci95,
+            }
+        )
+    return {"bins": out, "ece": ece if total else None}
+
+
+def _inspectors(hours: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    totals: dict[str, dict[str, float]] = {}
+    trend: dict[str, list[dict[str, Any]]] = {}
+    for h in hours:
+        t = totals.setdefault(h["inspector"], dict.fromkeys(Q.INSPECTOR_SUMS, 0))
+        for k in Q.INSPECTOR_SUMS:
+            t[k] += h[k]
+        trend.setdefault(h["inspector"], []).append(
+            {
+                "hour_utc": h["hour"],
+                "paired": h["paired"],
+                "agreement": S.proportion(h["agree_model"], h["paired"]).rate,
+            }
+        )
+    out = []
+    for name in sorted(totals):
+        r: dict[str, Any] = {
+            k: (v if k == "decision_ms_sum" else int(v)) for k, v in totals[name].items()
+        }
+        out.append(
+            {
+                "inspector": name,
+                "decisions": r["decisions"],
+                "paired": r["paired"],
+                "evidence": r["evidence"],
+                "agreement_with_model": S.proportion(r["agree_model"], r["paired"]).to_dict(),
+                "agreement_with_adjudication": S.proportion(
+                    r["agree_adjudicated"], r["adjudicated"]
+                ).to_dict(),
+                "agreement_with_golden": S.proportion(r["agree_golden"], r["golden"]).to_dict(),
+                "mean_decision_ms": (r["decision_ms_sum"] / r["timed"] if r["timed"] else None),
+                "automation_bias": S.automation_bias(
+                    r["agree_shown"], r["shown"], r["agree_blind"], r["blind"]
+                ),
+                "trend_by_hour": trend[name],
+            }
+        )
+    return out
+
+
+def gate_evidence(
+    conn: Connection,
+    filters: Q.ReportFilters,
+    *,
+    labels: Sequence[str],
+    ok: str = "ok",
+    rules: GateRules | None = None,
+    drift_alarm_open: bool | None = None,
+) -> tuple[Evidence, dict[str, Any]]:
+    """Everything the gates look at, from unbiased items only, plus the SGR result in full."""
+    ev_filters = dataclasses.replace(filters, evidence_only=True)
+    with Q.materialized(conn, ev_filters, ok=ok) as f:
+        return _evidence_from(conn, f, labels, ok, rules or GateRules(), drift_alarm_open)
+
+
+def _evidence_from(
+    conn: Connection,
+    f: FromClause,
+    labels: Sequence[str],
+    ok: str,
+    rules: GateRules,
+    drift_alarm_open: bool | None,
+) -> tuple[Evidence, dict[str, Any]]:
+    return _evidence(
+        [g for g in Q.label_groups(conn, f) if g["evidence"]],
+        [r for r in Q.score_rows(conn, f, ok=ok) if r["evidence"]],
+        [d for d in Q.day_rows(conn, f, ok=ok) if d["evidence"]],
+        labels,
+        ok,
+        rules,
+        drift_alarm_open,
+    )
+
+
+def _evidence(
+    groups: Sequence[Mapping[str, Any]],
+    scores: Sequence[Mapping[str, Any]],
+    days: Sequence[Mapping[str, Any]],
+    labels: Sequence[str],
+    ok: str,
+    rules: GateRules,
+    drift_alarm_open: bool | None,
+) -> tuple[Evidence, dict[str, Any]]:
+    """The gate evidence from aggregates that are already restricted to evidence items."""
+    block = _agreement_block(groups, labels, ok)
+    per_class: dict[str, int] = dict.fromkeys(labels, 0)
+    audited = audit_escapes = 0
+    for g in groups:
+        ref = g["adjudicated"] if g["adjudicated"] is not None else g["human"]
+        per_class[ref] = per_class.get(ref, 0) + g["n"]
+        if g["audit"]:
+            audited += g["n"]
+            if g["model"] == ok and ref != ok:
+                audit_escapes += g["n"]
+    sel = S.select_threshold(_histogram(scores), rules.max_escape_upper95)
+    ev: Evidence = {
+        "paired": sum(g["n"] for g in groups),
+        "days": sum(1 for d in days if d["evidence"] > 0),
+        "kappa": block["kappa"]["value"],
+        "kappa_lower95": block["kappa"]["ci95"][0] if block["kappa"]["ci95"] else None,
+        "per_class": per_class,
+        "classes": list(labels),
+        "selective_threshold": sel.threshold,
+        "selective_coverage": sel.coverage,
+        "selective_escape_upper95": sel.bound if sel.met else None,
+        "audited": audited,
+        "audit_escapes": audit_escapes,
+        "drift_alarm_open": drift_alarm_open,
+    }
+    return ev, sel.to_dict()
+
+
+def _gates(
+    conn: Connection,
+    evidence: tuple[Evidence, dict[str, Any]],
+    filters: Q.ReportFilters,
+    rules: GateRules,
+) -> dict[str, Any]:
+    ev, sel = evidence
+    level = Q.current_level(conn, filters.station) if filters.station else None
+    ladder = list(Level)
+    steps = [
+        evaluate_gate(a, b, ev, rules).to_dict() for a, b in zip(ladder, ladder[1:], strict=False)
+    ]
+    nxt = None
+    if level is not None and level != Level.full:
+        nxt = evaluate_gate(level, ladder[level.rank + 1], ev, rules).to_dict()
+    return {
+        "basis": "evidence items only (unbiased), with the report's other filters",
+        "station": filters.station,
+        "current_level": level.value if level else None,
+        "next": nxt,
+        "steps": steps,
+        "evidence": dict(ev),
+        "selective_threshold": sel,
+        "rules": rules.to_dict(),
+    }
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def build_report(
+    engine: Engine | Connection,
+    filters: Q.ReportFilters | None = None,
+    *,
+    labels: Sequence[str] = ("ok", "crack", "scratch", "dent", "stain", "missing"),
+    ok: str = "ok",
+    rules: GateRules | None = None,
+    drift_alarm_open: bool | None = None,
+    disagreement_limit: int = 60,
+) -> dict[str, Any]:
+    """The whole report as a JSON-ready dict (the keys the issue lists, plus context)."""
+    if isinstance(engine, Engine):
+        with engine.connect() as conn:
+            return build_report(
+                conn,
+                filters,
+                labels=labels,
+                ok=ok,
+                rules=rules,
+                drift_alarm_open=drift_alarm_open,
+                disagreement_limit=disagreement_limit,
+            )
+    conn = engine
+    filters = filters or Q.ReportFilters()
+    rules = rules or GateRules()
+    labels = S.label_order(list(labels), ok)
+    with Q.materialized(conn, filters, ok=ok) as f:
+        return _report_from(
+            conn, f, filters, labels, ok, rules, drift_alarm_open, disagreement_limit
+        )
+
+
+def _report_from(
+    conn: Connection,
+    f: FromClause,
+    filters: Q.ReportFilters,
+    labels: Sequence[str],
+    ok: str,
+    rules: GateRules,
+    drift_alarm_open: bool | None,
+    disagreement_limit: int,
+) -> dict[str, Any]:
+    messages = Q.unmatched_filters(conn, filters)
+    days = Q.day_rows(conn, f, ok=ok)
+    n = {
+        "items": sum(d["items"] for d in days),
+        "paired": sum(d["paired"] for d in days),
+        "evidence": sum(d["evidence"] for d in days),
+    }
+    groups = Q.label_groups(conn, f)
+    scores = Q.score_rows(conn, f, ok=ok)
+    main = _agreement_block(groups, labels, ok)
+    basis = {
+        "evidence": _agreement_block([g for g in groups if g["evidence"]], labels, ok),
+        "not_evidence": _agreement_block([g for g in groups if not g["evidence"]], labels, ok),
+    }
+    for b in basis.values():
+        b.pop("labels")
+    hist = _histogram(scores)
+    curve = [p.to_dict() for p in S.risk_coverage_curve(hist)]
+    sel = S.select_threshold(hist, rules.max_escape_upper95).to_dict()
+
+    if n["items"] == 0:
+        messages.append(
+            "no items match the filters"
+            if any(filters.to_dict().values())
+            else "the database holds no items yet"
+        )
+    elif n["paired"] == 0:
+        messages.append(
+            f"{n['items']} items, but none has both a human decision and a model label: "
+            "nothing to compare (is the model running, in shadow at least?)"
+        )
+    else:
+        if n["evidence"] == 0:
+            messages.append(
+                "no paired item is evidence (all decisions were taken with the suggestion shown): "
+                "agreement here is biased by the suggestion and no gate can pass"
+            )
+        if main["kappa"]["value"] is None:
+            messages.append(
+                "kappa does not exist: human and model used one and the same class only"
+            )
+        used = {g["human"] for g in groups} | {g["model"] for g in groups}
+        if len(used) == 1:
+            messages.append(
+                f"only one class ({next(iter(used))!r}) occurs: rates that need both are empty"
+            )
+        if not curve:
+            messages.append("no prediction carries a calibrated confidence: no risk/coverage curve")
+
+    report = {
+        "generated_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+        "filters": filters.to_dict(),
+        "messages": messages,
+        "counts": n,
+        "labels": main["labels"],
+        "matrix": main["matrix"],
+        "pass_fail": main["pass_fail"],
+        "agreement": main["agreement"],
+        "kappa": main["kappa"],
+        "escape_rate": main["escape_rate"],
+        "miss_rate": main["miss_rate"],
+        "false_reject_rate": main["false_reject_rate"],
+        "confusion_vs_reference": main["confusion_vs_reference"],
+        "by_basis": basis,
+        "mcnemar": _mcnemar(groups),
+        "automation_bias": _bias(groups),
+        "risk_coverage": curve,
+        "selective_threshold": sel,
+        "reliability": _reliability(scores),
+        "inspectors": _inspectors(Q.inspector_hour_rows(conn, f)),
+        "by_day": days,
+        "disagreements": Q.disagreements(conn, f, disagreement_limit),
+        "gates": _gates(
+            conn,
+            _evidence(
+                [g for g in groups if g["evidence"]],
+                [r for r in scores if r["evidence"]],
+                days,
+                labels,
+                ok,
+                rules,
+                drift_alarm_open,
+            ),
+            filters,
+            rules,
+        ),
+        "definitions": DEFINITIONS,
+    }
+    return _jsonable(report)  # type: ignore[no-any-return]
+
+
+def dumps(report: Mapping[str, Any]) -> str:
+    """JSON text; refuses NaN/inf outright rather than writing something a parser rejects."""
+    return json.dumps(report, indent=2, allow_nan=False)
+
+
+def _csv_value(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return v
+
+
+def write_csv(engine: Engine, filters: Q.ReportFilters, out: Any, *, ok: str = "ok") -> int:
+    """One row per item (Q.CSV_COLUMNS) to a text stream; rows are streamed. Returns the count."""
+    n = 0
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(Q.CSV_COLUMNS)
+    with engine.connect() as conn:
+        f = Q.frame(conn, filters, ok=ok)
+        for row in Q.iter_item_rows(conn, f):
+            writer.writerow([_csv_value(v) for v in row])
+            n += 1
+    return n
+
+
+def write_report(
+    engine: Engine,
+    filters: Q.ReportFilters,
+    fmt: str,
+    out_path: Path,
+    *,
+    labels: Sequence[str] = ("ok", "crack", "scratch", "dent", "stain", "missing"),
+    ok: str = "ok",
+    rules: GateRules | None = None,
+    image_root: Path | None = None,
+) -> dict[str, Any]:
+    """Write the report in `fmt` to `out_path` (atomically); returns a short summary."""
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise ReportFormatError(
+            f"report format {fmt!r} is not supported: expected one of {', '.join(FORMATS)} "
+            "(pdf: print the HTML report to PDF from a browser)"
+        )
+    out_path = out_path.expanduser()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".partial")
+    summary: dict[str, Any] = {"format": fmt, "path": str(out_path)}
+    try:
+        if fmt == "csv":
+            with tmp.open("w", newline="", encoding="utf-8") as fh:
+                summary["rows"] = write_csv(engine, filters, fh, ok=ok)
+        else:
+            report = build_report(engine, filters, labels=labels, ok=ok, rules=rules)
+            if fmt == "json":
+                text = dumps(report)
+            else:
+                from review.html import render_html
+
+                text = render_html(report, image_root=image_root)
+            tmp.write_text(text, encoding="utf-8")
+            summary["counts"] = report["counts"]
+            summary["messages"] = report["messages"]
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return summary

@@ -1,0 +1,121 @@
+"""`station report`: the agreement report (human x model) as HTML, JSON or CSV, with filters."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from station.cli.common import ConfigOpt, DbOpt, settings_from
+
+FORMAT_HELP = (
+    "html (one self-contained file), json, or csv (one row per item). pdf: print the HTML."
+)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report_cmd(
+        out: Annotated[
+            str, typer.Option("--out", help="Output file; '-' writes json/csv to stdout.")
+        ],
+        fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "html",
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+        station: Annotated[str | None, typer.Option("--station", help="Station name.")] = None,
+        inspector: Annotated[
+            str | None, typer.Option("--inspector", help="Operator name of the deciding inspector.")
+        ] = None,
+        model_version: Annotated[
+            str | None,
+            typer.Option(
+                "--model-version", help="NAME:VERSION (or VERSION); any slot, not only champion."
+            ),
+        ] = None,
+        level: Annotated[
+            str | None,
+            typer.Option(
+                "--level", help="human_only, shadow, assist, partial or full (of the disposition)."
+            ),
+        ] = None,
+        since: Annotated[
+            str | None,
+            typer.Option("--since", help="Captured at or after: YYYY-MM-DD[THH:MM] UTC."),
+        ] = None,
+        until: Annotated[
+            str | None,
+            typer.Option("--until", help="Captured before; a bare date includes that whole day."),
+        ] = None,
+        evidence_only: Annotated[
+            bool,
+            typer.Option(
+                "--evidence-only", help="Only unbiased items: shadow, blind, audit, golden."
+            ),
+        ] = False,
+    ) -> None:
+        """Agreement matrices, kappa, escape / miss / false-reject rates, risk/coverage and gates."""
+        from db.engine import sqlite_path
+        from review.errors import ReportFormatError, ReviewError
+        from review.gates import GateRules
+        from review.query import ReportFilters
+        from review.report import FORMATS, build_report, dumps, write_csv, write_report
+        from station.cli.common import open_database
+
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise ReportFormatError(
+                f"--format {fmt!r} is not supported: expected one of {', '.join(FORMATS)}"
+                + (" (for PDF, open the HTML report and print it to PDF)" if fmt == "pdf" else "")
+            )
+        filters = ReportFilters.parse(
+            station=station,
+            inspector=inspector,
+            model_version=model_version,
+            level=level,
+            since=since,
+            until=until,
+            evidence_only=evidence_only,
+        )
+        settings = settings_from(config, database_url=db)
+        path = sqlite_path(settings.effective_database_url)
+        if path is not None and not path.exists():
+            raise ReviewError(
+                f"no database at {path}: expected the file a station writes "
+                "(or one made by `station db upgrade`)"
+            )
+        engine = open_database(settings)
+        labels = [settings.ok_class, *settings.defect_classes]
+        rules = GateRules.from_mapping(settings.gates.model_dump())
+        if out == "-":
+            if fmt == "html":
+                raise ReportFormatError("--out - (stdout) is for json or csv; give a file for html")
+            if fmt == "csv":
+                write_csv(engine, filters, sys.stdout, ok=settings.ok_class)
+            else:
+                report = build_report(
+                    engine, filters, labels=labels, ok=settings.ok_class, rules=rules
+                )
+                typer.echo(dumps(report))
+            return
+        summary = write_report(
+            engine,
+            filters,
+            fmt,
+            Path(out),
+            labels=labels,
+            ok=settings.ok_class,
+            rules=rules,
+            image_root=settings.image_dir,
+        )
+        if "rows" in summary:
+            typer.echo(f"wrote {summary['rows']} rows to {summary['path']}")
+        else:
+            c = summary["counts"]
+            typer.echo(
+                f"wrote {fmt} report to {summary['path']}: {c['items']} items, "
+                f"{c['paired']} paired, {c['evidence']} evidence"
+            )
+            for m in summary["messages"]:
+                typer.echo(f"note: {m}", err=True)

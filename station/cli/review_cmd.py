@@ -1,0 +1,87 @@
+"""`station review`: the QA lead's review window (matrix, gallery, adjudication, gate, export)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from station.cli.common import ConfigOpt, DbOpt, UserOpt, login, open_database, settings_from
+from station.errors import StationError
+
+
+class NoDisplay(StationError):
+    pass
+
+
+def display_problem() -> str | None:
+    """Why no window can open here, or None. Qt would abort the process instead of raising."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform or sys.platform in ("win32", "darwin"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "no display: `station review` opens a window, and neither DISPLAY nor WAYLAND_DISPLAY is "
+        "set. Run it on a desktop, or under a virtual display (`xvfb-run station review ...`), "
+        "or write the report to a file instead: `station report --format html --out review.html`"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("review")
+    def review_cmd(
+        user: UserOpt,
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+        station: Annotated[
+            str | None, typer.Option("--station", help="Start with this station's items.")
+        ] = None,
+        evidence_only: Annotated[
+            bool, typer.Option("--evidence-only", help="Start with unbiased items only.")
+        ] = False,
+    ) -> None:
+        """The review window: agreement matrix, disagreement gallery, adjudication, gate, export.
+
+        A qa_lead adjudicates; an engineer may browse. The secret is read without echo."""
+        from db.engine import sqlite_path
+        from db.models import Level
+        from review.errors import ReviewError
+        from review.gates import GateRules
+        from review.query import ReportFilters
+        from station.auth import allowed, require
+
+        filters = ReportFilters.parse(station=station, evidence_only=evidence_only)
+        problem = display_problem()
+        if problem:
+            raise NoDisplay(problem)
+        settings = settings_from(config, database_url=db)
+        path = sqlite_path(settings.effective_database_url)
+        if path is not None and not path.exists():
+            raise ReviewError(
+                f"no database at {path}: expected the file a station writes "
+                "(or one made by `station db upgrade`)"
+            )
+        engine = open_database(settings)
+        operator = login(engine, user)
+        require(operator, "review")
+        if not allowed(operator, "adjudicate"):
+            typer.echo(
+                f"{operator.name} is {operator.role.value}: browsing only "
+                "(adjudication needs qa_lead)",
+                err=True,
+            )
+
+        from review.ui import ReviewConfig, run
+
+        config_ = ReviewConfig(
+            image_root=settings.image_dir,
+            labels=(settings.ok_class, *settings.defect_classes),
+            ok=settings.ok_class,
+            rules=GateRules.from_mapping(settings.gates.model_dump()),
+            default_level=Level(settings.levels.default),
+            filters=filters,
+        )
+        raise typer.Exit(run(engine, operator, config_))

@@ -1,0 +1,176 @@
+"""Changing a station's automation level: promotion needs a passing gate (or a recorded override),
+demotion never needs evidence. Every evaluation and change is appended to the record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from db.engine import session_scope
+from db.models import GateEvaluation, Level, LevelChange, Operator, Station
+from db.repo import (
+    current_level,
+    get_or_create_station,
+    record_gate_evaluation,
+    record_level_change,
+)
+from review.gates import GateResult, GateRules, parse_level
+from station.auth import require
+from station.errors import StationError
+from station.settings import Settings
+
+
+class LevelChangeRefused(StationError):
+    pass
+
+
+@dataclass(frozen=True)
+class LevelChangeOutcome:
+    change: LevelChange
+    gate: GateResult | None
+    evaluation_id: int | None
+
+
+def level_of(engine: Engine, settings: Settings, station_name: str | None = None) -> Level:
+    with session_scope(engine) as s:
+        station = get_or_create_station(session=s, name=station_name or settings.station_name)
+        assert station.id is not None
+        return current_level(
+            session=s, station_id=station.id, default=Level(settings.levels.default)
+        )
+
+
+def evaluate(
+    engine: Engine,
+    settings: Settings,
+    to_level: str | Level,
+    *,
+    station_name: str | None = None,
+    operator: Operator | None = None,
+    store: bool = True,
+) -> tuple[GateResult, int | None]:
+    """Evaluate the gate from the station's current level to `to_level` on the recorded evidence.
+
+    The evidence is every unbiased item of this station (shadow, blind checks, audits, golden);
+    the result, with every number behind it, is stored as a gate_evaluation when `store`.
+    """
+    from review.gates import evaluate_gate
+    from review.query import ReportFilters
+    from review.report import gate_evidence
+
+    target = parse_level(to_level)
+    name = station_name or settings.station_name
+    rules = GateRules.from_mapping(settings.gates.model_dump())
+    labels = [settings.ok_class, *settings.defect_classes]
+    with session_scope(engine) as s:
+        station = get_or_create_station(session=s, name=name)
+        assert station.id is not None
+        source = current_level(
+            session=s, station_id=station.id, default=Level(settings.levels.default)
+        )
+        conn = s.connection()
+        evidence, selective = gate_evidence(
+            conn,
+            ReportFilters(station=name),
+            labels=labels,
+            ok=settings.ok_class,
+            rules=rules,
+            drift_alarm_open=None,  # drift monitoring is not built yet: unknown fails partial -> full
+        )
+        result = evaluate_gate(source, target, evidence, rules)
+        evaluation_id = None
+        if store:
+            evaluation = record_gate_evaluation(
+                session=s,
+                evaluation=GateEvaluation(
+                    station_id=station.id,
+                    from_level=source,
+                    to_level=target,
+                    passed=result.passed,
+                    rules=result.rules,
+                    numbers={
+                        **result.numbers,
+                        "selective": selective,
+                        "checks": [c.to_dict() for c in result.checks],
+                    },
+                    operator_id=operator.id if operator else None,
+                ),
+            )
+            evaluation_id = evaluation.id
+    return result, evaluation_id
+
+
+def set_level(
+    engine: Engine,
+    settings: Settings,
+    to_level: str | Level,
+    *,
+    operator: Operator,
+    reason: str,
+    override: bool = False,
+    station_name: str | None = None,
+) -> LevelChangeOutcome:
+    """Change the level as `operator` (an engineer). A promotion runs the gate first and is refused
+    when it fails, unless `override` (recorded as such, with the reason)."""
+    require(operator, "set_level")
+    if not reason.strip():
+        raise LevelChangeRefused(
+            "a level change needs a reason (--reason TEXT); it is kept in the record"
+        )
+    target = parse_level(to_level)
+    name = station_name or settings.station_name
+    source = level_of(engine, settings, name)
+    gate: GateResult | None = None
+    evaluation_id: int | None = None
+    if target.rank > source.rank:
+        gate, evaluation_id = evaluate(
+            engine, settings, target, station_name=name, operator=operator
+        )
+        if not gate.passed and not override:
+            failed = "; ".join(
+                f"{c.name} = {c.value} (required {c.required})" for c in gate.failed_checks
+            )
+            raise LevelChangeRefused(
+                f"promotion {source.value} -> {target.value} refused by its gate: {failed}. "
+                "Collect more evidence, or pass --override with a reason (recorded)"
+            )
+        if override:
+            require(operator, "override_gate")
+    with session_scope(engine) as s:
+        station = get_or_create_station(session=s, name=name)
+        assert station.id is not None and operator.id is not None
+        change = record_level_change(
+            session=s,
+            change=LevelChange(
+                station_id=station.id,
+                from_level=source,
+                to_level=target,
+                operator_id=operator.id,
+                reason=reason.strip(),
+                gate_evaluation_id=evaluation_id,
+                override=bool(override and gate is not None and not gate.passed),
+            ),
+        )
+    return LevelChangeOutcome(change=change, gate=gate, evaluation_id=evaluation_id)
+
+
+def demote_automatically(
+    session: Session, station: Station, to_level: Level, reason: str, *, default: Level
+) -> LevelChange | None:
+    """An alarm (unusable model, audit escape, drift) lowers the level; no evidence needed."""
+    assert station.id is not None
+    source = current_level(session=session, station_id=station.id, default=default)
+    if to_level.rank >= source.rank:
+        return None
+    return record_level_change(
+        session=session,
+        change=LevelChange(
+            station_id=station.id,
+            from_level=source,
+            to_level=to_level,
+            reason=reason,
+            automatic=True,
+        ),
+    )

@@ -1,0 +1,145 @@
+"""Gates: rules as data, refusal with too little evidence, a pass with enough, demotion always."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from review_records import CLASSES, T0, Records
+from sqlalchemy.engine import Engine
+
+from db.models import Level
+from review import stats as S
+from review.errors import GateRuleError, UnknownLevel
+from review.gates import GateRules, evaluate_gate
+from review.query import ReportFilters
+from review.report import gate_evidence
+from station.settings import GateSettings
+
+SHADOW_OK = {
+    "paired": 800,
+    "days": 3,
+    "kappa": 0.85,
+    "kappa_lower95": 0.8,
+    "per_class": dict.fromkeys(CLASSES, 50),
+    "classes": CLASSES,
+}
+
+
+def test_rules_have_the_fields_and_defaults_of_the_settings() -> None:
+    assert GateRules.from_mapping(GateSettings().model_dump()) == GateRules()
+
+
+def test_rules_refuse_unknown_keys_and_bad_values() -> None:
+    with pytest.raises(GateRuleError, match="unknown gate rule"):
+        GateRules.from_mapping({"min_itemz": 3})
+    with pytest.raises(GateRuleError, match="expected an integer"):
+        GateRules.from_mapping({"shadow_to_assist_min_items": "many"})
+    with pytest.raises(GateRuleError, match="share in"):
+        GateRules.from_mapping({"assist_to_partial_min_coverage": 1.5})
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"), [("full", "human_only"), ("assist", "shadow"), ("partial", "partial")]
+)
+def test_demotion_always_passes_without_evidence(src: str, dst: str) -> None:
+    result = evaluate_gate(src, dst, {})
+    assert result.passed and result.checks == []
+
+
+def test_shadow_to_assist_refuses_too_little_evidence_and_says_why() -> None:
+    thin = SHADOW_OK | {
+        "paired": 120,
+        "days": 1,
+        "per_class": SHADOW_OK["per_class"] | {"missing": 3},
+    }
+    result = evaluate_gate("shadow", "assist", thin)
+    assert not result.passed
+    failed = {c.name for c in result.failed_checks}
+    assert failed == {"paired unbiased items", "distinct days", "items of class missing"}
+    assert "FAIL" in result.summary() and "required >= 500" in result.summary()
+    assert result.numbers["paired"] == 120
+
+
+def test_shadow_to_assist_passes_with_enough_evidence() -> None:
+    result = evaluate_gate("shadow", "assist", SHADOW_OK)
+    assert result.passed and all(c.passed for c in result.checks)
+
+
+def test_unknown_evidence_fails_rather_than_passes() -> None:
+    result = evaluate_gate("shadow", "assist", SHADOW_OK | {"kappa_lower95": None})
+    assert not result.passed
+    assert [c.name for c in result.failed_checks] == ["kappa lower 95% bound"]
+
+
+def _selective_evidence(n: int, escape_p: float, seed: int = 0) -> dict[str, object]:
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0.9, 1.0, n)
+    model_pass = rng.random(n) < 0.9
+    escapes = model_pass & (rng.random(n) < escape_p)
+    sel = S.select_threshold(S.score_histogram(scores, escapes, model_pass), 0.005)
+    return {
+        "selective_threshold": sel.threshold,
+        "selective_coverage": sel.coverage,
+        "selective_escape_upper95": sel.bound if sel.met else None,
+    }
+
+
+def test_assist_to_partial_needs_a_bounded_escape_rate_at_enough_coverage() -> None:
+    assert not evaluate_gate("assist", "partial", _selective_evidence(300, 0.0)).passed
+    assert evaluate_gate("assist", "partial", _selective_evidence(6000, 0.0)).passed
+    bad = evaluate_gate("assist", "partial", _selective_evidence(6000, 0.02))
+    assert not bad.passed
+
+
+def test_partial_to_full_needs_audits_and_a_known_clear_drift_state() -> None:
+    ev = _selective_evidence(8000, 0.0) | {"audited": 650, "audit_escapes": 0}
+    assert not evaluate_gate("partial", "full", ev).passed  # drift state unknown
+    assert evaluate_gate("partial", "full", ev | {"drift_alarm_open": False}).passed
+    one_escape = evaluate_gate(
+        "partial", "full", ev | {"drift_alarm_open": False, "audit_escapes": 1}
+    )
+    assert [c.name for c in one_escape.failed_checks] == ["escapes found by audits"]
+
+
+def test_skipping_a_level_must_meet_every_gate_on_the_way() -> None:
+    result = evaluate_gate("shadow", "partial", SHADOW_OK)
+    assert not result.passed
+    assert any(c.name.startswith("assist->partial: ") for c in result.failed_checks)
+    assert all(c.passed for c in result.checks if c.name.startswith("shadow->assist: "))
+
+
+def test_unknown_level_is_refused() -> None:
+    with pytest.raises(UnknownLevel, match="'semi'.*expected one of human_only"):
+        evaluate_gate("shadow", "semi", {})
+
+
+def _shadow_days(r: Records, days: int) -> None:
+    rng = np.random.default_rng(2)
+    for i in range(120):
+        label = CLASSES[i % len(CLASSES)]
+        model = label if rng.random() < 0.97 else "ok"
+        r.item(label, model, when=T0 + timedelta(days=i % days, minutes=i))
+    for _ in range(10):  # assist items with the suggestion shown: never evidence
+        r.item("ok", "ok", level=Level.assist)
+
+
+SMALL = GateRules(shadow_to_assist_min_items=100, shadow_to_assist_min_per_class=15)
+
+
+def test_gate_on_database_evidence_passes_with_two_days_of_shadow(engine: Engine, fill) -> None:
+    fill(lambda r: _shadow_days(r, 2))
+    with engine.connect() as conn:
+        ev, _ = gate_evidence(conn, ReportFilters(station="A1"), labels=CLASSES, rules=SMALL)
+    assert ev["paired"] == 120 and ev["days"] == 2
+    result = evaluate_gate("shadow", "assist", ev, SMALL)
+    assert result.passed, result.summary()
+
+
+def test_gate_on_database_evidence_refuses_a_single_day(engine: Engine, fill) -> None:
+    fill(lambda r: _shadow_days(r, 1))
+    with engine.connect() as conn:
+        ev, _ = gate_evidence(conn, ReportFilters(), labels=CLASSES, rules=SMALL)
+    result = evaluate_gate("shadow", "assist", ev, SMALL)
+    assert [c.name for c in result.failed_checks] == ["distinct days"]

@@ -1,0 +1,292 @@
+"""The report: SQL aggregates agree with the per-item CSV and with hand counts; bad input is calm."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from review_records import CLASSES, T0, Records, random_records
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from db.models import Level, Slot
+from review.errors import FilterError, ReportFormatError, UnknownLevel
+from review.query import CSV_COLUMNS, ReportFilters
+from review.report import build_report, dumps, write_csv, write_report
+
+
+def _report(engine: Engine, **filters: Any) -> dict[str, Any]:
+    rep = build_report(engine, ReportFilters.parse(**filters), labels=CLASSES)
+    json.loads(dumps(rep))  # strict JSON: dumps raises on NaN or infinity
+    return rep
+
+
+def _csv(engine: Engine, **filters: Any) -> list[dict[str, str]]:
+    buf = io.StringIO()
+    write_csv(engine, ReportFilters.parse(**filters), buf)
+    buf.seek(0)
+    return list(csv.DictReader(buf))
+
+
+FILTER_CASES = [
+    {},
+    {"station": "A1"},
+    {"evidence_only": True},
+    {"level": "assist"},
+    {"inspector": "minh"},
+    {"since": "2026-11-03", "until": "2026-11-03"},
+    {"model_version": "defect:v1"},
+]
+
+
+@pytest.fixture(scope="module")
+def mixed_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One mixed record (levels, blind, audits, golden, adjudications, undo) for many filters."""
+    from db.engine import make_engine
+    from db.migrate import upgrade
+
+    eng = make_engine(f"sqlite:///{tmp_path_factory.mktemp('mixed') / 'mixed.db'}")
+    upgrade(eng)
+    with Session(eng) as session:
+        random_records(Records(session), 400, seed=1)
+        session.commit()
+    yield eng
+    eng.dispose()
+
+
+@pytest.mark.parametrize("filters", FILTER_CASES, ids=lambda f: ",".join(f) or "none")
+def test_json_equals_what_the_csv_rows_add_up_to(mixed_engine: Engine, filters: dict) -> None:
+    engine = mixed_engine
+    rep = _report(engine, **filters)
+    rows = _csv(engine, **filters)
+    assert list(rows[0].keys()) == CSV_COLUMNS
+    paired = [r for r in rows if r["human_label"] and r["model_label"]]
+    assert rep["counts"] == {
+        "items": len(rows),
+        "paired": len(paired),
+        "evidence": sum(r["evidence"] == "1" for r in paired),
+    }
+    labels = rep["matrix"]["labels"]
+    cells = Counter((r["human_label"], r["model_label"]) for r in paired)
+    expected = [[cells[(h, m)] for m in labels] for h in labels]
+    assert rep["matrix"]["counts"] == expected
+    pf = Counter(
+        ("human_pass" if r["human_label"] == "ok" else "human_fail")
+        + ("_model_pass" if r["model_label"] == "ok" else "_model_fail")
+        for r in paired
+    )
+    assert rep["pass_fail"] == {
+        "both_pass": pf["human_pass_model_pass"],
+        "both_fail": pf["human_fail_model_fail"],
+        "human_fail_model_pass": pf["human_fail_model_pass"],
+        "human_pass_model_fail": pf["human_pass_model_fail"],
+    }
+    ref = [(r["adjudicated_label"] or r["human_label"], r["model_label"]) for r in paired]
+    passes = [x for x in ref if x[1] == "ok"]
+    defects = [x for x in ref if x[0] != "ok"]
+    oks = [x for x in ref if x[0] == "ok"]
+    assert (rep["escape_rate"]["k"], rep["escape_rate"]["n"]) == (
+        sum(x[0] != "ok" for x in passes),
+        len(passes),
+    )
+    assert (rep["miss_rate"]["k"], rep["miss_rate"]["n"]) == (
+        sum(x[1] == "ok" for x in defects),
+        len(defects),
+    )
+    assert (rep["false_reject_rate"]["k"], rep["false_reject_rate"]["n"]) == (
+        sum(x[1] != "ok" for x in oks),
+        len(oks),
+    )
+    assert rep["agreement"]["k"] == sum(
+        h == m for h, m in ((r["human_label"], r["model_label"]) for r in paired)
+    )
+    assert sum(d["items"] for d in rep["by_day"]) == len(rows)
+    by_inspector = Counter(r["inspector"] for r in paired if r["inspector"])
+    assert {i["inspector"]: i["paired"] for i in rep["inspectors"]} == {
+        k: v for k, v in by_inspector.items()
+    } | {i["inspector"]: 0 for i in rep["inspectors"] if i["inspector"] not in by_inspector}
+
+
+def test_report_numbers_match_a_hand_count(engine: Engine, fill) -> None:
+    def build(r: Records) -> None:
+        for _ in range(6):
+            r.item("ok", "ok")
+        r.item("crack", "crack")
+        r.item("crack", "ok")  # an escape by the model
+        r.item("ok", "dent")  # a false reject
+        r.item("dent", "ok", adjudicated="ok")  # adjudication sides with the model
+
+    fill(build)
+    rep = _report(engine)
+    assert rep["counts"] == {"items": 10, "paired": 10, "evidence": 10}
+    assert rep["pass_fail"] == {
+        "both_pass": 6,
+        "both_fail": 1,
+        "human_fail_model_pass": 2,
+        "human_pass_model_fail": 1,
+    }
+    assert rep["agreement"]["rate"] == pytest.approx(0.7)
+    # Reference: 8 ok (7 passed, 1 failed by the model), 2 defects (1 passed, 1 caught).
+    assert rep["escape_rate"] == pytest.approx(
+        {"rate": 1 / 8, "upper95": rep["escape_rate"]["upper95"], "n": 8, "k": 1}
+    )
+    assert rep["miss_rate"]["rate"] == pytest.approx(1 / 2)
+    assert rep["false_reject_rate"]["rate"] == pytest.approx(1 / 8)
+    assert rep["mcnemar"]["b"] == 1 and rep["mcnemar"]["c"] == 0
+
+
+def test_corrected_decision_replaces_the_one_it_supersedes(engine: Engine, fill) -> None:
+    def build(r: Records) -> None:
+        first = r.item("crack", "ok")
+        r.correct(first, "ok")
+
+    fill(build)
+    rep = _report(engine)
+    assert rep["counts"]["paired"] == 1
+    assert rep["pass_fail"]["both_pass"] == 1
+
+
+def test_assist_items_with_suggestion_shown_are_reported_but_not_evidence(
+    engine: Engine, fill
+) -> None:
+    def build(r: Records) -> None:
+        for _ in range(5):
+            r.item("ok", "ok", level=Level.assist)  # shown
+        for _ in range(3):
+            r.item("crack", "ok", level=Level.assist, blind=True)  # blind check
+
+    fill(build)
+    rep = _report(engine)
+    assert rep["counts"] == {"items": 8, "paired": 8, "evidence": 3}
+    assert rep["by_basis"]["evidence"]["agreement"]["n"] == 3
+    assert rep["by_basis"]["not_evidence"]["agreement"]["n"] == 5
+    assert rep["automation_bias"]["shown"]["rate"] == 1.0
+    assert rep["automation_bias"]["blind"]["rate"] == 0.0
+    assert _report(engine, evidence_only=True)["counts"]["items"] == 3
+
+
+def test_model_version_filter_judges_a_challenger_on_its_shadow_predictions(
+    engine: Engine, fill
+) -> None:
+    def build(r: Records) -> None:
+        r.item("crack", "ok", version="v1")
+        r.item("crack", "crack", version="v2", slot=Slot.challenger)
+
+    fill(build)
+    assert _report(engine)["counts"]["paired"] == 1  # champion only
+    rep = _report(engine, model_version="defect:v2")
+    assert rep["counts"]["paired"] == 1 and rep["pass_fail"]["both_fail"] == 1
+
+
+def test_empty_database_gives_a_report_with_a_message(engine: Engine) -> None:
+    rep = _report(engine)
+    assert rep["counts"] == {"items": 0, "paired": 0, "evidence": 0}
+    assert rep["messages"] == ["the database holds no items yet"]
+    assert rep["agreement"]["rate"] is None and rep["kappa"]["value"] is None
+    assert rep["escape_rate"]["upper95"] is None
+    assert rep["risk_coverage"] == [] and rep["inspectors"] == []
+    assert all(not s["passed"] for s in rep["gates"]["steps"][1:])
+
+
+def test_filters_that_match_nothing_say_so(engine: Engine, fill) -> None:
+    fill(lambda r: random_records(r, 30))
+    rep = _report(engine, station="ZZ", model_version="nope:v9", inspector="ghost")
+    assert rep["counts"]["items"] == 0
+    text = " ".join(rep["messages"])
+    assert "'ZZ'" in text and "'nope:v9'" in text and "'ghost'" in text and "no items match" in text
+
+
+def test_items_without_model_labels_are_counted_but_not_paired(engine: Engine, fill) -> None:
+    fill(lambda r: [r.item("ok", None, level=Level.human_only) for _ in range(4)])
+    rep = _report(engine)
+    assert rep["counts"] == {"items": 4, "paired": 0, "evidence": 0}
+    assert "none has both" in rep["messages"][0]
+
+
+def test_one_class_only_gives_no_kappa_and_no_nan(engine: Engine, fill) -> None:
+    fill(lambda r: [r.item("ok", "ok", confidence=0.99) for _ in range(20)])
+    rep = _report(engine)
+    assert rep["kappa"]["value"] is None
+    assert rep["miss_rate"]["rate"] is None and rep["escape_rate"]["rate"] == 0.0
+    assert any("kappa does not exist" in m for m in rep["messages"])
+
+
+def test_bad_filters_are_refused_with_what_was_expected() -> None:
+    with pytest.raises(UnknownLevel, match="expected one of human_only, shadow"):
+        ReportFilters.parse(level="semi")
+    with pytest.raises(FilterError, match="YYYY-MM-DD"):
+        ReportFilters.parse(since="yesterday")
+    with pytest.raises(FilterError, match="not before"):
+        ReportFilters.parse(since="2026-11-05", until="2026-11-01")
+
+
+def test_since_and_until_bound_capture_time_with_whole_days(engine: Engine, fill) -> None:
+    def build(r: Records) -> None:
+        for d in range(3):
+            r.item("ok", "ok", when=T0 + timedelta(days=d))
+
+    fill(build)
+    assert _report(engine, since="2026-11-03", until="2026-11-03")["counts"]["items"] == 1
+    assert _report(engine, until="2026-11-03")["counts"]["items"] == 2
+    assert _report(engine, level="partial")["counts"]["items"] == 0
+
+
+def test_unsupported_format_is_refused(engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(ReportFormatError, match="expected one of json, csv, html"):
+        write_report(engine, ReportFilters(), "docx", tmp_path / "r.docx")
+
+
+def test_html_report_opens_with_no_external_files(engine: Engine, fill, tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.full((120, 200, 3), 90, np.uint8))
+
+    def build(r: Records) -> None:
+        random_records(r, 120, seed=3)
+        r.item("crack", "ok", level=Level.shadow)
+        r.session.flush()
+
+    fill(build)
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE item SET image_path = 'a.png'"))
+    out = tmp_path / "report.html"
+    write_report(engine, ReportFilters(), "html", out, labels=CLASSES, image_root=images)
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "<svg" in page and "data:image/jpeg;base64," in page
+    lowered = page.lower()
+    for external in ("<script", "<link", "src='http", 'src="http', "url(", "@import"):
+        assert external not in lowered
+    import re
+
+    assert all(s.startswith("data:") for s in re.findall(r"src='([^']*)'", page))
+
+
+def test_html_report_of_empty_database_carries_the_message(engine: Engine, tmp_path: Path) -> None:
+    out = tmp_path / "empty.html"
+    write_report(engine, ReportFilters(), "html", out)
+    page = out.read_text(encoding="utf-8")
+    assert "the database holds no items yet" in page and "No risk/coverage curve" in page
+
+
+def test_report_leaves_no_temporary_table_behind(engine: Engine, fill) -> None:
+    from sqlalchemy import text
+
+    fill(lambda r: [r.item("ok", "ok") for _ in range(3)])
+    with engine.connect() as conn:
+        build_report(conn, ReportFilters(), labels=CLASSES)
+        build_report(conn, ReportFilters(evidence_only=True), labels=CLASSES)
+        temp = conn.execute(text("SELECT name FROM sqlite_temp_master WHERE type = 'table'")).all()
+    assert temp == []

@@ -1,0 +1,190 @@
+"""The automation ladder: gated promotion, free demotion, recorded overrides, engineers only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlmodel import Session, select
+
+from db.engine import session_scope
+from db.models import (
+    DecidedBy,
+    Disposition,
+    GateEvaluation,
+    HumanDecision,
+    Item,
+    Level,
+    LevelChange,
+    Prediction,
+    Role,
+    Slot,
+)
+from db.repo import add_operator, get_or_create_station, record_inspection
+from station.auth import hash_secret
+from station.errors import AuthError
+from station.levels import LevelChangeRefused, evaluate, level_of, set_level
+from station.settings import load_settings
+
+CLASSES = ["ok", "crack", "scratch", "dent", "stain", "missing"]
+
+
+@pytest.fixture
+def settings():
+    return load_settings(overrides={"station_name": "A3"})[0]
+
+
+@pytest.fixture
+def people(engine):
+    with session_scope(engine) as s:
+        eng = add_operator(session=s, name="kim", role=Role.engineer, secret_hash=hash_secret("k"))
+        insp = add_operator(
+            session=s, name="lan", role=Role.inspector, secret_hash=hash_secret("l")
+        )
+    return eng, insp
+
+
+def add_shadow_evidence(engine, operator_id: int, n: int, *, agree: float, seed: int = 0) -> None:
+    """`n` shadow items over three days, every class present, the model agreeing at rate `agree`."""
+    rng = np.random.default_rng(seed)
+    t0 = datetime(2026, 11, 2, 6, tzinfo=UTC)
+    with session_scope(engine) as s:
+        station = get_or_create_station(session=s, name="A3")
+        for i in range(n):
+            truth = CLASSES[(i // 2) % len(CLASSES)] if i % 2 else "ok"
+            model = truth if rng.random() < agree else CLASSES[(CLASSES.index(truth) + 1) % 6]
+            when = t0 + timedelta(hours=72 * i / n)
+            record_inspection(
+                session=s,
+                item=Item(station_id=station.id, captured_at=when, image_sha256=f"{i:064x}"),
+                predictions=[
+                    Prediction(
+                        slot=Slot.champion,
+                        label=model,
+                        confidence=0.9,
+                        p_defect=0.1 if model == "ok" else 0.9,
+                    )
+                ],
+                decision=HumanDecision(operator_id=operator_id, label=truth, decided_at=when),
+                disposition=Disposition(
+                    final_label=truth, decided_by=DecidedBy.human, level=Level.shadow
+                ),
+            )
+
+
+def _to_shadow(engine, settings, engineer) -> None:
+    set_level(engine, settings, "shadow", operator=engineer, reason="start")
+
+
+def test_promotion_without_evidence_is_refused_and_the_level_stays(
+    engine, settings, people
+) -> None:
+    engineer, _ = people
+    _to_shadow(engine, settings, engineer)
+    with pytest.raises(LevelChangeRefused, match="paired unbiased items = 0"):
+        set_level(engine, settings, "assist", operator=engineer, reason="go")
+    assert level_of(engine, settings) == Level.shadow
+    with Session(engine) as s:
+        evaluations = s.exec(select(GateEvaluation)).all()
+        assert [e.passed for e in evaluations] == [True, False]  # both evaluations stored
+
+
+def test_promotion_passes_with_enough_agreeing_shadow_evidence(engine, settings, people) -> None:
+    engineer, inspector = people
+    _to_shadow(engine, settings, engineer)
+    add_shadow_evidence(engine, inspector.id, 720, agree=0.97)
+    result, _ = evaluate(engine, settings, "assist", store=False)
+    assert result.passed, result.summary()
+    assert result.numbers["paired"] == 720 and result.numbers["kappa_lower95"] > 0.6
+    outcome = set_level(engine, settings, "assist", operator=engineer, reason="gate passed")
+    assert not outcome.change.override and outcome.evaluation_id is not None
+    assert level_of(engine, settings) == Level.assist
+
+
+def test_poor_agreement_fails_the_kappa_check(engine, settings, people) -> None:
+    engineer, inspector = people
+    _to_shadow(engine, settings, engineer)
+    add_shadow_evidence(engine, inspector.id, 720, agree=0.5)
+    result, _ = evaluate(engine, settings, "assist", store=False)
+    assert not result.passed
+    assert any("kappa" in c.name for c in result.failed_checks)
+
+
+def test_override_is_recorded_with_its_reason(engine, settings, people) -> None:
+    engineer, _ = people
+    _to_shadow(engine, settings, engineer)
+    outcome = set_level(
+        engine,
+        settings,
+        "assist",
+        operator=engineer,
+        reason="customer demo, signed off by QA",
+        override=True,
+    )
+    assert outcome.change.override
+    with Session(engine) as s:
+        change = s.exec(select(LevelChange).order_by(LevelChange.id.desc())).first()
+        assert change.override and change.reason == "customer demo, signed off by QA"
+        assert s.get(GateEvaluation, change.gate_evaluation_id).passed is False
+
+
+def test_demotion_needs_no_evidence(engine, settings, people) -> None:
+    engineer, _ = people
+    set_level(engine, settings, "assist", operator=engineer, reason="demo", override=True)
+    outcome = set_level(engine, settings, "human_only", operator=engineer, reason="model recalled")
+    assert outcome.gate is None and not outcome.change.override
+    assert level_of(engine, settings) == Level.human_only
+
+
+def test_an_inspector_cannot_set_the_level(engine, settings, people) -> None:
+    _, inspector = people
+    with pytest.raises(AuthError, match="needs engineer"):
+        set_level(engine, settings, "human_only", operator=inspector, reason="x")
+
+
+def test_level_set_cli_needs_an_engineers_secret(cli, db_url: str, engine, people) -> None:
+    wrong = cli(
+        "level",
+        "set",
+        "shadow",
+        "--reason",
+        "x",
+        "--user",
+        "kim",
+        "--db",
+        db_url,
+        input="not-kims\n",
+    )
+    assert wrong.code == 2 and "wrong secret" in wrong.err
+    inspector = cli(
+        "level", "set", "shadow", "--reason", "x", "--user", "lan", "--db", db_url, input="l\n"
+    )
+    assert inspector.code == 2 and "needs engineer" in inspector.err
+    ok = cli(
+        "level",
+        "set",
+        "shadow",
+        "--reason",
+        "start shadow",
+        "--user",
+        "kim",
+        "--db",
+        db_url,
+        input="k\n",
+    )
+    assert ok.code == 0, ok.err
+    shown = cli("level", "show", "--db", db_url)
+    assert "shadow" in shown.out and "start shadow" in shown.out
+
+
+def test_gate_check_cli_exits_1_when_refused_and_prints_numbers(cli, db_url: str, engine) -> None:
+    result = cli("gate", "check", "--to", "shadow", "--db", db_url, "--format", "json")
+    assert result.code == 0  # human_only -> shadow needs no evidence
+    refused = cli("gate", "check", "--to", "full", "--db", db_url)
+    assert refused.code == 1 and "FAIL" in refused.out and "required" in refused.out
+
+
+def test_unknown_level_name_is_refused(cli, db_url: str, engine) -> None:
+    result = cli("gate", "check", "--to", "turbo", "--db", db_url)
+    assert result.code == 2 and "human_only" in result.err
