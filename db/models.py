@@ -1,5 +1,9 @@
 """Every table of the database of record, in one place.
 
+JSON columns take `default={}` / `default=[]` rather than a default_factory: pydantic copies mutable
+defaults per instance anyway, and a factory costs an `inspect.signature` call on every construction,
+a third of the time of recording an inspection (bench/db_write.py).
+
 The records follow DESIGN.md "Records". Rows that carry evidence (items, predictions, decisions,
 dispositions, adjudications, level changes, gate evaluations) are append-only: a correction is a
 new row that points at the one it replaces, so the history a QA lead audits is never rewritten.
@@ -94,11 +98,11 @@ class ModelVersion(SQLModel, table=True):
     sha256: str = Field(index=True, max_length=64)
     architecture: str = Field(default="", max_length=64)
     artifact_path: str = ""
-    classes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    classes: list[str] = Field(default=[], sa_column=Column(JSON, nullable=False))
     ok_class: str = Field(default="ok", max_length=64)
-    thresholds: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    thresholds: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
     temperature: float = 1.0
-    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    metrics: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     registered_at: datetime = Field(default_factory=utcnow)
 
@@ -134,7 +138,7 @@ class Item(SQLModel, table=True):
     contrast: float | None = None
     sharpness: float | None = None
     clipped_share: float | None = None
-    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    stats: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
     source: str = Field(default="", max_length=256)
     # Known truth when the source knows it (synthetic line, golden samples).
     ground_truth: str | None = Field(default=None, max_length=64)
@@ -152,9 +156,7 @@ class Prediction(SQLModel, table=True):
     model_version_id: int | None = Field(default=None, foreign_key="model_version.id", index=True)
     slot: Slot = Slot.champion
     label: str | None = Field(default=None, max_length=64)  # None when the model errored
-    probabilities: dict[str, float] = Field(
-        default_factory=dict, sa_column=Column(JSON, nullable=False)
-    )
+    probabilities: dict[str, float] = Field(default={}, sa_column=Column(JSON, nullable=False))
     p_defect: float | None = None
     confidence: float | None = None  # calibrated probability of `label`
     latency_ms: float | None = None
@@ -169,7 +171,7 @@ class HumanDecision(SQLModel, table=True):
     item_id: int = Field(foreign_key="item.id", index=True)
     operator_id: int = Field(foreign_key="operator.id", index=True)
     label: str = Field(max_length=64)
-    defect_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    defect_types: list[str] = Field(default=[], sa_column=Column(JSON, nullable=False))
     decided_at: datetime = Field(default_factory=utcnow, index=True)
     decision_ms: float | None = None  # from the item appearing on screen to the key press
     suggestion_shown: bool = False
@@ -215,8 +217,8 @@ class GateEvaluation(SQLModel, table=True):
     from_level: Level
     to_level: Level
     passed: bool
-    rules: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    numbers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    rules: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
+    numbers: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
     operator_id: int | None = Field(default=None, foreign_key="operator.id")
     evaluated_at: datetime = Field(default_factory=utcnow)
 
