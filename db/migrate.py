@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,10 +28,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
+    # No sqlalchemy.url: env.py uses the connection we pass, and Alembic's ini-style config would
+    # choke on a URL-encoded password ("%40").
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if engine is not None:
-        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return cfg
 
 
@@ -92,12 +93,28 @@ def backup_sqlite(engine: Engine, dest: str | Path) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
     if dest.is_dir():
         dest = dest / f"{src.stem}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}{src.suffix}"
+    if dest.resolve() == src.resolve() or dest.name in (f"{src.name}-wal", f"{src.name}-shm"):
+        raise DbError(
+            f"refusing to back {src} up onto itself or its WAL files; choose another path"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".partial")
     try:
-        with sqlite3.connect(src) as s, sqlite3.connect(tmp) as d:
+        s = sqlite3.connect(src)
+        d = sqlite3.connect(tmp)
+        try:
             s.backup(d)
+        finally:
+            d.close()
+            s.close()
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
         tmp.replace(dest)  # the backup appears whole or not at all
+        dir_fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # and the rename survives a power cut
+        finally:
+            os.close(dir_fd)
     except (sqlite3.Error, OSError) as e:
         tmp.unlink(missing_ok=True)
         raise DatabaseUnavailable(f"backup of {src} to {dest} failed: {e}") from e

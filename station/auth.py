@@ -26,6 +26,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
 }
 
 
+_DUMMY_HASH = _hasher.hash("not-an-operator")
+
+
 def hash_secret(secret: str) -> str:
     if not secret:
         raise AuthError("empty secret: expected at least one character")
@@ -43,7 +46,10 @@ def authenticate(*, session: Session, name: str, secret: str) -> Operator:
     """The operator named `name` if `secret` is theirs; one message for both failures, so a
     wrong guess does not reveal which operator names exist."""
     operator = find_operator(session=session, name=name)
-    if operator is None or not operator.active or not verify_secret(operator.secret_hash, secret):
+    # An unknown name still pays for one hash check, so timing does not reveal which names exist.
+    secret_hash = operator.secret_hash if operator is not None else _DUMMY_HASH
+    valid = verify_secret(secret_hash, secret)
+    if operator is None or not operator.active or not valid:
         raise AuthError(f"unknown operator or wrong secret for {name!r}")
     return operator
 

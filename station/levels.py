@@ -6,12 +6,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from db.engine import session_scope
-from db.models import GateEvaluation, Level, LevelChange, Operator, Station
+from db.models import (
+    Deployment,
+    GateEvaluation,
+    Item,
+    Level,
+    LevelChange,
+    ModelVersion,
+    Operator,
+    Prediction,
+    Slot,
+    Station,
+)
 from db.repo import (
     current_level,
+    find_station,
     get_or_create_station,
     record_gate_evaluation,
     record_level_change,
@@ -33,13 +45,56 @@ class LevelChangeOutcome:
     evaluation_id: int | None
 
 
+def resolve_station(session: Session, settings: Settings, name: str | None) -> Station:
+    """The configured station (created on first use), or another one that already exists.
+
+    Read commands must not invent stations from a typo, so an unknown name other than the
+    configured one is refused with the list of known stations."""
+    if name is None or name == settings.station_name:
+        return get_or_create_station(session=session, name=settings.station_name)
+    station = find_station(session=session, name=name)
+    if station is None:
+        known = [s.name for s in session.exec(select(Station).order_by(col(Station.name))).all()]
+        raise StationError(
+            f"unknown station {name!r}: known stations are {', '.join(known) or 'none yet'}"
+        )
+    return station
+
+
 def level_of(engine: Engine, settings: Settings, station_name: str | None = None) -> Level:
     with session_scope(engine) as s:
-        station = get_or_create_station(session=s, name=station_name or settings.station_name)
+        station = resolve_station(s, settings, station_name)
         assert station.id is not None
         return current_level(
             session=s, station_id=station.id, default=Level(settings.levels.default)
         )
+
+
+def champion_version(session: Session, station_id: int) -> ModelVersion | None:
+    """The model version whose evidence a promotion rests on: the deployed champion, else the
+    version behind this station's latest champion prediction."""
+    deployment = session.exec(
+        select(Deployment)
+        .where(
+            Deployment.station_id == station_id,
+            Deployment.slot == Slot.champion,
+            col(Deployment.ended_at).is_(None),
+        )
+        .order_by(col(Deployment.id).desc())
+    ).first()
+    if deployment is not None:
+        return session.get(ModelVersion, deployment.model_version_id)
+    latest = session.exec(
+        select(Prediction.model_version_id)
+        .join(Item, col(Item.id) == col(Prediction.item_id))
+        .where(
+            Item.station_id == station_id,
+            Prediction.slot == Slot.champion,
+            col(Prediction.model_version_id).is_not(None),
+        )
+        .order_by(col(Prediction.id).desc())
+    ).first()
+    return session.get(ModelVersion, latest) if latest is not None else None
 
 
 def evaluate(
@@ -53,45 +108,52 @@ def evaluate(
 ) -> tuple[GateResult, int | None]:
     """Evaluate the gate from the station's current level to `to_level` on the recorded evidence.
 
-    The evidence is every unbiased item of this station (shadow, blind checks, audits, golden);
-    the result, with every number behind it, is stored as a gate_evaluation when `store`.
+    The evidence is the unbiased items (shadow, blind checks, audits, golden) of this station for
+    the model version that would be promoted, so evidence gathered for an older model never
+    promotes a newer one. It is read on its own connection, closed before the evaluation is
+    written: a long read transaction could not be upgraded to a write while the station commits.
     """
     from review.gates import evaluate_gate
     from review.query import ReportFilters
     from review.report import gate_evidence
 
     target = parse_level(to_level)
-    name = station_name or settings.station_name
     rules = GateRules.from_mapping(settings.gates.model_dump())
     labels = [settings.ok_class, *settings.defect_classes]
     with session_scope(engine) as s:
-        station = get_or_create_station(session=s, name=name)
+        station = resolve_station(s, settings, station_name)
         assert station.id is not None
+        station_id, name = station.id, station.name
         source = current_level(
-            session=s, station_id=station.id, default=Level(settings.levels.default)
+            session=s, station_id=station_id, default=Level(settings.levels.default)
         )
-        conn = s.connection()
+        version = champion_version(s, station_id)
+        version_spec = f"{version.name}:{version.version}" if version is not None else None
+    with engine.connect() as conn:
         evidence, selective = gate_evidence(
             conn,
-            ReportFilters(station=name),
+            ReportFilters(station=name, model_version=version_spec),
             labels=labels,
             ok=settings.ok_class,
             rules=rules,
             drift_alarm_open=None,  # drift monitoring is not built yet: unknown fails partial -> full
         )
-        result = evaluate_gate(source, target, evidence, rules)
-        evaluation_id = None
-        if store:
+        conn.rollback()
+    result = evaluate_gate(source, target, evidence, rules)
+    evaluation_id = None
+    if store:
+        with session_scope(engine) as s:
             evaluation = record_gate_evaluation(
                 session=s,
                 evaluation=GateEvaluation(
-                    station_id=station.id,
+                    station_id=station_id,
                     from_level=source,
                     to_level=target,
                     passed=result.passed,
                     rules=result.rules,
                     numbers={
                         **result.numbers,
+                        "model_version": version_spec,
                         "selective": selective,
                         "checks": [c.to_dict() for c in result.checks],
                     },
@@ -139,8 +201,18 @@ def set_level(
         if override:
             require(operator, "override_gate")
     with session_scope(engine) as s:
-        station = get_or_create_station(session=s, name=name)
+        station = resolve_station(s, settings, name)
         assert station.id is not None and operator.id is not None
+        # Re-read inside the writing transaction: an alarm may have demoted the station while the
+        # gate was evaluated, and a promotion must not silently undo that.
+        now = current_level(
+            session=s, station_id=station.id, default=Level(settings.levels.default)
+        )
+        if now != source:
+            raise LevelChangeRefused(
+                f"the level changed to {now.value} while the gate was evaluated "
+                f"(it was {source.value}); check `station level history` and try again"
+            )
         change = record_level_change(
             session=s,
             change=LevelChange(

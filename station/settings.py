@@ -39,7 +39,9 @@ class _Section(BaseModel):
 class LevelSettings(_Section):
     """The automation level a new station starts at and the sampling shares of each level."""
 
-    default: LevelName = "human_only"
+    # Only levels where the human decides and sees no model: anything higher must be reached
+    # through a gate (`station level set`), never by editing a file.
+    default: Literal["human_only", "shadow"] = "human_only"
     blind_share_assist: Share = Field(0.10, ge=0.0, le=1.0)
     audit_share_partial: Share = Field(0.05, ge=0.0, le=1.0)
     audit_share_full: Share = Field(0.02, ge=0.0, le=1.0)
@@ -113,6 +115,23 @@ class Settings(_Section):
     thresholds: ThresholdSettings = Field(default_factory=lambda: ThresholdSettings())
     guard: GuardSettings = Field(default_factory=lambda: GuardSettings())
     gates: GateSettings = Field(default_factory=lambda: GateSettings())
+
+    @model_validator(mode="after")
+    def _classes_consistent(self) -> Settings:
+        if self.ok_class in self.defect_classes:
+            raise ValueError(
+                f"ok_class {self.ok_class!r} is also listed in defect_classes {self.defect_classes}"
+            )
+        if len(set(self.defect_classes)) != len(self.defect_classes):
+            raise ValueError(f"defect_classes has duplicates: {self.defect_classes}")
+        unknown = sorted(set(self.thresholds.never_pass_above) - set(self.defect_classes))
+        if unknown:
+            # A typo here would silently drop a safety cap ("never auto-pass a possible crack").
+            raise ValueError(
+                f"thresholds.never_pass_above names {unknown}, which are not defect classes "
+                f"(expected some of {self.defect_classes})"
+            )
+        return self
 
     @property
     def effective_database_url(self) -> str:
@@ -262,16 +281,28 @@ def _describe(e: ValidationError, layers: dict[str, tuple[Any, str]]) -> str:
     problems = []
     for err in e.errors():
         key = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if not key:  # a rule across several keys: the message names them
+            problems.append(message)
+            continue
         top = key.split(".")[0] if key.split(".")[0] in layers else key
         origin = layers.get(key, layers.get(top, (None, "default")))[1]
-        value = err.get("input")
-        problems.append(f"{key} = {value!r} (from {origin}): {err['msg']}")
+        problems.append(f"{key} = {err.get('input')!r} (from {origin}): {message}")
     return "bad setting: " + "; ".join(problems)
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url  # malformed: shown as given, the database layer explains what is wrong
 
 
 def effective_items(settings: Settings) -> dict[str, Any]:
     """Dotted key -> value, with the derived defaults (database URL) filled in for display."""
     flat = _flatten(settings.model_dump(mode="json"))
-    if not settings.database_url:
-        flat["database_url"] = settings.effective_database_url
+    flat["database_url"] = _hide_password(settings.effective_database_url)
     return dict(sorted(flat.items()))

@@ -4,6 +4,7 @@ summary; for engineers setting up a camera."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,9 @@ def run_capture(
     from station.frames.store import ImageStore
     from station.frames.trigger import TRIGGER_VERSION, Trigger, item_from_frame
 
+    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s >= 0):
+        # nan would never compare greater than the elapsed time, so the run would never time out
+        raise StationError(f"--timeout-s must be a finite number of seconds >= 0, got {timeout_s}")
     source = open_source(spec, realtime=realtime)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from sqlalchemy.engine import Engine
+from typer.exceptions import Abort, Exit, TyperException
 
 from db.errors import DbError
 from station.errors import AuthError, StationError
@@ -52,24 +52,27 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 def run_guarded(app: Callable[..., Any]) -> int:
     """Run the CLI; a user error becomes one line on stderr and exit code 2, never a traceback."""
     try:
-        # Without standalone mode click returns the code of a `typer.Exit` instead of exiting.
+        # Without standalone mode the parser returns the code of a `typer.Exit` instead of exiting.
         rv = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except Abort:
         print("aborted", file=sys.stderr)
         return 130
-    except click.exceptions.ClickException as e:
-        e.show()
+    except Exit as e:
         return e.exit_code
-    except click.exceptions.Exit as e:
-        return e.exit_code
+    except TyperException as e:  # usage errors: a missing option, a bad value, an unknown command
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = " ".join(e.format_message().split())
+        print(f"error: {message}{hint}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except Exception as e:
         if not isinstance(e, _user_error_types()):
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     return rv if isinstance(rv, int) else 0
 
 
@@ -78,14 +81,27 @@ def settings_from(config: Path | None, **overrides: Any) -> Settings:
     return settings
 
 
-def open_database(settings: Settings) -> Engine:
-    """Engine for the configured database with its schema at head (created or migrated)."""
+def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
+    """Engine for the configured database with its schema at head.
+
+    A new, empty database is created in place (the embedded defaults need no setup). An older
+    schema is migrated (after a backup) only when `migrate`: commands that only read (reports,
+    review, level show) refuse instead, so a QA lead's report never migrates a fleet's server.
+    """
     from db.engine import make_engine, ping
-    from db.migrate import ensure_schema
+    from db.errors import SchemaError
+    from db.migrate import schema_state, upgrade
 
     engine = make_engine(settings.effective_database_url)
     ping(engine)
-    ensure_schema(engine)
+    state = schema_state(engine)
+    if not state.up_to_date:
+        if state.current is not None and not migrate:
+            raise SchemaError(
+                f"the database schema is at revision {state.current}, this program needs "
+                f"{state.head}: run `station db upgrade` first (it backs a SQLite file up)"
+            )
+        upgrade(engine)
     return engine
 
 

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         if fmt not in ("text", "json"):
             raise typer.BadParameter(f"{fmt!r}: expected text or json", param_hint="--format")
         settings = settings_from(config, database_url=db)
-        engine = open_database(settings)
+        engine = open_database(settings, migrate=False)
         result, evaluation_id = evaluate(engine, settings, to, station_name=station)
         if fmt == "json":
             typer.echo(json.dumps({**result.to_dict(), "evaluation_id": evaluation_id}, indent=2))
@@ -50,15 +50,15 @@ def register(app: typer.Typer) -> None:
     def show(station: StationOpt = None, db: DbOpt = None, config: ConfigOpt = None) -> None:
         """Print the level in force and when and why it was set."""
         from db.engine import session_scope
-        from db.repo import get_or_create_station, level_history
-        from station.levels import level_of
+        from db.repo import level_history
+        from station.levels import level_of, resolve_station
 
         settings = settings_from(config, database_url=db)
-        engine = open_database(settings)
+        engine = open_database(settings, migrate=False)
         name = station or settings.station_name
         level = level_of(engine, settings, name)
         with session_scope(engine) as s:
-            st = get_or_create_station(session=s, name=name)
+            st = resolve_station(s, settings, name)
             history = level_history(session=s, station_id=st.id)
         typer.echo(f"station {name}: {level.value}")
         if history:
@@ -73,12 +73,13 @@ def register(app: typer.Typer) -> None:
         """Every level change of the station, oldest first (append-only)."""
         from db.engine import session_scope
         from db.models import Operator
-        from db.repo import get_or_create_station, level_history
+        from db.repo import level_history
+        from station.levels import resolve_station
 
         settings = settings_from(config, database_url=db)
-        engine = open_database(settings)
+        engine = open_database(settings, migrate=False)
         with session_scope(engine) as s:
-            st = get_or_create_station(session=s, name=station or settings.station_name)
+            st = resolve_station(s, settings, station)
             rows = level_history(session=s, station_id=st.id)
             if not rows:
                 typer.echo("no level changes recorded")

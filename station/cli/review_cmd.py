@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
                 f"no database at {path}: expected the file a station writes "
                 "(or one made by `station db upgrade`)"
             )
-        engine = open_database(settings)
+        engine = open_database(settings, migrate=False)
         operator = login(engine, user)
         require(operator, "review")
         if not allowed(operator, "adjudicate"):

@@ -52,7 +52,12 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--workers", min=1, max=64, help="Processes rendering in parallel.")
         ] = 1,
         overwrite: Annotated[
-            bool, typer.Option("--overwrite", help="Write into a folder that is not empty.")
+            bool,
+            typer.Option(
+                "--overwrite",
+                help="Write into a folder that is not empty, first removing an earlier export's "
+                "images and masks (other files stay).",
+            ),
         ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ) -> None:
@@ -90,7 +95,7 @@ def register(app: typer.Typer) -> None:
                 print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
 
         summary = export_dataset(
-            out, n, config, start=start, overwrite=overwrite, progress=progress
+            out, n, config, start=start, overwrite=overwrite, workers=workers, progress=progress
         )
         if not quiet:
             print(file=sys.stderr)

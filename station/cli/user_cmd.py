@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from db.models import Role
-from station.cli.common import ConfigOpt, DbOpt, open_database, read_secret, settings_from
+from station.cli.common import ConfigOpt, DbOpt, login, open_database, read_secret, settings_from
 
 
 def register(app: typer.Typer) -> None:
@@ -18,13 +18,26 @@ def register(app: typer.Typer) -> None:
     def add(
         name: Annotated[str, typer.Argument(help="Login name, e.g. lan.")],
         role: Annotated[Role, typer.Option("--role", help="What the operator may do.")],
+        user: Annotated[
+            str | None,
+            typer.Option(
+                "--user",
+                help="An engineer adding the operator (needed once any engineer exists); "
+                "their secret is asked first.",
+            ),
+        ] = None,
         db: DbOpt = None,
         config: ConfigOpt = None,
     ) -> None:
-        """Add an operator. The secret is read without echo, or from stdin when piped."""
+        """Add an operator. The first operator must be an engineer; after that only an engineer
+        (--user) may add operators. Secrets are read without echo, or one per line from stdin."""
+        from sqlmodel import select
+
         from db.engine import session_scope
+        from db.models import Operator
         from db.repo import add_operator
-        from station.auth import hash_secret
+        from station.auth import hash_secret, require
+        from station.errors import AuthError
 
         name = name.strip()
         if not name or len(name) > 64 or any(c.isspace() for c in name):
@@ -33,6 +46,24 @@ def register(app: typer.Typer) -> None:
             )
         settings = settings_from(config, database_url=db)
         engine = open_database(settings)
+        with session_scope(engine) as session:
+            has_engineer = (
+                session.exec(select(Operator).where(Operator.role == Role.engineer)).first()
+                is not None
+            )
+        if has_engineer:
+            # Otherwise anyone at the keyboard could make themselves an engineer and override gates.
+            if user is None:
+                raise AuthError(
+                    "operators are added by an engineer: pass --user ENGINEER (their secret is "
+                    "asked first)"
+                )
+            require(login(engine, user), "manage_users")
+        elif role != Role.engineer:
+            raise AuthError(
+                "the first operator must be an engineer, who then adds the others: "
+                "station user add NAME --role engineer"
+            )
         secret = read_secret(f"secret for {name}: ", confirm=True)
         with session_scope(engine) as session:
             add_operator(session=session, name=name, role=role, secret_hash=hash_secret(secret))

@@ -17,7 +17,7 @@ import logging
 import re
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,49 +333,145 @@ def natural_key(name: str) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
-def image_header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding; None when unknown."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", data[16:24])
-        return int(w), int(h)
-    if data[:2] == b"\xff\xd8":
-        i = 2
-        n = len(data)
-        while i + 9 < n:
-            if data[i] != 0xFF:
-                i += 1
-                continue
-            marker = data[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-                i += 1 if marker == 0xFF else 2
-                continue
-            seg_len = struct.unpack(">H", data[i + 2 : i + 4])[0]
-            if marker in (
-                0xC0,
-                0xC1,
-                0xC2,
-                0xC3,
-                0xC5,
-                0xC6,
-                0xC7,
-                0xC9,
-                0xCA,
-                0xCB,
-                0xCD,
-                0xCE,
-                0xCF,
-            ):
-                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-                return int(w), int(h)
-            i += 2 + seg_len
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: JPEG start-of-frame markers (all but DHT C4, JPG C8 and DAC CC), whose segment holds the size.
+_JPEG_SOF = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
+_JPEG_SOS = 0xDA
+
+
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int]]:
+    """(marker, offset of its 0xFF) of each segment with a length, up to and including the first
+    start-of-scan (after which entropy-coded data follows)."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        if marker == 0xD9:  # end of image before any scan
+            return
+        yield marker, i
+        if marker == _JPEG_SOS:
+            return
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    for marker, i in _jpeg_segments(data):
+        if marker in _JPEG_SOF and i + 9 <= len(data):
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            return int(w), int(h)
     return None
+
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    if len(data) < 26:
+        return None
+    if struct.unpack("<I", data[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+        w, h = struct.unpack("<HH", data[18:22])
+        return int(w), int(h)
+    w, h = struct.unpack("<ii", data[18:26])
+    return int(w), abs(int(h))  # a negative height means rows stored top-down
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    kind = data[12:16]
+    if kind == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", data[26:30])
+        return int(w & 0x3FFF), int(h & 0x3FFF)
+    if kind == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = struct.unpack("<I", data[21:25])[0]
+        return int((bits & 0x3FFF) + 1), int(((bits >> 14) & 0x3FFF) + 1)
+    if kind == b"VP8X" and len(data) >= 30:
+        w = int.from_bytes(data[24:27], "little") + 1
+        h = int.from_bytes(data[27:30], "little") + 1
+        return w, h
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the first image file directory (the page a decoder reads)."""
+    order = "<" if data[:2] == b"II" else ">"
+    n = len(data)
+    ifd = struct.unpack(order + "I", data[4:8])[0]
+    if ifd + 2 > n:
+        return None
+    found: dict[int, int] = {}
+    count = struct.unpack(order + "H", data[ifd : ifd + 2])[0]
+    for k in range(count):
+        e = ifd + 2 + 12 * k
+        if e + 12 > n:
+            break
+        tag, typ = struct.unpack(order + "HH", data[e : e + 4])
+        if tag in (256, 257) and typ in (3, 4):  # ImageWidth / ImageLength as SHORT or LONG
+            fmt = "H" if typ == 3 else "I"
+            found[tag] = int(
+                struct.unpack(order + fmt, data[e + 8 : e + 8 + struct.calcsize(fmt)])[0]
+            )
+    if 256 in found and 257 in found:
+        return found[256], found[257]
+    return None
+
+
+def image_header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG, BMP, WebP or TIFF header without decoding; None when
+    the format is not one of these or its header cannot be read."""
+    try:
+        if data[:8] == _PNG_SIGNATURE and len(data) >= 24 and data[12:16] == b"IHDR":
+            w, h = struct.unpack(">II", data[16:24])
+            return int(w), int(h)
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data)
+        if data[:2] == b"BM":
+            return _bmp_size(data)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_size(data)
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_size(data)
+    except struct.error:  # a header cut short: the decoder will have its say
+        return None
+    return None
+
+
+def _png_is_complete(data: bytes) -> bool:
+    """True when the chunks run whole up to IEND; bytes after IEND are ignored, as decoders do."""
+    pos, n = 8, len(data)
+    while pos + 12 <= n:
+        length = struct.unpack(">I", data[pos : pos + 4])[0]
+        end = pos + 12 + length
+        if end > n:
+            return False
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return True
+        pos = end
+    return False
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    """True when an end-of-image marker follows the start of the first scan. Cameras often append
+    bytes after it (maker data, a second preview image), which decoders ignore, so do we. Inside
+    the scan data every 0xFF byte is stuffed, so FF D9 there can only be the real marker; a
+    thumbnail's own FF D9 inside an APP segment lies before the scan and is not counted."""
+    for marker, i in _jpeg_segments(data):
+        if marker == _JPEG_SOS and i + 4 <= len(data):
+            scan_data = i + 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+            return data.find(b"\xff\xd9", scan_data) >= 0
+    return False
 
 
 def check_image_bytes(data: bytes, ext: str, *, max_pixels: int) -> str | None:
     """Why these bytes are not a usable image, or None. Catches what a decoder would let through."""
     if not data:
         return "empty file (0 bytes)"
-    is_png = data[:8] == b"\x89PNG\r\n\x1a\n"
+    is_png = data[:8] == _PNG_SIGNATURE
     is_jpeg = data[:3] == b"\xff\xd8\xff"
     if ext == ".png" and not is_png or ext in {".jpg", ".jpeg"} and not is_jpeg:
         return f"not a {ext[1:].upper()} file (wrong signature)"
@@ -386,10 +482,10 @@ def check_image_bytes(data: bytes, ext: str, *, max_pixels: int) -> str | None:
             return f"bad image header: {w}x{h}"
         if w * h > max_pixels:
             return f"too large: {w}x{h} = {w * h} pixels, limit {max_pixels}"
-    if is_png and b"IEND" not in data[-16:]:
-        return "truncated PNG (no IEND chunk at the end)"
-    if is_jpeg and b"\xff\xd9" not in data[-4:]:
-        return "truncated JPEG (no end-of-image marker)"
+    if is_png and not _png_is_complete(data):
+        return "truncated PNG (chunks end before the IEND chunk)"
+    if is_jpeg and not _jpeg_is_complete(data):
+        return "truncated JPEG (no end-of-image marker after the image data)"
     return None
 
 

@@ -4,8 +4,10 @@ Layout: <root>/<h[0:2]>/<h[2:4]>/<h>.<ext>. A path is derived only from the hash
 hex digits) and an extension from a fixed list, never from outside input, so nothing a camera, a
 file name or a user types can steer a write outside the root. Writes are atomic: bytes go to a
 temporary file in the target folder, are fsynced, then renamed over the final name, and the folder
-is fsynced; a crash leaves either the whole file or none (plus, at worst, a `.tmp-*` file that
-`remove_stale_temp_files` clears). Storing the same bytes twice stores them once.
+is fsynced; every folder the store creates (the root, the fan-out folders) is fsynced in its parent,
+so a file behind an acknowledged write survives a power cut. A crash leaves either the whole file
+or none (plus, at worst, a `.tmp-*` file that `remove_stale_temp_files` clears). Storing the same
+bytes twice stores them once.
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ class ImageStore:
         self.root = Path(root)
         self.fmt = fmt
         self.jpeg_quality = int(jpeg_quality)
+        #: Fan-out folders whose directory entry this process has fsynced in their parent.
+        self._durable: set[Path] = set()
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            _make_dirs_durable(self.root)
         except OSError as e:
             raise ImageStoreError(f"cannot create the image store folder {self.root}: {e}") from e
 
@@ -107,11 +111,24 @@ class ImageStore:
             return StoredImage(sha, rel, final, created=False, size_bytes=len(data))
         folder = final.parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            self._ensure_folder(folder)
             self._write_atomic(folder, final, data)
         except OSError as e:
             raise ImageStoreError(f"cannot write {final}: {e}") from e
         return StoredImage(sha, rel, final, created=True, size_bytes=len(data))
+
+    def _ensure_folder(self, folder: Path) -> None:
+        """Create root/ab and root/ab/cd as needed and fsync each in its parent, once per process.
+
+        Also done for folders that already exist: another writer may have created one and not yet
+        fsynced its parent, and our acknowledged file must not hang on that writer's progress.
+        """
+        for level in (folder.parent, folder):
+            if level in self._durable:
+                continue
+            level.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(level.parent)
+            self._durable.add(level)
 
     def _write_atomic(self, folder: Path, final: Path, data: bytes) -> None:
         tmp = folder / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
@@ -162,6 +179,23 @@ class ImageStore:
                     tmp.unlink()
                     removed += 1
         return removed
+
+
+def _make_dirs_durable(folder: Path) -> None:
+    """mkdir -p that fsyncs the parent of each folder it had to create, so the new directory
+    entries reach the disk together with the file later renamed into them."""
+    missing: list[Path] = []
+    current = folder
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for new in reversed(missing):
+        # exist_ok: a concurrent writer may create the same folder; its entry is fsynced below
+        # all the same, since that writer may not have reached its own fsync yet.
+        new.mkdir(exist_ok=True)
+        _fsync_dir(new.parent)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,10 @@ NEW_COLOURS = {
     "silver": (185, 182, 178),
 }
 DEFECT_STYLES = ("v1", "v2")
+#: Upper bound of travel_s, dwell_s and gap_s: an hour per phase is already no line.
+MAX_PHASE_S = 3600.0
+#: Upper bound of one mix weight (keeps the sum of weights finite).
+MAX_WEIGHT = 1e6
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,11 @@ class SynthConfig:
     drift_ramp_items: int = 3
 
     def __post_init__(self) -> None:
-        problems = []
+        # Non-finite numbers pass every `<`/`<=` range test below (nan) or overflow later in
+        # round() (inf), so they are refused first, each named with what is expected.
+        problems = _non_finite(self)
+        if problems:
+            raise SourceError("bad synthetic line setting: " + "; ".join(problems))
         if not (64 <= self.width <= 7680 and 36 <= self.height <= 4320):
             problems.append(
                 f"width x height must be within 64x36..7680x4320, got {self.width}x{self.height}"
@@ -72,14 +81,23 @@ class SynthConfig:
             problems.append(
                 f"mix has unknown classes {sorted(unknown)}; expected some of {list(DEFECT_CLASSES)}"
             )
-        if any(w < 0 for w in self.mix.values()) or (
+        if any(not 0 <= w <= MAX_WEIGHT for w in self.mix.values()) or (
             self.defect_rate > 0 and sum(self.mix.values()) <= 0
         ):
-            problems.append(f"mix weights must be >= 0 with a positive sum, got {self.mix}")
+            problems.append(
+                f"mix weights must be in [0, {MAX_WEIGHT:g}] with a positive sum, got {self.mix}"
+            )
         if not 1.0 <= self.fps <= 240.0:
             problems.append(f"fps must be in [1, 240], got {self.fps}")
-        if self.travel_s <= 0 or self.dwell_s <= 0 or self.gap_s < 0:
-            problems.append("travel_s and dwell_s must be > 0 and gap_s >= 0")
+        for name, low, high in (
+            ("travel_s", 0.0, MAX_PHASE_S),
+            ("dwell_s", 0.0, MAX_PHASE_S),
+        ):
+            value = getattr(self, name)
+            if not low < value <= high:
+                problems.append(f"{name} must be in (0, {high:g}] seconds, got {value}")
+        if not 0.0 <= self.gap_s <= MAX_PHASE_S:
+            problems.append(f"gap_s must be in [0, {MAX_PHASE_S:g}] seconds, got {self.gap_s}")
         if self.max_items is not None and self.max_items < 0:
             problems.append(f"max_items must be >= 0, got {self.max_items}")
         if not 0.05 <= self.light <= 3.0:
@@ -139,6 +157,19 @@ class SynthConfig:
             values[key] = _convert(key, raw, fields[key].type)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _non_finite(config: SynthConfig) -> list[str]:
+    """One line per float setting (mix weights included) that is nan or infinite."""
+    problems = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{f.name} must be a finite number, got {value}")
+    for name, weight in config.mix.items():
+        if isinstance(weight, float) and not math.isfinite(weight):
+            problems.append(f"mix weight of {name} must be a finite number >= 0, got {weight}")
+    return problems
 
 
 def _convert(key: str, raw: str, typ: Any) -> Any:

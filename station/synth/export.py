@@ -5,6 +5,8 @@
     DIR/manifest.json              the config and, per file, its truth (label, defects, phone)
 
 Names are `s<seed>_<index>`, so two exports of the same seed and range are identical.
+Exporting over an earlier export (`overwrite`) first removes that export's files, so the class
+folders hold exactly what the new manifest lists.
 """
 
 from __future__ import annotations
@@ -77,6 +79,60 @@ def _export_one(job: tuple[SynthConfig, int, str]) -> dict[str, Any]:
     }
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """True when `path` (symlinks resolved) lies inside `folder` (already resolved)."""
+    try:
+        path.resolve().relative_to(folder)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _previous_files(out: Path, root: Path) -> set[Path]:
+    """Files the earlier export's manifest lists, restricted to <label>/<name>.png inside out."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+        entries = manifest["items"] if manifest.get("format") == FORMAT else []
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return set()  # no readable manifest of ours: only the class folders are cleared
+    files: set[Path] = set()
+    for entry in entries if isinstance(entries, list) else []:
+        for key in ("file", "mask"):
+            rel = entry.get(key) if isinstance(entry, dict) else None
+            parts = rel.split("/") if isinstance(rel, str) else []
+            if len(parts) == 2 and parts[0] in LABELS and parts[1].endswith(".png"):
+                files.add(out / parts[0] / parts[1])
+    return {f for f in files if _inside(f.parent, root)}
+
+
+def remove_previous_export(out: Path) -> int:
+    """Delete an earlier export's images and masks from `out`; returns how many files.
+
+    Removes the files its manifest lists and every *.png (masks included) in the class folders,
+    then the manifest; nothing else. A class folder that is a link, or a path that resolves
+    outside `out`, is left alone, so nothing outside `out` is ever deleted.
+    """
+    root = out.resolve()
+    doomed = _previous_files(out, root)
+    for label in LABELS:
+        folder = out / label
+        if folder.is_symlink() or not folder.is_dir() or not _inside(folder, root):
+            continue
+        doomed.update(p for p in folder.glob("*.png") if p.is_file() or p.is_symlink())
+    removed = 0
+    try:
+        # The manifest goes first: a crash part-way leaves no manifest naming missing files.
+        (out / MANIFEST).unlink(missing_ok=True)
+        for path in sorted(doomed):
+            # Unlinking a link removes the link, never its target.
+            if (path.is_file() or path.is_symlink()) and _inside(path.parent, root):
+                path.unlink()
+                removed += 1
+    except OSError as e:
+        raise StationError(f"cannot remove the earlier export's files in {out}: {e}") from e
+    return removed
+
+
 def export_dataset(
     out: Path,
     n: int,
@@ -94,8 +150,10 @@ def export_dataset(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise StationError(f"{out} is a file; expected a folder (new or empty) to export into")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise StationError(f"{out} is not empty; choose a new folder or pass --overwrite")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise StationError(f"{out} is not empty; choose a new folder or pass --overwrite")
+        remove_previous_export(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for label in LABELS:

@@ -16,6 +16,7 @@ from frames_fixtures import line_frames, make_bad_folder, small_config, write_vi
 
 from station.cli import capture_cmd, synth_cmd
 from station.cli.common import run_guarded
+from station.errors import StationError
 
 
 @pytest.fixture(autouse=True)
@@ -138,6 +139,10 @@ def test_capture_from_a_video_file(tmp_path: Path, monkeypatch, capsys) -> None:
         ("camera-one", "accepted forms"),
         ("file:/nonexistent/line.mp4", "does not exist"),
         ("synthetic:speed=3", "unknown synthetic parameter"),
+        ("synthetic:travel_s=nan", "travel_s must be a finite number, got nan"),
+        ("synthetic:dwell_s=inf", "dwell_s must be a finite number, got inf"),
+        ("synthetic:mix=crack:nan", "mix weight of crack must be a finite number >= 0, got nan"),
+        ("synthetic:dwell_s=1e9", "dwell_s must be in (0, 3600] seconds, got 1000000000.0"),
     ],
 )
 def test_capture_user_errors_are_one_line_and_exit_2(
@@ -204,3 +209,60 @@ def test_synth_refuses_a_non_empty_folder_and_conflicting_options(
         str(tmp_path / "new"),
     )
     assert code == 2 and "both" in err
+
+
+def test_synth_workers_option_reaches_the_export_and_gives_the_same_files(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import station.synth.export as export
+
+    real = export.export_dataset
+    workers_seen: list[int] = []
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        workers_seen.append(kwargs["workers"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export, "export_dataset", spy)
+    common = ["synth", "--n", "5", "--seed", "4", "--width", "96", "--height", "64", "--quiet"]
+    common += ["--defect-rate", "0.6"]
+    for workers in ("1", "2"):
+        code, stdout, err = _run(
+            monkeypatch, capsys, *common, "--workers", workers, "--out", str(tmp_path / workers)
+        )
+        assert code == 0, err
+    assert workers_seen == [1, 2]
+    one = sorted(p.relative_to(tmp_path / "1") for p in (tmp_path / "1").rglob("*.png"))
+    two = sorted(p.relative_to(tmp_path / "2") for p in (tmp_path / "2").rglob("*.png"))
+    assert one == two and len(one) == 10  # 5 images + 5 masks
+    for rel in one:
+        assert (tmp_path / "1" / rel).read_bytes() == (tmp_path / "2" / rel).read_bytes()
+    assert (tmp_path / "1" / "manifest.json").read_bytes() == (
+        tmp_path / "2" / "manifest.json"
+    ).read_bytes()
+
+
+def test_synth_overwrite_leaves_only_the_new_export_in_the_class_folders(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    out = tmp_path / "ds"
+    base = ["synth", "--width", "96", "--height", "64", "--quiet", "--out", str(out)]
+    code, _, err = _run(monkeypatch, capsys, *base, "--n", "8", "--seed", "1")
+    assert code == 0, err
+    code, _, err = _run(monkeypatch, capsys, *base, "--n", "3", "--seed", "2", "--overwrite")
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {e["file"] for e in manifest["items"]} | {e["mask"] for e in manifest["items"]}
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+    assert on_disk == listed and len(listed) == 6
+
+
+def test_capture_refuses_a_timeout_that_is_not_a_number(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    args = ["capture", "--source", "synthetic:width=96,height=64", "--out", str(tmp_path / "c")]
+    code, _, err = _run(monkeypatch, capsys, *args, "--timeout-s", "nan")
+    assert code == 2 and "--timeout-s" in err and "Traceback" not in err
+    with pytest.raises(StationError, match="finite number of seconds >= 0, got nan"):
+        capture_cmd.run_capture("synthetic", tmp_path / "c", max_items=1, timeout_s=float("nan"))
+    assert not (tmp_path / "c").exists()

@@ -31,10 +31,26 @@ def test_every_subcommand_has_help(cli) -> None:
         assert "--help" in result.out
 
 
+def _engineer(cli, db_url: str) -> None:
+    first = cli("user", "add", "kim", "--role", "engineer", "--db", db_url, input="k\n")
+    assert first.code == 0, first.err
+
+
 def test_user_add_reads_the_secret_from_stdin_and_list_shows_roles(cli, db_url: str) -> None:
-    added = cli("user", "add", "lan", "--role", "inspector", "--db", db_url, input="s3cret\n")
+    _engineer(cli, db_url)
+    added = cli(
+        "user",
+        "add",
+        "lan",
+        "--role",
+        "inspector",
+        "--user",
+        "kim",
+        "--db",
+        db_url,
+        input="k\ns3cret\n",
+    )
     assert added.code == 0, added.err
-    cli("user", "add", "kim", "--role", "engineer", "--db", db_url, input="x\n")
     listed = cli("user", "list", "--db", db_url)
     assert listed.code == 0
     assert "lan" in listed.out and "inspector" in listed.out and "engineer" in listed.out
@@ -47,18 +63,64 @@ def test_user_add_reads_the_secret_from_stdin_and_list_shows_roles(cli, db_url: 
     assert "s3cret" not in stored
 
 
+def test_the_first_operator_must_be_an_engineer(cli, db_url: str) -> None:
+    result = cli("user", "add", "lan", "--role", "inspector", "--db", db_url, input="a\n")
+    assert result.code == 2 and "first operator must be an engineer" in result.err
+
+
+def test_only_an_engineer_adds_operators_once_one_exists(cli, db_url: str) -> None:
+    _engineer(cli, db_url)
+    anonymous = cli("user", "add", "eve", "--role", "engineer", "--db", db_url, input="e\n")
+    assert anonymous.code == 2 and "--user ENGINEER" in anonymous.err
+    wrong = cli(
+        "user",
+        "add",
+        "eve",
+        "--role",
+        "engineer",
+        "--user",
+        "kim",
+        "--db",
+        db_url,
+        input="guess\ne\n",
+    )
+    assert wrong.code == 2 and "wrong secret" in wrong.err
+    cli(
+        "user", "add", "lan", "--role", "inspector", "--user", "kim", "--db", db_url, input="k\nl\n"
+    )
+    by_inspector = cli(
+        "user", "add", "eve", "--role", "engineer", "--user", "lan", "--db", db_url, input="l\ne\n"
+    )
+    assert by_inspector.code == 2 and "needs engineer" in by_inspector.err
+    assert "eve" not in cli("user", "list", "--db", db_url).out
+
+
 def test_duplicate_user_is_refused_and_nothing_changes(cli, db_url: str) -> None:
-    cli("user", "add", "lan", "--role", "inspector", "--db", db_url, input="a\n")
-    again = cli("user", "add", "lan", "--role", "engineer", "--db", db_url, input="b\n")
+    _engineer(cli, db_url)
+    again = cli(
+        "user", "add", "kim", "--role", "inspector", "--user", "kim", "--db", db_url, input="k\nb\n"
+    )
     assert again.code == 2 and "already exists" in again.err
     _no_traceback(again)
-    assert "inspector" in cli("user", "list", "--db", db_url).out
+    assert "engineer" in cli("user", "list", "--db", db_url).out
 
 
-def test_bad_role_and_empty_secret_are_refused(cli, db_url: str) -> None:
-    bad_role = cli("user", "add", "lan", "--role", "boss", "--db", db_url, input="a\n")
-    assert bad_role.code != 0 and "inspector" in bad_role.err
-    empty = cli("user", "add", "lan", "--role", "inspector", "--db", db_url, input="\n")
+def test_usage_errors_are_one_line_without_traceback(cli, db_url: str) -> None:
+    for args, expected in (
+        (("user", "add", "lan", "--role", "boss", "--db", db_url), "'boss' is not one of"),
+        (("gate", "check", "--db", db_url), "Missing option '--to'"),
+        (("config", "show", "--db", db_url), "No such option: --db"),
+        (("frobnicate",), "No such command"),
+    ):
+        result = cli(*args, input="a\n")
+        assert result.code == 2, (args, result.err)
+        assert result.err.startswith("error: ") and expected in result.err
+        assert len(result.err.strip().splitlines()) == 1
+        _no_traceback(result)
+
+
+def test_empty_secret_is_refused(cli, db_url: str) -> None:
+    empty = cli("user", "add", "kim", "--role", "engineer", "--db", db_url, input="\n")
     assert empty.code == 2 and "empty secret" in empty.err
 
 

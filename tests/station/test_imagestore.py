@@ -129,3 +129,67 @@ def test_a_tampered_file_fails_verification(tmp_path: Path, image: np.ndarray) -
     stored = store.put(image)
     stored.path.write_bytes(stored.path.read_bytes() + b"x")
     assert not store.verify(stored.sha256)
+
+
+@pytest.fixture
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Paths of everything fsynced, in order (the real fsync still runs); a file's data is fsynced
+    under its temporary name, recorded here as <folder>/TEMP."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc/self/fd to tell which path an fsynced descriptor is")
+    real_fsync = os.fsync
+    seen: list[Path] = []
+
+    def recording_fsync(fd: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        seen.append(path.parent / "TEMP" if path.name.startswith(TEMP_PREFIX) else path)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return seen
+
+
+def test_new_folders_are_fsynced_in_their_parents_so_a_power_cut_keeps_the_file(
+    tmp_path: Path, image: np.ndarray, fsynced: list[Path]
+) -> None:
+    root = tmp_path.resolve() / "site" / "images"
+    store = ImageStore(root)
+    assert fsynced == [root.parent.parent, root.parent]  # new 'site' and 'images' entries
+    fsynced.clear()
+    stored = store.put(image)
+    h = stored.sha256
+    fanout_1, fanout_2 = root / h[:2], root / h[:2] / h[2:4]
+    # file data, and each new directory entry: ab in root, cd in ab, the file in cd
+    data = fanout_2 / "TEMP"
+    assert {data, root, fanout_1, fanout_2} <= set(fsynced)
+    assert fsynced.index(data) < fsynced.index(fanout_2)  # data, then the rename is made durable
+
+
+def _two_blobs_in_one_folder() -> tuple[bytes, bytes]:
+    """Two byte strings whose hashes share the fan-out folders (a birthday search, ~300 tries)."""
+    seen: dict[str, bytes] = {}
+    for k in range(100_000):
+        blob = b"blob %d" % k
+        prefix = hashlib.sha256(blob).hexdigest()[:4]
+        if prefix in seen:
+            return seen[prefix], blob
+        seen[prefix] = blob
+    raise AssertionError("no two hashes shared a 4-hex-digit prefix")
+
+
+def test_a_fanout_folder_made_by_another_writer_is_fsynced_once_by_this_one(
+    tmp_path: Path, fsynced: list[Path]
+) -> None:
+    """The other writer may not have fsynced it yet; this store must not rely on that."""
+    root = tmp_path.resolve()
+    store = ImageStore(root)
+    first, second = _two_blobs_in_one_folder()
+    h = hashlib.sha256(first).hexdigest()
+    (root / h[:2] / h[2:4]).mkdir(parents=True)  # created by someone else
+    fsynced.clear()
+    store.put_bytes(first)
+    assert root in fsynced and root / h[:2] in fsynced
+    fsynced.clear()
+    stored = store.put_bytes(second)
+    assert stored.path.parent == root / h[:2] / h[2:4]
+    assert fsynced == [stored.path.parent / "TEMP", stored.path.parent]  # only file and folder

@@ -17,11 +17,19 @@ from db.models import (
     Item,
     Level,
     LevelChange,
+    ModelVersion,
     Prediction,
     Role,
     Slot,
+    Station,
 )
-from db.repo import add_operator, get_or_create_station, record_inspection
+from db.repo import (
+    add_operator,
+    deploy,
+    get_or_create_station,
+    record_inspection,
+    register_model_version,
+)
 from station.auth import hash_secret
 from station.errors import AuthError
 from station.levels import LevelChangeRefused, evaluate, level_of, set_level
@@ -45,7 +53,9 @@ def people(engine):
     return eng, insp
 
 
-def add_shadow_evidence(engine, operator_id: int, n: int, *, agree: float, seed: int = 0) -> None:
+def add_shadow_evidence(
+    engine, operator_id: int, n: int, *, agree: float, seed: int = 0, model_id: int | None = None
+) -> None:
     """`n` shadow items over three days, every class present, the model agreeing at rate `agree`."""
     rng = np.random.default_rng(seed)
     t0 = datetime(2026, 11, 2, 6, tzinfo=UTC)
@@ -60,6 +70,7 @@ def add_shadow_evidence(engine, operator_id: int, n: int, *, agree: float, seed:
                 item=Item(station_id=station.id, captured_at=when, image_sha256=f"{i:064x}"),
                 predictions=[
                     Prediction(
+                        model_version_id=model_id,
                         slot=Slot.champion,
                         label=model,
                         confidence=0.9,
@@ -188,3 +199,65 @@ def test_gate_check_cli_exits_1_when_refused_and_prints_numbers(cli, db_url: str
 def test_unknown_level_name_is_refused(cli, db_url: str, engine) -> None:
     result = cli("gate", "check", "--to", "turbo", "--db", db_url)
     assert result.code == 2 and "human_only" in result.err
+
+
+def test_evidence_for_an_older_model_does_not_promote_a_newer_one(engine, settings, people) -> None:
+    engineer, inspector = people
+    _to_shadow(engine, settings, engineer)
+    with session_scope(engine) as s:
+        station = get_or_create_station(session=s, name="A3")
+        v1 = register_model_version(
+            session=s, model=ModelVersion(name="d", version="1", sha256="1" * 64)
+        )
+        v2 = register_model_version(
+            session=s, model=ModelVersion(name="d", version="2", sha256="2" * 64)
+        )
+        deploy(session=s, station=station, model=v1, slot=Slot.champion)
+        v1_id = v1.id
+    add_shadow_evidence(engine, inspector.id, 720, agree=0.97, model_id=v1_id)
+    assert evaluate(engine, settings, "assist", store=False)[0].passed
+    with session_scope(engine) as s:
+        deploy(
+            session=s,
+            station=get_or_create_station(session=s, name="A3"),
+            model=s.get(ModelVersion, v2.id),
+            slot=Slot.champion,
+        )
+    result, evaluation_id = evaluate(engine, settings, "assist")
+    assert not result.passed and result.numbers["paired"] == 0
+    with Session(engine) as s:
+        assert s.get(GateEvaluation, evaluation_id).numbers["model_version"] == "d:2"
+
+
+def test_read_commands_refuse_an_unknown_station(cli, db_url: str, engine) -> None:
+    result = cli("level", "show", "--station", "TYPO", "--db", db_url)
+    assert result.code == 2 and "unknown station 'TYPO'" in result.err
+    with Session(engine) as s:
+        assert s.exec(select(Station).where(Station.name == "TYPO")).first() is None
+
+
+def test_a_promotion_is_refused_if_an_alarm_demoted_the_station_meanwhile(
+    engine, settings, people, monkeypatch
+) -> None:
+    import station.levels as levels
+
+    engineer, _ = people
+    set_level(engine, settings, "assist", operator=engineer, reason="demo", override=True)
+    real_evaluate = levels.evaluate
+
+    def evaluate_while_an_alarm_fires(*args, **kwargs):
+        result = real_evaluate(*args, **kwargs)
+        with session_scope(engine) as s:
+            levels.demote_automatically(
+                s,
+                get_or_create_station(session=s, name="A3"),
+                Level.human_only,
+                "model unusable",
+                default=Level.human_only,
+            )
+        return result
+
+    monkeypatch.setattr(levels, "evaluate", evaluate_while_an_alarm_fires)
+    with pytest.raises(LevelChangeRefused, match="changed to human_only"):
+        set_level(engine, settings, "partial", operator=engineer, reason="go", override=True)
+    assert level_of(engine, settings) == Level.human_only

@@ -40,10 +40,10 @@ def test_precedence_is_file_then_env_then_flag(tmp_path: Path, monkeypatch) -> N
 
 def test_nested_env_and_json_values(monkeypatch) -> None:
     monkeypatch.setenv("STATION_THRESHOLDS__NEVER_PASS_ABOVE", '{"crack": 0.0, "missing": 0.05}')
-    monkeypatch.setenv("STATION_DEFECT_CLASSES", '["crack", "scratch"]')
+    monkeypatch.setenv("STATION_DEFECT_CLASSES", '["crack", "scratch", "missing"]')
     settings, _ = load_settings()
     assert settings.thresholds.never_pass_above == {"crack": 0.0, "missing": 0.05}
-    assert settings.defect_classes == ["crack", "scratch"]
+    assert settings.defect_classes == ["crack", "scratch", "missing"]
 
 
 def test_unknown_key_in_file_is_named_with_a_suggestion(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_bad_value_names_key_value_source_and_expectation(tmp_path: Path) -> Non
 
 def test_bad_level_name_lists_the_levels(monkeypatch) -> None:
     monkeypatch.setenv("STATION_LEVELS__DEFAULT", "turbo")
-    with pytest.raises(SettingsError, match="'turbo'.*human_only.*full"):
+    with pytest.raises(SettingsError, match="'turbo'.*human_only.*shadow"):
         load_settings()
 
 
@@ -121,3 +121,28 @@ def test_config_show_with_a_bad_file_exits_nonzero_in_one_line(cli, tmp_path: Pa
     assert result.code == 2
     assert result.err.startswith("error: unknown setting 'colour'")
     assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_a_typo_in_a_safety_cap_is_refused(monkeypatch) -> None:
+    monkeypatch.setenv("STATION_THRESHOLDS__NEVER_PASS_ABOVE", '{"crak": 0.01}')
+    with pytest.raises(SettingsError, match="crak.*not defect classes"):
+        load_settings()
+
+
+def test_ok_class_cannot_be_a_defect_class(monkeypatch) -> None:
+    monkeypatch.setenv("STATION_DEFECT_CLASSES", '["ok", "crack"]')
+    with pytest.raises(SettingsError, match="also listed in defect_classes"):
+        load_settings()
+
+
+def test_the_default_level_cannot_skip_the_gates(monkeypatch) -> None:
+    monkeypatch.setenv("STATION_LEVELS__DEFAULT", "full")
+    with pytest.raises(SettingsError, match="levels.default"):
+        load_settings()
+
+
+def test_config_show_hides_the_database_password(cli) -> None:
+    url = "postgresql://station:S3cret@db.plant.local/inspection"
+    result = cli("config", "show", "--json", env={"STATION_DATABASE_URL": url})
+    assert result.code == 0, result.err
+    assert "S3cret" not in result.out and "station:***@db.plant.local" in result.out

@@ -7,9 +7,17 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
-from frames_fixtures import StateLog, make_bad_folder, small_config, write_video
+from frames_fixtures import (
+    StateLog,
+    jpg_bytes,
+    make_bad_folder,
+    png_bytes,
+    small_config,
+    write_video,
+)
 
 from station.errors import SourceError
 from station.frames.capture import Backoff, Capture
@@ -219,6 +227,84 @@ def test_folder_source_ignores_masks_and_hidden_files(tmp_path: Path) -> None:
     (tmp_path / ".DS_Store").write_bytes(b"junk")
     source = ImageFolderSource(tmp_path)
     assert len(_read_all(source)) == 2
+
+
+def _reasons(source: ImageFolderSource) -> dict[str, str]:
+    return {Path(s.path).name: s.reason for s in source.skipped}
+
+
+def test_images_with_bytes_after_their_end_marker_are_read(tmp_path: Path) -> None:
+    """Cameras append maker data or a preview after JPEG's end marker; decoders ignore it."""
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    tail = b"\x00\x00MakerNote" + jpg_bytes(image[:8, :8])  # a preview JPEG, as some cameras do
+    (tmp_path / "a.jpg").write_bytes(jpg_bytes(image) + tail)
+    (tmp_path / "b.png").write_bytes(png_bytes(image) + b"\x00" * 37)
+    source = ImageFolderSource(tmp_path)
+    frames = _read_all(source)
+    assert source.skipped == []
+    assert [Path(f.meta["path"]).name for f in frames] == ["a.jpg", "b.png"]
+    assert frames[0].image.shape == (48, 64, 3) and np.array_equal(frames[1].image, image)
+
+
+def _with_thumbnail(main: bytes, thumbnail: bytes) -> bytes:
+    """`main` with an APP1 (EXIF) segment carrying a whole JPEG thumbnail, as cameras write."""
+    payload = b"Exif\x00\x00" + thumbnail
+    return main[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + main[2:]
+
+
+def test_a_cut_jpeg_is_truncated_even_when_its_thumbnail_has_an_end_marker(
+    tmp_path: Path,
+) -> None:
+    image = np.random.default_rng(4).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    whole = _with_thumbnail(jpg_bytes(image), jpg_bytes(image[:8, :8]))
+    (tmp_path / "whole.jpg").write_bytes(whole)
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) - 200])
+    (tmp_path / "cut_in_exif.jpg").write_bytes(whole[:300])
+    source = ImageFolderSource(tmp_path)
+    assert [Path(f.meta["path"]).name for f in _read_all(source)] == ["whole.jpg"]
+    reasons = _reasons(source)
+    assert "truncated JPEG" in reasons["cut.jpg"] and "truncated JPEG" in reasons["cut_in_exif.jpg"]
+
+
+@pytest.mark.parametrize("ext", [".bmp", ".tif", ".webp"])
+def test_large_bmp_tiff_webp_are_skipped_from_their_header_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str
+) -> None:
+    image = np.random.default_rng(5).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(ext, image)
+    assert ok
+    (tmp_path / f"big{ext}").write_bytes(buf.tobytes())
+    decoded: list[int] = []
+    real_imdecode = cv2.imdecode
+
+    def counting_imdecode(*args: object) -> object:
+        decoded.append(1)
+        return real_imdecode(*args)
+
+    monkeypatch.setattr(cv2, "imdecode", counting_imdecode)
+    source = ImageFolderSource(tmp_path, max_pixels=10_000)
+    assert _read_all(source) == []
+    assert "too large: 120x100 = 12000 pixels, limit 10000" in _reasons(source)[f"big{ext}"]
+    assert decoded == []  # refused from the header alone
+    allowed = ImageFolderSource(tmp_path, max_pixels=12_000)
+    assert [f.image.shape for f in _read_all(allowed)] == [(100, 120, 3)]
+
+
+def test_a_bmp_header_claiming_an_enormous_image_is_skipped(tmp_path: Path) -> None:
+    header = b"BM" + bytes(12) + (40).to_bytes(4, "little")
+    header += (60_000).to_bytes(4, "little") + (-60_000).to_bytes(4, "little", signed=True)
+    (tmp_path / "bomb.bmp").write_bytes(header + bytes(64))
+    source = ImageFolderSource(tmp_path)
+    assert _read_all(source) == []
+    assert "too large: 60000x60000" in _reasons(source)["bomb.bmp"]
+
+
+def test_a_file_over_the_byte_limit_is_skipped_before_it_is_read(tmp_path: Path) -> None:
+    image = np.zeros((40, 40, 3), np.uint8)
+    (tmp_path / "a.bmp").write_bytes(cv2.imencode(".bmp", image)[1].tobytes())
+    source = ImageFolderSource(tmp_path, max_file_bytes=1000)
+    assert _read_all(source) == []
+    assert "file too large: 4854 bytes, limit 1000" in _reasons(source)["a.bmp"]
 
 
 def test_missing_or_non_folder_is_a_source_error(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -157,6 +158,37 @@ def test_bad_settings_are_refused_with_what_was_expected() -> None:
         SynthConfig.from_options({"mix": "crack:lots"})
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"travel_s": "nan"}, "travel_s must be a finite number, got nan"),
+        ({"dwell_s": "inf"}, "dwell_s must be a finite number, got inf"),
+        ({"gap_s": "-inf"}, "gap_s must be a finite number, got -inf"),
+        ({"fps": "nan"}, "fps must be a finite number, got nan"),
+        ({"severity": "nan"}, "severity must be a finite number, got nan"),
+        ({"light": "inf"}, "light must be a finite number, got inf"),
+        ({"mix": "crack:nan"}, "mix weight of crack must be a finite number >= 0, got nan"),
+        ({"mix": "crack:1+dent:inf"}, "mix weight of dent must be a finite number >= 0, got inf"),
+        ({"mix": "crack:1e300+dent:1e300"}, r"mix weights must be in \[0, 1e\+06\]"),
+        ({"travel_s": "0"}, r"travel_s must be in \(0, 3600\] seconds, got 0.0"),
+        ({"dwell_s": "1e9"}, r"dwell_s must be in \(0, 3600\] seconds, got 1000000000.0"),
+        ({"gap_s": "-1"}, r"gap_s must be in \[0, 3600\] seconds, got -1.0"),
+    ],
+)
+def test_non_finite_or_out_of_range_numbers_are_refused_naming_the_key(
+    options: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(SourceError, match=expected):
+        SynthConfig.from_options(options)
+
+
+def test_non_finite_numbers_given_directly_are_refused_too() -> None:
+    with pytest.raises(SourceError, match="defect_rate must be a finite number, got nan"):
+        SynthConfig(defect_rate=float("nan"))
+    with pytest.raises(SourceError, match="mix weight of stain must be a finite number"):
+        SynthConfig(mix={"stain": float("inf")})
+
+
 def test_max_items_ends_the_source() -> None:
     from station.synth.line import SyntheticLineSource
 
@@ -209,6 +241,59 @@ def test_export_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
         export_dataset(tmp_path / "ds", 2, small_config())
     export_dataset(tmp_path / "ds", 2, small_config(), overwrite=True)
     assert (tmp_path / "ds" / "precious.txt").exists()
+
+
+def _pngs(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*.png")}
+
+
+def _listed(folder: Path) -> set[str]:
+    items = json.loads((folder / "manifest.json").read_text())["items"]
+    return {e["file"] for e in items} | {e["mask"] for e in items}
+
+
+def test_overwrite_removes_the_earlier_export_but_nothing_else(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    export_dataset(ds, 10, small_config(seed=1, width=96, height=64, defect_rate=0.7))
+    (ds / "README.txt").write_text("keep me")
+    (ds / "ok" / "notes.txt").write_text("keep me too")
+    (ds / "crack" / ".tmp-999-s1_000001.png").write_bytes(b"left by a crash")
+    export_dataset(ds, 3, small_config(seed=2, width=96, height=64), overwrite=True)
+    assert _pngs(ds) == _listed(ds) and len(_listed(ds)) == 6
+    assert (ds / "README.txt").read_text() == "keep me"
+    assert (ds / "ok" / "notes.txt").read_text() == "keep me too"
+
+
+def test_overwrite_never_deletes_outside_the_export_folder(tmp_path: Path) -> None:
+    ds, elsewhere = tmp_path / "ds", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victims = [elsewhere / "photo.png", tmp_path / "beside.png"]
+    for victim in victims:
+        victim.write_bytes(b"precious")
+    export_dataset(ds, 2, small_config(seed=1, width=96, height=64))
+    manifest = json.loads((ds / "manifest.json").read_text())
+    manifest["items"] += [
+        {"file": "../beside.png", "mask": "ok/../../beside.png"},
+        {"file": str(victims[0]), "mask": "../elsewhere/photo.png"},
+    ]
+    (ds / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(ds / "dent")
+    (ds / "dent").symlink_to(elsewhere, target_is_directory=True)  # a class folder elsewhere
+    export_dataset(ds, 2, small_config(seed=3, width=96, height=64), overwrite=True)
+    assert all(victim.read_bytes() == b"precious" for victim in victims)
+
+
+def test_overwrite_of_a_folder_without_a_manifest_clears_only_class_folder_pngs(
+    tmp_path: Path,
+) -> None:
+    """An export cut short before its manifest was written is still cleaned up."""
+    ds = tmp_path / "ds"
+    (ds / "scratch").mkdir(parents=True)
+    (ds / "scratch" / "s0_000099.png").write_bytes(b"old")
+    (ds / "scratch" / "s0_000099.mask.png").write_bytes(b"old")
+    (ds / "photo.png").write_bytes(b"not in a class folder")
+    export_dataset(ds, 2, small_config(seed=1, width=96, height=64), overwrite=True)
+    assert _pngs(ds) == _listed(ds) | {"photo.png"}
 
 
 # ---------------------------------------------------------------------- realism

@@ -46,7 +46,20 @@ def test_a_missing_database_is_named(tmp_path: Path) -> None:
     [("pw", "lan is inspector; review needs engineer or qa_lead"), ("nope", "wrong secret")],
 )
 def test_an_inspector_or_a_wrong_secret_is_refused(db_url: str, secret: str, message: str) -> None:
-    added = _station("user", "add", "lan", "--role", "inspector", "--db", db_url, input="pw\n")
+    boss = _station("user", "add", "kim", "--role", "engineer", "--db", db_url, input="k\n")
+    assert boss.exit_code == 0, boss.output
+    added = _station(
+        "user",
+        "add",
+        "lan",
+        "--role",
+        "inspector",
+        "--user",
+        "kim",
+        "--db",
+        db_url,
+        input="k\npw\n",
+    )
     assert added.exit_code == 0, added.output
     result = _station("review", "--db", db_url, "--user", "lan", input=f"{secret}\n")
     assert isinstance(result.exception, AuthError)
