@@ -226,10 +226,15 @@ def measure_sql(path: Path) -> dict[str, object]:
         "peak_rss_mb": _peak_mb(),
         "rss_growth_mb": _peak_mb() - base,
         "json_bytes": len(text),
-        "counts": rep["counts"],
-        "matrix": rep["matrix"]["counts"],
-        "kappa": rep["kappa"]["value"],
-        "escape": [rep["escape_rate"]["k"], rep["escape_rate"]["n"]],
+        # The headline is computed on uniform evidence only; the pandas side computes over all
+        # paired items, which the report keeps in by_basis.all.
+        "counts": {k: rep["counts"][k] for k in ("items", "paired", "evidence")},
+        "matrix": rep["by_basis"]["all"]["matrix"]["counts"],
+        "kappa": rep["by_basis"]["all"]["kappa"]["value"],
+        "escape": [
+            rep["by_basis"]["all"]["escape_rate"]["k"],
+            rep["by_basis"]["all"]["escape_rate"]["n"],
+        ],
     }
 
 

@@ -7,7 +7,7 @@ rule's value, what was required and whether it passed; `numbers` holds everythin
 to store in gate_evaluation. Demotion (or staying put) always passes. A promotion over more than one
 step must meet the gate of every step it skips.
 
-Evidence is a plain mapping (see `Evidence` for the keys; `review.query.gate_evidence` builds it
+Evidence is a plain mapping (see `Evidence` for the keys; `review.report.gate_evidence` builds it
 from the database). A missing piece of evidence fails its check: a gate never passes on what it
 does not know.
 """
@@ -88,10 +88,17 @@ class GateRules:
 
 
 class Evidence(TypedDict, total=False):
-    """What the gates look at; all from unbiased items (shadow, blind checks, audits, golden)."""
+    """What the gates look at, all from unbiased items (human decided without the suggestion).
 
-    paired: int  # paired unbiased items (human decision + model label)
-    days: int  # distinct calendar days those items span
+    Everything but `audited` / `audit_escapes` is estimated on the uniformly sampled ones (shadow,
+    blind checks, golden samples). Audits are drawn only from the model's own (high-confidence)
+    decisions: pooled with the rest they would overstate coverage and understate risk.
+    """
+
+    basis: str  # the words for the items the numbers are over
+    paired: int  # paired uniform unbiased items (human decision + model label)
+    days: int  # distinct calendar days (UTC) with at least one of those items
+    per_day: dict[str, int]  # those items per day, so a 499 + 1 split is visible
     kappa: float | None
     # Lower end of kappa's two-sided 95% interval (so a one-sided 97.5% bound: conservative).
     kappa_lower95: float | None

@@ -108,7 +108,7 @@ def _svg_axes(w: int, h: int, pad: int, xlabel: str, ylabel: str, ymax: float) -
 def _risk_coverage_svg(curve: Sequence[Mapping[str, Any]], sel: Mapping[str, Any]) -> str:
     pts = [p for p in curve if p.get("risk") is not None]
     if not pts:
-        return "<p class='muted'>No risk/coverage curve: no paired item with a calibrated confidence.</p>"
+        return "<p class='muted'>No risk/coverage curve: no uniform evidence item with a calibrated confidence.</p>"
     w, h, pad = 560, 300, 50
     ymax = max(
         [p["risk_upper95"] or 0.0 for p in pts] + [float(sel.get("target_risk") or 0.0) * 1.5, 1e-3]
@@ -244,6 +244,25 @@ def _gates(g: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
+def _summary_cards(b: Mapping[str, Any]) -> str:
+    ag, ka = b["agreement"], b["kappa"]
+    parts = [
+        "<div class='cards'>"
+        f"<div class='card'>agreement<b>{_pct(ag['rate'])}</b><span class='muted'>95%"
+        f"{_ci(ag['ci95'])} (n={ag.get('n', 0)})</span></div>"
+        f"<div class='card'>Cohen's kappa<b>{_num(ka['value'])}</b><span class='muted'>95%"
+        f"{_ci(ka['ci95'], pct=False)}</span></div>"
+    ]
+    for key, label in (
+        ("escape_rate", "escape rate"),
+        ("miss_rate", "miss rate"),
+        ("false_reject_rate", "false-reject rate"),
+    ):
+        parts.append(_rate_card(label, b[key]))
+    parts.append("</div>")
+    return "".join(parts)
+
+
 def _rate_card(name: str, r: Mapping[str, Any]) -> str:
     return (
         f"<div class='card'>{_e(name)}<b>{_pct(r.get('rate'), 2)}</b>"
@@ -267,40 +286,42 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
     ]
     for m in r.get("messages", []):
         parts.append(f"<div class='msg'>{_e(m)}</div>")
-    ag, ka = r["agreement"], r["kappa"]
-    parts.append("<h2>Summary</h2><div class='cards'>")
+    by = r["by_basis"]
+    ev, allp, aud = by["evidence_uniform"], by["all"], by["audits"]
     parts.append(
+        "<h2>Summary</h2><div class='cards'>"
         f"<div class='card'>items<b>{n['items']}</b><span class='muted'>paired {n['paired']}, "
-        f"evidence {n['evidence']}</span></div>"
-        f"<div class='card'>agreement<b>{_pct(ag['rate'])}</b><span class='muted'>95%{_ci(ag['ci95'])}"
-        "</span></div>"
-        f"<div class='card'>Cohen's kappa<b>{_num(ka['value'])}</b><span class='muted'>95%"
-        f"{_ci(ka['ci95'], pct=False)}</span></div>"
+        f"evidence {n['evidence']} ({n.get('evidence_uniform', 0)} uniform, "
+        f"{n.get('audited', 0)} audits)</span></div></div>"
     )
-    for key, label in (
-        ("escape_rate", "escape rate"),
-        ("miss_rate", "miss rate"),
-        ("false_reject_rate", "false-reject rate"),
-    ):
-        parts.append(_rate_card(label, r[key]))
-    parts.append("</div>")
-    ev = r["by_basis"]["evidence"]
     parts.append(
-        f"<p class='muted'>Evidence only (unbiased items): agreement {_pct(ev['agreement']['rate'])}, "
-        f"kappa {_num(ev['kappa']['value'])}, escape rate {_pct(ev['escape_rate']['rate'], 2)} "
-        f"(upper 95% {_pct(ev['escape_rate']['upper95'], 2)}). Items decided with the suggestion "
-        "shown are included above but are not evidence.</p>"
+        "<h3>Evidence only: the numbers the gates use</h3>"
+        f"<p class='muted'>{_e(r.get('basis'))}: {n.get('evidence_uniform', 0)} items.</p>"
     )
+    parts.append(_summary_cards(ev))
+    parts.append(
+        "<h3>All paired items (not evidence: biased where the suggestion was shown)</h3>"
+        f"<p class='muted'>{_e(allp.get('basis'))}: {n['paired']} items.</p>"
+    )
+    parts.append(_summary_cards(allp))
+    if n.get("audited"):
+        ar = aud["escape_rate"]
+        parts.append(
+            f"<p>Audits ({n['audited']} blind checks of items the model decided; not a uniform "
+            f"sample, used only for the audited-escape check): escapes {ar.get('k', 0)} of "
+            f"{ar.get('n', 0)} audited model passes, upper 95% {_pct(ar.get('upper95'), 2)}.</p>"
+        )
 
     m = r["matrix"]
     parts.append("<h2>Agreement matrices</h2><div class='cards'>")
-    parts.append(_heat(m["labels"], m["counts"], "all paired items (rows: human, columns: model)"))
-    parts.append(_heat(m["labels"], ev["matrix"]["counts"], "evidence only"))
+    parts.append(_heat(m["labels"], m["counts"], "evidence only (rows: human, columns: model)"))
     parts.append(_pass_fail(r["pass_fail"]))
+    parts.append(_heat(m["labels"], allp["matrix"]["counts"], "all paired items (not evidence)"))
     parts.append("</div>")
     mc, ab = r["mcnemar"], r["automation_bias"]
     parts.append(
-        f"<p>McNemar (exact, vs adjudication, {mc['adjudicated_items']} adjudicated): model right / "
+        f"<p>McNemar (exact, vs adjudication, evidence only, {mc['adjudicated_items']} "
+        "adjudicated): model right / "
         f"human wrong {mc['b']}, human right / model wrong {mc['c']}, p = {_num(mc['p_value'], 4)}.</p>"
         f"<p>Automation bias: agreement with the model when shown {_pct(ab['shown']['rate'])} "
         f"(n={ab['shown']['n']}) vs blind checks {_pct(ab['blind']['rate'])} (n={ab['blind']['n']}); "
@@ -308,7 +329,11 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
     )
 
     sel = r["selective_threshold"]
-    parts.append("<h2>Risk / coverage</h2><div class='cards'>")
+    parts.append(
+        "<h2>Risk / coverage</h2><p class='muted'>Over the uniform evidence items only "
+        "(audits are drawn from the model's own confident decisions and would overstate "
+        "coverage).</p><div class='cards'>"
+    )
     parts.append(_risk_coverage_svg(r["risk_coverage"], sel))
     parts.append(_reliability_svg(r["reliability"]))
     parts.append("</div>")
@@ -316,7 +341,7 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
         parts.append(
             f"<p>Selective-risk threshold (Geifman &amp; El-Yaniv SGR, {sel['steps']} steps, "
             f"Bonferroni): confidence &ge; <b>{sel['threshold']:.4f}</b> covers "
-            f"{_pct(sel['coverage'])} of paired items with escape rate {_pct(sel['risk'], 3)}, "
+            f"{_pct(sel['coverage'])} of uniform evidence items with escape rate {_pct(sel['risk'], 3)}, "
             f"upper bound {_pct(sel['bound'], 3)} &le; target {_pct(sel['target_risk'], 2)}.</p>"
         )
     else:
@@ -332,13 +357,14 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
     parts.append(_trend_svg(r["by_day"]))
     parts.append(
         "<table><tr><th class='l'>day (UTC)</th><th>items</th><th>paired</th><th>agreement</th>"
-        "<th>evidence</th><th>model passes</th><th>escapes</th></tr>"
+        "<th>evidence</th><th>uniform evidence</th><th>model passes</th><th>escapes</th></tr>"
     )
     for d in r["by_day"]:
         agree = d["agree"] / d["paired"] if d["paired"] else None
         parts.append(
             f"<tr><td class='l'>{_e(d['day'])}</td><td>{d['items']}</td><td>{d['paired']}</td>"
-            f"<td>{_pct(agree)}</td><td>{d['evidence']}</td><td>{d['model_pass']}</td>"
+            f"<td>{_pct(agree)}</td><td>{d['evidence']}</td><td>{d.get('uniform', 0)}</td>"
+            f"<td>{d['model_pass']}</td>"
             f"<td>{d['escapes']}</td></tr>"
         )
     parts.append("</table>")

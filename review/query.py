@@ -13,6 +13,11 @@ Definitions (the report states them too):
 - paired: both of the above exist. Level: the level on the item's latest disposition.
 - evidence: paired, suggestion not shown, and taken in shadow level or as a blind check, an audit
   or a golden sample. Everything else is reported but is not evidence.
+- uniform: evidence that is not an audit (shadow, blind checks, golden samples). These are drawn
+  from the whole stream; audits are drawn only from the items the model decided itself (all of high
+  confidence), so pooling them with the rest would overstate coverage and understate risk. Rates
+  over the stream (agreement, kappa, escape / miss / false-reject, risk/coverage, the selective
+  threshold, calibration) come from uniform items only; audits feed only the audited-escape check.
 - reference label: the latest adjudication where one exists, else the human label.
 """
 
@@ -266,6 +271,13 @@ def frame(
         ),
     )
     evidence = and_(paired, unbiased)
+    golden = or_(hd.c.golden == true(), _item.c.golden == true())
+    uniform = and_(
+        paired,
+        hd.c.suggestion_shown == false(),
+        hd.c.audit == false(),
+        or_(d.c.level == Level.shadow.name, hd.c.blind == true(), golden),
+    )
     reference = func.coalesce(a.c.label, hd.c.label)
     score = case(
         (p.c.confidence.is_not(None), p.c.confidence),
@@ -291,11 +303,13 @@ def frame(
         d.c.final_label.label("final_label"),
         d.c.decided_by.label("decided_by"),
         a.c.label.label("adjudicated_label"),
+        case((hd.c.audit == true(), 1), else_=0).label("audit"),
         # Not in the CSV, used by the aggregates:
         case((paired, 1), else_=0).label("paired"),
+        case((uniform, 1), else_=0).label("uniform"),
+        case((golden, 1), else_=0).label("golden"),
         reference.label("reference_label"),
         hd.c.blind.label("blind"),
-        hd.c.audit.label("audit"),
         hd.c.decision_ms.label("decision_ms"),
         hd.c.decided_at.label("decided_at"),
         _item.c.ground_truth.label("ground_truth"),
@@ -339,11 +353,13 @@ AGGREGATE_COLUMNS = [
     "model_confidence",
     "shown",
     "evidence",
+    "uniform",
     "adjudicated_label",
     "paired",
     "reference_label",
     "blind",
     "audit",
+    "golden",
     "decision_ms",
     "ground_truth",
     "score",
@@ -393,6 +409,7 @@ CSV_COLUMNS = [
     "final_label",
     "decided_by",
     "adjudicated_label",
+    "audit",  # not in the issue's list: with `evidence` it tells the uniform sample apart
 ]
 
 
@@ -420,7 +437,8 @@ def counts(conn: Connection, f: FromClause) -> dict[str, int]:
 
 
 def label_groups(conn: Connection, f: FromClause) -> list[dict[str, Any]]:
-    """Paired items by (human, model, adjudicated, ground truth, evidence, shown, blind, audit).
+    """Paired items by (human, model, adjudicated, ground truth, evidence, uniform, shown, blind,
+    audit).
 
     A few hundred rows at most, whatever the number of items: matrices, pass/fail, rates,
     McNemar, automation bias, per-class counts and audit escapes are all sums over them.
@@ -431,16 +449,27 @@ def label_groups(conn: Connection, f: FromClause) -> list[dict[str, Any]]:
         f.c.adjudicated_label,
         f.c.ground_truth,
         f.c.evidence,
+        f.c.uniform,
         f.c.shown,
         f.c.blind,
         f.c.audit,
     ]
     q = select(*keys, func.count()).where(f.c.paired == 1).group_by(*keys)
-    names = ["human", "model", "adjudicated", "ground_truth", "evidence", "shown", "blind", "audit"]
+    names = [
+        "human",
+        "model",
+        "adjudicated",
+        "ground_truth",
+        "evidence",
+        "uniform",
+        "shown",
+        "blind",
+        "audit",
+    ]
     out = []
     for r in conn.execute(q):
         d: dict[str, Any] = dict(zip(names, r[:-1], strict=True))
-        for k in ("evidence", "shown", "blind", "audit"):
+        for k in ("evidence", "uniform", "shown", "blind", "audit"):
             d[k] = bool(d[k])
         d["n"] = int(r[-1])
         out.append(d)
@@ -448,7 +477,7 @@ def label_groups(conn: Connection, f: FromClause) -> list[dict[str, Any]]:
 
 
 def score_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[str, Any]]:
-    """Paired items by (confidence floored to 1e-4, evidence): the risk/coverage histogram
+    """Paired items by (confidence floored to 1e-4, uniform): the risk/coverage histogram
     (items, model passes, escapes) and the reliability diagram (model == reference, sum of
     confidences)."""
     model_pass = f.c.model_label == ok
@@ -456,7 +485,7 @@ def score_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[
     q = (
         select(
             f.c.score_bin,
-            f.c.evidence,
+            f.c.uniform,
             func.count(),
             _sum(model_pass),
             _sum(escape),
@@ -464,12 +493,12 @@ def score_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[
             func.sum(f.c.score),
         )
         .where(f.c.paired == 1, f.c.score_bin.is_not(None))
-        .group_by(f.c.score_bin, f.c.evidence)
+        .group_by(f.c.score_bin, f.c.uniform)
     )
     return [
         {
             "score": int(r[0]) / SCORE_BINS,
-            "evidence": bool(r[1]),
+            "uniform": bool(r[1]),
             "n": int(r[2]),
             "model_pass": int(r[3]),
             "escapes": int(r[4]),
@@ -516,8 +545,8 @@ def inspector_hour_rows(conn: Connection, f: FromClause) -> list[dict[str, Any]]
             _sum(agree),
             _sum(f.c.adjudicated_label.is_not(None)),
             _sum(f.c.adjudicated_label == f.c.human_label),
-            _sum(f.c.ground_truth.is_not(None)),
-            _sum(f.c.ground_truth == f.c.human_label),
+            _sum(and_(f.c.golden == 1, f.c.ground_truth.is_not(None))),
+            _sum(and_(f.c.golden == 1, f.c.ground_truth == f.c.human_label)),
             func.count(f.c.decision_ms),
             func.coalesce(func.sum(f.c.decision_ms), 0.0),
             _sum(shown),
@@ -540,8 +569,9 @@ def inspector_hour_rows(conn: Connection, f: FromClause) -> list[dict[str, Any]]
 
 
 def day_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[str, Any]]:
-    """Trend by day (UTC, of capture): items, paired, agreement, evidence, model passes, escapes.
-    Their sums are the report's counts; days with evidence are the gate's "distinct days"."""
+    """Trend by day (UTC, of capture): items, paired, agreement, evidence, uniform evidence, model
+    passes, escapes. Their sums are the report's counts; days with uniform evidence are the gate's
+    "distinct days"."""
     day = f.c.day
     paired = f.c.paired == 1
     model_pass = and_(paired, f.c.model_label == ok)
@@ -552,13 +582,14 @@ def day_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[st
             _sum(paired),
             _sum(and_(paired, f.c.human_label == f.c.model_label)),
             _sum(and_(paired, f.c.evidence == 1)),
+            _sum(f.c.uniform == 1),
             _sum(model_pass),
             _sum(and_(model_pass, _is_def(f.c.reference_label, ok))),
         )
         .group_by(day)
         .order_by(day)
     )
-    names = ["day", "items", "paired", "agree", "evidence", "model_pass", "escapes"]
+    names = ["day", "items", "paired", "agree", "evidence", "uniform", "model_pass", "escapes"]
     out = []
     for r in conn.execute(q):
         d = dict(zip(names, r, strict=True))

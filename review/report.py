@@ -24,7 +24,7 @@ from sqlalchemy.sql.selectable import FromClause
 from db.models import Level
 from review import query as Q
 from review import stats as S
-from review.errors import ReportFormatError
+from review.errors import ReportFormatError, ReviewError
 from review.gates import Evidence, GateRules, evaluate_gate
 
 FORMATS = ("json", "csv", "html")
@@ -35,6 +35,18 @@ DEFINITIONS = {
         "a paired item whose human decision was taken without seeing the model: shadow level, "
         "blind check, audit or golden sample; other items are reported but are not evidence"
     ),
+    "evidence_uniform": (
+        "evidence items that are not audits (shadow, blind checks, golden samples): drawn from "
+        "the whole stream. Audits are drawn only from items the model decided itself (high "
+        "confidence), so they are kept apart: they feed only the audited-escape check and the "
+        "`audits` block"
+    ),
+    "basis": (
+        "the headline numbers (matrix, pass_fail, agreement, kappa, escape / miss / false-reject "
+        "rates, McNemar, risk/coverage, selective threshold, reliability) are over the uniform "
+        "evidence items only, the basis the gates use; by_basis.all holds the same numbers over "
+        "all paired items (biased by the suggestion where it was shown)"
+    ),
     "reference": "the adjudicated label where one exists, else the human label",
     "escape_rate": "among items the model passes, the share the reference calls defective",
     "miss_rate": "among items the reference calls defective, the share the model passes",
@@ -43,14 +55,27 @@ DEFINITIONS = {
     "Wilson interval of observed agreement mapped onto the kappa scale",
     "upper95": "one-sided 95% Clopper-Pearson upper bound",
     "risk_coverage": (
-        "threshold on the calibrated confidence of the model's label: coverage = share of "
-        "paired items with a confidence that are at or above it, risk = escape rate among the "
+        "threshold on the calibrated confidence of the model's label, over uniform evidence "
+        "items: coverage = share of those with a confidence that are at or above it, "
+        "risk = escape rate among the "
         "model passes at or above it (pointwise upper bounds); confidence floored to 1e-4"
     ),
     "selective_threshold": (
         "Geifman & El-Yaniv (2017) SGR binary search, Clopper-Pearson bound at delta / steps "
         "(Bonferroni over the search steps), target = max_escape_upper95"
     ),
+}
+
+
+BASIS_UNIFORM = (
+    "evidence only (unbiased, uniformly sampled: shadow, blind checks, golden samples; "
+    "audits apart)"
+)
+BASIS_TEXT = {
+    "evidence_uniform": BASIS_UNIFORM,
+    "audits": "audits only: blind human checks of items the model decided (not a uniform sample)",
+    "not_evidence": "not evidence: decided with the suggestion shown, or not blind (biased)",
+    "all": "all paired items (includes biased items and audits; not used by gates)",
 }
 
 
@@ -120,6 +145,7 @@ def _mcnemar(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             c += g["n"]
     out = S.mcnemar_exact(b, c).to_dict()
     out["adjudicated_items"] = n
+    out["basis"] = BASIS_UNIFORM
     out["meaning"] = (
         "b: model right and human wrong; c: human right and model wrong (vs adjudication)"
     )
@@ -243,8 +269,8 @@ def _evidence_from(
 ) -> tuple[Evidence, dict[str, Any]]:
     return _evidence(
         [g for g in Q.label_groups(conn, f) if g["evidence"]],
-        [r for r in Q.score_rows(conn, f, ok=ok) if r["evidence"]],
-        [d for d in Q.day_rows(conn, f, ok=ok) if d["evidence"]],
+        [r for r in Q.score_rows(conn, f, ok=ok) if r["uniform"]],
+        Q.day_rows(conn, f, ok=ok),
         labels,
         ok,
         rules,
@@ -261,21 +287,32 @@ def _evidence(
     rules: GateRules,
     drift_alarm_open: bool | None,
 ) -> tuple[Evidence, dict[str, Any]]:
-    """The gate evidence from aggregates that are already restricted to evidence items."""
-    block = _agreement_block(groups, labels, ok)
+    """The gate evidence from label groups of evidence items and score rows of uniform ones.
+
+    Everything but the audit check is estimated on the uniform evidence items (shadow, blind
+    checks, golden samples): audits are drawn from the model's own high-confidence decisions only,
+    and pooling them unweighted would overstate coverage and understate the escape rate.
+    """
+    uniform = [g for g in groups if g["uniform"]]
+    block = _agreement_block(uniform, labels, ok)
     per_class: dict[str, int] = dict.fromkeys(labels, 0)
-    audited = audit_escapes = 0
-    for g in groups:
+    for g in uniform:
         ref = g["adjudicated"] if g["adjudicated"] is not None else g["human"]
         per_class[ref] = per_class.get(ref, 0) + g["n"]
-        if g["audit"]:
+    audited = audit_escapes = 0
+    for g in groups:
+        if g["audit"] and g["evidence"]:
+            ref = g["adjudicated"] if g["adjudicated"] is not None else g["human"]
             audited += g["n"]
             if g["model"] == ok and ref != ok:
                 audit_escapes += g["n"]
     sel = S.select_threshold(_histogram(scores), rules.max_escape_upper95)
+    per_day = {str(d["day"]): int(d["uniform"]) for d in days if d["uniform"] > 0}
     ev: Evidence = {
-        "paired": sum(g["n"] for g in groups),
-        "days": sum(1 for d in days if d["evidence"] > 0),
+        "basis": BASIS_UNIFORM,
+        "paired": sum(g["n"] for g in uniform),
+        "days": len(per_day),
+        "per_day": per_day,
         "kappa": block["kappa"]["value"],
         "kappa_lower95": block["kappa"]["ci95"][0] if block["kappa"]["ci95"] else None,
         "per_class": per_class,
@@ -306,7 +343,7 @@ def _gates(
     if level is not None and level != Level.full:
         nxt = evaluate_gate(level, ladder[level.rank + 1], ev, rules).to_dict()
     return {
-        "basis": "evidence items only (unbiased), with the report's other filters",
+        "basis": BASIS_UNIFORM + "; audits for the audited-escape check; other filters apply",
         "station": filters.station,
         "current_level": level.value if level else None,
         "next": nxt,
@@ -370,15 +407,24 @@ def _report_from(
         "evidence": sum(d["evidence"] for d in days),
     }
     groups = Q.label_groups(conn, f)
+    uniform = [g for g in groups if g["uniform"]]
+    n["evidence_uniform"] = sum(d["uniform"] for d in days)
+    n["audited"] = sum(g["n"] for g in groups if g["evidence"] and g["audit"])
     scores = Q.score_rows(conn, f, ok=ok)
-    main = _agreement_block(groups, labels, ok)
+    main = _agreement_block(uniform, labels, ok)
     basis = {
-        "evidence": _agreement_block([g for g in groups if g["evidence"]], labels, ok),
+        "evidence_uniform": main,
+        "audits": _agreement_block([g for g in groups if g["evidence"] and g["audit"]], labels, ok),
         "not_evidence": _agreement_block([g for g in groups if not g["evidence"]], labels, ok),
+        "all": _agreement_block(groups, labels, ok),
     }
-    for b in basis.values():
-        b.pop("labels")
-    hist = _histogram(scores)
+    by_basis = {}
+    for key, b in basis.items():
+        b = {k: v for k, v in b.items() if k != "labels"}
+        b["basis"] = BASIS_TEXT[key]
+        by_basis[key] = b
+    uniform_scores = [r for r in scores if r["uniform"]]
+    hist = _histogram(uniform_scores)
     curve = [p.to_dict() for p in S.risk_coverage_curve(hist)]
     sel = S.select_threshold(hist, rules.max_escape_upper95).to_dict()
 
@@ -397,9 +443,15 @@ def _report_from(
         if n["evidence"] == 0:
             messages.append(
                 "no paired item is evidence (all decisions were taken with the suggestion shown): "
-                "agreement here is biased by the suggestion and no gate can pass"
+                "the headline numbers are empty, by_basis.all holds the biased ones, and no gate "
+                "can pass"
             )
-        if main["kappa"]["value"] is None:
+        elif n["evidence_uniform"] == 0:
+            messages.append(
+                f"the {n['evidence']} evidence items are all audits (a sample of the model's own "
+                "decisions, not of the stream): the headline numbers and risk/coverage are empty"
+            )
+        if n["evidence_uniform"] and main["kappa"]["value"] is None:
             messages.append(
                 "kappa does not exist: human and model used one and the same class only"
             )
@@ -408,7 +460,7 @@ def _report_from(
             messages.append(
                 f"only one class ({next(iter(used))!r}) occurs: rates that need both are empty"
             )
-        if not curve:
+        if n["evidence_uniform"] and not curve:
             messages.append("no prediction carries a calibrated confidence: no risk/coverage curve")
 
     report = {
@@ -416,6 +468,7 @@ def _report_from(
         "filters": filters.to_dict(),
         "messages": messages,
         "counts": n,
+        "basis": BASIS_UNIFORM,
         "labels": main["labels"],
         "matrix": main["matrix"],
         "pass_fail": main["pass_fail"],
@@ -425,12 +478,12 @@ def _report_from(
         "miss_rate": main["miss_rate"],
         "false_reject_rate": main["false_reject_rate"],
         "confusion_vs_reference": main["confusion_vs_reference"],
-        "by_basis": basis,
-        "mcnemar": _mcnemar(groups),
+        "by_basis": by_basis,
+        "mcnemar": _mcnemar(uniform),
         "automation_bias": _bias(groups),
         "risk_coverage": curve,
         "selective_threshold": sel,
-        "reliability": _reliability(scores),
+        "reliability": _reliability(uniform_scores),
         "inspectors": _inspectors(Q.inspector_hour_rows(conn, f)),
         "by_day": days,
         "disagreements": Q.disagreements(conn, f, disagreement_limit),
@@ -438,7 +491,7 @@ def _report_from(
             conn,
             _evidence(
                 [g for g in groups if g["evidence"]],
-                [r for r in scores if r["evidence"]],
+                uniform_scores,
                 days,
                 labels,
                 ok,
@@ -483,6 +536,22 @@ def write_csv(engine: Engine, filters: Q.ReportFilters, out: Any, *, ok: str = "
     return n
 
 
+def check_out_path(out_path: Path) -> Path:
+    """The report file to write: refused (one-line ReviewError) if it is a folder or its folder
+    does not exist. Returns the path with ~ expanded."""
+    out_path = Path(out_path).expanduser()
+    if out_path.is_dir():
+        raise ReviewError(
+            f"--out {out_path} is a folder: expected a file name, e.g. {out_path / 'report.html'}"
+        )
+    if not out_path.parent.is_dir():
+        raise ReviewError(
+            f"--out {out_path}: the folder {out_path.parent} does not exist "
+            "(expected an existing folder; create it first)"
+        )
+    return out_path
+
+
 def write_report(
     engine: Engine,
     filters: Q.ReportFilters,
@@ -499,10 +568,9 @@ def write_report(
     if fmt not in FORMATS:
         raise ReportFormatError(
             f"report format {fmt!r} is not supported: expected one of {', '.join(FORMATS)} "
-            "(pdf: print the HTML report to PDF from a browser)"
+            "(pdf: `station report --format pdf`, or print the HTML report from a browser)"
         )
-    out_path = out_path.expanduser()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path = check_out_path(out_path)
     tmp = out_path.with_name(out_path.name + ".partial")
     summary: dict[str, Any] = {"format": fmt, "path": str(out_path)}
     try:

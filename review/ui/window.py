@@ -979,7 +979,7 @@ class ReviewWindow(QMainWindow):
     def _ask_export(self) -> None:
         default = f"review-{datetime.now():%Y%m%d-%H%M}.html"
         path, _ = QFileDialog.getSaveFileName(
-            self, "Export report", default, "HTML (*.html);;JSON (*.json);;CSV (*.csv)"
+            self, "Export report", default, "HTML (*.html);;PDF (*.pdf);;JSON (*.json);;CSV (*.csv)"
         )
         if path:
             self.export_to(Path(path))
@@ -987,15 +987,18 @@ class ReviewWindow(QMainWindow):
     def export_to(self, path: Path) -> dict[str, Any] | None:
         """Write the report for the current filters (format from the suffix)."""
         try:
-            summary = browse.export_report(
-                self.engine,
-                self.filters,
-                path,
-                labels=self.labels,
-                ok=self.config.ok,
-                rules=self.config.rules,
-                image_root=self.config.image_root,
-            )
+            args: dict[str, Any] = {
+                "labels": self.labels,
+                "ok": self.config.ok,
+                "rules": self.config.rules,
+                "image_root": self.config.image_root,
+            }
+            if Path(path).suffix.lower() == ".pdf":
+                from review.ui.pdf import write_pdf_report
+
+                summary = write_pdf_report(self.engine, self.filters, Path(path), **args)
+            else:
+                summary = browse.export_report(self.engine, self.filters, Path(path), **args)
         except (ReviewError, DbError, SQLAlchemyError, OSError) as e:
             self._say(f"export failed: {e}", error=True)
             return None

@@ -1,4 +1,8 @@
-"""`station report`: the agreement report (human x model) as HTML, JSON or CSV, with filters."""
+"""`station report`: the agreement report (human x model) as HTML, PDF, JSON or CSV, with filters.
+
+PDF is the HTML page laid out by Qt's rich-text engine (review.ui.pdf, imported only for pdf:
+review/ outside review/ui has no Qt).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ import typer
 from station.cli.common import ConfigOpt, DbOpt, settings_from
 
 FORMAT_HELP = (
-    "html (one self-contained file), json, or csv (one row per item). pdf: print the HTML."
+    "html (one self-contained file), pdf (the same page on A4), json, or csv (one row per item)."
 )
+CLI_FORMATS = ("html", "pdf", "json", "csv")
 
 
 def register(app: typer.Typer) -> None:
@@ -60,15 +65,22 @@ def register(app: typer.Typer) -> None:
         from review.errors import ReportFormatError, ReviewError
         from review.gates import GateRules
         from review.query import ReportFilters
-        from review.report import FORMATS, build_report, dumps, write_csv, write_report
+        from review.report import (
+            build_report,
+            check_out_path,
+            dumps,
+            write_csv,
+            write_report,
+        )
         from station.cli.common import open_database
 
         fmt = fmt.lower()
-        if fmt not in FORMATS:
+        if fmt not in CLI_FORMATS:
             raise ReportFormatError(
-                f"--format {fmt!r} is not supported: expected one of {', '.join(FORMATS)}"
-                + (" (for PDF, open the HTML report and print it to PDF)" if fmt == "pdf" else "")
+                f"--format {fmt!r} is not supported: expected one of {', '.join(CLI_FORMATS)}"
             )
+        if out != "-":
+            check_out_path(Path(out))
         filters = ReportFilters.parse(
             station=station,
             inspector=inspector,
@@ -85,12 +97,14 @@ def register(app: typer.Typer) -> None:
                 f"no database at {path}: expected the file a station writes "
                 "(or one made by `station db upgrade`)"
             )
-        engine = open_database(settings)
+        engine = open_database(settings, migrate=False)
         labels = [settings.ok_class, *settings.defect_classes]
         rules = GateRules.from_mapping(settings.gates.model_dump())
         if out == "-":
-            if fmt == "html":
-                raise ReportFormatError("--out - (stdout) is for json or csv; give a file for html")
+            if fmt in ("html", "pdf"):
+                raise ReportFormatError(
+                    f"--out - (stdout) is for json or csv; give a file for {fmt}"
+                )
             if fmt == "csv":
                 write_csv(engine, filters, sys.stdout, ok=settings.ok_class)
             else:
@@ -99,16 +113,29 @@ def register(app: typer.Typer) -> None:
                 )
                 typer.echo(dumps(report))
             return
-        summary = write_report(
-            engine,
-            filters,
-            fmt,
-            Path(out),
-            labels=labels,
-            ok=settings.ok_class,
-            rules=rules,
-            image_root=settings.image_dir,
-        )
+        if fmt == "pdf":
+            from review.ui.pdf import write_pdf_report  # Qt, only for pdf
+
+            summary = write_pdf_report(
+                engine,
+                filters,
+                Path(out),
+                labels=labels,
+                ok=settings.ok_class,
+                rules=rules,
+                image_root=settings.image_dir,
+            )
+        else:
+            summary = write_report(
+                engine,
+                filters,
+                fmt,
+                Path(out),
+                labels=labels,
+                ok=settings.ok_class,
+                rules=rules,
+                image_root=settings.image_dir,
+            )
         if "rows" in summary:
             typer.echo(f"wrote {summary['rows']} rows to {summary['path']}")
         else:

@@ -45,8 +45,9 @@ def test_cells_add_up_to_the_report_matrix(engine: Engine, fill, filters: dict) 
     fill(lambda r: random_records(r, 300, seed=3))
     cells = _matrix(engine, **filters)
     report = build_report(engine, ReportFilters.parse(**filters), labels=CLASSES)
+    # The window's matrix is over all paired items (the report's headline is evidence only).
     assert cells.labels == report["matrix"]["labels"]
-    assert cells.counts == report["matrix"]["counts"]
+    assert cells.counts == report["by_basis"]["all"]["matrix"]["counts"]
     assert cells.total == cells.paired == report["counts"]["paired"] > 0
     assert cells.items == report["counts"]["items"]
     assert cells.messages == []

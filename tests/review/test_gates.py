@@ -143,3 +143,66 @@ def test_gate_on_database_evidence_refuses_a_single_day(engine: Engine, fill) ->
         ev, _ = gate_evidence(conn, ReportFilters(), labels=CLASSES, rules=SMALL)
     result = evaluate_gate("shadow", "assist", ev, SMALL)
     assert [c.name for c in result.failed_checks] == ["distinct days"]
+
+
+SPREAD = [float(np.floor(c * 1e4) / 1e4) for c in np.linspace(0.9, 1.0, 200)]
+BLIND_SCORES = [0.995] * 200 + SPREAD
+# Every second spread item under 0.96 is a defect the model passed (60 escapes in all).
+BLIND_ESCAPES = [False] * 200 + [c < 0.96 and i % 2 == 0 for i, c in enumerate(SPREAD)]
+
+
+def _blind_checks_and_audits(r: Records) -> None:
+    """The reviewer's repro: 400 blind checks (half at 0.995, half spread over 0.9-1.0, escapes
+    low in the spread) and 2000 audits of auto-passed items at 0.995, none an escape."""
+    for conf, escape in zip(BLIND_SCORES, BLIND_ESCAPES, strict=True):
+        human = "crack" if escape else "ok"
+        r.item(human, "ok", confidence=conf, level=Level.assist, blind=True)
+    for _ in range(2000):
+        r.item("ok", "ok", confidence=0.995, level=Level.partial, audit=True)
+
+
+def test_audits_do_not_inflate_coverage_or_shrink_the_escape_bound(engine: Engine, fill) -> None:
+    fill(_blind_checks_and_audits)
+    # Pooled unweighted with the audits (what the gate did), the search clears partial -> full:
+    pooled = S.select_threshold(
+        S.score_histogram(BLIND_SCORES + [0.995] * 2000, BLIND_ESCAPES + [False] * 2000), 0.005
+    )
+    assert pooled.met and pooled.threshold == pytest.approx(0.9567)
+    assert pooled.coverage >= 0.95 and pooled.bound is not None and pooled.bound <= 0.005
+    # ... although on the uniform sample that threshold covers only ~72% of the stream.
+    assert np.mean(np.array(BLIND_SCORES) >= pooled.threshold) == pytest.approx(0.7175)
+
+    with engine.connect() as conn:
+        ev, sel = gate_evidence(
+            conn, ReportFilters(station="A1"), labels=CLASSES, drift_alarm_open=False
+        )
+    # The gate now estimates risk and coverage from the 400 blind checks only: no threshold
+    # bounds the escape rate at 0.5% there (best bound about 2%).
+    assert ev["paired"] == 400
+    assert ev["selective_threshold"] is None and ev["selective_escape_upper95"] is None
+    assert sel["bound"] > 0.015 and all(t["coverage"] <= 1.0 for t in sel["tried"])
+    # Audits still count, for the audited-escape check only.
+    assert ev["audited"] == 2000 and ev["audit_escapes"] == 0
+    result = evaluate_gate("partial", "full", ev)
+    assert not result.passed
+    assert {c.name for c in result.failed_checks} == {
+        "selective-risk threshold found",
+        "coverage at that threshold",
+        "escape rate upper 95% bound",
+    }
+    assert not evaluate_gate("assist", "partial", ev).passed
+
+
+def test_distinct_days_evidence_records_the_count_of_each_day(engine: Engine, fill) -> None:
+    def build(r: Records) -> None:
+        for i in range(119):
+            r.item("ok", "ok", when=T0 + timedelta(minutes=i))
+        r.item("crack", "crack", when=T0 + timedelta(days=1))
+
+    fill(build)
+    with engine.connect() as conn:
+        ev, _ = gate_evidence(conn, ReportFilters(), labels=CLASSES, rules=SMALL)
+    assert ev["days"] == 2
+    assert ev["per_day"] == {"2026-11-02": 119, "2026-11-03": 1}
+    result = evaluate_gate("shadow", "assist", ev, SMALL)
+    assert result.numbers["per_day"] == {"2026-11-02": 119, "2026-11-03": 1}

@@ -67,13 +67,22 @@ def test_json_equals_what_the_csv_rows_add_up_to(mixed_engine: Engine, filters: 
     rep = _report(engine, **filters)
     rows = _csv(engine, **filters)
     assert list(rows[0].keys()) == CSV_COLUMNS
-    paired = [r for r in rows if r["human_label"] and r["model_label"]]
+    every = [r for r in rows if r["human_label"] and r["model_label"]]
     assert rep["counts"] == {
         "items": len(rows),
-        "paired": len(paired),
-        "evidence": sum(r["evidence"] == "1" for r in paired),
+        "paired": len(every),
+        "evidence": sum(r["evidence"] == "1" for r in every),
+        "evidence_uniform": sum(r["evidence"] == "1" and r["audit"] == "0" for r in every),
+        "audited": sum(r["evidence"] == "1" and r["audit"] == "1" for r in every),
     }
     labels = rep["matrix"]["labels"]
+    cells_all = Counter((r["human_label"], r["model_label"]) for r in every)
+    expected_all = [[cells_all[(h, m)] for m in labels] for h in labels]
+    assert rep["by_basis"]["all"]["matrix"]["counts"] == expected_all
+    assert rep["by_basis"]["all"]["agreement"]["n"] == len(every)
+    # The headline is the uniform evidence: evidence rows that are not audits.
+    assert rep["basis"].startswith("evidence only")
+    paired = [r for r in every if r["evidence"] == "1" and r["audit"] == "0"]
     cells = Counter((r["human_label"], r["model_label"]) for r in paired)
     expected = [[cells[(h, m)] for m in labels] for h in labels]
     assert rep["matrix"]["counts"] == expected
@@ -108,7 +117,8 @@ def test_json_equals_what_the_csv_rows_add_up_to(mixed_engine: Engine, filters: 
         h == m for h, m in ((r["human_label"], r["model_label"]) for r in paired)
     )
     assert sum(d["items"] for d in rep["by_day"]) == len(rows)
-    by_inspector = Counter(r["inspector"] for r in paired if r["inspector"])
+    assert sum(p["n_covered"] for p in rep["risk_coverage"][-1:]) == len(paired)
+    by_inspector = Counter(r["inspector"] for r in every if r["inspector"])
     assert {i["inspector"]: i["paired"] for i in rep["inspectors"]} == {
         k: v for k, v in by_inspector.items()
     } | {i["inspector"]: 0 for i in rep["inspectors"] if i["inspector"] not in by_inspector}
@@ -125,7 +135,13 @@ def test_report_numbers_match_a_hand_count(engine: Engine, fill) -> None:
 
     fill(build)
     rep = _report(engine)
-    assert rep["counts"] == {"items": 10, "paired": 10, "evidence": 10}
+    assert rep["counts"] == {
+        "items": 10,
+        "paired": 10,
+        "evidence": 10,
+        "evidence_uniform": 10,
+        "audited": 0,
+    }
     assert rep["pass_fail"] == {
         "both_pass": 6,
         "both_fail": 1,
@@ -164,9 +180,18 @@ def test_assist_items_with_suggestion_shown_are_reported_but_not_evidence(
 
     fill(build)
     rep = _report(engine)
-    assert rep["counts"] == {"items": 8, "paired": 8, "evidence": 3}
-    assert rep["by_basis"]["evidence"]["agreement"]["n"] == 3
+    assert rep["counts"] == {
+        "items": 8,
+        "paired": 8,
+        "evidence": 3,
+        "evidence_uniform": 3,
+        "audited": 0,
+    }
+    assert rep["agreement"]["n"] == 3 and rep["agreement"]["rate"] == 0.0  # the blind checks
+    assert rep["by_basis"]["evidence_uniform"]["agreement"]["n"] == 3
     assert rep["by_basis"]["not_evidence"]["agreement"]["n"] == 5
+    assert rep["by_basis"]["all"]["agreement"]["n"] == 8
+    assert "not used by gates" in rep["by_basis"]["all"]["basis"]
     assert rep["automation_bias"]["shown"]["rate"] == 1.0
     assert rep["automation_bias"]["blind"]["rate"] == 0.0
     assert _report(engine, evidence_only=True)["counts"]["items"] == 3
@@ -187,7 +212,13 @@ def test_model_version_filter_judges_a_challenger_on_its_shadow_predictions(
 
 def test_empty_database_gives_a_report_with_a_message(engine: Engine) -> None:
     rep = _report(engine)
-    assert rep["counts"] == {"items": 0, "paired": 0, "evidence": 0}
+    assert rep["counts"] == {
+        "items": 0,
+        "paired": 0,
+        "evidence": 0,
+        "evidence_uniform": 0,
+        "audited": 0,
+    }
     assert rep["messages"] == ["the database holds no items yet"]
     assert rep["agreement"]["rate"] is None and rep["kappa"]["value"] is None
     assert rep["escape_rate"]["upper95"] is None
@@ -206,7 +237,7 @@ def test_filters_that_match_nothing_say_so(engine: Engine, fill) -> None:
 def test_items_without_model_labels_are_counted_but_not_paired(engine: Engine, fill) -> None:
     fill(lambda r: [r.item("ok", None, level=Level.human_only) for _ in range(4)])
     rep = _report(engine)
-    assert rep["counts"] == {"items": 4, "paired": 0, "evidence": 0}
+    assert rep["counts"]["items"] == 4 and rep["counts"]["paired"] == 0
     assert "none has both" in rep["messages"][0]
 
 
@@ -290,3 +321,46 @@ def test_report_leaves_no_temporary_table_behind(engine: Engine, fill) -> None:
         build_report(conn, ReportFilters(evidence_only=True), labels=CLASSES)
         temp = conn.execute(text("SELECT name FROM sqlite_temp_master WHERE type = 'table'")).all()
     assert temp == []
+
+
+def test_agreement_with_golden_counts_only_golden_samples(engine: Engine, fill) -> None:
+    def build(r: Records) -> None:
+        for _ in range(5):  # the synthetic line knows every item's truth: not golden samples
+            r.item("crack", "ok", ground_truth="ok")
+        r.item("ok", "ok", ground_truth="ok", golden=True)
+        r.item("dent", "dent", ground_truth="crack", golden=True)
+
+    fill(build)
+    (lan,) = _report(engine)["inspectors"]
+    assert lan["agreement_with_golden"]["n"] == 2 and lan["agreement_with_golden"]["k"] == 1
+
+
+def test_audits_are_reported_apart_from_the_uniform_headline(engine: Engine, fill) -> None:
+    def build(r: Records) -> None:
+        for _ in range(4):
+            r.item("crack", "ok", confidence=0.7)  # shadow: uniform evidence, escapes
+        for _ in range(6):
+            r.item("ok", "ok", confidence=0.99, level=Level.partial, audit=True)
+
+    fill(build)
+    rep = _report(engine)
+    assert rep["counts"]["evidence"] == 10 and rep["counts"]["evidence_uniform"] == 4
+    assert rep["counts"]["audited"] == 6
+    assert rep["escape_rate"]["k"] == rep["escape_rate"]["n"] == 4  # not diluted by audits
+    assert rep["by_basis"]["audits"]["escape_rate"]["n"] == 6
+    assert rep["risk_coverage"][-1]["n_covered"] == 4
+    assert rep["gates"]["evidence"]["audited"] == 6
+    assert rep["gates"]["evidence"]["paired"] == 4
+
+
+def test_writing_to_a_folder_is_refused_before_anything_is_written(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from review.errors import ReviewError
+
+    with pytest.raises(ReviewError, match="is a folder"):
+        write_report(engine, ReportFilters(), "json", tmp_path)
+    with pytest.raises(ReviewError, match="does not exist"):
+        write_report(engine, ReportFilters(), "json", tmp_path / "missing" / "r.json")
+    assert list(tmp_path.parent.glob(tmp_path.name + ".partial")) == []
+    assert not (tmp_path / "missing").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_report_json_file_with_station_filter(
     res = cli("report", "--db", db_url, "--format", "json", "--out", str(out), "--station", "B2")
     assert res.code == 0, res.err
     rep = json.loads(out.read_text())
-    assert rep["counts"] == {"items": 1, "paired": 1, "evidence": 1}
+    assert rep["counts"]["items"] == rep["counts"]["paired"] == rep["counts"]["evidence"] == 1
     assert rep["filters"]["station"] == "B2"
     assert "1 items, 1 paired, 1 evidence" in res.out
 
@@ -68,7 +69,7 @@ def test_report_user_errors_are_one_line_exit_2(
     cases = [
         (["--level", "semi"], "unknown automation level 'semi'"),
         (["--since", "last week"], "expected YYYY-MM-DD"),
-        (["--format", "pdf"], "print it to PDF"),
+        (["--format", "docx"], "expected one of html, pdf, json, csv"),
     ]
     for extra, expected in cases:
         code, _, err = _run(
@@ -91,3 +92,44 @@ def test_report_user_errors_are_one_line_exit_2(
     )
     assert code == 2 and "no database at" in err
     assert not (tmp_path / "nope.db").exists()
+
+
+def test_report_out_folder_or_missing_folder_is_refused_in_one_line(
+    engine: Engine, db_url: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    cases = [
+        (tmp_path, "is a folder: expected a file name"),
+        (tmp_path / "no" / "such" / "r.html", "does not exist"),
+    ]
+    for out, expected in cases:
+        for fmt in ("html", "csv", "pdf"):
+            code, _, err = _run(
+                monkeypatch, capsys, "report", "--db", db_url, "--format", fmt, "--out", str(out)
+            )
+            assert code == 2, (out, fmt, err)
+            assert expected in err and "Traceback" not in err
+            assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path.parent / (tmp_path.name + ".partial")).exists()
+    assert not (tmp_path / "no").exists()
+
+
+def test_report_pdf_is_a_real_pdf_with_the_report_pages(
+    engine: Engine, db_url: str, fill, cli, tmp_path: Path
+) -> None:
+    from review_records import random_records
+
+    fill(lambda r: random_records(r, 60, seed=4))
+    out = tmp_path / "r.pdf"
+    # As a user runs it on a headless PC: no display, Qt is drawn offscreen.
+    res = cli(
+        "report", "--db", db_url, "--format", "pdf", "--out", str(out),
+        env={"QT_QPA_PLATFORM": "", "DISPLAY": "", "WAYLAND_DISPLAY": ""},
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    assert "wrote pdf report" in res.out and "60 items" in res.out
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    pages = re.findall(rb"/Type\s*/Page(?!s)\b", data)
+    assert len(pages) >= 2  # summary, matrices, plots, tables: more than one A4 page
+    assert b"/Subtype /Image" in data  # the plots, drawn as images
+    assert not (tmp_path / "r.pdf.partial").exists()

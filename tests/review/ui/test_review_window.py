@@ -228,11 +228,15 @@ def test_export_writes_the_report_of_the_current_filters(
 ) -> None:
     records(("ok", "dent"), ("ok", "ok"))
     w = open_window()
-    summary = w.export_to(tmp_path / "out" / "review.html")
-    assert summary is not None and (tmp_path / "out" / "review.html").is_file()
+    summary = w.export_to(tmp_path / "review.html")
+    assert summary is not None and (tmp_path / "review.html").is_file()
     assert summary["counts"]["items"] == 2 and "exported" in w.saved_label.text()
-    assert w.export_to(tmp_path / "review.pdf") is None
-    assert "export failed" in w.saved_label.text()
+    pdf = w.export_to(tmp_path / "review.pdf")
+    assert pdf is not None and pdf["pages"] >= 1
+    assert (tmp_path / "review.pdf").read_bytes().startswith(b"%PDF-")
+    assert w.export_to(tmp_path / "nowhere" / "review.html") is None
+    assert "export failed" in w.saved_label.text() and "does not exist" in w.saved_label.text()
+    assert w.export_to(tmp_path / "review.docx") is None
 
 
 def test_zoom_keys_scale_the_large_view_and_zero_fits(qtbot, records, open_window) -> None:
