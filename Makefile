@@ -22,8 +22,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/station db upgrade
-	$(VENV)/bin/station config show
+	$(VENV)/bin/station run --demo
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -17,12 +17,15 @@ from station.cli.common import run_guarded
 COMMAND_MODULES = [
     "station.cli.config_cmd",
     "station.cli.db_cmd",
+    "station.cli.model_cmd",
     "station.cli.report_cmd",
     "station.cli.review_cmd",
     "station.cli.user_cmd",
     "station.cli.level_cmd",
     "station.cli.synth_cmd",
     "station.cli.capture_cmd",
+    "station.cli.simulate_cmd",
+    "station.cli.run_cmd",
 ]
 
 app = typer.Typer(

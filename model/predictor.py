@@ -1,0 +1,227 @@
+"""Serving: load a verified artifact, predict, explain.
+
+p = Predictor.load(path)          # or Predictor.load() for the bundled model
+pred = p.predict(bgr_image)       # Prediction(label, probabilities, p_defect, confidence, ...)
+heat = p.explain(bgr_image)       # HxW float32 in [0, 1]
+shown = overlay(bgr_image, heat)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from model.arch import DefectNet, GlobalNet, build
+from model.artifact import WEIGHTS, load_weights, read_manifest
+from model.errors import ArtifactError
+from model.preprocess import InputSpec, as_bgr_uint8, prepare, preprocess, to_tensor
+
+BUNDLED = Path(__file__).resolve().parent / "bundled" / "default"
+
+
+def bundled_model_path() -> Path:
+    """The default model folder shipped with the package (trained on the synthetic line)."""
+    return BUNDLED
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result. `probabilities` is read-only; `to_dict()` gives plain JSON types."""
+
+    label: str
+    probabilities: Mapping[str, float]
+    p_defect: float  # 1 - P(ok class); 1.0 for a model without a defect-free class
+    confidence: float  # calibrated probability of `label`
+    latency_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "probabilities": dict(self.probabilities),
+            "p_defect": self.p_defect,
+            "confidence": self.confidence,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    name: str
+    version: str
+    sha256: str  # of the whole artifact (manifest content, which holds every file's hash)
+    weights_sha256: str
+    architecture: str
+    classes: tuple[str, ...]
+    ok_class: str | None
+    temperature: float
+    thresholds: Mapping[str, Any]
+    metrics: Mapping[str, Any]
+    explain: str  # "defect_map" or "grad_cam"
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+class Predictor:
+    def __init__(
+        self, net: DefectNet | GlobalNet, manifest: ModelManifest, spec: InputSpec
+    ) -> None:
+        self.net = net.eval()
+        self.manifest = manifest
+        self.spec = spec
+        self._classes = list(manifest.classes)
+        self._ok = self._classes.index(manifest.ok_class) if manifest.ok_class else None
+        self._t = float(manifest.temperature)
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> Predictor:
+        """Verify and load the artifact folder at `path` (default: the bundled model)."""
+        path = Path(path) if path is not None else bundled_model_path()
+        m = read_manifest(path)
+        try:
+            spec = InputSpec.from_dict(m["input"])
+            temperature = float(m["temperature"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"{path}/manifest.json: bad 'input' or 'temperature': {e}") from e
+        if not temperature > 0:
+            raise ArtifactError(f"expected a positive temperature, manifest has {temperature}")
+        classes = list(m["classes"])
+        ok_index = classes.index(m["ok_class"]) if m["ok_class"] is not None else None
+        net = build(m["architecture"], len(classes), ok_index)
+        sd = load_weights(path / WEIGHTS)
+        try:
+            net.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            first = str(e).splitlines()
+            detail = "; ".join(line.strip() for line in first[1:4])
+            raise ArtifactError(
+                f"{path}: weights do not fit {m['architecture']} with {len(classes)} classes "
+                f"{classes}: {detail}"
+            ) from e
+        manifest = ModelManifest(
+            name=str(m["name"]),
+            version=str(m["version"]),
+            sha256=str(m["sha256"]),
+            weights_sha256=str(m["files"][WEIGHTS]),
+            architecture=str(m["architecture"]),
+            classes=tuple(classes),
+            ok_class=m["ok_class"],
+            temperature=temperature,
+            thresholds=MappingProxyType(dict(m["thresholds"])),
+            metrics=MappingProxyType(dict(m.get("metrics", {}))),
+            explain=str(m.get("explain", "grad_cam")),
+            raw=MappingProxyType(m),
+        )
+        return cls(net, manifest, spec)
+
+    # -- prediction ---------------------------------------------------------------------------
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.net(x).logits
+
+    def _predictions(self, logits: torch.Tensor, t0: float) -> list[Prediction]:
+        probs = torch.softmax(logits.double() / self._t, dim=1).tolist()
+        latency_ms = _ms(t0) / len(probs)  # per image, including this step
+        out = []
+        for row in probs:
+            i = max(range(len(row)), key=row.__getitem__)
+            p_defect = 1.0 - row[self._ok] if self._ok is not None else 1.0
+            out.append(
+                Prediction(
+                    label=self._classes[i],
+                    probabilities=MappingProxyType(dict(zip(self._classes, row, strict=True))),
+                    p_defect=p_defect,
+                    confidence=row[i],
+                    latency_ms=latency_ms,
+                )
+            )
+        return out
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """One BGR / grayscale / BGRA, 8- or 16-bit image -> its calibrated Prediction."""
+        t0 = time.perf_counter()
+        logits = self._logits(preprocess(image, self.spec).unsqueeze(0))
+        return self._predictions(logits, t0)[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """Several images in one forward pass; latency_ms is the batch's time per image."""
+        if len(images) == 0:
+            return []
+        t0 = time.perf_counter()
+        x = torch.stack([preprocess(im, self.spec) for im in images])
+        return self._predictions(self._logits(x), t0)
+
+    def logits_from_prepared(self, rgbs: Sequence[np.ndarray]) -> np.ndarray:
+        """Uncalibrated logits for images already through `prepare` (evaluation)."""
+        x = torch.stack([to_tensor(r, self.spec) for r in rgbs])
+        return self._logits(x).double().numpy()
+
+    # -- explanation --------------------------------------------------------------------------
+    def explain(self, image: np.ndarray) -> np.ndarray:
+        """Where the model sees a defect: HxW float32 in [0, 1] at the image's own size.
+
+        The model's own defect map (sigmoid of each cell's defect logit) where it has one,
+        else Grad-CAM on its last convolution, scaled to a maximum of 1.
+        """
+        bgr = as_bgr_uint8(image)
+        x = to_tensor(prepare(bgr, self.spec), self.spec).unsqueeze(0)
+        if self.manifest.explain == "defect_map" and isinstance(self.net, DefectNet):
+            with torch.inference_mode():
+                m = torch.sigmoid(self.net(x).defect_map)[0, 0].numpy()
+        else:
+            m = self._grad_cam(x)
+        h, w = bgr.shape[:2]
+        heat = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.clip(heat, 0.0, 1.0).astype(np.float32)
+
+    def _grad_cam(self, x: torch.Tensor) -> np.ndarray:
+        layer = self.net.cam_layer()
+        store: dict[str, torch.Tensor] = {}
+
+        def hook(_m: torch.nn.Module, _i: object, out: torch.Tensor) -> None:
+            out.retain_grad()
+            store["a"] = out
+
+        handle = layer.register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                logits = self.net(x).logits
+                target = int(logits[0].argmax())
+                if self._ok is not None and target == self._ok and logits.shape[1] > 1:
+                    # explain the most likely defect rather than "ok"
+                    z = logits[0].clone()
+                    z[self._ok] = -float("inf")
+                    target = int(z.argmax())
+                self.net.zero_grad(set_to_none=True)
+                logits[0, target].backward()
+        finally:
+            handle.remove()
+        a = store["a"]
+        g = a.grad
+        if g is None:
+            return np.zeros(a.shape[-2:], np.float32)
+        cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1))[0].detach()
+        peak = float(cam.max())
+        return (cam / peak).numpy() if peak > 0 else cam.numpy()
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The image (BGR uint8) with the heat-map blended in as a JET colour map."""
+    bgr = as_bgr_uint8(image)
+    h, w = bgr.shape[:2]
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.shape != (h, w):
+        heat = np.asarray(cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+    colour = cv2.applyColorMap((np.clip(heat, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    weight = (alpha * np.clip(heat, 0, 1))[:, :, None]
+    return (bgr * (1 - weight) + colour * weight).astype(np.uint8)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0

@@ -1,0 +1,132 @@
+"""The one preprocessing path shared by training and serving.
+
+`prepare` turns any supported image into a uint8 RGB array at the model's input size;
+`to_tensor` normalises it. Training inserts augmentation between the two; serving does not.
+`preprocess` is the two together, which is what the predictor runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from model.errors import BadImage
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_SIDE = 8
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network sees: width x height (pixels, RGB) and per-channel normalisation."""
+
+    width: int
+    height: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "height": self.height,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "color": "RGB",
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        mean = tuple(float(x) for x in d["mean"])
+        std = tuple(float(x) for x in d["std"])
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"expected 3 means and 3 positive stds, got {mean} and {std}")
+        return cls(int(d["width"]), int(d["height"]), mean, std)  # type: ignore[arg-type]
+
+
+def as_bgr_uint8(image: object) -> np.ndarray:
+    """Any supported image -> HxWx3 uint8 BGR.
+
+    Accepts grayscale (HxW or HxWx1), BGR, BGRA, uint8 / uint16 / float in [0, 1];
+    anything else raises BadImage saying what was expected.
+    """
+    if not isinstance(image, np.ndarray):
+        raise BadImage(f"expected a numpy image array, got {type(image).__name__}")
+    img = image
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
+        raise BadImage(
+            f"expected an HxW grayscale or HxWx3/4 colour image, got an array of shape {img.shape}"
+        )
+    if img.shape[0] < MIN_SIDE or img.shape[1] < MIN_SIDE:
+        raise BadImage(
+            f"expected an image at least {MIN_SIDE}x{MIN_SIDE} pixels, got {img.shape[1]}x"
+            f"{img.shape[0]}"
+        )
+    if img.dtype == np.uint8:
+        pass
+    elif img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        if not np.isfinite(img).all():
+            raise BadImage("expected finite pixel values, found NaN or infinity")
+        img = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise BadImage(f"expected uint8, uint16 or float pixels, got dtype {img.dtype}")
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return img
+
+
+def prepare(image: object, spec: InputSpec) -> np.ndarray:
+    """Any supported image -> HxWx3 uint8 RGB at spec's size (area resampling keeps thin lines)."""
+    bgr = as_bgr_uint8(image)
+    h, w = bgr.shape[:2]
+    if (w, h) != (spec.width, spec.height):
+        interp = cv2.INTER_AREA if w >= spec.width and h >= spec.height else cv2.INTER_LINEAR
+        bgr = cv2.resize(bgr, (spec.width, spec.height), interpolation=interp)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def to_tensor(rgb: np.ndarray, spec: InputSpec) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> 3xHxW float32, normalised with spec's mean and std."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(spec.mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32).view(3, 1, 1)
+    return t.sub_(mean).div_(std)
+
+
+def preprocess(image: object, spec: InputSpec) -> torch.Tensor:
+    """The serving path: any supported image -> 3xHxW normalised float32 tensor."""
+    return to_tensor(prepare(image, spec), spec)
+
+
+def prepare_mask(mask: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """A defect mask (white = defect) -> HxW float32 in [0, 1] at spec's size."""
+    m = mask
+    if m.ndim == 3:
+        m = m.max(axis=2)
+    m = (m > (m.max() / 2 if m.dtype != np.uint8 else 127)).astype(np.float32)
+    return cv2.resize(m, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+
+
+def choose_input_size(sizes: list[tuple[int, int]], long_side: int, multiple: int = 32) -> tuple:
+    """Input (width, height) for images of these (w, h): their median aspect, long side given."""
+    if not sizes:
+        return (long_side, long_side)
+    aspects = sorted(w / h for w, h in sizes)
+    a = aspects[len(aspects) // 2]
+
+    def snap(x: float) -> int:
+        return max(multiple, int(round(x / multiple)) * multiple)
+
+    if a >= 1:
+        return (snap(long_side), snap(long_side / a))
+    return (snap(long_side * a), snap(long_side))

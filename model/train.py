@@ -1,0 +1,397 @@
+"""Training: folder -> network -> calibrated, versioned artifact.
+
+Seeded and deterministic on CPU; class-balanced sampling (by default inverse square root of
+class size, so rare defect types are seen more often without drowning the defect-free class); a
+group-aware
+validation split; early stopping on validation NLL; temperature scaling and suggested
+thresholds fitted on the validation logits; everything recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.arch import DEFAULT_ARCH, DefectNet, GlobalNet, build, check_architecture
+from model.artifact import load_weights, save_artifact
+from model.calibrate import fit_temperature, reliability_png
+from model.data import LoadedSet, augment, group_split, load_samples, probe_sizes, scan_folder
+from model.errors import DataError, ModelError
+from model.evaluate import compute_metrics
+from model.lite import LITE_MEAN, LITE_STD, lite_features_state_dict
+from model.preprocess import IMAGENET_MEAN, IMAGENET_STD, InputSpec, choose_input_size, to_tensor
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = DEFAULT_ARCH
+    epochs: int = 12
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    long_side: int = 448  # the served resolution's long side (median aspect ratio kept)
+    input_size: tuple[int, int] | None = None  # (width, height); overrides long_side
+    val_fraction: float = 0.2
+    seed: int = 0
+    patience: int = 4
+    ok_class: str | None = "ok"
+    require_ok: bool = False
+    init_weights: str | None = None
+    group_by: str = "auto"
+    threads: int = 1
+    mask_weight: float = 1.0
+    name: str = "defect-model"
+    version: str = "1"
+    max_error: float = 0.01
+    augment: bool = True
+    # class balancing: sample each image with weight (class size)^-balance; 0 = natural
+    # frequencies, 1 = every class equally often
+    balance: float = 0.5
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    path: Path
+    manifest: dict[str, Any]
+
+
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def _init_from_file(net: DefectNet | GlobalNet, path: str) -> dict[str, int]:
+    """Copy matching tensors from a state_dict file; report how many matched.
+
+    Accepts this package's own weights (an artifact's weights.pt: every matching tensor, heads
+    included), a torchvision classifier's (`features.N...`) or the lukemelas EfficientNet-Lite0
+    file (`_conv_stem...`).
+    """
+    sd = load_weights(Path(path))
+    own = net.state_dict()
+    if any(k in own for k in sd):
+        take = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+        net.load_state_dict(take, strict=False)
+        return {"matched": len(take), "in_file": len(sd)}
+    if any(k.startswith("_conv_stem.") for k in sd):
+        sd = lite_features_state_dict(sd)
+    else:
+        sd = {k.removeprefix("features."): v for k, v in sd.items()}
+    if isinstance(net, DefectNet):
+        n8 = len(net.stage8)
+        ren = {}
+        for k, v in sd.items():
+            head, _, rest = k.partition(".")
+            if head.isdigit():
+                i = int(head)
+                ren[f"stage8.{i}.{rest}" if i < n8 else f"stage16.{i - n8}.{rest}"] = v
+        sd = ren
+    else:
+        sd = {("net." + k if not k.startswith("net.") else k): v for k, v in sd.items()}
+    take = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    if not take:
+        raise ModelError(
+            f"--init-weights {path}: no tensor matches the {type(net).__name__} backbone "
+            f"(expected names like features.0.0.weight)"
+        )
+    net.load_state_dict(take, strict=False)
+    return {"matched": len(take), "in_file": len(sd)}
+
+
+def _batch(
+    data: LoadedSet,
+    idx: np.ndarray,
+    spec: InputSpec,
+    rng: np.random.Generator | None,
+    ok_index: int | None,
+    masks_known: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    xs, ms, known = [], [], []
+    h, w = spec.height, spec.width
+    for i in idx:
+        rgb, mask = data.images[i], data.masks[i]
+        if rng is not None:
+            rgb, mask = augment(rgb, mask, rng)
+        xs.append(to_tensor(rgb, spec))
+        if mask is not None:
+            ms.append(torch.from_numpy(mask).float().div_(255.0))
+            known.append(True)
+        else:
+            ms.append(torch.zeros(h, w))
+            # a defect-free image's mask is known to be empty when the set uses masks at all
+            known.append(masks_known and data.labels[i] == ok_index)
+    y = torch.tensor([data.labels[i] for i in idx], dtype=torch.long)
+    return torch.stack(xs), y, torch.stack(ms).unsqueeze(1), torch.tensor(known)
+
+
+def _loss(
+    net: DefectNet | GlobalNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    m: torch.Tensor,
+    known: torch.Tensor,
+    mask_weight: float,
+) -> torch.Tensor:
+    out = net(x)
+    loss = F.cross_entropy(out.logits, y)
+    if out.defect_map is not None and mask_weight > 0 and bool(known.any()):
+        # a cell is a defect cell if any of its pixels is (thin lines survive as partial values)
+        target = (F.adaptive_max_pool2d(m[known], out.defect_map.shape[-2:]) > 0.1).float()
+        pix = F.binary_cross_entropy_with_logits(
+            out.defect_map[known], target, pos_weight=torch.tensor(5.0)
+        )
+        loss = loss + mask_weight * pix
+    return loss
+
+
+def _logits(
+    net: DefectNet | GlobalNet, data: LoadedSet, idx: list[int], spec: InputSpec
+) -> np.ndarray:
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(idx), 32):
+            x = torch.stack([to_tensor(data.images[i], spec) for i in idx[s : s + 32]])
+            out.append(net(x).logits.double().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def recalibrate_batchnorm(
+    net: DefectNet | GlobalNet,
+    data: LoadedSet,
+    idx: list[int],
+    spec: InputSpec,
+    max_images: int = 512,
+    batch_size: int = 32,
+) -> None:
+    """Recompute BatchNorm running statistics as exact averages over training images.
+
+    Running averages lag far behind the weights in a short CPU run, so eval-mode outputs can
+    be garbage while train-mode ones are fine; a cumulative pass at the current weights fixes it.
+    """
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or not idx:
+        return
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    rng = np.random.default_rng(0)
+    pick = list(rng.permutation(np.array(idx))[:max_images])
+    net.train()
+    with torch.no_grad():
+        for s in range(0, len(pick), batch_size):
+            chunk = pick[s : s + batch_size]
+            if len(chunk) < 2:
+                continue
+            net(torch.stack([to_tensor(data.images[i], spec) for i in chunk]))
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+    net.eval()
+
+
+def _nll(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)))
+
+
+def train(
+    data_dir: Path | str,
+    out: Path | str,
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train on a class-per-folder tree and export a calibrated artifact to folder `out`."""
+    cfg = config or TrainConfig()
+    say: Progress = progress or (lambda _e, _d: None)
+    if cfg.epochs < 1:
+        raise ModelError(f"expected at least 1 epoch, got {cfg.epochs}")
+    check_architecture(cfg.arch)
+    started = time.time()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, cfg.threads))
+    try:
+        return _train(Path(data_dir), Path(out), cfg, say, started)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(
+    data_dir: Path, out: Path, cfg: TrainConfig, say: Progress, started: float
+) -> TrainResult:
+    _seed(cfg.seed)
+    scan = scan_folder(data_dir, cfg.ok_class, require_ok=cfg.require_ok, group_by=cfg.group_by)
+    classes = scan.classes
+    ok_index = classes.index(scan.ok_class) if scan.ok_class is not None else None
+    if cfg.input_size is not None:
+        size = cfg.input_size
+    else:
+        size = choose_input_size(probe_sizes(scan.samples), cfg.long_side)
+    lite = cfg.arch == "efficientnet_lite0"
+    spec = InputSpec(
+        int(size[0]),
+        int(size[1]),
+        LITE_MEAN if lite else IMAGENET_MEAN,
+        LITE_STD if lite else IMAGENET_STD,
+    )
+    net = build(cfg.arch, len(classes), ok_index)
+    init_info = _init_from_file(net, cfg.init_weights) if cfg.init_weights else None
+    data = load_samples(
+        scan, spec, progress=lambda n, t: say("load", {"done": n, "total": t}), threads=cfg.threads
+    )
+    if len(set(data.labels)) < 2:
+        raise DataError(
+            f"expected readable images of at least 2 classes in {data_dir}, found "
+            f"{len(data.images)} readable ({len(data.skipped)} unreadable skipped)"
+        )
+    groups = [s.group for s in data.samples]
+    tr, va = group_split(data.labels, groups, cfg.val_fraction, cfg.seed)
+    if not va or not tr:
+        raise DataError(
+            f"too few images to hold out validation groups in {data_dir}: "
+            f"{len(data.images)} readable images in {len(set(groups))} groups"
+        )
+    y_all = np.array(data.labels)
+    masks_known = any(m is not None for m in data.masks)
+    counts = np.bincount(y_all[tr], minlength=len(classes)).astype(np.float64)
+    w = np.maximum(counts[y_all[tr]], 1) ** -float(cfg.balance)
+    w /= w.sum()
+    steps = max(1, math.ceil(len(tr) / cfg.batch_size))
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.15
+    )
+    rng = np.random.default_rng(cfg.seed)
+    tr_arr = np.array(tr)
+    best: dict[str, torch.Tensor] | None = None
+    best_nll, best_epoch, stale = math.inf, 0, 0
+    history = []
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        net.train()
+        order = rng.choice(tr_arr, size=len(tr_arr), replace=True, p=w)
+        total = 0.0
+        for s in range(steps):
+            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            if len(idx) < 2:  # BatchNorm needs more than one sample
+                continue
+            x, y, m, known = _batch(
+                data, idx, spec, rng if cfg.augment else None, ok_index, masks_known
+            )
+            loss = _loss(net, x, y, m, known, cfg.mask_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+            say(
+                "step",
+                {
+                    "epoch": epoch,
+                    "epochs": cfg.epochs,
+                    "step": s + 1,
+                    "steps": steps,
+                    "loss": float(loss.detach()),
+                },
+            )
+        recalibrate_batchnorm(net, data, tr, spec)
+        z = _logits(net, data, va, spec)
+        val_nll = _nll(z, y_all[va])
+        val_acc = float((z.argmax(1) == y_all[va]).mean())
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / steps,
+                "val_nll": val_nll,
+                "val_accuracy": val_acc,
+            }
+        )
+        say("epoch", history[-1] | {"epochs": cfg.epochs})
+        if val_nll < best_nll - 1e-4:
+            best_nll, best_epoch, stale = val_nll, epoch, 0
+            best = copy.deepcopy(net.state_dict())
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                say("early_stop", {"epoch": epoch, "best_epoch": best_epoch})
+                break
+    if best is not None:
+        net.load_state_dict(best)
+    net.eval()
+    z = _logits(net, data, va, spec)
+    y_val = y_all[va]
+    cal = fit_temperature(torch.from_numpy(z), torch.from_numpy(y_val))
+    metrics = compute_metrics(z, y_val, classes, ok_index, cal.temperature, cfg.max_error)
+    thresholds = {
+        "max_error": cfg.max_error,
+        "auto_pass": metrics.get("auto_pass"),
+        "auto_fail": metrics.get("auto_fail"),
+        "label": metrics["label_coverage_at_1pct"],
+        "validation_items": len(va),
+    }
+    explain = (
+        "defect_map"
+        if isinstance(net, DefectNet) and (ok_index is not None or masks_known)
+        else "grad_cam"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        png = reliability_png(
+            metrics["reliability_before"], metrics["reliability_after"], Path(d) / "r.png"
+        ).read_bytes()
+    short = {k: v for k, v in metrics.items() if not k.startswith("reliability")}
+    manifest = {
+        "name": cfg.name,
+        "version": cfg.version,
+        "architecture": cfg.arch,
+        "classes": classes,
+        "ok_class": scan.ok_class,
+        "input": spec.to_dict(),
+        "temperature": cal.temperature,
+        "calibration": cal.to_dict(),
+        "thresholds": thresholds,
+        "metrics": {"validation": short},
+        "explain": explain,
+        "summary": (
+            f"{cfg.arch} defect-map net at {spec.width}x{spec.height}, {len(classes)} classes, "
+            f"trained {epoch} epochs (best {best_epoch}) on {len(tr)} images, validated on "
+            f"{len(va)}; accuracy {metrics['accuracy']:.4f}"
+        ),
+        "training": {
+            "config": {k: v for k, v in asdict(cfg).items()},
+            "data": {
+                "root": str(data_dir),
+                "sha256": data.sha256,
+                "counts": scan.counts(),
+                "images": len(data.images),
+                "with_masks": sum(m is not None for m in data.masks),
+                "skipped": len(data.skipped),
+                "skipped_files": [p for p, _ in data.skipped[:20]],
+                "group_by": scan.group_by,
+                "groups": len(set(groups)),
+                "train_images": len(tr),
+                "validation_images": len(va),
+            },
+            "init_weights": init_info,
+            "history": history,
+            "best_epoch": best_epoch,
+            "seconds": round(time.time() - started, 1),
+            "torch": torch.__version__,
+        },
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    final = save_artifact(out, net.state_dict(), manifest, {"reliability.png": png})
+    say("done", {"path": str(out), "metrics": short, "calibration": cal.to_dict()})
+    return TrainResult(out, final)

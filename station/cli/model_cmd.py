@@ -1,0 +1,246 @@
+"""`station model train | evaluate | info`: the defect model from the command line.
+
+torch is imported inside the commands, so `station --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from station.cli.common import ConfigOpt, settings_from
+
+ArtifactArg = Annotated[
+    Path | None,
+    typer.Argument(help="Model artifact folder (default: settings' model_path, else bundled)."),
+]
+OkClassOpt = Annotated[
+    str | None,
+    typer.Option("--ok-class", help="Name of the defect-free class folder (default: settings)."),
+]
+
+
+def _artifact(path: Path | None, config: Path | None) -> Path:
+    if path is not None:
+        return path
+    settings = settings_from(config)
+    if settings.model_path:
+        return Path(settings.model_path)
+    from model import bundled_model_path
+
+    return bundled_model_path()
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _print_metrics(m: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="metrics")
+    t.add_column("measure")
+    t.add_column("value")
+    for key in ("n", "accuracy", "auroc_defect", "ece_before", "ece_after", "temperature"):
+        if key in m:
+            t.add_row(key, _fmt(m[key]))
+    cov = m.get("defect_coverage_at_1pct")
+    if cov:
+        t.add_row("pass/fail coverage at <=1% error", _fmt(cov.get("coverage")))
+    lab = m.get("label_coverage_at_1pct")
+    if lab:
+        t.add_row("label coverage at <=1% error", _fmt(lab.get("coverage")))
+    if m.get("auroc_defect") is None and m.get("defect_vs_ok"):
+        t.add_row("defect vs ok", m["defect_vs_ok"])
+    Console(width=120).print(t)
+    pc = Table(title="per class")
+    for col in ("class", "precision", "recall", "support"):
+        pc.add_column(col)
+    for c, v in m["per_class"].items():
+        pc.add_row(c, _fmt(v["precision"]), _fmt(v["recall"]), str(v["support"]))
+    Console(width=120).print(pc)
+
+
+def register(app: typer.Typer) -> None:
+    model_app = typer.Typer(help="Train, evaluate and inspect defect models.", no_args_is_help=True)
+    app.add_typer(model_app, name="model")
+
+    @model_app.command("train")
+    def train_cmd(
+        data: Annotated[Path, typer.Option("--data", help="Folder with one sub-folder per class.")],
+        out: Annotated[Path, typer.Option("--out", help="Artifact folder to write.")],
+        arch: Annotated[str, typer.Option("--arch", help="Architecture name.")] = (
+            "mobilenet_v3_small"
+        ),
+        epochs: Annotated[int, typer.Option("--epochs", min=1)] = 12,
+        ok_class: OkClassOpt = None,
+        init_weights: Annotated[
+            Path | None,
+            typer.Option(
+                "--init-weights", help="state_dict file to start the backbone from.", dir_okay=False
+            ),
+        ] = None,
+        long_side: Annotated[
+            int, typer.Option("--long-side", min=32, help="Served resolution's long side (px).")
+        ] = 448,
+        size: Annotated[
+            str | None, typer.Option("--size", help="Input size WxH (overrides --long-side).")
+        ] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
+        lr: Annotated[float, typer.Option("--lr")] = 3e-3,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        val_fraction: Annotated[float, typer.Option("--val-fraction")] = 0.2,
+        group_by: Annotated[
+            str, typer.Option("--group-by", help="auto, none (each image alone) or tiles.")
+        ] = "auto",
+        patience: Annotated[int, typer.Option("--patience", min=1)] = 4,
+        threads: Annotated[
+            int, typer.Option("--threads", min=1, help="torch threads (1 on a shared machine).")
+        ] = 1,
+        name: Annotated[str, typer.Option("--name")] = "defect-model",
+        version: Annotated[str, typer.Option("--version")] = "1",
+        config: ConfigOpt = None,
+    ) -> None:
+        """Train on an image folder and export a calibrated, hashed artifact."""
+        from model import DataError, TrainConfig, train
+
+        input_size = None
+        if size is not None:
+            try:
+                w, h = (int(v) for v in size.lower().split("x"))
+                input_size = (w, h)
+            except ValueError:
+                raise DataError(f"expected --size WxH such as 448x256, got {size!r}") from None
+        okc = ok_class if ok_class is not None else settings_from(config).ok_class
+        cfg = TrainConfig(
+            arch=arch,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            long_side=long_side,
+            input_size=input_size,
+            val_fraction=val_fraction,
+            seed=seed,
+            patience=patience,
+            ok_class=okc,
+            require_ok=ok_class is not None,
+            init_weights=str(init_weights) if init_weights else None,
+            group_by=group_by,
+            threads=threads,
+            name=name,
+            version=version,
+        )
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            transient=False,
+        ) as bar:
+            load = bar.add_task("loading", total=None, info="")
+            tasks: dict[int, Any] = {}
+
+            def progress(event: str, d: dict[str, Any]) -> None:
+                if event == "load":
+                    bar.update(load, completed=d["done"], total=d["total"])
+                elif event == "step":
+                    e = d["epoch"]
+                    if e not in tasks:
+                        tasks[e] = bar.add_task(
+                            f"epoch {e}/{d['epochs']}", total=d["steps"], info=""
+                        )
+                    bar.update(tasks[e], completed=d["step"], info=f"loss {d['loss']:.3f}")
+                elif event == "epoch":
+                    t = tasks.get(d["epoch"])
+                    if t is not None:
+                        bar.update(
+                            t,
+                            info=f"val nll {d['val_nll']:.3f} acc {d['val_accuracy']:.3f}",
+                        )
+                elif event == "early_stop":
+                    bar.console.print(f"early stop at epoch {d['epoch']} (best {d['best_epoch']})")
+
+            result = train(data, out, cfg, progress=progress)
+        m = result.manifest
+        typer.echo(m["summary"])
+        cal = m["calibration"]
+        typer.echo(
+            f"temperature {cal['temperature']:.3f} ({'kept' if cal['kept'] else cal['note']}); "
+            f"validation ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}"
+        )
+        _print_metrics(m["metrics"]["validation"])
+        skipped = m["training"]["data"]["skipped"]
+        if skipped:
+            typer.echo(f"skipped {skipped} unreadable image(s)")
+        typer.echo(f"artifact: {out} (sha256 {m['sha256'][:16]}..)")
+
+    @model_app.command("evaluate")
+    def evaluate_cmd(
+        data: Annotated[Path, typer.Option("--data", help="Folder with one sub-folder per class.")],
+        artifact: ArtifactArg = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Report file: .json or .html.")
+        ] = None,
+        ok_class: OkClassOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Accuracy, per-class precision/recall, AUROC, ECE and risk/coverage on a folder."""
+        from model import Predictor, evaluate, write_report
+
+        predictor = Predictor.load(_artifact(artifact, config))
+        report = evaluate(predictor, data, ok_class)
+        _print_metrics(report)
+        if report["data"]["skipped"]:
+            typer.echo(f"skipped {report['data']['skipped']} unreadable image(s)")
+        if out is not None:
+            write_report(report, out)
+            typer.echo(f"report: {out}")
+
+    @model_app.command("info")
+    def info_cmd(
+        artifact: ArtifactArg = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest.")] = False,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Print a model artifact's manifest (verified against its hashes)."""
+        from model import read_manifest
+
+        path = _artifact(artifact, config)
+        m = read_manifest(path)
+        if as_json:
+            typer.echo(json.dumps(m, indent=2))
+            return
+        v = m.get("metrics", {}).get("validation", {})
+        th = m.get("thresholds", {})
+        lines = [
+            f"path          {path}",
+            f"name          {m['name']} version {m['version']}",
+            f"sha256        {m['sha256']}",
+            f"weights       {m.get('weights_sha256', '')}",
+            f"architecture  {m['architecture']}  input {m['input']['width']}x{m['input']['height']}",
+            f"classes       {', '.join(m['classes'])} (defect-free: {m['ok_class']})",
+            f"temperature   {m['temperature']:.4f}",
+            f"explain       {m.get('explain', '')}",
+            f"created       {m.get('created_at', '')}",
+            f"summary       {m.get('summary', '')}",
+            f"val accuracy  {_fmt(v.get('accuracy'))}  AUROC {_fmt(v.get('auroc_defect'))}  "
+            f"ECE {_fmt(v.get('ece_before'))} -> {_fmt(v.get('ece_after'))}",
+        ]
+        for k in ("auto_pass", "auto_fail"):
+            t = th.get(k)
+            if t:
+                lines.append(
+                    f"{k:<13} threshold {_fmt(t.get('threshold'))} coverage {_fmt(t.get('coverage'))}"
+                )
+        data = m.get("training", {}).get("data", {})
+        if data:
+            lines.append(
+                f"trained on    {data.get('root')} sha256 {str(data.get('sha256'))[:16]}.."
+            )
+        typer.echo("\n".join(lines))

@@ -1,0 +1,115 @@
+"""`station run`: the inspector's window on the embedded defaults (synthetic line, bundled model,
+SQLite in the data dir) or on --source / --db / --model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from db.models import Level
+from station.cli.common import ConfigOpt, DbOpt, open_database, settings_from
+from station.errors import StationError
+
+LEVELS = [lv.value for lv in Level]
+NO_DISPLAY = (
+    "no display: the station window needs a screen. Set DISPLAY (X11) or WAYLAND_DISPLAY, or run "
+    "it under a virtual one (`xvfb-run station run`); to run the pipeline headless use "
+    "`station simulate`"
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_cmd)
+
+
+def has_display(environ: dict[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    if env.get("QT_QPA_PLATFORM", "").split(":")[0] in (
+        "offscreen",
+        "minimal",
+        "vnc",
+        "eglfs",
+        "linuxfb",
+    ):
+        return True
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def run_cmd(
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", help="Camera source spec: synthetic, 0, file:PATH, rtsp://..., folder:DIR."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model folder (default: the bundled model).")
+    ] = None,
+    level: Annotated[
+        str | None,
+        typer.Option(
+            "--level",
+            help=f"Demo: set the station's level at start ({' | '.join(LEVELS)}); engineers only.",
+        ),
+    ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="If the database has no operators yet, create engineer 'demo' with secret "
+            "'demo' so the embedded defaults can be tried at once (`make run` uses this).",
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Open the inspector's window (log in with your operator name and secret)."""
+    lvl = None
+    if level is not None:
+        try:
+            lvl = Level(level)
+        except ValueError as e:
+            raise StationError(
+                f"unknown level {level!r}: expected one of {', '.join(LEVELS)}"
+            ) from e
+    settings = settings_from(config, database_url=db, camera_source=source, model_path=model)
+    if not has_display():
+        raise StationError(NO_DISPLAY)
+    from station.frames.sources import parse_source_spec
+
+    parse_source_spec(settings.camera_source)  # a malformed spec is refused before any window
+    engine = open_database(settings)
+    if demo:
+        _create_demo_operator(engine)
+    from station.ui.app import run_window  # Qt only from here on
+
+    code = run_window(settings, engine, level=lvl)
+    if code:
+        raise typer.Exit(code)
+
+
+def _create_demo_operator(engine) -> None:  # type: ignore[no-untyped-def]
+    """Only into a database without any operator: never a second way into a real line's record."""
+    from sqlmodel import select
+
+    from db.engine import session_scope
+    from db.models import Operator, Role
+    from db.repo import add_operator
+    from station.auth import hash_secret
+
+    with session_scope(engine) as session:
+        if session.exec(select(Operator)).first() is not None:
+            return
+        add_operator(
+            session=session, name="demo", role=Role.engineer, secret_hash=hash_secret("demo")
+        )
+    typer.echo(
+        "demo: this database had no operators, so engineer 'demo' with secret 'demo' was created; "
+        "add real operators with `station user add` before using it on a line",
+        err=True,
+    )

@@ -1,0 +1,327 @@
+"""The recorder: every decision reaches the database of record, or waits in a journal until it can.
+
+One record is written in one transaction (`session_scope` + `db.repo.record_inspection`). The
+acknowledgement callback fires only after the commit, so "saved" on screen means saved. If the write
+fails (database locked, disk full, read-only) the record is appended to a JSON-lines spool in the
+data dir (fsynced) and kept in memory; later writes queue behind it so order is kept, `retry()`
+writes them in order, and a new Recorder replays the spool left by a previous run. A record whose
+item is already in the database (written, then the process died before the spool was trimmed) is
+not written twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import exc
+from sqlalchemy.engine import Engine
+
+from db.engine import session_scope
+from db.errors import DbError, IntegrityProblem
+from db.models import DecidedBy, Disposition, Level
+from db.repo import effective_decision, record_human_decision
+from station.pipeline.records import (
+    CorrectionRecord,
+    Deferred,
+    InspectionRecord,
+    Record,
+    find_item_by_uid,
+    from_json,
+    human_decision_row,
+    to_json,
+    write_inspection,
+)
+
+log = logging.getLogger(__name__)
+
+SPOOL_NAME = "decision-spool.jsonl"
+REJECTED_NAME = "decision-rejected.jsonl"
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A record is in the database: `item_id` is the "saved #N" the inspector sees."""
+
+    uid: str
+    item_id: int
+    decision_id: int | None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The database cannot take writes right now; `pending` records wait in the spool."""
+
+    message: str
+    pending: int
+
+
+class Recorder:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        spool_dir: Path,
+        on_ack: Callable[[Ack], None] | None = None,
+        on_problem: Callable[[Problem | None], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.spool_path = Path(spool_dir) / SPOOL_NAME
+        self.rejected_path = Path(spool_dir) / REJECTED_NAME
+        self.on_ack = on_ack
+        self.on_problem = on_problem
+        self._pending: deque[Record] = deque()
+        self._uid_to_ids: dict[str, tuple[int, int | None]] = {}
+        self._model_ids: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self.written = 0
+        self.last_error: str | None = None
+        self._load_spool()
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def record(self, rec: Record | Deferred) -> Ack | None:
+        """Write `rec` (after anything still pending); None if it had to wait in the spool."""
+        if isinstance(rec, Deferred):
+            rec = rec.build()
+        with self._lock:
+            if self._pending:
+                self._pending.append(rec)
+                self._append_spool(rec)
+                self.retry()
+                return None
+            try:
+                ack = self._write(rec, check_existing=False)
+            except _Retryable as e:
+                self._pending.append(rec)
+                self._append_spool(rec)
+                self._report(str(e))
+                return None
+            except _Rejected as e:
+                self._reject(rec, str(e))
+                return None
+            self._acknowledge(ack)
+            return ack
+
+    def retry(self) -> int:
+        """Write what is pending, in order, stopping at the first failure; returns how many."""
+        with self._lock:
+            done = 0
+            while self._pending:
+                rec = self._pending[0]
+                try:
+                    ack = self._write(rec, check_existing=True)
+                except _Retryable as e:
+                    self._rewrite_spool()
+                    self._report(str(e))
+                    return done
+                except _Rejected as e:
+                    self._pending.popleft()
+                    self._reject(rec, str(e))
+                    continue
+                self._pending.popleft()
+                done += 1
+                self._acknowledge(ack)
+            self._rewrite_spool()
+            if self.last_error is not None:
+                self.last_error = None
+                if self.on_problem:
+                    self.on_problem(None)
+            return done
+
+    # ------------------------------------------------------------------ writing
+
+    def _write(self, rec: Record, *, check_existing: bool) -> Ack:
+        try:
+            with session_scope(self.engine) as session:
+                if isinstance(rec, InspectionRecord):
+                    if check_existing:
+                        old = find_item_by_uid(
+                            session=session, uid=rec.uid, image_sha256=rec.image_sha256
+                        )
+                        if old is not None:
+                            assert old.id is not None
+                            dec = effective_decision(session=session, item_id=old.id)
+                            ids = (old.id, dec.id if dec else None)
+                            self._uid_to_ids[rec.uid] = ids
+                            return Ack(rec.uid, *ids)
+                    item, dec = write_inspection(
+                        session=session, rec=rec, model_ids=self._model_ids
+                    )
+                    assert item.id is not None
+                    ids = (item.id, dec.id if dec is not None else None)
+                else:
+                    ids = self._write_correction(session, rec)
+        except (exc.OperationalError, exc.InterfaceError, OSError) as e:
+            self._model_ids.clear()  # ids from a rolled-back transaction are not real
+            raise _Retryable(_describe(e)) from e
+        except IntegrityProblem as e:
+            self._model_ids.clear()
+            raise _Rejected(str(e)) from e
+        except (exc.DBAPIError, DbError) as e:
+            self._model_ids.clear()
+            raise _Retryable(_describe(e)) from e
+        self._uid_to_ids[rec.uid] = ids
+        self.written += 1
+        return Ack(rec.uid, *ids)
+
+    def _write_correction(self, session, rec: CorrectionRecord) -> tuple[int, int | None]:  # type: ignore[no-untyped-def]
+        ids = self._uid_to_ids.get(rec.corrects_uid)
+        if ids is None:
+            item = find_item_by_uid(session=session, uid=rec.corrects_uid)
+            if item is None or item.id is None:
+                raise IntegrityProblem(
+                    f"cannot correct decision {rec.corrects_uid}: item not found"
+                )
+            ids = (item.id, None)
+        item_id = ids[0]
+        previous = effective_decision(session=session, item_id=item_id)
+        decision = human_decision_row(rec.decision)
+        decision.item_id = item_id
+        decision.supersedes_id = previous.id if previous is not None else None
+        record_human_decision(
+            session=session,
+            decision=decision,
+            disposition=Disposition(
+                item_id=item_id,
+                final_label=rec.final_label,
+                decided_by=DecidedBy(rec.decided_by),
+                level=Level(rec.level),
+                threshold_version=rec.threshold_version,
+            ),
+        )
+        assert decision.id is not None
+        self._uid_to_ids[rec.corrects_uid] = (item_id, decision.id)
+        return item_id, decision.id
+
+    # ------------------------------------------------------------------ spool
+
+    def _load_spool(self) -> None:
+        if not self.spool_path.exists():
+            return
+        bad = 0
+        for line in self.spool_path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                self._pending.append(from_json(line))
+            except (ValueError, TypeError, KeyError):
+                bad += 1  # a line torn by a crash mid-append; kept aside, never silently lost
+                self._append_line(self.rejected_path, line)
+        if bad:
+            log.warning(
+                "%d unreadable line(s) of %s moved to %s", bad, self.spool_path, self.rejected_path
+            )
+        if self._pending:
+            log.warning("replaying %d decision(s) from %s", len(self._pending), self.spool_path)
+
+    def _append_spool(self, rec: Record) -> None:
+        try:
+            self._append_line(self.spool_path, to_json(rec))
+        except OSError as e:
+            # The record stays in memory; the banner says the journal is not on disk either.
+            self._report(f"cannot write the spool {self.spool_path}: {e.strerror}")
+
+    @staticmethod
+    def _append_line(path: Path, line: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _rewrite_spool(self) -> None:
+        try:
+            if not self._pending:
+                if self.spool_path.exists():
+                    self.spool_path.unlink()
+                return
+            tmp = self.spool_path.with_suffix(".tmp")
+            with tmp.open("w", encoding="utf-8") as f:
+                for rec in self._pending:
+                    f.write(to_json(rec) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.spool_path)
+        except OSError as e:
+            self._report(f"cannot write the spool {self.spool_path}: {e.strerror}")
+
+    def _reject(self, rec: Record, why: str) -> None:
+        log.error(
+            "decision %s refused by the database (%s); kept in %s", rec.uid, why, self.rejected_path
+        )
+        with contextlib.suppress(OSError):
+            self._append_line(self.rejected_path, to_json(rec))
+        self._report(
+            f"a decision was refused by the database: {why} (kept in {self.rejected_path})"
+        )
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _acknowledge(self, ack: Ack) -> None:
+        if self.on_ack is not None:
+            self.on_ack(ack)
+
+    def _report(self, message: str) -> None:
+        self.last_error = message
+        log.warning("database not writable: %s (%d decision(s) kept)", message, len(self._pending))
+        if self.on_problem is not None:
+            self.on_problem(Problem(message, len(self._pending)))
+
+
+class _Retryable(Exception):
+    pass
+
+
+class _Rejected(Exception):
+    pass
+
+
+def _describe(e: BaseException) -> str:
+    orig = getattr(e, "orig", None)
+    text = str(orig if orig is not None else e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+class BackgroundRecorder:
+    """Runs a Recorder on its own thread so a slow or locked database never stalls the UI; the
+    callbacks fire on that thread. `retry_every_s` retries pending records while idle."""
+
+    def __init__(self, recorder: Recorder, *, retry_every_s: float = 2.0) -> None:
+        self.recorder = recorder
+        self.retry_every_s = retry_every_s
+        self._queue: queue.Queue[Record | Deferred | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
+        self._thread.start()
+
+    def submit(self, rec: Record | Deferred) -> None:
+        self._queue.put(rec)
+
+    def _loop(self) -> None:
+        if self.recorder.pending:
+            self.recorder.retry()
+        while True:
+            try:
+                rec = self._queue.get(timeout=self.retry_every_s)
+            except queue.Empty:
+                if self.recorder.pending:
+                    self.recorder.retry()
+                continue
+            if rec is None:
+                return
+            self.recorder.record(rec)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout_s)

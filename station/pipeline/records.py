@@ -1,0 +1,364 @@
+"""Plain, JSON-serialisable records of what was decided about an item, and their mapping onto
+the database rows. A record is self-sufficient (it names its model by name/version/sha256, not by
+row id), so it can wait in the spool and be written after a restart."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from db.engine import session_scope
+from db.models import (
+    DecidedBy,
+    Disposition,
+    HumanDecision,
+    Item,
+    Level,
+    ModelVersion,
+    Prediction,
+    Role,
+    Slot,
+    Station,
+)
+from db.repo import (
+    active_deployments,
+    add_operator,
+    deploy,
+    find_operator,
+    get_or_create_station,
+    register_model_version,
+)
+from station.auth import hash_secret
+
+UID_KEY = "record_uid"
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    sha256: str
+    classes: tuple[str, ...] = ()
+    ok_class: str = "ok"
+    temperature: float = 1.0
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    architecture: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    model: ModelRef | None
+    slot: str = Slot.champion.value
+    label: str | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    p_defect: float | None = None
+    confidence: float | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    operator_id: int
+    label: str
+    decided_at: datetime
+    decision_ms: float | None
+    suggestion_shown: bool
+    blind: bool
+    audit: bool
+    golden: bool
+
+    @property
+    def defect_types(self) -> list[str]:
+        return [] if self.label == "ok" else [self.label]
+
+
+@dataclass(frozen=True)
+class InspectionRecord:
+    """A new item with everything decided about it; written in one transaction."""
+
+    uid: str
+    station_id: int
+    captured_at: datetime
+    image_sha256: str
+    image_path: str
+    width: int
+    height: int
+    stats: dict[str, Any]
+    source: str
+    ground_truth: str | None
+    golden: bool
+    trigger_version: str
+    guard_version: str
+    guard_passed: bool
+    guard_reason: str
+    predictions: tuple[PredictionRecord, ...]
+    decision: DecisionRecord | None
+    final_label: str
+    decided_by: str
+    level: str
+    threshold_version: str
+    kind: str = "item"
+
+
+@dataclass(frozen=True)
+class CorrectionRecord:
+    """An undo: a new decision on an item already recorded, superseding the previous one."""
+
+    uid: str
+    corrects_uid: str
+    decision: DecisionRecord
+    final_label: str
+    level: str
+    threshold_version: str
+    decided_by: str = (
+        DecidedBy.human.value
+    )  # an audit's correction leaves the model's call in force
+    kind: str = "correction"
+
+
+Record = InspectionRecord | CorrectionRecord
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A record that can only be built later (its image is still being written); the recorder
+    builds it on its own thread. `uid` is the uid the built record will carry."""
+
+    uid: str
+    build: Callable[[], Record]
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, datetime):
+        return {"__dt__": o.isoformat()}
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def _hook(d: dict[str, Any]) -> Any:
+    if set(d) == {"__dt__"}:
+        return datetime.fromisoformat(d["__dt__"])
+    return d
+
+
+def to_json(record: Record) -> str:
+    return json.dumps(asdict(record), default=_default, separators=(",", ":"))
+
+
+def _decision(d: dict[str, Any] | None) -> DecisionRecord | None:
+    return None if d is None else DecisionRecord(**d)
+
+
+def from_json(line: str) -> Record:
+    d = json.loads(line, object_hook=_hook)
+    if d.get("kind") == "correction":
+        dec = _decision(d.pop("decision"))
+        assert dec is not None
+        return CorrectionRecord(decision=dec, **d)
+    preds = tuple(
+        PredictionRecord(
+            model=None
+            if p["model"] is None
+            else ModelRef(**{**p["model"], "classes": tuple(p["model"]["classes"])}),
+            **{k: v for k, v in p.items() if k != "model"},
+        )
+        for p in d.pop("predictions")
+    )
+    return InspectionRecord(predictions=preds, decision=_decision(d.pop("decision")), **d)
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def ensure_model_version(*, session: Session, ref: ModelRef) -> ModelVersion:
+    return register_model_version(
+        session=session,
+        model=ModelVersion(
+            name=ref.name,
+            version=ref.version,
+            sha256=ref.sha256,
+            architecture=ref.architecture,
+            artifact_path=ref.path,
+            classes=list(ref.classes),
+            ok_class=ref.ok_class,
+            thresholds=dict(ref.thresholds),
+            temperature=ref.temperature,
+        ),
+    )
+
+
+def ensure_champion(*, session: Session, station_id: int, ref: ModelRef) -> ModelVersion:
+    """Register the model version and, unless it already holds the champion slot at the station,
+    deploy it there (the deployment history then says which model decided when)."""
+    mv = ensure_model_version(session=session, ref=ref)
+    for d in active_deployments(session=session, station_id=station_id):
+        if d.slot == Slot.champion and d.model_version_id == mv.id:
+            return mv
+    station = session.get(Station, station_id)
+    assert station is not None
+    deploy(
+        session=session,
+        station=station,
+        model=mv,
+        slot=Slot.champion,
+        reason="loaded by the station at start",
+    )
+    return mv
+
+
+def model_ref(info: Any) -> ModelRef:
+    """A ModelRef from station.pipeline.predictor.ModelInfo."""
+    return ModelRef(
+        info.name,
+        info.version,
+        info.sha256,
+        tuple(info.classes),
+        info.ok_class,
+        info.temperature,
+        dict(info.thresholds),
+        info.architecture,
+        info.path,
+    )
+
+
+def find_item_by_uid(*, session: Session, uid: str, image_sha256: str | None = None) -> Item | None:
+    query = select(Item)
+    if image_sha256 is not None:
+        query = query.where(Item.image_sha256 == image_sha256)
+    else:
+        query = query.where(col(Item.stats)[UID_KEY].as_string() == uid)
+    for item in session.exec(query.order_by(col(Item.id).desc())):
+        if item.stats.get(UID_KEY) == uid:
+            return item
+    return None
+
+
+def human_decision_row(d: DecisionRecord) -> HumanDecision:
+    return HumanDecision(
+        item_id=0,
+        operator_id=d.operator_id,
+        label=d.label,
+        defect_types=d.defect_types,
+        decided_at=d.decided_at,
+        decision_ms=d.decision_ms,
+        suggestion_shown=d.suggestion_shown,
+        blind=d.blind,
+        audit=d.audit,
+        golden=d.golden,
+    )
+
+
+def write_inspection(
+    *, session: Session, rec: InspectionRecord, model_ids: dict[str, int]
+) -> tuple[Item, HumanDecision | None]:
+    """The rows of one inspection, through db.repo.record_inspection (caller's transaction)."""
+    predictions: list[Prediction] = []
+    for p in rec.predictions:
+        mv_id = None
+        if p.model is not None:
+            key = f"{p.model.name}|{p.model.version}|{p.model.sha256}"
+            if key not in model_ids:
+                mv = ensure_model_version(session=session, ref=p.model)
+                assert mv.id is not None
+                model_ids[key] = mv.id
+            mv_id = model_ids[key]
+        predictions.append(
+            Prediction(
+                item_id=0,
+                model_version_id=mv_id,
+                slot=Slot(p.slot),
+                label=p.label,
+                probabilities=dict(p.probabilities),
+                p_defect=p.p_defect,
+                confidence=p.confidence,
+                latency_ms=p.latency_ms,
+                error=p.error,
+            )
+        )
+    item = Item(
+        station_id=rec.station_id,
+        captured_at=rec.captured_at,
+        image_sha256=rec.image_sha256,
+        image_path=rec.image_path,
+        width=rec.width,
+        height=rec.height,
+        brightness=rec.stats.get("brightness"),
+        contrast=rec.stats.get("contrast"),
+        sharpness=rec.stats.get("sharpness"),
+        clipped_share=rec.stats.get("clipped_share"),
+        stats={**rec.stats, UID_KEY: rec.uid},
+        source=rec.source,
+        ground_truth=rec.ground_truth,
+        golden=rec.golden,
+        trigger_version=rec.trigger_version,
+        guard_version=rec.guard_version,
+        guard_passed=rec.guard_passed,
+        guard_reason=rec.guard_reason,
+    )
+    from db.repo import record_inspection
+
+    champion = next((p for p in predictions if p.slot == Slot.champion), None)
+    disposition = Disposition(
+        item_id=0,
+        final_label=rec.final_label,
+        decided_by=DecidedBy(rec.decided_by),
+        level=Level(rec.level),
+        threshold_version=rec.threshold_version,
+        model_version_id=champion.model_version_id if champion is not None else None,
+    )
+    decision = None if rec.decision is None else human_decision_row(rec.decision)
+    record_inspection(
+        session=session,
+        item=item,
+        predictions=predictions,
+        decision=decision,
+        disposition=disposition,
+    )
+    return item, decision
+
+
+# --------------------------------------------------------------------------- set-up helpers
+
+
+NO_LOGIN_HASH = "!no-login"  # not an argon2 hash: verify_secret is always False
+
+
+def ensure_operator(
+    engine: Engine, name: str, role: Role = Role.inspector, secret: str | None = "pw"
+) -> int:
+    """The id of operator `name`, created if absent. `secret=None` creates an operator who can
+    never log in (simulated inspectors must not become accounts with guessable secrets)."""
+    with session_scope(engine) as session:
+        op = find_operator(session=session, name=name)
+        if op is None:
+            secret_hash = NO_LOGIN_HASH if secret is None else hash_secret(secret)
+            op = add_operator(session=session, name=name, role=role, secret_hash=secret_hash)
+        assert op.id is not None
+        return op.id
+
+
+def ensure_station(engine: Engine, name: str) -> int:
+    """The id of station `name`, created if absent."""
+    with session_scope(engine) as session:
+        st = get_or_create_station(session=session, name=name)
+        assert st.id is not None
+        return st.id

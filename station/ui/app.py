@@ -1,0 +1,182 @@
+"""Start the station window: log in, open the core on the database, start the pipeline thread."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import random
+import sys
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
+from sqlalchemy.engine import Engine
+
+from db.engine import session_scope
+from db.models import Level
+from db.repo import (
+    current_level,
+    end_operator_session,
+    get_or_create_station,
+    list_operators,
+    start_operator_session,
+)
+from station.auth import allowed, authenticate, require
+from station.errors import AuthError, StationError
+from station.frames.store import ImageStore
+from station.pipeline.guard import InputGuard
+from station.pipeline.recorder import BackgroundRecorder, Recorder
+from station.pipeline.router import Router
+from station.pipeline.session import BannerKind, StationCore
+from station.pipeline.simulate import set_level
+from station.settings import Settings
+from station.ui import theme
+from station.ui.login import LoginDialog
+from station.ui.window import StationWindow
+from station.ui.workers import PipelineThread, PipelineWorker, RecorderBridge
+
+log = logging.getLogger(__name__)
+
+
+class StationApp:
+    """Everything `station run` starts, and stops in order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        operator: Any,
+        *,
+        level: Level | None = None,
+        loader: Any = None,
+        source_factory: Any = None,
+        load_model: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        with session_scope(engine) as session:
+            station = get_or_create_station(session=session, name=settings.station_name)
+            assert station.id is not None
+            self.station_id = station.id
+            self.login = start_operator_session(session=session, operator=operator, station=station)
+            in_db = current_level(
+                session=session, station_id=station.id, default=Level(settings.levels.default)
+            )
+        self.level_note = ""
+        if level is not None and level is not in_db:
+            if allowed(operator, "set_level"):
+                set_level(
+                    engine,
+                    self.station_id,
+                    level,
+                    "set at start with `station run --level` (demo)",
+                    operator.id,
+                )
+                in_db = level
+            else:
+                try:
+                    require(operator, "set_level")
+                except AuthError as e:
+                    self.level_note = f"{e}: staying at {in_db.value}"
+        self.bridge = RecorderBridge()
+        self.recorder = Recorder(
+            engine,
+            spool_dir=settings.data_dir,
+            on_ack=self.bridge.acked.emit,
+            on_problem=self.bridge.problem.emit,
+        )
+        self.background = BackgroundRecorder(self.recorder)
+        self.core = StationCore(
+            engine=engine,
+            station_id=self.station_id,
+            station_name=settings.station_name,
+            operator_id=operator.id,
+            operator_name=operator.name,
+            level=in_db,
+            router=Router(
+                levels=settings.levels,
+                thresholds=settings.thresholds,
+                ok_class=settings.ok_class,
+                rng=random.Random(),
+            ),
+            guard=InputGuard(settings.guard),
+            store=ImageStore(settings.image_dir),
+            sink=self.background.submit,
+        )
+        if self.level_note:
+            self.core.banners[BannerKind.notice] = self.level_note
+        self.worker = PipelineWorker(
+            self.core,
+            source_spec=settings.camera_source,
+            model_path=settings.model_path or None,
+            load_model=load_model and in_db is not Level.human_only,
+            timeout_s=settings.thresholds.model_timeout_s,
+            loader=loader,
+            source_factory=source_factory,
+            defect_classes=tuple(settings.defect_classes),
+        )
+        self.window = StationWindow(self.core, request_capture=self.worker.request_capture)
+        # Queued: every slot runs on the GUI thread, whichever thread emits.
+        queued = Qt.ConnectionType.QueuedConnection
+        w = self.worker
+        w.item_ready.connect(self.window.on_item, queued)
+        w.live_frame.connect(self.window.on_live, queued)
+        w.camera_state.connect(self.window.on_camera, queued)
+        w.model_ready.connect(self.window.on_model_ready, queued)
+        w.model_failed.connect(self.window.on_model_failed, queued)
+        w.problem.connect(self.window.on_problem, queued)
+        w.heat_ready.connect(self.window.on_heat, queued)
+        self.bridge.acked.connect(self.window.on_ack, queued)
+        self.bridge.problem.connect(self.window.on_db_problem, queued)
+        self.thread = PipelineThread(self.worker)
+
+    def start(self) -> None:
+        # Everything loaded so far (Qt, SQLAlchemy, the model) lives for the whole shift: keep it
+        # out of the collector's full passes, which hold the GIL and so pause the GUI thread too.
+        gc.freeze()
+        self.window.showMaximized()  # a station screen is the station's; nothing else shares it
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.thread.stop()
+        self.background.close()
+        if self.core.worker is not None:
+            self.core.worker.close()
+        try:
+            with session_scope(self.engine) as session:
+                end_operator_session(session=session, login=self.login)
+        except Exception as e:  # logging out must not lose the shift's records
+            log.warning("could not record the logout: %s", e)
+
+
+def run_window(settings: Settings, engine: Engine, *, level: Level | None = None) -> int:
+    with session_scope(engine) as session:
+        if not list_operators(session=session):
+            raise StationError(
+                f"no operators in {engine.url.render_as_string(hide_password=True)}: create one "
+                "first, e.g. `station user add lan --role inspector` (the secret is asked for)"
+            )
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+    app.setStyleSheet(theme.STYLE)
+
+    def check(name: str, secret: str) -> Any:
+        with session_scope(engine) as session:
+            operator = authenticate(session=session, name=name, secret=secret)
+        require(operator, "inspect")
+        return operator
+
+    dialog = LoginDialog(check, station_name=settings.station_name)
+    if dialog.exec() != LoginDialog.DialogCode.Accepted or dialog.operator is None:
+        if dialog.failures >= dialog.max_tries:
+            QMessageBox.critical(
+                None, "Login", "Too many failed attempts; the station stays locked."
+            )
+            raise AuthError("too many failed login attempts")
+        return 1
+    station = StationApp(settings, engine, dialog.operator, level=level)
+    station.start()
+    try:
+        return int(app.exec())
+    finally:
+        station.stop()

@@ -1,0 +1,525 @@
+"""The station window: the captured item large, one key per decision, and nothing about the
+model where the inspector must not see it (shadow, blind checks, audits).
+
+A thin view: every state lives in StationCore; `refresh()` redraws from it. Widgets that show the
+model's opinion exist only while the current item may show it, so a walk of the widget tree on a
+shadow or blind item finds no trace of the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import (
+    QCloseEvent,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QKeyEvent,
+    QPainter,
+    QPixmap,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from db.models import DecidedBy, Level
+from station.pipeline.router import Decider, ModelCall
+from station.pipeline.session import BannerKind, Captured, StationCore, Waiting
+from station.ui import theme
+from station.ui.images import overlay, to_qimage
+
+DEFECT_KEYS = {
+    Qt.Key.Key_1: "crack",
+    Qt.Key.Key_2: "scratch",
+    Qt.Key.Key_3: "dent",
+    Qt.Key.Key_4: "stain",
+    Qt.Key.Key_5: "missing",
+}
+SHORT = {
+    "ok": "ok",
+    "crack": "CRK",
+    "scratch": "SCR",
+    "dent": "DNT",
+    "stain": "STN",
+    "missing": "MIS",
+}
+
+
+class ItemView(QWidget):
+    """The captured item, as large as possible; zoom with the wheel or +/-, 0 to fit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("itemView")
+        self.setMinimumSize(640, 360)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self._image: QImage | None = None
+        self._scaled: tuple[tuple[int, int, int], QPixmap] | None = None
+        self.zoom = 1.0
+        self.placeholder = "Waiting for the next phone…"
+        self.badge = ""
+        self.badge_colour = QColor(theme.PASS)
+
+    def set_image(
+        self, bgr: np.ndarray | None, heat: np.ndarray | None = None, ready: QImage | None = None
+    ) -> None:
+        """`ready`: the same image already converted (by the pipeline thread)."""
+        if bgr is None:
+            self._image = None
+        elif heat is not None:
+            self._image = to_qimage(overlay(bgr, heat))
+        else:
+            self._image = ready if ready is not None else to_qimage(bgr)
+        self.update()
+
+    def reset_zoom(self) -> None:
+        self.zoom = 1.0
+        self.update()
+
+    def zoom_by(self, factor: float) -> None:
+        self.zoom = float(min(8.0, max(1.0, self.zoom * factor)))
+        self.update()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt API)
+        self.zoom_by(1.25 if event.angleDelta().y() > 0 else 0.8)
+
+    def paintEvent(self, _event: Any) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor("#000000"))
+        if self._image is None:
+            p.setPen(QColor(theme.MUTED))
+            p.setFont(QFont(self.font().family(), 30))
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
+            p.end()
+            return
+        iw, ih = self._image.width(), self._image.height()
+        fit = min(self.width() / iw, self.height() / ih)
+        if self.zoom == 1.0:
+            w, h = round(iw * fit), round(ih * fit)
+            key = (self._image.cacheKey(), w, h)
+            if self._scaled is None or self._scaled[0] != key:
+                # Scale once per image and size, not on every paint.
+                scaled = self._image.scaled(
+                    w,
+                    h,
+                    Qt.AspectRatioMode.IgnoreAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+                self._scaled = (key, QPixmap.fromImage(scaled))
+            p.drawPixmap(QPointF((self.width() - w) / 2, (self.height() - h) / 2), self._scaled[1])
+        else:
+            # Zoomed: draw only the part of the image in view, around its centre.
+            scale = fit * self.zoom
+            sw, sh = min(iw, self.width() / scale), min(ih, self.height() / scale)
+            source = QRectF((iw - sw) / 2, (ih - sh) / 2, sw, sh)
+            tw, th = sw * scale, sh * scale
+            target = QRectF((self.width() - tw) / 2, (self.height() - th) / 2, tw, th)
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom <= 2)
+            p.drawImage(target, self._image, source)
+        if self.zoom != 1.0:
+            p.setPen(QColor(theme.TEXT))
+            p.setFont(QFont(self.font().family(), 18))
+            p.drawText(QPointF(16, self.height() - 16), f"zoom {self.zoom:.1f}x  (0 = fit)")
+        if self.badge:
+            font = QFont(self.font().family(), 40, QFont.Weight.Black)
+            p.setFont(font)
+            box = QRectF(24, 24, QFontMetrics(font).horizontalAdvance(self.badge) + 64, 88)
+            p.fillRect(box, self.badge_colour)
+            p.setPen(QColor("#ffffff"))
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter, self.badge)
+        p.end()
+
+
+class SuggestionPanel(QFrame):
+    """Assist only: the model's label, calibrated confidence and the heat-map key. Created per item
+    that may show it and removed from the tree otherwise."""
+
+    def __init__(self, label: str, confidence: float, has_heat: bool, heat_on: bool) -> None:
+        super().__init__()
+        self.setObjectName("panel")
+        lay = QVBoxLayout(self)
+        # A calibrated probability is never certainty: 0.9996 reads ">99%", not "100%".
+        shown = ">99%" if confidence > 0.99 else f"{confidence:.0%}"
+        head = QLabel(f"AI: {label.upper()}   {shown}")
+        head.setObjectName("aiLabel")
+        head.setStyleSheet(f"color: {theme.PASS if label == 'ok' else theme.FAIL};")
+        bar = QProgressBar()
+        bar.setObjectName("confidence")
+        bar.setRange(0, 100)
+        bar.setValue(round(confidence * 100))
+        bar.setFormat("calibrated confidence %p%")
+        caption = QLabel(
+            ("heat-map ON" if heat_on else "heat-map off") + "  [H]"
+            if has_heat
+            else "heat-map coming…"
+        )
+        caption.setObjectName("caption")
+        lay.addWidget(head)
+        lay.addWidget(bar)
+        lay.addWidget(caption)
+
+
+class StationWindow(QMainWindow):
+    def __init__(self, core: StationCore, *, request_capture: Any = None) -> None:
+        super().__init__()
+        self.core = core
+        self.request_capture = request_capture
+        self.setWindowTitle(f"Inspection Station {core.station_name}")
+        self.setStyleSheet(theme.STYLE)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.heat_on = False
+        self._passing: tuple[Captured, str, str] | None = None  # auto-decided item passing by
+        self._shown_seq: int | None = None
+        self._qimages: dict[int, QImage] = {}  # seq -> converted image, for items in view
+        self._heats: dict[int, np.ndarray] = {}  # seq -> heat-map, for items with a suggestion
+
+        root = QWidget()
+        outer = QVBoxLayout(root)
+        outer.setContentsMargins(10, 10, 10, 10)
+        outer.setSpacing(8)
+        self.status = QLabel()
+        self.status.setObjectName("status")
+        outer.addWidget(self.status)
+        self.banner_box = QVBoxLayout()
+        outer.addLayout(self.banner_box)
+        self._banner_labels: list[QLabel] = []
+
+        main = QHBoxLayout()
+        outer.addLayout(main, 1)
+        left = QVBoxLayout()
+        main.addLayout(left, 3)
+        self.view = ItemView()
+        left.addWidget(self.view, 1)
+        bottom = QHBoxLayout()
+        left.addLayout(bottom)
+        self.live = QLabel("camera starting…")
+        self.live.setObjectName("live")
+        self.live.setFixedSize(360, 203)
+        self.live.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.live.setStyleSheet("background: #000; color: #9aa4b2; font-size: 18px;")
+        live_box = QVBoxLayout()
+        live_caption = QLabel("LIVE CAMERA   (C = capture now)")
+        live_caption.setObjectName("liveCaption")
+        live_box.addWidget(live_caption)
+        live_box.addWidget(self.live)
+        bottom.addLayout(live_box)
+        self.recent = QLabel()
+        self.recent.setObjectName("recent")
+        self.recent.setWordWrap(True)
+        self.recent.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        bottom.addWidget(self.recent, 1)
+
+        side = QVBoxLayout()
+        side.setSpacing(12)
+        main.addLayout(side, 1)
+        self.kind = QLabel()
+        self.kind.setObjectName("kind")
+        self.kind.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        side.addWidget(self.kind)
+        self.suggestion_box = QVBoxLayout()
+        side.addLayout(self.suggestion_box)
+        self.suggestion: SuggestionPanel | None = None
+        self.pass_button = QPushButton("PASS  (Space)")
+        self.pass_button.setObjectName("pass")
+        self.pass_button.clicked.connect(lambda: self.decide("ok"))
+        side.addWidget(self.pass_button)
+        fail_title = QLabel("FAIL — defect type:")
+        fail_title.setObjectName("caption")
+        side.addWidget(fail_title)
+        grid = QGridLayout()
+        self.defect_buttons: dict[str, QPushButton] = {}
+        for i, (key, label) in enumerate(DEFECT_KEYS.items()):
+            b = QPushButton(f"{label.upper()}  ({key - Qt.Key.Key_0})")
+            b.setObjectName("defect")
+            b.clicked.connect(lambda _=False, lab=label: self.decide(lab))
+            grid.addWidget(b, i // 2, i % 2)
+            self.defect_buttons[label] = b
+        side.addLayout(grid)
+        self.undo_button = QPushButton("UNDO  (Backspace)")
+        self.undo_button.setObjectName("undo")
+        self.undo_button.clicked.connect(self.undo)
+        side.addWidget(self.undo_button)
+        self.saved = QLabel()
+        self.saved.setObjectName("saved")
+        self.saved.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        side.addWidget(self.saved)
+        self.queue_label = QLabel()
+        self.queue_label.setObjectName("queue")
+        self.queue_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        side.addWidget(self.queue_label)
+        side.addStretch(1)
+        for b in (self.pass_button, self.undo_button, *self.defect_buttons.values()):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys go to the window, never to a button
+
+        self.footer = QLabel()
+        self.footer.setObjectName("status")
+        outer.addWidget(self.footer)
+        self.setCentralWidget(root)
+        self.resize(1920, 1080)
+
+        core.listeners.append(self.refresh)
+        self.ticker = QTimer(self)  # undo countdown, items/hour
+        self.ticker.setInterval(250)
+        self.ticker.timeout.connect(self.refresh)
+        self.ticker.start()
+        self.refresh()
+
+    # ------------------------------------------------------------------ slots from workers
+
+    def on_item(self, cap: Captured, qimage: QImage | None = None) -> None:
+        if qimage is not None:
+            self._qimages[cap.seq] = qimage
+        route = self.core.accept(cap)
+        if route.decider is Decider.model and not route.needs_human:
+            auto_pass = route.model_call is ModelCall.auto_pass
+            badge = "AUTO PASS" if auto_pass else f"AUTO FAIL · {(route.model_label or '').upper()}"
+            self._passing = (cap, badge, theme.PASS if auto_pass else theme.FAIL)
+            self.refresh()
+
+    def on_heat(self, seq: int, heat: np.ndarray) -> None:
+        """The heat-map of an item, computed after its suggestion was shown."""
+        self._heats[seq] = heat
+        w = self.core.current
+        if w is not None and w.captured.seq == seq:
+            self._shown_seq = None  # redraw the panel (and the overlay if H is on)
+            self.refresh()
+
+    def heat_for(self, w: Waiting) -> np.ndarray | None:
+        """The heat-map as shown: the model scales its map to a peak of 1 on every image, so it
+        is weighted by the calibrated P(defect), else a sure-ok phone would glow somewhere."""
+        sug = w.suggestion
+        if sug is None:
+            return None
+        heat = sug.heatmap if sug.heatmap is not None else self._heats.get(w.captured.seq)
+        pred = w.captured.prediction
+        if heat is None or pred is None:
+            return heat
+        return heat * float(np.clip(pred.p_defect, 0.0, 1.0))
+
+    def on_live(self, image: QImage) -> None:
+        from PySide6.QtGui import QPixmap
+
+        self.live.setPixmap(
+            QPixmap.fromImage(image).scaled(self.live.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        )
+
+    def on_camera(self, state: str, detail: str) -> None:
+        self.core.camera(state, detail)
+
+    def on_ack(self, ack: Any) -> None:
+        self.core.acknowledge(ack)
+
+    def on_db_problem(self, problem: Any) -> None:
+        self.core.database_problem(problem)
+
+    def on_problem(self, message: str) -> None:
+        self.core.banners[BannerKind.notice] = message.upper()[:1] + message[1:]
+        self.refresh()
+
+    def on_model_ready(self, worker: Any, info: Any) -> None:
+        self.core.set_model(worker, info)
+
+    def on_model_failed(self, reason: str) -> None:
+        self.core.model_unusable(f"failed to load: {reason}")
+
+    # ------------------------------------------------------------------ actions
+
+    def decide(self, label: str) -> bool:
+        if self.core.current is None:
+            return False
+        self.core.decide(label)
+        self.heat_on = False
+        return True
+
+    def undo(self) -> bool:
+        return self.core.undo()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt API)
+        key = event.key()
+        if key == Qt.Key.Key_Space:
+            self.decide("ok")
+        elif key in DEFECT_KEYS:
+            self.decide(DEFECT_KEYS[Qt.Key(key)])
+        elif key == Qt.Key.Key_Backspace:
+            self.undo()
+        elif key == Qt.Key.Key_H:
+            self.heat_on = not self.heat_on
+            self._shown_seq = None
+            self.refresh()
+        elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.view.zoom_by(1.25)
+        elif key == Qt.Key.Key_Minus:
+            self.view.zoom_by(0.8)
+        elif key == Qt.Key.Key_0:
+            self.view.reset_zoom()
+        elif key == Qt.Key.Key_C and self.request_capture is not None:
+            self.request_capture()
+        else:
+            super().keyPressEvent(event)
+
+    # ------------------------------------------------------------------ drawing
+
+    def _set_suggestion(self, w: Waiting | None) -> None:
+        sug = w.suggestion if w is not None else None
+        if self.suggestion is not None:
+            # Out of the tree at once (deleteLater alone would leave it there until the next loop).
+            self.suggestion_box.removeWidget(self.suggestion)
+            self.suggestion.setParent(None)
+            self.suggestion.deleteLater()
+            self.suggestion = None
+        if sug is not None:
+            assert w is not None
+            self.suggestion = SuggestionPanel(
+                sug.label, sug.confidence, self.heat_for(w) is not None, self.heat_on
+            )
+            self.suggestion_box.addWidget(self.suggestion)
+
+    def _set_attention(self, on: bool) -> None:
+        if self.kind.property("attention") != on:
+            self.kind.setProperty("attention", on)
+            self.kind.style().unpolish(self.kind)
+            self.kind.style().polish(self.kind)
+
+    def _status_text(self) -> str:
+        c = self.core
+        parts = [
+            f"STATION {c.station_name}",
+            f"inspector: {c.operator_name}",
+            f"level: {c.level.value.upper().replace('_', ' ')}",
+        ]
+        # The model's name appears only where its opinion may: beside a shown suggestion, or
+        # over auto-decided items; never on shadow, blind, audit or golden items.
+        w = c.queue[0] if c.queue else None
+        may_show = (w is not None and w.suggestion is not None) or (
+            w is None and c.level in (Level.partial, Level.full)
+        )
+        if may_show and c.model is not None and c.model_available:
+            parts.append(f"model {c.model.name} {c.model.short}")
+        cam = {"connected": "OK"}.get(c.camera_state, c.camera_state.upper())
+        parts.append(f"cam: {cam}")
+        return "   |   ".join(parts)
+
+    def refresh(self) -> None:
+        c = self.core
+        self.status.setText(self._status_text())
+        # banners
+        texts = list(c.banners.items())
+        while len(self._banner_labels) < len(texts):
+            lab = QLabel()
+            lab.setObjectName("banner")
+            lab.setWordWrap(True)
+            self.banner_box.addWidget(lab)
+            self._banner_labels.append(lab)
+        for i, lab in enumerate(self._banner_labels):
+            if i < len(texts):
+                banner_kind, text = texts[i]
+                lab.setText(text)
+                severity = "error" if banner_kind.value != "camera" else "warn"
+                if lab.property("severity") != severity:
+                    lab.setProperty("severity", severity)
+                    lab.style().unpolish(lab)
+                    lab.style().polish(lab)
+                lab.show()
+            else:
+                lab.setText("")
+                lab.hide()
+
+        w = c.current
+        has_item = w is not None
+        if len(self._qimages) > 8:
+            keep = {x.captured.seq for x in c.queue}
+            if self._passing is not None:
+                keep.add(self._passing[0].seq)
+            self._qimages = {k: v for k, v in self._qimages.items() if k in keep}
+            self._heats = {k: v for k, v in self._heats.items() if k in keep}
+        for b in (self.pass_button, *self.defect_buttons.values()):
+            b.setEnabled(has_item)
+        if w is not None:
+            self._passing = None
+            if self._shown_seq != w.captured.seq or self.view.badge:
+                self._shown_seq = w.captured.seq
+                self._set_suggestion(w)
+                heat = self.heat_for(w) if self.heat_on else None
+                self.view.badge = ""
+                self.view.set_image(w.captured.image, heat, self._qimages.get(w.captured.seq))
+            # Review, audit and golden items look the same: telling them apart would tell the
+            # inspector what the model thought (audit = it was sure) or that they are being tested.
+            self.kind.setText(f"ITEM #{w.captured.seq} — your call")
+            # In partial / full most items pass by; one that waits needs to catch the eye.
+            self._set_attention(c.level in (Level.partial, Level.full))
+        else:
+            if self.suggestion is not None:
+                self._set_suggestion(None)
+            if self._passing is not None:
+                cap, badge, colour = self._passing
+                if self._shown_seq != -cap.seq:
+                    self._shown_seq = -cap.seq
+                    self.view.badge = badge
+                    self.view.badge_colour = QColor(colour)
+                    self.view.set_image(cap.image, None, self._qimages.get(cap.seq))
+                self.kind.setText("auto-decided — nothing to do")
+                self._set_attention(False)
+            else:
+                if self._shown_seq is not None:
+                    self._shown_seq = None
+                    self.view.badge = ""
+                    self.view.set_image(None)
+                self.kind.setText("waiting for the next phone")
+                self._set_attention(False)
+        left = c.undo_seconds_left()
+        self.undo_button.setEnabled(left > 0)
+        self.undo_button.setText(
+            f"UNDO  (Backspace)  {left:.0f} s" if left > 0 else "UNDO  (Backspace)"
+        )
+        name = self.saved.objectName()
+        if c.pending_writes:
+            name = "saving"
+            self.saved.setText(f"saving… ({c.pending_writes})")
+        elif c.last_saved is not None:
+            name = "saved"
+            self.saved.setText(f"✔ saved #{c.last_saved}")
+        else:
+            self.saved.setText("")
+        if name != self.saved.objectName():  # re-style only on a change: polish is not free
+            self.saved.setObjectName(name)
+            self.saved.style().unpolish(self.saved)
+            self.saved.style().polish(self.saved)
+        strip = []
+        auto = False
+        for o in list(c.recent)[:12]:
+            s = SHORT.get(o.label, o.label[:3].upper())
+            if o.decided_by is DecidedBy.model:
+                s, auto = s + "*", True
+            colour = theme.PASS if o.label == "ok" else theme.FAIL
+            strip.append(f'<span style="color:{colour}">{s}</span>')
+        self.recent.setText(
+            "last items (newest first):<br>"
+            + (" ".join(strip) if strip else "—")
+            + ("<br><span style='font-size:18px'>* = auto-decided</span>" if auto else "")
+        )
+        self.queue_label.setText(f"waiting: {len(c.queue)}")
+        self.footer.setText(
+            f"items/h {c.items_per_hour:.0f}   |   queue {len(c.queue)}   |   "
+            "keys: Space pass · 1-5 defect · Backspace undo · +/- zoom"
+            + (" · H heat-map" if self.suggestion is not None else "")
+        )
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.ticker.stop()
+        if self.refresh in self.core.listeners:
+            self.core.listeners.remove(self.refresh)
+        super().closeEvent(event)

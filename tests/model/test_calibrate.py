@@ -1,0 +1,69 @@
+"""Temperature scaling and the numbers built on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model import CalibrationError, ece, fit_temperature
+from model.calibrate import coverage_threshold, softmax_np
+from model.evaluate import auroc
+
+
+def _overconfident(n: int = 2000, k: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits whose softmax is right ~70% of the time but claims ~99%."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, k, (n,), generator=g)
+    logits = torch.randn(n, k, generator=g)
+    logits[torch.arange(n), labels] += 1.5
+    return logits * 6.0, labels
+
+
+def test_temperature_scaling_lowers_ece_of_an_overconfident_model() -> None:
+    logits, labels = _overconfident()
+    cal = fit_temperature(logits, labels)
+    assert cal.kept and cal.temperature > 2.0
+    assert cal.nll_after < cal.nll_before
+    assert cal.ece_after < cal.ece_before / 3
+    assert cal.ece_before == pytest.approx(ece(softmax_np(logits.numpy()), labels.numpy()))
+
+
+def test_probabilities_instead_of_logits_are_refused() -> None:
+    logits, labels = _overconfident(200)
+    with pytest.raises(CalibrationError, match="probabilities"):
+        fit_temperature(torch.softmax(logits, 1), labels)
+
+
+def test_a_temperature_that_does_not_help_is_not_kept() -> None:
+    # already calibrated: labels drawn from the softmax itself; any change must lower NLL to stay
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(400, 3, generator=g)
+    labels = torch.multinomial(torch.softmax(logits, 1), 1, generator=g).squeeze(1)
+    cal = fit_temperature(logits, labels)
+    assert cal.nll_after <= cal.nll_before
+    if not cal.kept:
+        assert cal.temperature == 1.0 and "did not lower" in cal.note
+
+
+def test_bad_logits_are_refused() -> None:
+    with pytest.raises(CalibrationError, match="finite"):
+        fit_temperature(torch.tensor([[float("nan"), 0.0]]), torch.tensor([0]))
+    with pytest.raises(CalibrationError, match="expected logits"):
+        fit_temperature(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
+
+
+def test_coverage_threshold_needs_enough_items_and_respects_the_error_cap() -> None:
+    score = np.linspace(1.0, 0.0, 200)
+    wrong = np.zeros(200, bool)
+    wrong[150:] = True  # the least confident quarter is wrong
+    t = coverage_threshold(score, wrong, max_error=0.01)
+    assert t["coverage"] == pytest.approx(150 / 200, abs=0.02)
+    assert t["error"] <= 0.01
+    assert coverage_threshold(score[:10], wrong[:10], min_count=20)["threshold"] is None
+
+
+def test_auroc_matches_simple_cases() -> None:
+    assert auroc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([False, False, True, True])) == 1.0
+    assert auroc(np.array([0.5, 0.5]), np.array([False, True])) == 0.5
+    assert auroc(np.array([0.5, 0.6]), np.array([True, True])) is None

@@ -1,0 +1,138 @@
+"""Evaluation reports and the `station model` commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from model_images import write_folder
+
+from model import DataError, Predictor, evaluate, write_report
+from model.predictor import bundled_model_path
+from station.cli import app
+from station.cli.common import run_guarded
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def station(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """`station ...` in this process (torch is already loaded; a child would reload it)."""
+
+    def run(*args: str) -> Ran:
+        monkeypatch.setattr("sys.argv", ["station", *args])
+        capsys.readouterr()
+        code = run_guarded(app)
+        got = capsys.readouterr()
+        return Ran(code, got.out, got.err)
+
+    return run
+
+
+def test_evaluate_reports_every_required_measure(trained, tmp_path: Path) -> None:
+    report = evaluate(Predictor.load(trained.artifact), trained.heldout)
+    for key in (
+        "accuracy",
+        "per_class",
+        "confusion_matrix",
+        "auroc_defect",
+        "ece_before",
+        "ece_after",
+        "risk_coverage",
+    ):
+        assert key in report, key
+    assert report["n"] == 60
+    assert sum(map(sum, report["confusion_matrix"])) == 60
+    assert report["auroc_defect"] > 0.8
+    out = write_report(report, tmp_path / "r.json")
+    assert json.loads(out.read_text())["accuracy"] == report["accuracy"]
+    html = write_report(report, tmp_path / "r.html").read_text()
+    assert "Risk / coverage" in html and "data:image/png;base64," in html
+
+
+def test_ok_class_under_another_name_is_mapped(trained, tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    shutil.copytree(trained.heldout, data)
+    (data / "ok").rename(data / "free")
+    p = Predictor.load(trained.artifact)
+    with pytest.raises(DataError, match="free"):
+        evaluate(p, data)
+    report = evaluate(p, data, ok_class="free")
+    assert report["per_class"]["ok"]["support"] == 20
+
+
+def test_cli_train_info_evaluate(station, tmp_path: Path) -> None:
+    data = write_folder(tmp_path / "d", {"ok": 16, "stain": 16})
+    art = tmp_path / "art"
+    res = station(
+        "model",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(art),
+        "--epochs",
+        "1",
+        "--size",
+        "48x32",
+        "--batch-size",
+        "8",
+    )
+    assert res.code == 0, res.err
+    assert "artifact:" in res.out and (art / "manifest.json").is_file()
+    info = station("model", "info", str(art), "--json")
+    assert info.code == 0 and json.loads(info.out)["classes"] == ["ok", "stain"]
+    ev = station(
+        "model", "evaluate", str(art), "--data", str(data), "--out", str(tmp_path / "r.json")
+    )
+    assert ev.code == 0, ev.err
+    assert "accuracy" in json.loads((tmp_path / "r.json").read_text())
+
+
+def test_cli_bad_inputs_are_one_line_errors(station, tmp_path: Path) -> None:
+    write_folder(tmp_path / "one", {"ok": 2})
+    write_folder(tmp_path / "two", {"ok": 2, "stain": 2})
+    for args, words in (
+        (
+            ("model", "train", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "a")),
+            "at least 2 classes",
+        ),
+        (("model", "info", str(tmp_path / "nothing")), "not one"),
+        (
+            (
+                "model",
+                "train",
+                "--data",
+                str(tmp_path / "one"),
+                "--out",
+                str(tmp_path / "a"),
+                "--arch",
+                "nope",
+            ),
+            "unknown architecture",
+        ),
+    ):
+        res = station(*args)
+        assert res.code == 2, (args, res.out, res.err)
+        assert words in res.err and "Traceback" not in res.err
+        assert len(res.err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(
+    not (bundled_model_path() / "manifest.json").is_file(), reason="no bundled model yet"
+)
+def test_bundled_model_loads_and_is_small(station) -> None:
+    p = Predictor.load()
+    assert p.manifest.ok_class == "ok"
+    size = sum(f.stat().st_size for f in bundled_model_path().iterdir())
+    assert size < 10 * 1024 * 1024
+    res = station("model", "info")
+    assert res.code == 0 and p.manifest.sha256 in res.out

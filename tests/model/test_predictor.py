@@ -1,0 +1,147 @@
+"""The exported artifact as the station uses it: load, predict, batch, explain, odd images."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from model_images import make_image
+
+import model
+from model import BadImage, Predictor, overlay, read_manifest
+from model.arch import build
+from model.predictor import ModelManifest
+from model.preprocess import InputSpec
+
+
+@pytest.fixture(scope="module")
+def predictor(trained) -> Predictor:
+    return Predictor.load(trained.artifact)
+
+
+def _image(label: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return make_image(label, np.random.default_rng(seed))
+
+
+def test_public_names_resolve() -> None:
+    for name in model.__all__:
+        assert getattr(model, name) is not None, name
+
+
+def test_round_trip_keeps_manifest_and_predictions(trained, predictor: Predictor) -> None:
+    m = predictor.manifest
+    assert m.classes == ("ok", "scratch", "stain")
+    assert m.ok_class == "ok"
+    assert m.sha256 == read_manifest(trained.artifact)["sha256"] == trained.manifest["sha256"]
+    assert m.temperature > 0 and m.explain == "defect_map"
+    assert trained.manifest["training"]["data"]["skipped"] == 2
+    pred = predictor.predict(_image("scratch", 3)[0])
+    assert pred.label in m.classes
+    assert sum(pred.probabilities.values()) == pytest.approx(1.0)
+    assert pred.p_defect == pytest.approx(1.0 - pred.probabilities["ok"])
+    assert pred.confidence == pytest.approx(max(pred.probabilities.values()))
+    assert pred.latency_ms > 0
+    again = Predictor.load(trained.artifact).predict(_image("scratch", 3)[0])
+    assert again.probabilities == pytest.approx(dict(pred.probabilities))
+
+
+def test_prediction_is_immutable(predictor: Predictor) -> None:
+    pred = predictor.predict(_image("ok", 4)[0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pred.label = "crack"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        pred.probabilities["ok"] = 1.0  # type: ignore[index]
+    assert pred.to_dict()["probabilities"] == dict(pred.probabilities)
+
+
+def test_predict_equals_predict_batch(predictor: Predictor) -> None:
+    images = [_image(lab, i)[0] for i, lab in enumerate(["ok", "scratch", "stain", "ok", "stain"])]
+    batch = predictor.predict_batch(images)
+    assert len(batch) == len(images)
+    for img, b in zip(images, batch, strict=True):
+        one = predictor.predict(img)
+        assert one.label == b.label
+        assert dict(one.probabilities) == pytest.approx(dict(b.probabilities), abs=1e-5)
+    assert predictor.predict_batch([]) == []
+
+
+def test_grayscale_rgba_16bit_and_odd_sizes_are_accepted(predictor: Predictor) -> None:
+    bgr = _image("stain", 7)[0]
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    base = predictor.predict(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)).probabilities
+    for variant in (gray, gray[:, :, None], gray.astype(np.uint16) << 8):
+        got = predictor.predict(variant).probabilities
+        assert dict(got) == pytest.approx(dict(base), abs=1e-6)
+    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    bgra[:, :, 3] = 17
+    assert dict(predictor.predict(bgra).probabilities) == pytest.approx(
+        dict(predictor.predict(bgr).probabilities), abs=1e-6
+    )
+    odd = cv2.resize(bgr, (101, 37))
+    assert predictor.predict(odd).label in predictor.manifest.classes
+    assert predictor.explain(odd).shape == (37, 101)
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ("a path", "numpy image"),
+        (np.zeros(100, np.uint8), "shape"),
+        (np.zeros((32, 32, 5), np.uint8), "shape"),
+        (np.zeros((32, 32, 3), np.int32), "dtype"),
+        (np.zeros((2, 2, 3), np.uint8), "at least"),
+        (np.full((32, 32), np.nan, np.float32), "finite"),
+    ],
+)
+def test_wrong_image_kind_is_refused_with_a_message(predictor: Predictor, bad, words) -> None:
+    with pytest.raises(BadImage, match=words):
+        predictor.predict(bad)
+
+
+def test_heat_map_peaks_on_the_defect_mask_more_often_than_chance(predictor: Predictor) -> None:
+    rng = np.random.default_rng(11)
+    hits, chance, n = 0, 0.0, 40
+    for i in range(n):
+        img, mask = make_image(["scratch", "stain"][i % 2], rng)
+        heat = predictor.explain(img)
+        assert heat.shape == mask.shape and heat.dtype == np.float32
+        assert heat.min() >= 0.0 and heat.max() <= 1.0
+        near = cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
+        y, x = np.unravel_index(int(heat.argmax()), heat.shape)
+        hits += bool(near[y, x])
+        chance += float(near.mean())
+    assert hits / n > max(0.4, 4 * chance / n)
+
+
+def test_overlay_blends_the_heat_map_into_the_image(predictor: Predictor) -> None:
+    img = _image("scratch", 5)[0]
+    shown = overlay(img, predictor.explain(img))
+    assert shown.shape == img.shape and shown.dtype == np.uint8
+    assert np.array_equal(overlay(img, np.zeros(img.shape[:2], np.float32)), img)
+
+
+def test_grad_cam_explains_a_model_without_a_defect_map() -> None:
+    torch.manual_seed(0)
+    net = build("shufflenet_v2_x0_5", 3, 0)
+    manifest = ModelManifest(
+        "g",
+        "1",
+        "0" * 64,
+        "0" * 64,
+        "shufflenet_v2_x0_5",
+        ("ok", "scratch", "stain"),
+        "ok",
+        1.0,
+        {},
+        {},
+        "grad_cam",
+        {},
+    )
+    p = Predictor(net, manifest, InputSpec(96, 64))
+    img = _image("stain", 9)[0]
+    heat = p.explain(img)
+    assert heat.shape == img.shape[:2] and heat.dtype == np.float32
+    assert heat.min() >= 0.0 and heat.max() <= 1.0

@@ -1,0 +1,194 @@
+"""The router applies the level: who decides, what the inspector sees, fail-safe to a human."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+from sqlmodel import select
+
+from db.engine import session_scope
+from db.models import DecidedBy, Disposition, Level, LevelChange, Prediction
+from station.pipeline.predictor import FakePredictor, confident
+from station.pipeline.router import Decider, ModelCall, Router, three_state, thresholds_version
+from station.pipeline.testing import make_rig, phone_image
+from station.settings import LevelSettings, ThresholdSettings
+
+T = ThresholdSettings()
+
+
+def router(seed: int = 0, **levels: float) -> Router:
+    return Router(levels=LevelSettings(**levels), thresholds=T, rng=random.Random(seed))
+
+
+def test_three_state_auto_passes_only_above_the_pass_threshold():
+    assert three_state(confident("ok", 0.995), T)[0] is ModelCall.auto_pass
+    assert three_state(confident("ok", 0.90), T)[0] is ModelCall.review
+
+
+def test_three_state_auto_fails_with_the_most_likely_defect():
+    call, label, _ = three_state(confident("dent", 0.99), T)
+    assert call is ModelCall.auto_fail and label == "dent"
+
+
+def test_a_possible_crack_is_never_auto_passed():
+    probs = {"ok": 0.985, "crack": 0.015, "scratch": 0.0, "dent": 0.0, "stain": 0.0, "missing": 0.0}
+    call, _, why = three_state(probs, T)
+    assert call is ModelCall.review and "crack" in why
+
+
+def test_thresholds_version_changes_with_the_thresholds_only():
+    assert thresholds_version(T) == thresholds_version(ThresholdSettings(model_timeout_s=9))
+    assert thresholds_version(T) != thresholds_version(ThresholdSettings(auto_pass=0.99))
+
+
+def test_human_only_runs_no_model():
+    plan = router().plan(Level.human_only)
+    assert not plan.run_model and not plan.show_suggestion
+
+
+def test_shadow_runs_the_model_and_hides_it():
+    r = router()
+    plan = r.plan(Level.shadow)
+    route = r.route(plan, probabilities=confident("ok"), model_label="ok")
+    assert plan.run_model and not route.show_suggestion and route.decider is Decider.human
+
+
+def test_assist_blind_share_is_close_to_the_setting():
+    r = router(seed=1, blind_share_assist=0.10)
+    plans = [r.plan(Level.assist) for _ in range(4000)]
+    blind = sum(p.blind for p in plans) / len(plans)
+    assert abs(blind - 0.10) < 3 * (0.1 * 0.9 / 4000) ** 0.5 + 0.001
+    assert all(p.show_suggestion != p.blind for p in plans)
+
+
+def test_partial_audit_share_is_close_to_the_setting():
+    r = router(seed=2, audit_share_partial=0.05)
+    routes = [
+        r.route(r.plan(Level.partial), probabilities=confident("ok"), model_label="ok")
+        for _ in range(4000)
+    ]
+    assert all(x.decider is Decider.model for x in routes)
+    audit = sum(x.audit for x in routes) / len(routes)
+    assert abs(audit - 0.05) < 3 * (0.05 * 0.95 / 4000) ** 0.5 + 0.001
+    assert not any(x.show_suggestion for x in routes if x.audit)
+
+
+@pytest.mark.parametrize("level", [Level.partial, Level.full])
+def test_an_error_never_auto_passes(level):
+    r = router()
+    route = r.route(r.plan(level), probabilities=None, error="model raised")
+    assert route.decider is Decider.human and route.model_call is None
+
+
+def test_a_frame_failing_the_guard_goes_to_a_human_even_if_the_model_is_sure():
+    r = router()
+    route = r.route(
+        r.plan(Level.full), probabilities=confident("ok"), guard_passed=False, guard_reason="dark"
+    )
+    assert route.decider is Decider.human and not route.show_suggestion
+
+
+def test_golden_samples_always_go_to_a_human():
+    r = router()
+    plan = r.plan(Level.full, golden=True)
+    route = r.route(plan, probabilities=confident("ok"), model_label="ok")
+    assert route.needs_human and route.golden and route.decider is Decider.human
+
+
+# ------------------------------------------------------------------ through the station core
+
+
+def test_partial_auto_decides_only_above_threshold_and_routes_the_rest(tmp_path):
+    answers = iter([confident("ok", 0.999), confident("ok", 0.80), confident("scratch", 0.995)])
+    rig = make_rig(
+        tmp_path,
+        level=Level.partial,
+        predictor=FakePredictor(lambda _img: next(answers)),
+        settings=None,
+    )
+    rig.core.router.levels = LevelSettings(audit_share_partial=0.0)
+    routes = [rig.core.accept(rig.core.process(phone_image(i))) for i in range(3)]
+    assert [r.decider for r in routes] == [Decider.model, Decider.human, Decider.model]
+    assert len(rig.core.queue) == 1 and rig.core.queue[0].kind == "review"
+    with session_scope(rig.engine) as s:
+        disp = s.exec(select(Disposition).order_by(Disposition.id)).all()
+    assert [(d.final_label, d.decided_by) for d in disp] == [
+        ("ok", DecidedBy.model),
+        ("scratch", DecidedBy.model),
+    ]
+
+
+def test_a_raising_predictor_routes_to_the_human_and_records_the_error(tmp_path):
+    rig = make_rig(tmp_path, level=Level.full, predictor=FakePredictor(raises=RuntimeError("boom")))
+    route = rig.core.accept(rig.core.process(phone_image()))
+    assert route.decider is Decider.human and "boom" in route.reason
+    rig.core.decide("ok")
+    with session_scope(rig.engine) as s:
+        pred = s.exec(select(Prediction)).one()
+    assert pred.label is None and "boom" in (pred.error or "")
+
+
+def test_a_slow_predictor_times_out_to_the_human(tmp_path):
+    release = threading.Event()
+    rig = make_rig(
+        tmp_path, level=Level.full, predictor=FakePredictor(release=release), timeout_s=0.05
+    )
+    try:
+        route = rig.core.accept(rig.core.process(phone_image()))
+    finally:
+        release.set()
+    assert route.decider is Decider.human and "timed out" in route.reason
+
+
+def test_the_model_runs_off_the_calling_thread(tmp_path):
+    fake = FakePredictor()
+    rig = make_rig(tmp_path, level=Level.shadow, predictor=fake)
+    rig.core.process(phone_image())
+    assert fake.threads and threading.get_ident() not in fake.threads
+
+
+def test_repeated_model_failures_drop_the_station_to_human_only(tmp_path):
+    rig = make_rig(tmp_path, level=Level.partial, predictor=FakePredictor(raises=OSError("gone")))
+    for i in range(3):
+        rig.core.accept(rig.core.process(phone_image(i)))
+    assert rig.core.level is Level.human_only
+    assert "MODEL UNUSABLE" in rig.core.banners["model"]
+    with session_scope(rig.engine) as s:
+        change = s.exec(select(LevelChange)).one()
+    assert change.automatic and change.to_level is Level.human_only
+    assert change.from_level is Level.partial
+
+
+def test_a_late_result_for_an_old_request_is_dropped():
+    from station.pipeline.worker import InferenceRequest, InferenceWorker
+
+    release = threading.Event()
+    worker = InferenceWorker(FakePredictor(release=release), timeout_s=30)
+    got, done = [], threading.Event()
+
+    def on_result(result):
+        got.append(result.request_id)
+        done.set()
+
+    old, new = InferenceRequest.make(phone_image(1)), InferenceRequest.make(phone_image(2))
+    worker.infer_async(old, on_result)
+    worker.infer_async(new, on_result)
+    release.set()
+    assert done.wait(10)
+    worker.close()
+    assert got == [new.request_id]
+
+
+def test_the_pipeline_imports_neither_torch_nor_qt():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, station.pipeline as p; "
+        "assert all(hasattr(p, n) for n in p.__all__); "
+        "bad = [m for m in ('torch', 'PySide6') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

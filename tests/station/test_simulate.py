@@ -1,0 +1,201 @@
+"""Headless `station simulate`: the expected records at each level, and the blind / audit shares
+within sampling error."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from db.engine import session_scope
+from db.models import DecidedBy, Disposition, HumanDecision, Item, Level, LevelChange, Prediction
+from station.pipeline.predictor import FakePredictor, confident
+from station.pipeline.simulate import SimulateConfig, simulate
+from station.pipeline.testing import open_station_db
+from station.settings import LevelSettings, Settings
+
+SMALL = {"width": 320, "height": 180}
+
+
+def mixed_answers(img):
+    """Sure 'ok' on most items, unsure on some, so partial has both auto and review items."""
+    return confident("ok", 0.995) if int(img[::7, ::7].sum()) % 4 else confident("ok", 0.7)
+
+
+def run(tmp_path: Path, level: Level, items: int, *, levels: LevelSettings | None = None, seed=0):
+    settings = Settings(data_dir=tmp_path, levels=levels or LevelSettings())
+    engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
+    summary = simulate(
+        settings,
+        engine,
+        SimulateConfig(items=items, level=level, seed=seed, **SMALL),
+        predictor=None if level is Level.human_only else FakePredictor(mixed_answers),
+    )
+    with session_scope(engine) as s:
+        rows = {
+            "items": s.exec(select(Item)).all(),
+            "predictions": s.exec(select(Prediction)).all(),
+            "decisions": s.exec(select(HumanDecision)).all(),
+            "dispositions": s.exec(select(Disposition)).all(),
+        }
+    return summary, rows
+
+
+def within(count: int, n: int, p: float, sds: float = 3.5) -> bool:
+    return abs(count - n * p) <= sds * math.sqrt(n * p * (1 - p)) + 1
+
+
+@pytest.mark.parametrize("level", list(Level))
+def test_simulate_writes_the_expected_records_at_each_level(tmp_path, level):
+    s, rows = run(tmp_path, level, 40)
+    assert s.items == 40 and len(rows["items"]) == 40 and len(rows["dispositions"]) == 40
+    assert all(i.ground_truth is not None for i in rows["items"])
+    assert s.pending_writes == 0 and s.final_level == level.value
+    by = [d.decided_by for d in rows["dispositions"]]
+    if level is Level.human_only:
+        assert rows["predictions"] == [] and all(b is DecidedBy.human for b in by)
+    else:
+        assert len(rows["predictions"]) == 40
+    if level in (Level.human_only, Level.shadow, Level.assist):
+        assert s.human_decisions == 40 and s.model_decisions == 0
+    if level is Level.shadow:
+        assert s.shown == 0 and s.paired == 40 and s.agreement is not None
+    if level is Level.assist:
+        assert s.shown + s.blind == 40
+        assert not any(d.suggestion_shown for d in rows["decisions"] if d.blind)
+    if level in (Level.partial, Level.full):
+        auto = [d for d in rows["dispositions"] if d.decided_by is DecidedBy.model]
+        assert 0 < len(auto) < 40 and s.model_decisions == len(auto)
+        assert all(d.audit and not d.suggestion_shown for d in rows["decisions"] if d.audit)
+        assert s.human_decisions == len(rows["decisions"]) == 40 - len(auto) + s.audit
+
+
+def test_assist_blind_share_is_within_sampling_error(tmp_path):
+    s, rows = run(tmp_path, Level.assist, 160, levels=LevelSettings(blind_share_assist=0.25))
+    assert within(s.blind, 160, 0.25)
+    assert sum(d.blind for d in rows["decisions"]) == s.blind
+
+
+def test_partial_audit_share_is_within_sampling_error(tmp_path):
+    s, _ = run(tmp_path, Level.partial, 160, levels=LevelSettings(audit_share_partial=0.2))
+    assert s.model_decisions > 80
+    assert within(s.audit, s.model_decisions, 0.2)
+
+
+def test_golden_samples_are_injected_and_recorded(tmp_path):
+    s, rows = run(tmp_path, Level.full, 60, levels=LevelSettings(golden_share=0.2))
+    golden = [i for i in rows["items"] if i.golden]
+    assert s.golden == len(golden) and within(len(golden), 60, 0.2)
+    assert all(d.golden for d in rows["decisions"] if d.item_id in {i.id for i in golden})
+
+
+def test_a_model_that_fails_to_load_drops_the_station_to_human_only(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
+    s = simulate(
+        settings,
+        engine,
+        SimulateConfig(items=5, level=Level.assist, model_path=str(tmp_path / "nope"), **SMALL),
+    )
+    assert s.final_level == "human_only" and s.human_decisions == 5
+    assert any("MODEL UNUSABLE" in b for b in s.banners)
+    with session_scope(engine) as ses:
+        last = ses.exec(select(LevelChange).order_by(LevelChange.id.desc())).first()
+    assert last.automatic and last.to_level is Level.human_only
+
+
+def test_the_cli_prints_a_json_summary(tmp_path, monkeypatch, capsys):
+    from station.cli import app
+    from station.cli.common import run_guarded
+
+    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr("sys.argv", ["station"])
+    code = run_guarded(
+        lambda **kw: app(
+            [
+                "simulate",
+                "--items",
+                "6",
+                "--level",
+                "human_only",
+                "--json",
+                "--db",
+                f"sqlite:///{tmp_path / 'cli.db'}",
+            ],
+            **kw,
+        )
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    for key in (
+        "items",
+        "human_decisions",
+        "model_decisions",
+        "shown",
+        "blind",
+        "audit",
+        "golden",
+        "agreement",
+        "seconds",
+    ):
+        assert key in out
+    assert out["items"] == 6 and out["human_decisions"] == 6
+
+
+def test_the_cli_refuses_an_unknown_level_in_one_line(tmp_path, monkeypatch, capsys):
+    from station.cli import app
+    from station.cli.common import run_guarded
+
+    monkeypatch.setenv("STATION_DATA_DIR", str(tmp_path))
+    code = run_guarded(lambda **kw: app(["simulate", "--items", "1", "--level", "auto"], **kw))
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown level 'auto'" in err and "human_only" in err
+
+
+def test_the_model_is_recorded_as_the_stations_champion(tmp_path):
+    from db.models import Deployment, ModelVersion, Slot
+
+    run(tmp_path, Level.shadow, 3)
+    engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
+    with session_scope(engine) as s:
+        dep = s.exec(select(Deployment)).one()
+        mv = s.get(ModelVersion, dep.model_version_id)
+    assert dep.slot is Slot.champion and dep.ended_at is None and mv.sha256 == "f" * 64
+
+
+BUNDLED = Path(__file__).resolve().parents[2] / "model" / "bundled" / "default" / "manifest.json"
+
+
+@pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled model is not in the repo yet")
+def test_simulate_with_the_real_bundled_model_records_its_version(tmp_path):
+    from db.models import ModelVersion
+
+    settings = Settings(data_dir=tmp_path)
+    engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
+    s = simulate(settings, engine, SimulateConfig(items=12, level=Level.shadow, **SMALL))
+    assert s.final_level == "shadow" and s.paired == 12 and s.model_errors == 0
+    with session_scope(engine) as ses:
+        preds = ses.exec(select(Prediction)).all()
+        mv = ses.get(ModelVersion, preds[0].model_version_id)
+    manifest = json.loads(BUNDLED.read_text())
+    assert mv.sha256 == manifest["sha256"] and mv.version == str(manifest["version"])
+    assert all(p.label in manifest["classes"] and 0 < p.confidence <= 1 for p in preds)
+
+
+def test_a_model_whose_classes_are_not_the_stations_labels_is_refused(tmp_path):
+    from station.pipeline.predictor import ModelInfo
+
+    tiles = FakePredictor(
+        {"free": 0.9, "defect": 0.1},
+        info=ModelInfo("tiles", "t1", "a" * 64, classes=("free", "defect"), ok_class="free"),
+    )
+    settings = Settings(data_dir=tmp_path)
+    engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
+    s = simulate(
+        settings, engine, SimulateConfig(items=3, level=Level.shadow, **SMALL), predictor=tiles
+    )
+    assert s.final_level == "human_only" and s.paired == 0
+    assert any("classes ['defect', 'free']" in b and "station's labels" in b for b in s.banners)

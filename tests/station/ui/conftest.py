@@ -1,0 +1,3 @@
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"

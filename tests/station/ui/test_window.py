@@ -1,0 +1,448 @@
+"""The station window, offscreen: what the inspector sees at each level, keys, undo, the saved
+tick, banners, and the pipeline thread."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractButton, QLabel, QProgressBar, QWidget
+from sqlmodel import create_engine, select
+
+from db.engine import session_scope
+from db.models import HumanDecision, Level, Role
+from station.pipeline.predictor import FakePredictor, confident
+from station.pipeline.recorder import Ack, Recorder
+from station.pipeline.testing import ensure_operator, make_rig, phone_image
+from station.settings import LevelSettings, Settings
+from station.ui.images import to_qimage
+from station.ui.window import StationWindow, SuggestionPanel
+
+MODEL_WORDS = ("ai:", "ai ", "model", "confidence", "heat", "%", "suggest")
+
+
+def texts(root: QWidget) -> list[str]:
+    """Every string any widget under `root` holds, hidden or not."""
+    out = [root.windowTitle()]
+    for w in root.findChildren(QWidget):
+        out += [w.toolTip(), w.objectName(), w.accessibleName()]
+        if isinstance(w, (QLabel, QAbstractButton)):
+            out.append(w.text())
+        if isinstance(w, QProgressBar):
+            out += [w.format(), w.text()]
+    return [t.lower() for t in out if t]
+
+
+def assert_no_trace_of_the_model(win: StationWindow, label: str) -> None:
+    assert win.findChildren(SuggestionPanel) == []
+    assert win.findChildren(QProgressBar) == []
+    for t in texts(win):
+        assert not any(word in t for word in MODEL_WORDS), t
+        assert f"ai: {label}" not in t
+
+
+def open_window(qtbot, tmp_path, level, predictor=None, **levels):
+    settings = Settings(data_dir=tmp_path, levels=LevelSettings(**levels))
+    rig = make_rig(tmp_path, level=level, predictor=predictor, settings=settings)
+    win = StationWindow(rig.core)
+    qtbot.addWidget(win)
+    return rig, win
+
+
+def feed(rig, win, n=1, seed=0):
+    """What the pipeline thread does: the item, then its heat-map where the suggestion shows."""
+    for i in range(n):
+        cap = rig.core.process(phone_image(seed + i))
+        win.on_item(cap)
+        heat = rig.core.heatmap(cap)
+        if heat is not None:
+            win.on_heat(cap.seq, heat)
+
+
+def labels_in_db(engine):
+    with session_scope(engine) as s:
+        return [d.label for d in s.exec(select(HumanDecision).order_by(HumanDecision.id))]
+
+
+def test_shadow_mode_hides_suggestion(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.shadow, FakePredictor(confident("scratch")))
+    feed(rig, win)
+    assert rig.core.current is not None and rig.core.current.captured.prediction.label == "scratch"
+    assert_no_trace_of_the_model(win, "scratch")
+    qtbot.keyClick(win, Qt.Key.Key_H)  # the heat-map key does nothing where the model is hidden
+    assert win.view._image == to_qimage(rig.core.current.captured.image)
+    assert_no_trace_of_the_model(win, "scratch")
+
+
+def test_assist_shows_label_confidence_and_heat_map_on_h(qtbot, tmp_path):
+    rig, win = open_window(
+        qtbot, tmp_path, Level.assist, FakePredictor(confident("dent", 0.9)), blind_share_assist=0
+    )
+    feed(rig, win)
+    panels = win.findChildren(SuggestionPanel)
+    assert len(panels) == 1
+    assert any("ai: dent" in t and "90%" in t for t in texts(panels[0]))
+    assert win.findChild(QProgressBar, "confidence").value() == 90
+    plain = win.view._image
+    qtbot.keyClick(win, Qt.Key.Key_H)
+    assert win.view._image != plain
+    qtbot.keyClick(win, Qt.Key.Key_H)
+    assert win.view._image == plain
+
+
+def test_a_blind_check_in_assist_shows_nothing_of_the_model(qtbot, tmp_path):
+    rig, win = open_window(
+        qtbot, tmp_path, Level.assist, FakePredictor(confident("crack")), blind_share_assist=1.0
+    )
+    feed(rig, win)
+    assert rig.core.current.route.blind
+    assert_no_trace_of_the_model(win, "crack")
+    qtbot.keyClick(win, Qt.Key.Key_Space)
+    with session_scope(rig.engine) as s:
+        d = s.exec(select(HumanDecision)).one()
+    assert d.blind and not d.suggestion_shown
+
+
+def test_the_suggestion_disappears_when_the_next_item_is_blind(qtbot, tmp_path):
+    rig, win = open_window(
+        qtbot, tmp_path, Level.assist, FakePredictor(confident("stain")), blind_share_assist=0
+    )
+    feed(rig, win)
+    assert win.findChildren(SuggestionPanel)
+    rig.core.router.levels = LevelSettings(blind_share_assist=1.0)
+    feed(rig, win, seed=5)
+    qtbot.keyClick(win, Qt.Key.Key_4)
+    assert rig.core.current.route.blind
+    assert_no_trace_of_the_model(win, "stain")
+
+
+def test_keys_record_the_right_labels(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    keys = [Qt.Key.Key_Space, Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3, Qt.Key.Key_4, Qt.Key.Key_5]
+    feed(rig, win, len(keys))
+    for key in keys:
+        qtbot.keyClick(win, key)
+    assert labels_in_db(rig.engine) == ["ok", "crack", "scratch", "dent", "stain", "missing"]
+    assert rig.core.current is None
+
+
+def test_buttons_decide_like_keys(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    feed(rig, win, 2)
+    qtbot.mouseClick(win.defect_buttons["dent"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(win.pass_button, Qt.MouseButton.LeftButton)
+    assert labels_in_db(rig.engine) == ["dent", "ok"]
+    assert not win.pass_button.isEnabled()
+
+
+def test_backspace_undoes_the_last_decision(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    feed(rig, win, 2)
+    first = rig.core.current.captured.seq
+    qtbot.keyClick(win, Qt.Key.Key_1)
+    assert rig.core.current.captured.seq != first
+    qtbot.keyClick(win, Qt.Key.Key_Backspace)
+    assert rig.core.current.captured.seq == first
+    qtbot.keyClick(win, Qt.Key.Key_Space)
+    qtbot.keyClick(win, Qt.Key.Key_Space)
+    with session_scope(rig.engine) as s:
+        ds = s.exec(select(HumanDecision).order_by(HumanDecision.id)).all()
+    assert [d.label for d in ds] == ["crack", "ok", "ok"]
+    assert ds[1].supersedes_id == ds[0].id and ds[1].item_id == ds[0].item_id
+
+
+def test_the_saved_tick_appears_only_after_the_commit(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    held = []
+    rig.core.sink = held.append  # nothing committed yet
+    feed(rig, win)
+    qtbot.keyClick(win, Qt.Key.Key_Space)
+    win.refresh()
+    assert "saved" not in win.saved.text() and "saving" in win.saved.text()
+    ack = rig.recorder.record(held[0])
+    assert isinstance(ack, Ack)
+    win.on_ack(ack)
+    assert win.saved.text() == f"✔ saved #{ack.item_id}"
+
+
+def test_partial_auto_decided_items_pass_by_with_a_badge(qtbot, tmp_path):
+    answers = iter([confident("ok", 0.999), confident("scratch", 0.6)])
+    rig, win = open_window(
+        qtbot,
+        tmp_path,
+        Level.partial,
+        FakePredictor(lambda _i: next(answers)),
+        audit_share_partial=0,
+    )
+    feed(rig, win)
+    assert rig.core.current is None
+    assert win.view.badge.startswith("AUTO PASS")
+    assert not win.pass_button.isEnabled()
+    feed(rig, win, seed=3)  # below threshold: waits for the inspector, no badge
+    assert rig.core.current is not None and win.view.badge == ""
+    assert win.kind.text().startswith("ITEM #") and win.pass_button.isEnabled()
+    assert_no_trace_of_the_model(win, "scratch")
+
+
+def test_a_raising_predictor_sends_the_item_to_the_inspector(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.full, FakePredictor(raises=RuntimeError("x")))
+    feed(rig, win)
+    assert rig.core.current is not None and win.pass_button.isEnabled()
+    assert win.view.badge == ""
+
+
+def test_a_slow_predictor_sends_the_item_to_the_inspector(qtbot, tmp_path):
+    release = threading.Event()
+    settings = Settings(data_dir=tmp_path)
+    rig = make_rig(
+        tmp_path,
+        level=Level.full,
+        predictor=FakePredictor(release=release),
+        settings=settings,
+        timeout_s=0.05,
+    )
+    win = StationWindow(rig.core)
+    qtbot.addWidget(win)
+    try:
+        feed(rig, win)
+    finally:
+        release.set()
+    assert rig.core.current is not None and "timed out" in rig.core.current.route.reason
+
+
+def test_a_failing_database_write_shows_a_banner_keeps_and_retries(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    db = tmp_path / "station.db"
+    recorder = Recorder(
+        create_engine(f"sqlite:///{db}", connect_args={"timeout": 0.05}),
+        spool_dir=tmp_path,
+        on_ack=win.on_ack,
+        on_problem=win.on_db_problem,
+    )
+    rig.core.sink = recorder.record
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    try:
+        feed(rig, win)
+        qtbot.keyClick(win, Qt.Key.Key_3)
+        banner = [t for t in texts(win) if "database not writable" in t]
+        assert banner and "1 decision(s) kept" in banner[0]
+        assert "saved" not in win.saved.text()
+    finally:
+        conn.rollback()
+        conn.close()
+    assert recorder.retry() == 1
+    assert not [t for t in texts(win) if "database not writable" in t and t]
+    assert win.saved.text().startswith("✔ saved #")
+    assert labels_in_db(rig.engine) == ["dent"]
+
+
+def test_a_model_that_fails_to_load_drops_to_human_only_with_a_banner(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.assist)
+    win.on_model_failed("ArtifactError: no manifest.json")
+    assert rig.core.level is Level.human_only
+    assert any("model unusable" in t and "human only" in t for t in texts(win))
+
+
+def test_zoom_with_keys(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    feed(rig, win)
+    qtbot.keyClick(win, Qt.Key.Key_Plus)
+    assert win.view.zoom > 1
+    qtbot.keyClick(win, Qt.Key.Key_0)
+    assert win.view.zoom == 1
+
+
+# ------------------------------------------------------------------ login, roles, the thread
+
+
+def test_login_accepts_the_right_secret_and_limits_retries(qtbot, tmp_path):
+    from station.auth import authenticate
+    from station.ui.login import LoginDialog
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+
+    def check(name, secret):
+        with session_scope(rig.engine) as s:
+            return authenticate(session=s, name=name, secret=secret)
+
+    ok = LoginDialog(check, station_name="A1")
+    qtbot.addWidget(ok)
+    ok.name.setText("lan")
+    ok.secret.setText("pw")
+    ok.try_login()
+    assert ok.result() == LoginDialog.DialogCode.Accepted and ok.operator.name == "lan"
+
+    bad = LoginDialog(check, station_name="A1", max_tries=3)
+    qtbot.addWidget(bad)
+    for i in range(3):
+        bad.name.setText("lan")
+        bad.secret.setText(f"wrong{i}")
+        bad.try_login()
+        if i < 2:
+            assert f"{2 - i} attempt(s) left" in bad.error.text()
+    assert "unknown operator or wrong secret" in bad.error.text()
+    assert "too many failed attempts" in bad.error.text().lower()
+    assert bad.result() == LoginDialog.DialogCode.Rejected and not bad.secret.isEnabled()
+
+
+def list_source(n):
+    from station.frames.sources import ListSource
+
+    src = ListSource([phone_image(i) for i in range(n)], metas=[{"truth": "ok"}] * n)
+    src.item_per_frame = True
+    return src
+
+
+def test_an_inspector_cannot_set_the_level_and_is_told_why(qtbot, tmp_path):
+    from db.repo import find_operator
+    from station.ui.app import StationApp
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    with session_scope(rig.engine) as s:
+        op = find_operator(session=s, name="lan")
+    app = StationApp(
+        rig.settings,
+        rig.engine,
+        op,
+        level=Level.full,
+        load_model=False,
+        source_factory=lambda _spec: list_source(1),
+    )
+    qtbot.addWidget(app.window)
+    assert app.core.level is Level.human_only
+    assert any("set level needs engineer" in t for t in texts(app.window))
+    app.stop()
+
+
+def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path):
+    from db.repo import find_operator
+    from station.ui.app import StationApp
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    ensure_operator(rig.engine, "eve", Role.engineer)
+    with session_scope(rig.engine) as s:
+        op = find_operator(session=s, name="eve")
+    fake = FakePredictor(confident("ok"))
+    app = StationApp(
+        rig.settings,
+        rig.engine,
+        op,
+        level=Level.shadow,
+        loader=lambda _p: (fake, fake.info),
+        source_factory=lambda _spec: list_source(3),
+    )
+    qtbot.addWidget(app.window)
+    app.start()
+    try:
+        qtbot.waitUntil(lambda: len(app.core.queue) == 3, timeout=10_000)
+        assert app.core.level is Level.shadow and app.core.model_available
+        assert fake.threads and threading.main_thread().ident not in fake.threads
+        for _ in range(3):
+            qtbot.keyClick(app.window, Qt.Key.Key_Space)
+        qtbot.waitUntil(lambda: app.window.saved.text().startswith("✔ saved #3"), timeout=10_000)
+    finally:
+        app.stop()
+    assert app.thread.thread.isFinished()
+    assert labels_in_db(rig.engine) == ["ok", "ok", "ok"]
+
+
+@pytest.mark.skipif(
+    not (
+        __import__("pathlib").Path(__file__).resolve().parents[3]
+        / "model"
+        / "bundled"
+        / "default"
+        / "manifest.json"
+    ).exists(),
+    reason="the bundled model is not in the repo yet (model issue)",
+)
+def test_assist_with_the_real_bundled_model_shows_its_suggestion(qtbot, tmp_path):
+    from station.pipeline.predictor import load_predictor
+    from station.pipeline.worker import InferenceWorker
+    from station.synth.config import SynthConfig
+    from station.synth.render import render_item
+
+    rig, win = open_window(qtbot, tmp_path, Level.assist, blind_share_assist=0)
+    predictor, info = load_predictor(None)
+    rig.core.set_model(InferenceWorker(predictor, timeout_s=30), info)
+    item = render_item(SynthConfig(seed=11, realtime=False), 0)
+    win.on_item(rig.core.process(item.image, ground_truth=item.label))
+    panels = win.findChildren(SuggestionPanel)
+    assert len(panels) == 1 and any(t.startswith("ai: ") for t in texts(panels[0]))
+    assert np.isfinite(rig.core.current.captured.prediction.confidence)
+
+
+def test_golden_samples_are_injected_by_the_pipeline_and_wait_for_the_inspector(qtbot, tmp_path):
+    from db.repo import find_operator
+    from station.ui.app import StationApp
+
+    settings = Settings(data_dir=tmp_path, levels=LevelSettings(golden_share=1.0))
+    rig = make_rig(tmp_path, level=Level.human_only, settings=settings)
+    with session_scope(rig.engine) as s:
+        op = find_operator(session=s, name="lan")
+    app = StationApp(
+        settings, rig.engine, op, load_model=False, source_factory=lambda _spec: list_source(1)
+    )
+    qtbot.addWidget(app.window)
+    app.start()
+    try:
+        qtbot.waitUntil(lambda: len(app.core.queue) == 2, timeout=20_000)
+        golden = app.core.queue[1]
+        assert golden.kind == "golden" and golden.captured.ground_truth is not None
+        kind_of_line_item = app.window.kind.text()
+        qtbot.keyClick(app.window, Qt.Key.Key_Space)
+        # a golden sample looks like any other item to the inspector
+        assert app.window.kind.text().startswith("ITEM #") and kind_of_line_item.startswith(
+            "ITEM #"
+        )
+        assert not [t for t in texts(app.window) if "golden" in t]
+    finally:
+        app.stop()
+
+
+def test_a_lost_camera_shows_a_banner_and_clears_when_it_reconnects(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    win.on_camera("lost", "device:0 stopped giving frames")
+    assert any("camera lost" in t and "device:0" in t for t in texts(win))
+    assert "cam: lost" in win.status.text().lower()
+    win.on_camera("connected", "")
+    assert not [t for t in texts(win) if "camera lost" in t]
+
+
+def test_a_camera_that_never_connects_is_shown_and_the_station_keeps_running(qtbot, tmp_path):
+    from db.repo import find_operator
+    from station.errors import SourceError
+    from station.ui.app import StationApp
+
+    class Dead:
+        name, live, item_per_frame, nominal_fps, skipped = "device:7", True, False, None, []
+
+        def open(self):
+            raise SourceError("no camera at device 7")
+
+        def read(self):
+            return None
+
+        def close(self):
+            pass
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    with session_scope(rig.engine) as s:
+        op = find_operator(session=s, name="lan")
+    app = StationApp(
+        rig.settings, rig.engine, op, load_model=False, source_factory=lambda _spec: Dead()
+    )
+    qtbot.addWidget(app.window)
+    app.start()
+    try:
+        qtbot.waitUntil(
+            lambda: any("camera lost" in t and "device 7" in t for t in texts(app.window)),
+            timeout=10_000,
+        )
+        assert app.window.isVisible()
+    finally:
+        assert app.thread.stop()
