@@ -150,9 +150,14 @@ class Item(SQLModel, table=True):
     guard_reason: str = ""
 
 
+# Reports pick each item's latest prediction / decision / disposition / adjudication
+# (max(id) per item_id); composite (item_id, ..., id) indexes answer that from the index alone
+# and replace the plain item_id indexes (review/query.py frame, bench/report_1m.py).
 class Prediction(SQLModel, table=True):
+    __table_args__ = (Index("ix_prediction_item_slot_label_id", "item_id", "slot", "label", "id"),)
+
     id: int | None = Field(default=None, primary_key=True)
-    item_id: int = Field(foreign_key="item.id", index=True)
+    item_id: int = Field(foreign_key="item.id")
     model_version_id: int | None = Field(default=None, foreign_key="model_version.id", index=True)
     slot: Slot = Slot.champion
     label: str | None = Field(default=None, max_length=64)  # None when the model errored
@@ -166,9 +171,10 @@ class Prediction(SQLModel, table=True):
 
 class HumanDecision(SQLModel, table=True):
     __tablename__ = "human_decision"
+    __table_args__ = (Index("ix_human_decision_item_id_id", "item_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    item_id: int = Field(foreign_key="item.id", index=True)
+    item_id: int = Field(foreign_key="item.id")
     operator_id: int = Field(foreign_key="operator.id", index=True)
     label: str = Field(max_length=64)
     defect_types: list[str] = Field(default=[], sa_column=Column(JSON, nullable=False))
@@ -179,14 +185,16 @@ class HumanDecision(SQLModel, table=True):
     audit: bool = False  # an audit of an item the model decided (partial / full)
     golden: bool = False
     # Undo chain: a corrected decision points at the one it replaces.
-    supersedes_id: int | None = Field(default=None, foreign_key="human_decision.id")
+    supersedes_id: int | None = Field(default=None, foreign_key="human_decision.id", index=True)
 
 
 class Disposition(SQLModel, table=True):
     """What finally happened to the item; the latest row for an item is in force."""
 
+    __table_args__ = (Index("ix_disposition_item_id_id", "item_id", "id"),)
+
     id: int | None = Field(default=None, primary_key=True)
-    item_id: int = Field(foreign_key="item.id", index=True)
+    item_id: int = Field(foreign_key="item.id")
     final_label: str = Field(max_length=64)
     decided_by: DecidedBy
     level: Level
@@ -198,8 +206,10 @@ class Disposition(SQLModel, table=True):
 
 
 class Adjudication(SQLModel, table=True):
+    __table_args__ = (Index("ix_adjudication_item_id_id", "item_id", "id"),)
+
     id: int | None = Field(default=None, primary_key=True)
-    item_id: int = Field(foreign_key="item.id", index=True)
+    item_id: int = Field(foreign_key="item.id")
     operator_id: int = Field(foreign_key="operator.id")
     label: str = Field(max_length=64)
     reason_code: str = Field(max_length=64)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlmodel import select
 
 from db.engine import make_engine, session_scope
 from db.errors import SchemaError
@@ -102,3 +103,27 @@ def test_online_backup_is_consistent_while_a_writer_is_open(engine, tmp_path: Pa
     names = [r[0] for r in sqlite3.connect(dest).execute("SELECT name FROM station")]
     assert len(names) == 50 and "uncommitted" not in names
     assert sqlite3.connect(dest).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_upgrading_an_older_schema_keeps_the_data_and_backs_it_up_first(tmp_path: Path) -> None:
+    from alembic import command
+
+    from db.migrate import alembic_config
+
+    path = tmp_path / "old.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")  # the first schema this product shipped
+        conn.execute(text("INSERT INTO station (name, created_at) VALUES ('A3', '2026-11-01')"))
+    assert schema_state(engine).current == "0001"
+    state, backup = upgrade(engine)
+    assert state.up_to_date and state.current != "0001"
+    assert backup is not None
+    assert sqlite3.connect(backup).execute(
+        "SELECT version_num FROM alembic_version"
+    ).fetchall() == [("0001",)]
+    with session_scope(engine) as s:
+        assert [st.name for st in s.exec(select(Station)).all()] == ["A3"]
+    assert check(engine) == []
