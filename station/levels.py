@@ -226,23 +226,3 @@ def set_level(
             ),
         )
     return LevelChangeOutcome(change=change, gate=gate, evaluation_id=evaluation_id)
-
-
-def demote_automatically(
-    session: Session, station: Station, to_level: Level, reason: str, *, default: Level
-) -> LevelChange | None:
-    """An alarm (unusable model, audit escape, drift) lowers the level; no evidence needed."""
-    assert station.id is not None
-    source = current_level(session=session, station_id=station.id, default=default)
-    if to_level.rank >= source.rank:
-        return None
-    return record_level_change(
-        session=session,
-        change=LevelChange(
-            station_id=station.id,
-            from_level=source,
-            to_level=to_level,
-            reason=reason,
-            automatic=True,
-        ),
-    )

@@ -84,22 +84,30 @@ def settings_from(config: Path | None, **overrides: Any) -> Settings:
 def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
     """Engine for the configured database with its schema at head.
 
-    A new, empty database is created in place (the embedded defaults need no setup). An older
-    schema is migrated (after a backup) only when `migrate`: commands that only read (reports,
-    review, level show) refuse instead, so a QA lead's report never migrates a fleet's server.
+    With `migrate`, a new database is created in place (the embedded defaults need no setup) and
+    an older schema is migrated (after a backup). Commands that only read (reports, review, level
+    show) pass `migrate=False`: they refuse a missing file or an old schema instead, so a typo in
+    --db never creates an empty database and a QA lead's report never migrates a fleet's server.
     """
-    from db.engine import make_engine, ping
-    from db.errors import SchemaError
+    from db.engine import make_engine, ping, sqlite_path
+    from db.errors import DatabaseUnavailable, SchemaError
     from db.migrate import schema_state, upgrade
 
-    engine = make_engine(settings.effective_database_url)
+    url = settings.effective_database_url
+    path = sqlite_path(url)
+    if not migrate and path is not None and not path.exists():
+        raise DatabaseUnavailable(
+            f"no database at {path}: expected the file a station writes "
+            "(or one made by `station db upgrade`)"
+        )
+    engine = make_engine(url)
     ping(engine)
     state = schema_state(engine)
     if not state.up_to_date:
-        if state.current is not None and not migrate:
+        if not migrate:
             raise SchemaError(
-                f"the database schema is at revision {state.current}, this program needs "
-                f"{state.head}: run `station db upgrade` first (it backs a SQLite file up)"
+                f"the database schema is at revision {state.current or 'none'}, this program "
+                f"needs {state.head}: run `station db upgrade` first (it backs a SQLite file up)"
             )
         upgrade(engine)
     return engine

@@ -61,8 +61,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Agreement matrices, kappa, escape / miss / false-reject rates, risk/coverage and gates."""
-        from db.engine import sqlite_path
-        from review.errors import ReportFormatError, ReviewError
+        from review.errors import ReportFormatError
         from review.gates import GateRules
         from review.query import ReportFilters
         from review.report import (
@@ -91,12 +90,6 @@ def register(app: typer.Typer) -> None:
             evidence_only=evidence_only,
         )
         settings = settings_from(config, database_url=db)
-        path = sqlite_path(settings.effective_database_url)
-        if path is not None and not path.exists():
-            raise ReviewError(
-                f"no database at {path}: expected the file a station writes "
-                "(or one made by `station db upgrade`)"
-            )
         engine = open_database(settings, migrate=False)
         labels = [settings.ok_class, *settings.defect_classes]
         rules = GateRules.from_mapping(settings.gates.model_dump())

@@ -46,9 +46,7 @@ def register(app: typer.Typer) -> None:
         """The review window: agreement matrix, disagreement gallery, adjudication, gate, export.
 
         A qa_lead adjudicates; an engineer may browse. The secret is read without echo."""
-        from db.engine import sqlite_path
         from db.models import Level
-        from review.errors import ReviewError
         from review.gates import GateRules
         from review.query import ReportFilters
         from station.auth import allowed, require
@@ -58,12 +56,6 @@ def register(app: typer.Typer) -> None:
         if problem:
             raise NoDisplay(problem)
         settings = settings_from(config, database_url=db)
-        path = sqlite_path(settings.effective_database_url)
-        if path is not None and not path.exists():
-            raise ReviewError(
-                f"no database at {path}: expected the file a station writes "
-                "(or one made by `station db upgrade`)"
-            )
         engine = open_database(settings, migrate=False)
         operator = login(engine, user)
         require(operator, "review")

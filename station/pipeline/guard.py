@@ -8,19 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from station.frames.stats import InputStats
-from station.frames.stats import compute_stats as _frame_stats
 from station.settings import GuardSettings
 
 GUARD_VERSION = "guard-1"
 STAT_NAMES = ("brightness", "contrast", "sharpness", "clipped_share")
-
-
-def compute_stats(bgr: np.ndarray) -> InputStats:
-    """The frames package's statistics (one definition for the guard, the record and drift)."""
-    return _frame_stats(bgr)
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ from db.engine import session_scope
 from db.models import DecidedBy, Level, LevelChange
 from db.repo import record_level_change
 from station.errors import StationError
+from station.frames.stats import compute_stats
 from station.frames.store import ImageStore, StoredImage
 from station.frames.trigger import TRIGGER_VERSION
-from station.pipeline.guard import GUARD_VERSION, GuardResult, InputGuard, compute_stats
+from station.pipeline.guard import GUARD_VERSION, GuardResult, InputGuard
 from station.pipeline.predictor import ModelInfo
 from station.pipeline.recorder import Ack, Problem
 from station.pipeline.records import (

@@ -21,14 +21,14 @@ from db.repo import (
     list_operators,
     start_operator_session,
 )
-from station.auth import allowed, authenticate, require
+from station.auth import authenticate, require
 from station.errors import AuthError, StationError
 from station.frames.store import ImageStore
+from station.levels import set_level
 from station.pipeline.guard import InputGuard
 from station.pipeline.recorder import BackgroundRecorder, Recorder
 from station.pipeline.router import Router
 from station.pipeline.session import BannerKind, StationCore
-from station.pipeline.simulate import set_level
 from station.settings import Settings
 from station.ui import theme
 from station.ui.login import LoginDialog
@@ -64,20 +64,20 @@ class StationApp:
             )
         self.level_note = ""
         if level is not None and level is not in_db:
-            if allowed(operator, "set_level"):
+            # The same gated path as `station level set`: a promotion without evidence is
+            # recorded as an override by this engineer, with this reason.
+            try:
                 set_level(
                     engine,
-                    self.station_id,
+                    settings,
                     level,
-                    "set at start with `station run --level` (demo)",
-                    operator.id,
+                    operator=operator,
+                    reason="set at start with `station run --level` (demo)",
+                    override=True,
                 )
                 in_db = level
-            else:
-                try:
-                    require(operator, "set_level")
-                except AuthError as e:
-                    self.level_note = f"{e}: staying at {in_db.value}"
+            except AuthError as e:
+                self.level_note = f"{e}: staying at {in_db.value}"
         self.bridge = RecorderBridge()
         self.recorder = Recorder(
             engine,

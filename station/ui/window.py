@@ -161,7 +161,7 @@ class SuggestionPanel(QFrame):
         bar.setObjectName("confidence")
         bar.setRange(0, 100)
         bar.setValue(round(confidence * 100))
-        bar.setFormat("calibrated confidence %p%")
+        bar.setFormat(f"calibrated confidence {shown}")  # same text as the head, never "100%"
         caption = QLabel(
             ("heat-map ON" if heat_on else "heat-map off") + "  [H]"
             if has_heat

@@ -5,7 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from station.pipeline.guard import GUARD_VERSION, InputGuard, Reference, compute_stats
+from station.frames.stats import compute_stats
+from station.pipeline.guard import GUARD_VERSION, InputGuard, Reference
 from station.pipeline.testing import phone_image
 from station.settings import GuardSettings
 

@@ -28,6 +28,7 @@ from db.repo import (
     deploy,
     get_or_create_station,
     record_inspection,
+    record_level_change,
     register_model_version,
 )
 from station.auth import hash_secret
@@ -247,13 +248,17 @@ def test_a_promotion_is_refused_if_an_alarm_demoted_the_station_meanwhile(
 
     def evaluate_while_an_alarm_fires(*args, **kwargs):
         result = real_evaluate(*args, **kwargs)
-        with session_scope(engine) as s:
-            levels.demote_automatically(
-                s,
-                get_or_create_station(session=s, name="A3"),
-                Level.human_only,
-                "model unusable",
-                default=Level.human_only,
+        with session_scope(engine) as s:  # what the station records when its model fails
+            station_id = get_or_create_station(session=s, name="A3").id
+            record_level_change(
+                session=s,
+                change=LevelChange(
+                    station_id=station_id,
+                    from_level=Level.assist,
+                    to_level=Level.human_only,
+                    reason="model unusable",
+                    automatic=True,
+                ),
             )
         return result
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from review.errors import ReviewError
+from db.errors import DatabaseUnavailable
 from station.errors import AuthError
 
 NO_DISPLAY = {"QT_QPA_PLATFORM": "", "DISPLAY": "", "WAYLAND_DISPLAY": ""}
@@ -36,7 +36,7 @@ def test_review_is_a_listed_command() -> None:
 def test_a_missing_database_is_named(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nowhere.db'}"
     result = _station("review", "--db", url, "--user", "kim")
-    assert isinstance(result.exception, ReviewError)
+    assert isinstance(result.exception, DatabaseUnavailable)
     assert "no database at" in str(result.exception)
     assert not (tmp_path / "nowhere.db").exists()
 
