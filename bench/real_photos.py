@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT / ".." / "shared" / "data"
 
 from model import Predictor, TrainConfig, evaluate, scan_folder, train  # noqa: E402
-from model.data import group_split  # noqa: E402
+from model.data import group_split, probe_sizes  # noqa: E402
+from model.preprocess import choose_input_size  # noqa: E402
 
 
 def link(samples, dst: Path) -> None:
@@ -81,15 +82,21 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         f"tiles: {len(tr)} train+val / {len(te)} test images, {len(set(groups))} regions; "
         "no region on both sides"
     )
+    size = choose_input_size(probe_sizes(scan.samples), args.tile_side)
+    crop = None
+    if args.tile_crop:
+        crop = (min(args.tile_crop, size[0]), min(args.tile_crop, size[1]))
+    print(f"tiles: served at {size[0]}x{size[1]}, trained on crops {crop}", flush=True)
     cfg = base_config(
         args,
         epochs=args.epochs,
-        long_side=args.tile_side,
+        input_size=size,
+        crop=crop,
         ok_class="free",
         require_ok=True,
         group_by="tiles",
         batch_size=16,
-        patience=4,
+        patience=args.patience,
         name="tiles",
     )
     t0 = time.time()
@@ -161,9 +168,11 @@ def main() -> None:
     ap.add_argument("--only", choices=["tiles", "msd"])
     ap.add_argument("--arch", default="mobilenet_v3_small")
     ap.add_argument("--init-weights", default=None, help="state_dict file, or lite0")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--msd-epochs", type=int, default=12)
-    ap.add_argument("--tile-side", type=int, default=320)
+    ap.add_argument("--tile-side", type=int, default=448, help="served long side (native ~320)")
+    ap.add_argument("--tile-crop", type=int, default=224, help="training crop side; 0 = whole")
+    ap.add_argument("--patience", type=int, default=6)
     ap.add_argument("--msd-side", type=int, default=448)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=None, help="default 3e-3, 1e-3 from weights")

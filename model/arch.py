@@ -91,8 +91,15 @@ def topk_mean(m: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class DefectNet(nn.Module):
-    def __init__(self, backbone: str, num_classes: int, ok_index: int | None) -> None:
+    """`pool_k`: how many of the map's hottest cells make the image's defect score. Fixed by
+    default, so a small defect weighs the same in a training crop and in the whole served image;
+    None is the first artifacts' rule (one cell per 512 of the map)."""
+
+    def __init__(
+        self, backbone: str, num_classes: int, ok_index: int | None, pool_k: int | None = None
+    ) -> None:
         super().__init__()
+        self.pool_k = pool_k
         if num_classes < 2:
             raise UnknownArchitecture(f"need at least 2 classes, got {num_classes}")
         feats = _features_of(backbone)
@@ -127,7 +134,7 @@ class DefectNet(nn.Module):
         t = self.type_head(pooled)
         if self.ok_index is None:
             return NetOutput(t, m)
-        k = max(1, m.shape[-1] * m.shape[-2] // 512)
+        k = self.pool_k if self.pool_k is not None else max(1, m.shape[-1] * m.shape[-2] // 512)
         s = topk_mean(m, k) * self.score_scale + self.score_bias
         log_defect = F.logsigmoid(s).unsqueeze(1) + torch.log_softmax(t, dim=1)
         log_ok = F.logsigmoid(-s).unsqueeze(1)
@@ -189,13 +196,15 @@ def check_architecture(arch: str) -> None:
         raise UnknownArchitecture(_unknown(str(arch)))
 
 
-def build(arch: str, num_classes: int, ok_index: int | None) -> DefectNet | GlobalNet:
+def build(
+    arch: str, num_classes: int, ok_index: int | None, pool_k: int | None = None
+) -> DefectNet | GlobalNet:
     """The network named `arch` for these classes, BatchNorm momentum fixed."""
     check_architecture(arch)
     builder: Callable[[], DefectNet | GlobalNet]
     try:
         _features_of(arch)
-        builder = lambda: DefectNet(arch, num_classes, ok_index)  # noqa: E731
+        builder = lambda: DefectNet(arch, num_classes, ok_index, pool_k)  # noqa: E731
     except UnknownArchitecture:
         builder = lambda: GlobalNet(arch, num_classes)  # noqa: E731
     net = builder()

@@ -291,3 +291,54 @@ def augment(
         x += rng.normal(0, 3.0, x.shape).astype(np.float32)
     rgb = np.clip(x, 0, 255).astype(np.uint8)
     return rgb, (None if mask is None else np.ascontiguousarray(mask))
+
+
+# A crop shows the defect when it holds at least this share of the mask's pixels, or when
+# defect pixels fill at least CROP_FILL of it (a large defect such as uneven lighting never fits
+# half into one crop). A crop holding none is clean; one holding a sliver is neither.
+CROP_SHARE = 0.5
+CROP_FILL = 0.02
+
+
+def pick_crop(
+    mask: np.ndarray | None,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    focus: float = 0.6,
+    tries: int = 8,
+) -> tuple[int, int, bool]:
+    """(x0, y0, shows_defect) of a training crop of `size` (w, h) from an image of mask's shape.
+
+    With probability `focus` the crop is placed around a random defect pixel, otherwise anywhere.
+    Crops that hold only a sliver of the defect are redrawn: neither "defect" nor "clean" is true
+    of them. Without a (non-empty) mask the crop is anywhere and clean.
+    """
+    cw, ch = size
+    if mask is None:
+        raise DataError("pick_crop needs the image's mask (an empty one for a clean image)")
+    h, w = mask.shape[:2]
+    if cw > w or ch > h:
+        raise DataError(f"expected a crop no larger than the image ({w}x{h}), got {cw}x{ch}")
+    on = mask > 25
+    total = int(on.sum())
+    if total == 0:
+        return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), False
+    ys, xs = np.nonzero(on)
+    for _ in range(tries):
+        if rng.random() < focus:
+            j = int(rng.integers(0, len(xs)))
+            x0 = int(rng.integers(max(0, xs[j] - cw + 1), min(w - cw, xs[j]) + 1))
+            y0 = int(rng.integers(max(0, ys[j] - ch + 1), min(h - ch, ys[j]) + 1))
+        else:
+            x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        inside = int(on[y0 : y0 + ch, x0 : x0 + cw].sum())
+        if inside == 0:
+            return x0, y0, False
+        if inside >= CROP_SHARE * total or inside >= CROP_FILL * cw * ch:
+            return x0, y0, True
+    # only slivers drawn: take a crop centred on the defect's bounding box instead
+    cx, cy = (xs.min() + xs.max()) // 2, (ys.min() + ys.max()) // 2
+    x0 = int(np.clip(cx - cw // 2, 0, w - cw))
+    y0 = int(np.clip(cy - ch // 2, 0, h - ch))
+    return x0, y0, bool(on[y0 : y0 + ch, x0 : x0 + cw].any())

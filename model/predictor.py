@@ -93,7 +93,10 @@ class Predictor:
             raise ArtifactError(f"expected a positive temperature, manifest has {temperature}")
         classes = list(m["classes"])
         ok_index = classes.index(m["ok_class"]) if m["ok_class"] is not None else None
-        net = build(m["architecture"], len(classes), ok_index)
+        pool_k = m.get("map_pool_k")  # absent in the first artifacts: their size-relative rule
+        if pool_k is not None and (not isinstance(pool_k, int) or pool_k < 1):
+            raise ArtifactError(f"expected 'map_pool_k' to be a positive integer, got {pool_k!r}")
+        net = build(m["architecture"], len(classes), ok_index, pool_k)
         sd = load_weights(path / WEIGHTS)
         try:
             net.load_state_dict(sd, strict=True)

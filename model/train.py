@@ -26,9 +26,17 @@ import torch.nn.functional as F
 from model.arch import DEFAULT_ARCH, DefectNet, GlobalNet, build, check_architecture
 from model.artifact import load_weights, save_artifact
 from model.calibrate import fit_temperature, reliability_png
-from model.data import LoadedSet, augment, group_split, load_samples, probe_sizes, scan_folder
+from model.data import (
+    LoadedSet,
+    augment,
+    group_split,
+    load_samples,
+    pick_crop,
+    probe_sizes,
+    scan_folder,
+)
 from model.errors import DataError, ModelError
-from model.evaluate import compute_metrics
+from model.evaluate import auroc, compute_metrics
 from model.lite import LITE_MEAN, LITE_STD, lite_features_state_dict
 from model.preprocess import IMAGENET_MEAN, IMAGENET_STD, InputSpec, choose_input_size, to_tensor
 
@@ -60,6 +68,12 @@ class TrainConfig:
     # class balancing: sample each image with weight (class size)^-balance; 0 = natural
     # frequencies, 1 = every class equally often
     balance: float = 0.5
+    # (width, height) of training crops cut from the served-size image, or None for whole images.
+    # Crops let a net train near native resolution at a fraction of the cost; each crop's label
+    # comes from the mask (defect shown or clean), so every defect image needs its mask.
+    crop: tuple[int, int] | None = None
+    # the defect score is the mean of the map's `map_pool_k` hottest cells
+    map_pool_k: int = 2
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -119,14 +133,27 @@ def _batch(
     rng: np.random.Generator | None,
     ok_index: int | None,
     masks_known: bool,
+    crop: tuple[int, int] | None = None,
+    augment_images: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    xs, ms, known = [], [], []
-    h, w = spec.height, spec.width
+    xs, ms, known, ys = [], [], [], []
+    h, w = (spec.height, spec.width) if crop is None else (crop[1], crop[0])
     for i in idx:
         rgb, mask = data.images[i], data.masks[i]
-        if rng is not None:
+        y = data.labels[i]
+        if rng is not None and augment_images:
             rgb, mask = augment(rgb, mask, rng)
-        xs.append(to_tensor(rgb, spec))
+        if crop is not None:
+            assert rng is not None and ok_index is not None  # checked by _check_crop
+            if mask is None:  # a defect-free image: its mask is empty
+                mask = np.zeros(rgb.shape[:2], np.uint8)
+            x0, y0, shows = pick_crop(mask, crop, rng)
+            rgb = rgb[y0 : y0 + h, x0 : x0 + w]
+            mask = np.ascontiguousarray(mask[y0 : y0 + h, x0 : x0 + w])
+            if not shows:
+                y, mask = ok_index, np.zeros_like(mask)
+        ys.append(y)
+        xs.append(to_tensor(np.ascontiguousarray(rgb), spec))
         if mask is not None:
             ms.append(torch.from_numpy(mask).float().div_(255.0))
             known.append(True)
@@ -134,8 +161,12 @@ def _batch(
             ms.append(torch.zeros(h, w))
             # a defect-free image's mask is known to be empty when the set uses masks at all
             known.append(masks_known and data.labels[i] == ok_index)
-    y = torch.tensor([data.labels[i] for i in idx], dtype=torch.long)
-    return torch.stack(xs), y, torch.stack(ms).unsqueeze(1), torch.tensor(known)
+    return (
+        torch.stack(xs),
+        torch.tensor(ys, dtype=torch.long),
+        torch.stack(ms).unsqueeze(1),
+        torch.tensor(known),
+    )
 
 
 def _loss(
@@ -156,6 +187,36 @@ def _loss(
         )
         loss = loss + mask_weight * pix
     return loss
+
+
+def _check_crop(
+    crop: tuple[int, int],
+    spec: InputSpec,
+    data: LoadedSet,
+    ok_index: int | None,
+    classes: list[str],
+) -> None:
+    """Crop training labels each crop from the mask: it needs a defect-free class and masks."""
+    cw, ch = crop
+    if not (0 < cw <= spec.width and 0 < ch <= spec.height):
+        raise ModelError(
+            f"expected a crop within the input size {spec.width}x{spec.height}, got {cw}x{ch}"
+        )
+    if ok_index is None:
+        raise DataError(
+            "crop training needs a defect-free class (a crop without the defect is labelled "
+            f"with it); classes are {classes}"
+        )
+    unmasked = [
+        s.path.name
+        for s, y, m in zip(data.samples, data.labels, data.masks, strict=True)
+        if y != ok_index and m is None
+    ]
+    if unmasked:
+        raise DataError(
+            f"crop training needs a mask (NAME.mask.png) beside every defect image; "
+            f"{len(unmasked)} have none, e.g. {', '.join(unmasked[:3])}"
+        )
 
 
 def _logits(
@@ -204,6 +265,14 @@ def recalibrate_batchnorm(
     net.eval()
 
 
+def _val_auroc(logits: np.ndarray, y: np.ndarray, ok_index: int | None) -> float | None:
+    """Defect-vs-ok AUROC of this epoch's validation logits (None without an ok class)."""
+    if ok_index is None:
+        return None
+    p_ok = torch.softmax(torch.from_numpy(logits), dim=1)[:, ok_index].numpy()
+    return auroc(1.0 - p_ok, y != ok_index)
+
+
 def _nll(logits: np.ndarray, y: np.ndarray) -> float:
     return float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)))
 
@@ -247,7 +316,9 @@ def _train(
         LITE_MEAN if lite else IMAGENET_MEAN,
         LITE_STD if lite else IMAGENET_STD,
     )
-    net = build(cfg.arch, len(classes), ok_index)
+    if cfg.map_pool_k < 1:
+        raise ModelError(f"expected map_pool_k >= 1, got {cfg.map_pool_k}")
+    net = build(cfg.arch, len(classes), ok_index, cfg.map_pool_k)
     init_info = _init_from_file(net, cfg.init_weights) if cfg.init_weights else None
     data = load_samples(
         scan, spec, progress=lambda n, t: say("load", {"done": n, "total": t}), threads=cfg.threads
@@ -257,6 +328,8 @@ def _train(
             f"expected readable images of at least 2 classes in {data_dir}, found "
             f"{len(data.images)} readable ({len(data.skipped)} unreadable skipped)"
         )
+    if cfg.crop is not None:
+        _check_crop(cfg.crop, spec, data, ok_index, classes)
     groups = [s.group for s in data.samples]
     tr, va = group_split(data.labels, groups, cfg.val_fraction, cfg.seed)
     if not va or not tr:
@@ -289,7 +362,14 @@ def _train(
             if len(idx) < 2:  # BatchNorm needs more than one sample
                 continue
             x, y, m, known = _batch(
-                data, idx, spec, rng if cfg.augment else None, ok_index, masks_known
+                data,
+                idx,
+                spec,
+                rng if (cfg.augment or cfg.crop) else None,
+                ok_index,
+                masks_known,
+                cfg.crop,
+                cfg.augment,
             )
             loss = _loss(net, x, y, m, known, cfg.mask_weight)
             opt.zero_grad(set_to_none=True)
@@ -317,6 +397,7 @@ def _train(
                 "train_loss": total / steps,
                 "val_nll": val_nll,
                 "val_accuracy": val_acc,
+                "val_auroc_defect": _val_auroc(z, y_all[va], ok_index),
             }
         )
         say("epoch", history[-1] | {"epochs": cfg.epochs})
@@ -354,6 +435,7 @@ def _train(
     short = {k: v for k, v in metrics.items() if not k.startswith("reliability")}
     manifest = {
         "name": cfg.name,
+        "map_pool_k": cfg.map_pool_k if isinstance(net, DefectNet) else None,
         "version": cfg.version,
         "architecture": cfg.arch,
         "classes": classes,
@@ -365,7 +447,9 @@ def _train(
         "metrics": {"validation": short},
         "explain": explain,
         "summary": (
-            f"{cfg.arch} defect-map net at {spec.width}x{spec.height}, {len(classes)} classes, "
+            f"{cfg.arch} defect-map net at {spec.width}x{spec.height}"
+            + (f" (trained on {cfg.crop[0]}x{cfg.crop[1]} crops)" if cfg.crop else "")
+            + f", {len(classes)} classes, "
             f"trained {epoch} epochs (best {best_epoch}) on {len(tr)} images, validated on "
             f"{len(va)}; accuracy {metrics['accuracy']:.4f}"
         ),

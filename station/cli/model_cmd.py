@@ -65,6 +65,20 @@ def _print_metrics(m: dict[str, Any]) -> None:
     Console(width=120).print(pc)
 
 
+def _wxh(value: str | None, flag: str, example: str) -> tuple[int, int] | None:
+    from model import DataError
+
+    if value is None:
+        return None
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise DataError(f"expected {flag} WxH such as {example}, got {value!r}") from None
+    if w < 1 or h < 1:
+        raise DataError(f"expected {flag} WxH with positive sides, got {value!r}")
+    return (w, h)
+
+
 def register(app: typer.Typer) -> None:
     model_app = typer.Typer(help="Train, evaluate and inspect defect models.", no_args_is_help=True)
     app.add_typer(model_app, name="model")
@@ -90,6 +104,14 @@ def register(app: typer.Typer) -> None:
         size: Annotated[
             str | None, typer.Option("--size", help="Input size WxH (overrides --long-side).")
         ] = None,
+        crop: Annotated[
+            str | None,
+            typer.Option(
+                "--crop",
+                help="Train on WxH crops of the input, labelled from the masks (every defect "
+                "image needs NAME.mask.png); the model still serves whole images.",
+            ),
+        ] = None,
         batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
         lr: Annotated[float, typer.Option("--lr")] = 3e-3,
         seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -106,15 +128,9 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """Train on an image folder and export a calibrated, hashed artifact."""
-        from model import DataError, TrainConfig, train
+        from model import TrainConfig, train
 
-        input_size = None
-        if size is not None:
-            try:
-                w, h = (int(v) for v in size.lower().split("x"))
-                input_size = (w, h)
-            except ValueError:
-                raise DataError(f"expected --size WxH such as 448x256, got {size!r}") from None
+        input_size = _wxh(size, "--size", "448x256")
         okc = ok_class if ok_class is not None else settings_from(config).ok_class
         cfg = TrainConfig(
             arch=arch,
@@ -123,6 +139,7 @@ def register(app: typer.Typer) -> None:
             lr=lr,
             long_side=long_side,
             input_size=input_size,
+            crop=_wxh(crop, "--crop", "320x192"),
             val_fraction=val_fraction,
             seed=seed,
             patience=patience,
@@ -159,10 +176,10 @@ def register(app: typer.Typer) -> None:
                 elif event == "epoch":
                     t = tasks.get(d["epoch"])
                     if t is not None:
-                        bar.update(
-                            t,
-                            info=f"val nll {d['val_nll']:.3f} acc {d['val_accuracy']:.3f}",
-                        )
+                        info = f"val nll {d['val_nll']:.3f} acc {d['val_accuracy']:.3f}"
+                        if d.get("val_auroc_defect") is not None:
+                            info += f" auroc {d['val_auroc_defect']:.3f}"
+                        bar.update(t, info=info)
                 elif event == "early_stop":
                     bar.console.print(f"early stop at epoch {d['epoch']} (best {d['best_epoch']})")
 

@@ -119,6 +119,19 @@ def test_cli_bad_inputs_are_one_line_errors(station, tmp_path: Path) -> None:
             ),
             "unknown architecture",
         ),
+        (
+            (
+                "model",
+                "train",
+                "--data",
+                str(tmp_path / "two"),
+                "--out",
+                str(tmp_path / "a"),
+                "--crop",
+                "320",
+            ),
+            "expected --crop WxH such as 320x192",
+        ),
     ):
         res = station(*args)
         assert res.code == 2, (args, res.out, res.err)

@@ -1,0 +1,105 @@
+"""Crop training: each crop is labelled from the mask, never from a sliver; the served model
+still takes whole images; data that cannot be labelled per crop is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from model_images import write_folder
+
+from model import ArtifactError, DataError, ModelError, Predictor, TrainConfig, evaluate, train
+from model.artifact import MANIFEST, file_sha256, manifest_sha256
+from model.data import CROP_FILL, CROP_SHARE, pick_crop
+
+
+def _blob_mask(h: int = 64, w: int = 96) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    m[30:36, 70:80] = 255
+    return m
+
+
+def test_a_clean_image_gives_clean_crops_anywhere() -> None:
+    rng = np.random.default_rng(0)
+    spots = {pick_crop(np.zeros((64, 96), np.uint8), (48, 32), rng)[:2] for _ in range(50)}
+    assert all(not pick_crop(np.zeros((64, 96), np.uint8), (48, 32), rng)[2] for _ in range(20))
+    assert len(spots) > 10  # not always the same corner
+    assert all(0 <= x <= 48 and 0 <= y <= 32 for x, y in spots)
+
+
+def test_crop_labels_follow_the_mask_and_never_a_sliver() -> None:
+    rng = np.random.default_rng(1)
+    mask = _blob_mask()
+    total = int((mask > 25).sum())
+    shown = 0
+    for _ in range(400):
+        x0, y0, shows = pick_crop(mask, (48, 32), rng)
+        inside = int((mask[y0 : y0 + 32, x0 : x0 + 48] > 25).sum())
+        if shows:
+            shown += 1
+            assert inside >= CROP_SHARE * total or inside >= CROP_FILL * 48 * 32
+        else:
+            assert inside == 0
+    assert 0.3 < shown / 400 < 0.95  # focused crops show it often, random ones often do not
+
+
+def test_a_large_defect_counts_when_it_fills_part_of_the_crop() -> None:
+    mask = np.zeros((64, 96), np.uint8)
+    mask[:, 10:90] = 255  # uneven lighting over most of the part: never half inside one crop
+    x0, y0, shows = pick_crop(mask, (24, 16), np.random.default_rng(2), focus=1.0)
+    assert shows and mask[y0 : y0 + 16, x0 : x0 + 24].any()
+
+
+def test_a_crop_larger_than_the_image_is_refused() -> None:
+    with pytest.raises(DataError, match="no larger than the image"):
+        pick_crop(_blob_mask(), (128, 32), np.random.default_rng(0))
+
+
+def test_crop_training_needs_masks_and_a_defect_free_class(tmp_path: Path) -> None:
+    no_masks = write_folder(tmp_path / "a", {"ok": 6, "scratch": 6}, masks=False)
+    cfg = TrainConfig(epochs=1, input_size=(96, 64), crop=(48, 32), val_fraction=0.3)
+    with pytest.raises(DataError, match="mask .* beside every defect image; 6 have none"):
+        train(no_masks, tmp_path / "out", cfg)
+    no_ok = write_folder(tmp_path / "b", {"scratch": 6, "stain": 6})
+    with pytest.raises(DataError, match="needs a defect-free class"):
+        train(no_ok, tmp_path / "out", cfg)
+    with pytest.raises(ModelError, match="within the input size 96x64"):
+        train(no_ok, tmp_path / "out", TrainConfig(epochs=1, input_size=(96, 64), crop=(128, 32)))
+
+
+@pytest.fixture(scope="module")
+def crop_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("crops")
+    data = write_folder(root / "data", {"ok": 80, "scratch": 60, "stain": 60}, seed=3)
+    held = write_folder(root / "held", {"ok": 30, "scratch": 30, "stain": 30}, seed=4)
+    cfg = TrainConfig(
+        epochs=4, input_size=(96, 64), crop=(48, 32), batch_size=12, threads=2, seed=0
+    )
+    return train(data, root / "artifact", cfg).path, held
+
+
+def test_a_crop_trained_model_serves_whole_images_and_finds_defects(crop_model) -> None:
+    artifact, held = crop_model
+    predictor = Predictor.load(artifact)
+    m = predictor.manifest.raw
+    assert m["map_pool_k"] == 2
+    assert m["training"]["config"]["crop"] == [48, 32]
+    assert "48x32 crops" in m["summary"]
+    assert (predictor.spec.width, predictor.spec.height) == (96, 64)
+    report = evaluate(predictor, held)
+    assert report["auroc_defect"] > 0.9  # chance is 0.5
+
+
+def test_a_bad_pool_size_in_the_manifest_is_refused(crop_model, tmp_path: Path) -> None:
+    copy = tmp_path / "a"
+    shutil.copytree(crop_model[0], copy)
+    m = json.loads((copy / MANIFEST).read_text())
+    m["map_pool_k"] = 0
+    m["files"] = {n: file_sha256(copy / n) for n in m["files"]}
+    m["sha256"] = manifest_sha256(m)
+    (copy / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="map_pool_k"):
+        Predictor.load(copy)
