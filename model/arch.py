@@ -122,7 +122,8 @@ class DefectNet(nn.Module):
     def cam_layer(self) -> nn.Module:
         return self.fuse
 
-    def forward(self, x: torch.Tensor) -> NetOutput:
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(raw defect score (B,) before scale and bias, type logits (B, T), map (B, 1, h, w))."""
         f8 = self.stage8(x)
         f16 = self.stage16(f8)
         f = self.lat8(f8) + F.interpolate(self.lat16(f16), size=f8.shape[-2:], mode="nearest")
@@ -132,15 +133,30 @@ class DefectNet(nn.Module):
         fl = f.flatten(2)
         pooled = torch.cat([(fl * attn).sum(2), fl.mean(2)], dim=1)
         t = self.type_head(pooled)
-        if self.ok_index is None:
-            return NetOutput(t, m)
         k = self.pool_k if self.pool_k is not None else max(1, m.shape[-1] * m.shape[-2] // 512)
-        s = topk_mean(m, k) * self.score_scale + self.score_bias
+        return topk_mean(m, k), t, m
+
+    def compose(
+        self,
+        raw_score: torch.Tensor,
+        t: torch.Tensor,
+        scale: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Class logits from the parts (log-probabilities when there is a defect-free class)."""
+        if self.ok_index is None:
+            return t
+        a = self.score_scale if scale is None else scale
+        b = self.score_bias if bias is None else bias
+        s = raw_score * a + b
         log_defect = F.logsigmoid(s).unsqueeze(1) + torch.log_softmax(t, dim=1)
         log_ok = F.logsigmoid(-s).unsqueeze(1)
         i = self.ok_index
-        logits = torch.cat([log_defect[:, :i], log_ok, log_defect[:, i:]], dim=1)
-        return NetOutput(logits, m)
+        return torch.cat([log_defect[:, :i], log_ok, log_defect[:, i:]], dim=1)
+
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        raw, t, m = self.parts(x)
+        return NetOutput(self.compose(raw, t), m)
 
 
 class GlobalNet(nn.Module):

@@ -88,6 +88,11 @@ def test_a_crop_trained_model_serves_whole_images_and_finds_defects(crop_model) 
     assert m["map_pool_k"] == 2
     assert m["training"]["config"]["crop"] == [48, 32]
     assert "48x32 crops" in m["summary"]
+    # the defect score's line is refitted on whole validation images, never for the worse
+    refit = m["training"]["score_refit"]
+    assert refit["scale"] > 0 and refit["nll_after"] <= refit["nll_before"]
+    best = m["training"]["best_epoch"]
+    assert m["training"]["history"][best - 1]["val_nll"] == pytest.approx(refit["nll_after"])
     assert (predictor.spec.width, predictor.spec.height) == (96, 64)
     report = evaluate(predictor, held)
     assert report["auroc_defect"] > 0.9  # chance is 0.5
