@@ -172,7 +172,7 @@ def main() -> None:
     ap.add_argument("--msd-epochs", type=int, default=12)
     ap.add_argument("--tile-side", type=int, default=448, help="served long side (native ~320)")
     ap.add_argument("--tile-crop", type=int, default=224, help="training crop side; 0 = whole")
-    ap.add_argument("--patience", type=int, default=6)
+    ap.add_argument("--patience", type=int, default=20, help="epochs without a better validation NLL")
     ap.add_argument("--msd-side", type=int, default=448)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=None, help="default 3e-3, 1e-3 from weights")

@@ -43,7 +43,7 @@ CONFIG = TrainConfig(
     patience=6,
     threads=1,
     name="synthetic-line",
-    version="1",
+    version="2",
 )
 
 
