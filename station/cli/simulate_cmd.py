@@ -68,8 +68,8 @@ def simulate_cmd(
         str,
         typer.Option(
             "--size",
-            help="Still size WxH. 512x288 runs >= 20 items/s on 2 cores; the bundled model was "
-            "trained on 1280x720 stills and is more accurate there (~7 items/s here).",
+            help="Still size WxH. 512x288 keeps simulate fast on 2 cores; the bundled model "
+            "(served at 640x368) scored 0.965 on 200 such stills and 0.97 on 1280x720 ones.",
         ),
     ] = "512x288",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
