@@ -283,7 +283,10 @@ def augment(
         mat = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
         rgb = cv2.warpAffine(np.ascontiguousarray(rgb), mat, (w, h), borderMode=cv2.BORDER_REFLECT)
         if mask is not None:
-            mask = cv2.warpAffine(np.ascontiguousarray(mask), mat, (w, h), borderValue=0)
+            # reflected like the image: a defect mirrored into the border stays marked
+            mask = cv2.warpAffine(
+                np.ascontiguousarray(mask), mat, (w, h), borderMode=cv2.BORDER_REFLECT
+            )
     gain = rng.uniform(0.8, 1.2)
     bias = rng.uniform(-20, 20)
     x = rgb.astype(np.float32) * gain + bias
@@ -293,11 +296,29 @@ def augment(
     return rgb, (None if mask is None else np.ascontiguousarray(mask))
 
 
-# A crop shows the defect when it holds at least this share of the mask's pixels, or when
-# defect pixels fill at least CROP_FILL of it (a large defect such as uneven lighting never fits
-# half into one crop). A crop holding none is clean; one holding a sliver is neither.
+# A crop shows the defect when it holds at least CROP_SHARE of one of the mask's parts
+# (connected components: three separate specks are three parts, none of them half of the
+# whole) or at least CROP_MIN_PIXELS defect pixels (a long scratch or a large uneven patch
+# never fits half into one crop). A crop holding none is clean; one holding a sliver is neither.
 CROP_SHARE = 0.5
-CROP_FILL = 0.02
+CROP_MIN_PIXELS = 64
+
+
+def crop_shows(
+    parts: np.ndarray, part_sizes: np.ndarray, x0: int, y0: int, size: tuple[int, int]
+) -> bool | None:
+    """True: the crop shows the defect; False: it is clean; None: it holds only a sliver.
+
+    `parts` is the mask's component labels (0 = background), `part_sizes` their pixel counts.
+    """
+    cw, ch = size
+    inside = np.bincount(parts[y0 : y0 + ch, x0 : x0 + cw].ravel(), minlength=len(part_sizes))
+    inside[0] = 0
+    if inside.sum() == 0:
+        return False
+    if inside.sum() >= CROP_MIN_PIXELS or (inside[1:] >= CROP_SHARE * part_sizes[1:]).any():
+        return True
+    return None
 
 
 def pick_crop(
@@ -312,7 +333,8 @@ def pick_crop(
 
     With probability `focus` the crop is placed around a random defect pixel, otherwise anywhere.
     Crops that hold only a sliver of the defect are redrawn: neither "defect" nor "clean" is true
-    of them. Without a (non-empty) mask the crop is anywhere and clean.
+    of them; after `tries` slivers the crop is centred on one part of the defect. An empty mask
+    gives a clean crop anywhere.
     """
     cw, ch = size
     if mask is None:
@@ -320,11 +342,12 @@ def pick_crop(
     h, w = mask.shape[:2]
     if cw > w or ch > h:
         raise DataError(f"expected a crop no larger than the image ({w}x{h}), got {cw}x{ch}")
-    on = mask > 25
-    total = int(on.sum())
-    if total == 0:
-        return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), False
+    on = (mask > 25).astype(np.uint8)
     ys, xs = np.nonzero(on)
+    if len(xs) == 0:
+        return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), False
+    n, parts = cv2.connectedComponents(on, connectivity=8)
+    part_sizes = np.bincount(parts.ravel(), minlength=n)
     for _ in range(tries):
         if rng.random() < focus:
             j = int(rng.integers(0, len(xs)))
@@ -332,13 +355,13 @@ def pick_crop(
             y0 = int(rng.integers(max(0, ys[j] - ch + 1), min(h - ch, ys[j]) + 1))
         else:
             x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        inside = int(on[y0 : y0 + ch, x0 : x0 + cw].sum())
-        if inside == 0:
-            return x0, y0, False
-        if inside >= CROP_SHARE * total or inside >= CROP_FILL * cw * ch:
-            return x0, y0, True
-    # only slivers drawn: take a crop centred on the defect's bounding box instead
-    cx, cy = (xs.min() + xs.max()) // 2, (ys.min() + ys.max()) // 2
+        shows = crop_shows(parts, part_sizes, x0, y0, size)
+        if shows is not None:
+            return x0, y0, shows
+    # only slivers drawn: centre the crop on a random part, which then holds most of it
+    k = int(rng.integers(1, n))
+    py, px = np.nonzero(parts == k)
+    cx, cy = (int(px.min()) + int(px.max())) // 2, (int(py.min()) + int(py.max())) // 2
     x0 = int(np.clip(cx - cw // 2, 0, w - cw))
     y0 = int(np.clip(cy - ch // 2, 0, h - ch))
-    return x0, y0, bool(on[y0 : y0 + ch, x0 : x0 + cw].any())
+    return x0, y0, bool(crop_shows(parts, part_sizes, x0, y0, size) is not False)

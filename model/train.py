@@ -144,7 +144,7 @@ def _batch(
         if rng is not None and augment_images:
             rgb, mask = augment(rgb, mask, rng)
         if crop is not None:
-            assert rng is not None and ok_index is not None  # checked by _check_crop
+            assert rng is not None and ok_index is not None  # checked by _check_crop_config
             if mask is None:  # a defect-free image: its mask is empty
                 mask = np.zeros(rgb.shape[:2], np.uint8)
             x0, y0, shows = pick_crop(mask, crop, rng)
@@ -189,24 +189,34 @@ def _loss(
     return loss
 
 
-def _check_crop(
+def _check_crop_config(
     crop: tuple[int, int],
     spec: InputSpec,
-    data: LoadedSet,
+    net: DefectNet | GlobalNet,
     ok_index: int | None,
     classes: list[str],
 ) -> None:
-    """Crop training labels each crop from the mask: it needs a defect-free class and masks."""
+    """What crop training needs that is known before any image is read."""
     cw, ch = crop
     if not (0 < cw <= spec.width and 0 < ch <= spec.height):
         raise ModelError(
             f"expected a crop within the input size {spec.width}x{spec.height}, got {cw}x{ch}"
+        )
+    if not isinstance(net, DefectNet):
+        raise ModelError(
+            "crop training needs a defect-map architecture (mobilenet, efficientnet, mnasnet); "
+            f"{type(net.net).__name__ if isinstance(net, GlobalNet) else net} has no map"
         )
     if ok_index is None:
         raise DataError(
             "crop training needs a defect-free class (a crop without the defect is labelled "
             f"with it); classes are {classes}"
         )
+
+
+def _unlabellable_crops(data: LoadedSet, ok_index: int) -> set[int]:
+    """Defect images whose crops cannot be labelled: refused if the mask file is missing,
+    left out of training (and counted) if the mask is blank, as the annotator marked nothing."""
     unmasked = [
         s.path.name
         for s, y, m in zip(data.samples, data.labels, data.masks, strict=True)
@@ -217,6 +227,11 @@ def _check_crop(
             f"crop training needs a mask (NAME.mask.png) beside every defect image; "
             f"{len(unmasked)} have none, e.g. {', '.join(unmasked[:3])}"
         )
+    return {
+        i
+        for i, (y, m) in enumerate(zip(data.labels, data.masks, strict=True))
+        if y != ok_index and m is not None and not (m > 25).any()
+    }
 
 
 def _logits(
@@ -229,6 +244,10 @@ def _logits(
             x = torch.stack([to_tensor(data.images[i], spec) for i in idx[s : s + 32]])
             out.append(net(x).logits.double().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+REFIT_LOG_SCALE_SD = 1.0  # prior on the refit: the scale moves by a factor of about e
+REFIT_BIAS_SD = 4.0
 
 
 @dataclass(frozen=True)
@@ -269,31 +288,40 @@ def refit_score(
     raw_all, t_all = torch.cat(raws), torch.cat(ts)
     target = torch.from_numpy(np.asarray(y)).long()
     a0, b0 = float(net.score_scale.detach()), float(net.score_bias.detach())
-    a = torch.tensor([a0], dtype=torch.float64, requires_grad=True)
-    b = torch.tensor([b0], dtype=torch.float64, requires_grad=True)
+    # scale = a0 * exp(u), bias = b0 + v, with a weak Gaussian prior on (u, v): a validation set
+    # the net separates perfectly would otherwise drive the scale to a step function fitted to a
+    # few dozen images (scale 1 -> 43 in a test); the prior keeps it within a few-fold.
+    u = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    v = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    n = max(1, len(target))
 
-    def nll_of(a_: torch.Tensor, b_: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(net.compose(raw_all, t_all, a_, b_), target)
+    def nll_of(u_: torch.Tensor, v_: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(net.compose(raw_all, t_all, a0 * torch.exp(u_), b0 + v_), target)
 
-    opt = torch.optim.LBFGS([a, b], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+    def objective() -> torch.Tensor:
+        prior = (u**2 / (2 * REFIT_LOG_SCALE_SD**2) + v**2 / (2 * REFIT_BIAS_SD**2)).sum() / n
+        return nll_of(u, v) + prior
+
+    opt = torch.optim.LBFGS([u, v], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = nll_of(a, b)
+        loss = objective()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         opt.step(closure)
-    a, b = a.detach(), b.detach()
+    u, v = u.detach(), v.detach()
+    zero = torch.zeros(1, dtype=torch.float64)
     with torch.no_grad():
-        before = float(nll_of(torch.tensor([a0]).double(), torch.tensor([b0]).double()))
-        after = float(nll_of(a, b))
-        # a flipped or degenerate scale would reorder the images: keep the trained line then
-        if not (math.isfinite(after) and after < before and float(a.item()) > 0):
-            a, b, after = torch.tensor([a0]).double(), torch.tensor([b0]).double(), before
-        logits = net.compose(raw_all, t_all, a, b).numpy()
-    return ScoreRefit(a0, b0, float(a), float(b), before, after, logits)
+        before = float(nll_of(zero, zero))
+        after = float(nll_of(u, v))
+        if not (math.isfinite(after) and after < before):
+            u, v, after = zero, zero, before
+        a, b = a0 * float(torch.exp(u).item()), b0 + float(v.item())
+        logits = net.compose(raw_all, t_all, a0 * torch.exp(u), b0 + v).numpy()
+    return ScoreRefit(a0, b0, a, b, before, after, logits)
 
 
 def recalibrate_batchnorm(net: DefectNet | GlobalNet, batches: Iterable[torch.Tensor]) -> None:
@@ -400,6 +428,8 @@ def _train(
     if cfg.map_pool_k < 1:
         raise ModelError(f"expected map_pool_k >= 1, got {cfg.map_pool_k}")
     net = build(cfg.arch, len(classes), ok_index, cfg.map_pool_k)
+    if cfg.crop is not None:
+        _check_crop_config(cfg.crop, spec, net, ok_index, classes)
     init_info = _init_from_file(net, cfg.init_weights) if cfg.init_weights else None
     data = load_samples(
         scan, spec, progress=lambda n, t: say("load", {"done": n, "total": t}), threads=cfg.threads
@@ -409,8 +439,9 @@ def _train(
             f"expected readable images of at least 2 classes in {data_dir}, found "
             f"{len(data.images)} readable ({len(data.skipped)} unreadable skipped)"
         )
-    if cfg.crop is not None:
-        _check_crop(cfg.crop, spec, data, ok_index, classes)
+    blank: set[int] = set()
+    if cfg.crop is not None and ok_index is not None:
+        blank = _unlabellable_crops(data, ok_index)
     groups = [s.group for s in data.samples]
     tr, va = group_split(data.labels, groups, cfg.val_fraction, cfg.seed)
     if not va or not tr:
@@ -418,6 +449,7 @@ def _train(
             f"too few images to hold out validation groups in {data_dir}: "
             f"{len(data.images)} readable images in {len(set(groups))} groups"
         )
+    tr = [i for i in tr if i not in blank]  # validation still scores them, as served
     y_all = np.array(data.labels)
     masks_known = any(m is not None for m in data.masks)
     counts = np.bincount(y_all[tr], minlength=len(classes)).astype(np.float64)
@@ -473,7 +505,8 @@ def _train(
             net, _recalibration_batches(data, tr, spec, cfg, ok_index, masks_known)
         )
         refit: ScoreRefit | None = None
-        if cfg.crop is not None and isinstance(net, DefectNet) and ok_index is not None:
+        both_kinds = ok_index is not None and 0 < int((y_all[va] == ok_index).sum()) < len(va)
+        if cfg.crop is not None and isinstance(net, DefectNet) and both_kinds:
             refit = refit_score(net, data, va, spec, y_all[va])
             z = refit.logits
         else:
@@ -560,6 +593,7 @@ def _train(
                 "group_by": scan.group_by,
                 "groups": len(set(groups)),
                 "train_images": len(tr),
+                "blank_mask_defects_left_out": len(blank),
                 "validation_images": len(va),
             },
             "init_weights": init_info,
