@@ -177,12 +177,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=None, help="default 3e-3, 1e-3 from weights")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temp)")
     args = ap.parse_args()
     if not DATA.is_dir():
         print(f"skipped: no real photos at {DATA.resolve()} (see ../shared/data/README.md)")
         return
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
+        if args.keep is not None:  # keep the split, the models and their inputs for a look
+            args.keep.mkdir(parents=True, exist_ok=True)
+            work = args.keep
         results = {}
         if args.only in (None, "tiles"):
             results["tiles"] = tiles(args, work)
