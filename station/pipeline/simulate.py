@@ -81,7 +81,7 @@ class SimulateConfig:
     model_path: str | None = None
     interval_s: float = 4.0
     # Stills smaller than the line's 1280x720 keep simulate above 20 items/s on 2 shared cores;
-    # the bundled model (served at 640x368) scored 0.965 on 200 of them, 0.97 on 1280x720 ones.
+    # the bundled model (served at 640x368) scored 0.96 on 200 of them, 1.0 on 1280x720 ones.
     width: int = 512
     height: int = 288
 
