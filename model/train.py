@@ -205,7 +205,7 @@ def _check_crop_config(
     if not isinstance(net, DefectNet):
         raise ModelError(
             "crop training needs a defect-map architecture (mobilenet, efficientnet, mnasnet); "
-            f"{type(net.net).__name__ if isinstance(net, GlobalNet) else net} has no map"
+            f"{type(net.net).__name__} has no map"
         )
     if ok_index is None:
         raise DataError(
@@ -467,6 +467,9 @@ def _train(
     best_refit: ScoreRefit | None = None
     history = []
     epoch = 0
+    # crop training refits the score on whole validation images, which needs both kinds there
+    both_kinds = ok_index is not None and 0 < int((y_all[va] == ok_index).sum()) < len(va)
+    refit_scores = cfg.crop is not None and both_kinds
     for epoch in range(1, cfg.epochs + 1):
         net.train()
         order = rng.choice(tr_arr, size=len(tr_arr), replace=True, p=w)
@@ -505,8 +508,7 @@ def _train(
             net, _recalibration_batches(data, tr, spec, cfg, ok_index, masks_known)
         )
         refit: ScoreRefit | None = None
-        both_kinds = ok_index is not None and 0 < int((y_all[va] == ok_index).sum()) < len(va)
-        if cfg.crop is not None and isinstance(net, DefectNet) and both_kinds:
+        if refit_scores and isinstance(net, DefectNet):  # crop training refuses other nets
             refit = refit_score(net, data, va, spec, y_all[va])
             z = refit.logits
         else:

@@ -76,6 +76,17 @@ def run_guarded(app: Callable[..., Any]) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+def parse_wxh(value: str, flag: str, example: str) -> tuple[int, int]:
+    """'640x360' -> (640, 360); anything else is a one-line error naming the flag."""
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise StationError(f"expected {flag} WxH such as {example}, got {value!r}") from None
+    if w < 1 or h < 1:
+        raise StationError(f"expected {flag} WxH with positive sides, got {value!r}")
+    return (w, h)
+
+
 def settings_from(config: Path | None, **overrides: Any) -> Settings:
     settings, _ = load_settings(config, overrides)
     return settings

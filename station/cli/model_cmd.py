@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from station.cli.common import ConfigOpt, settings_from
+from station.cli.common import ConfigOpt, parse_wxh, settings_from
 
 ArtifactArg = Annotated[
     Path | None,
@@ -65,20 +65,6 @@ def _print_metrics(m: dict[str, Any]) -> None:
     Console(width=120).print(pc)
 
 
-def _wxh(value: str | None, flag: str, example: str) -> tuple[int, int] | None:
-    from model import DataError
-
-    if value is None:
-        return None
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise DataError(f"expected {flag} WxH such as {example}, got {value!r}") from None
-    if w < 1 or h < 1:
-        raise DataError(f"expected {flag} WxH with positive sides, got {value!r}")
-    return (w, h)
-
-
 def register(app: typer.Typer) -> None:
     model_app = typer.Typer(help="Train, evaluate and inspect defect models.", no_args_is_help=True)
     app.add_typer(model_app, name="model")
@@ -130,7 +116,7 @@ def register(app: typer.Typer) -> None:
         """Train on an image folder and export a calibrated, hashed artifact."""
         from model import TrainConfig, train
 
-        input_size = _wxh(size, "--size", "448x256")
+        input_size = parse_wxh(size, "--size", "448x256") if size is not None else None
         okc = ok_class if ok_class is not None else settings_from(config).ok_class
         cfg = TrainConfig(
             arch=arch,
@@ -139,7 +125,7 @@ def register(app: typer.Typer) -> None:
             lr=lr,
             long_side=long_side,
             input_size=input_size,
-            crop=_wxh(crop, "--crop", "320x192"),
+            crop=parse_wxh(crop, "--crop", "320x192") if crop is not None else None,
             val_fraction=val_fraction,
             seed=seed,
             patience=patience,

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from db.models import Level
-from station.cli.common import ConfigOpt, DbOpt, open_database, settings_from
+from station.cli.common import ConfigOpt, DbOpt, open_database, parse_wxh, settings_from
 from station.errors import StationError
 
 LEVELS = [lv.value for lv in Level]
@@ -79,10 +79,7 @@ def simulate_cmd(
     """Run N phones through guard, router, model and recorder with simulated inspectors."""
     from station.pipeline.simulate import SimulateConfig, simulate
 
-    try:
-        width, height = (int(v) for v in size.lower().split("x"))
-    except ValueError as e:
-        raise StationError(f"--size must be WIDTHxHEIGHT, e.g. 640x360; got {size!r}") from e
+    width, height = parse_wxh(size, "--size", "640x360")
     cfg = SimulateConfig(
         width=width,
         height=height,
