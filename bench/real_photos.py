@@ -1,6 +1,7 @@
 """Train and evaluate the defect model on the real photographs in ../shared/data.
 
     .venv/bin/python bench/real_photos.py [--only tiles|msd] [--init-weights FILE|lite0]
+        [--tile-size 640x448] [--tile-fit letterbox|stretch] [--keep DIR]
 
 * magnetic-tile: defect vs defect-free (`free`), tile regions kept whole: a held-out 25% of the
   regions is never seen in training or validation. Prints AUROC and the share of items decided
@@ -28,8 +29,15 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT / ".." / "shared" / "data"
 
 from model import Predictor, TrainConfig, evaluate, scan_folder, train  # noqa: E402
-from model.data import group_split, probe_sizes  # noqa: E402
-from model.preprocess import choose_input_size  # noqa: E402
+from model.data import group_split  # noqa: E402
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        sys.exit(f"expected --tile-size WxH such as 640x448, got {text!r}")
+    return w, h
 
 
 def link(samples, dst: Path) -> None:
@@ -82,15 +90,19 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         f"tiles: {len(tr)} train+val / {len(te)} test images, {len(set(groups))} regions; "
         "no region on both sides"
     )
-    size = choose_input_size(probe_sizes(scan.samples), args.tile_side)
+    size = parse_size(args.tile_size)
     crop = None
     if args.tile_crop:
         crop = (min(args.tile_crop, size[0]), min(args.tile_crop, size[1]))
-    print(f"tiles: served at {size[0]}x{size[1]}, trained on crops {crop}", flush=True)
+    print(
+        f"tiles: served at {size[0]}x{size[1]} ({args.tile_fit}), trained on crops {crop}",
+        flush=True,
+    )
     cfg = base_config(
         args,
         epochs=args.epochs,
         input_size=size,
+        fit=args.tile_fit,
         crop=crop,
         ok_class="free",
         require_ok=True,
@@ -108,6 +120,8 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         "auroc_defect_vs_free": r["auroc_defect"],
         "defect_accuracy": r["defect_accuracy"],
         "coverage_at_1pct_error": cov["coverage"],
+        "auto_pass_coverage": r["auto_pass"]["coverage"],
+        "auto_fail_coverage": r["auto_fail"]["coverage"],
         "type_accuracy_6class": r["accuracy"],
         "ece_before": r["ece_before"],
         "ece_after": r["ece_after"],
@@ -170,9 +184,22 @@ def main() -> None:
     ap.add_argument("--init-weights", default=None, help="state_dict file, or lite0")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--msd-epochs", type=int, default=12)
-    ap.add_argument("--tile-side", type=int, default=448, help="served long side (native ~320)")
+    ap.add_argument(
+        "--tile-size",
+        default="640x448",
+        help="served WxH; tiles are 103-632 px wide, 222-399 high (640x448 letterboxed: ~1.4x "
+        "native for the median tile)",
+    )
+    ap.add_argument(
+        "--tile-fit",
+        choices=["letterbox", "stretch"],
+        default="letterbox",
+        help="letterbox keeps each tile's aspect (0.36-2.7); stretch squashes all to one",
+    )
     ap.add_argument("--tile-crop", type=int, default=224, help="training crop side; 0 = whole")
-    ap.add_argument("--patience", type=int, default=20, help="epochs without a better validation NLL")
+    ap.add_argument(
+        "--patience", type=int, default=20, help="epochs without a better validation NLL"
+    )
     ap.add_argument("--msd-side", type=int, default=448)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=None, help="default 3e-3, 1e-3 from weights")

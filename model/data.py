@@ -328,6 +328,7 @@ def pick_crop(
     *,
     focus: float = 0.6,
     tries: int = 8,
+    within: tuple[int, int, int, int] | None = None,
 ) -> tuple[int, int, bool]:
     """(x0, y0, shows_defect) of a training crop of `size` (w, h) from an image of mask's shape.
 
@@ -335,6 +336,9 @@ def pick_crop(
     Crops that hold only a sliver of the defect are redrawn: neither "defect" nor "clean" is true
     of them; after `tries` slivers the crop is centred on one part of the defect. An empty mask
     gives a clean crop anywhere.
+
+    `within` (x0, y0, w, h) is where the picture lies in a letterboxed input: crops placed
+    "anywhere" are centred inside it, so they show the part rather than the padding.
     """
     cw, ch = size
     if mask is None:
@@ -342,10 +346,18 @@ def pick_crop(
     h, w = mask.shape[:2]
     if cw > w or ch > h:
         raise DataError(f"expected a crop no larger than the image ({w}x{h}), got {cw}x{ch}")
+
+    def anywhere() -> tuple[int, int]:
+        if within is None or within == (0, 0, w, h):
+            return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        bx, by, bw, bh = within
+        cx, cy = bx + int(rng.integers(0, max(1, bw))), by + int(rng.integers(0, max(1, bh)))
+        return int(np.clip(cx - cw // 2, 0, w - cw)), int(np.clip(cy - ch // 2, 0, h - ch))
+
     on = (mask > 25).astype(np.uint8)
     ys, xs = np.nonzero(on)
     if len(xs) == 0:
-        return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), False
+        return (*anywhere(), False)
     n, parts = cv2.connectedComponents(on, connectivity=8)
     part_sizes = np.bincount(parts.ravel(), minlength=n)
     for _ in range(tries):
@@ -354,7 +366,7 @@ def pick_crop(
             x0 = int(rng.integers(max(0, xs[j] - cw + 1), min(w - cw, xs[j]) + 1))
             y0 = int(rng.integers(max(0, ys[j] - ch + 1), min(h - ch, ys[j]) + 1))
         else:
-            x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            x0, y0 = anywhere()
         shows = crop_shows(parts, part_sizes, x0, y0, size)
         if shows is not None:
             return x0, y0, shows

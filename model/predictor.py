@@ -22,7 +22,14 @@ import torch
 from model.arch import DefectNet, GlobalNet, build
 from model.artifact import WEIGHTS, load_weights, read_manifest
 from model.errors import ArtifactError
-from model.preprocess import InputSpec, as_bgr_uint8, prepare, preprocess, to_tensor
+from model.preprocess import (
+    InputSpec,
+    as_bgr_uint8,
+    prepare,
+    preprocess,
+    to_tensor,
+    uncrop_map,
+)
 
 BUNDLED = Path(__file__).resolve().parent / "bundled" / "default"
 
@@ -180,7 +187,7 @@ class Predictor:
         else:
             m = self._grad_cam(x)
         h, w = bgr.shape[:2]
-        heat = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        heat = uncrop_map(m, w, h, self.spec)
         return np.clip(heat, 0.0, 1.0).astype(np.float32)
 
     def _grad_cam(self, x: torch.Tensor) -> np.ndarray:

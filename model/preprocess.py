@@ -3,6 +3,14 @@
 `prepare` turns any supported image into a uint8 RGB array at the model's input size;
 `to_tensor` normalises it. Training inserts augmentation between the two; serving does not.
 `preprocess` is the two together, which is what the predictor runs.
+
+Two ways to reach the input size (`InputSpec.fit`):
+* "stretch" (default): resize to width x height. Right for a camera whose frames all have one
+  shape, as on a station line.
+* "letterbox": scale to fit inside width x height keeping the aspect ratio, centre, and pad with
+  the normalisation mean (a zero after normalising). Right for sets of mixed shapes, such as the
+  magnetic tiles (aspect 0.36 to 2.7): stretched to one aspect, a narrow tile is widened 2-3x
+  more than a wide one, and its texture looks like nothing the net was trained on.
 """
 
 from __future__ import annotations
@@ -19,25 +27,35 @@ from model.errors import BadImage
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIDE = 8
+FITS = ("stretch", "letterbox")
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the network sees: width x height (pixels, RGB) and per-channel normalisation."""
+    """What the network sees: width x height (pixels, RGB), how an image is fitted to that size
+    ("stretch" or "letterbox", see the module docstring) and per-channel normalisation."""
 
     width: int
     height: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    fit: str = "stretch"
+
+    def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise ValueError(f"expected fit to be one of {', '.join(FITS)}, got {self.fit!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "width": self.width,
             "height": self.height,
             "mean": list(self.mean),
             "std": list(self.std),
             "color": "RGB",
         }
+        if self.fit != "stretch":  # older readers and artifacts know only stretch
+            d["fit"] = self.fit
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
@@ -45,7 +63,8 @@ class InputSpec:
         std = tuple(float(x) for x in d["std"])
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"expected 3 means and 3 positive stds, got {mean} and {std}")
-        return cls(int(d["width"]), int(d["height"]), mean, std)  # type: ignore[arg-type]
+        fit = d.get("fit", "stretch")
+        return cls(int(d["width"]), int(d["height"]), mean, std, fit)  # type: ignore[arg-type]
 
 
 def as_bgr_uint8(image: object) -> np.ndarray:
@@ -85,14 +104,37 @@ def as_bgr_uint8(image: object) -> np.ndarray:
     return img
 
 
+def content_box(width: int, height: int, spec: InputSpec) -> tuple[int, int, int, int]:
+    """(x0, y0, w, h): where an image of width x height lands in spec's input."""
+    if spec.fit == "stretch":
+        return 0, 0, spec.width, spec.height
+    scale = min(spec.width / width, spec.height / height)
+    w = min(spec.width, max(1, round(width * scale)))
+    h = min(spec.height, max(1, round(height * scale)))
+    return (spec.width - w) // 2, (spec.height - h) // 2, w, h
+
+
+def _fit(
+    img: np.ndarray, spec: InputSpec, interp: int, pad: float | tuple[float, ...]
+) -> np.ndarray:
+    h, w = img.shape[:2]
+    x0, y0, cw, ch = content_box(w, h, spec)
+    if (w, h) != (cw, ch):
+        img = cv2.resize(img, (cw, ch), interpolation=interp)
+    if (cw, ch) == (spec.width, spec.height):
+        return img
+    return cv2.copyMakeBorder(
+        img, y0, spec.height - ch - y0, x0, spec.width - cw - x0, cv2.BORDER_CONSTANT, value=pad
+    )
+
+
 def prepare(image: object, spec: InputSpec) -> np.ndarray:
     """Any supported image -> HxWx3 uint8 RGB at spec's size (area resampling keeps thin lines)."""
-    bgr = as_bgr_uint8(image)
-    h, w = bgr.shape[:2]
-    if (w, h) != (spec.width, spec.height):
-        interp = cv2.INTER_AREA if w >= spec.width and h >= spec.height else cv2.INTER_LINEAR
-        bgr = cv2.resize(bgr, (spec.width, spec.height), interpolation=interp)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(as_bgr_uint8(image), cv2.COLOR_BGR2RGB)
+    h, w = rgb.shape[:2]
+    interp = cv2.INTER_AREA if w >= spec.width and h >= spec.height else cv2.INTER_LINEAR
+    mean = tuple(round(255 * m) for m in spec.mean)
+    return _fit(rgb, spec, interp, mean)
 
 
 def to_tensor(rgb: np.ndarray, spec: InputSpec) -> torch.Tensor:
@@ -114,7 +156,18 @@ def prepare_mask(mask: np.ndarray, spec: InputSpec) -> np.ndarray:
     if m.ndim == 3:
         m = m.max(axis=2)
     m = (m > (m.max() / 2 if m.dtype != np.uint8 else 127)).astype(np.float32)
-    return cv2.resize(m, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+    return _fit(m, spec, cv2.INTER_AREA, 0.0)
+
+
+def uncrop_map(heat: np.ndarray, width: int, height: int, spec: InputSpec) -> np.ndarray:
+    """A map over spec's input (any resolution) -> the same map over the image's own pixels,
+    the letterbox's padding cut away."""
+    full = cv2.resize(
+        heat.astype(np.float32), (spec.width, spec.height), interpolation=cv2.INTER_LINEAR
+    )
+    x0, y0, cw, ch = content_box(width, height, spec)
+    inside = full[y0 : y0 + ch, x0 : x0 + cw]
+    return cv2.resize(inside, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def choose_input_size(sizes: list[tuple[int, int]], long_side: int, multiple: int = 32) -> tuple:

@@ -38,7 +38,15 @@ from model.data import (
 from model.errors import DataError, ModelError
 from model.evaluate import auroc, compute_metrics
 from model.lite import LITE_MEAN, LITE_STD, lite_features_state_dict
-from model.preprocess import IMAGENET_MEAN, IMAGENET_STD, InputSpec, choose_input_size, to_tensor
+from model.preprocess import (
+    FITS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    InputSpec,
+    choose_input_size,
+    content_box,
+    to_tensor,
+)
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -52,6 +60,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     long_side: int = 448  # the served resolution's long side (median aspect ratio kept)
     input_size: tuple[int, int] | None = None  # (width, height); overrides long_side
+    # how an image reaches the input size: "stretch", or "letterbox" (aspect kept, padded) for
+    # data of mixed shapes; see model/preprocess.py
+    fit: str = "stretch"
     val_fraction: float = 0.2
     seed: int = 0
     patience: int = 4
@@ -147,7 +158,9 @@ def _batch(
             assert rng is not None and ok_index is not None  # checked by _check_crop_config
             if mask is None:  # a defect-free image: its mask is empty
                 mask = np.zeros(rgb.shape[:2], np.uint8)
-            x0, y0, shows = pick_crop(mask, crop, rng)
+            x0, y0, shows = pick_crop(
+                mask, crop, rng, within=content_box(*data.original_sizes[i], spec)
+            )
             rgb = rgb[y0 : y0 + h, x0 : x0 + w]
             mask = np.ascontiguousarray(mask[y0 : y0 + h, x0 : x0 + w])
             if not shows:
@@ -398,6 +411,8 @@ def train(
     if cfg.epochs < 1:
         raise ModelError(f"expected at least 1 epoch, got {cfg.epochs}")
     check_architecture(cfg.arch)
+    if cfg.fit not in FITS:
+        raise ModelError(f"expected fit to be one of {', '.join(FITS)}, got {cfg.fit!r}")
     started = time.time()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, cfg.threads))
@@ -424,6 +439,7 @@ def _train(
         int(size[1]),
         LITE_MEAN if lite else IMAGENET_MEAN,
         LITE_STD if lite else IMAGENET_STD,
+        cfg.fit,
     )
     if cfg.map_pool_k < 1:
         raise ModelError(f"expected map_pool_k >= 1, got {cfg.map_pool_k}")
@@ -577,6 +593,7 @@ def _train(
         "explain": explain,
         "summary": (
             f"{cfg.arch} defect-map net at {spec.width}x{spec.height}"
+            + (" letterboxed" if spec.fit == "letterbox" else "")
             + (f" (trained on {cfg.crop[0]}x{cfg.crop[1]} crops)" if cfg.crop else "")
             + f", {len(classes)} classes, "
             f"trained {epoch} epochs (best {best_epoch}) on {len(tr)} images, validated on "

@@ -6,6 +6,7 @@ torch is imported inside the commands, so `station --help` stays fast.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,6 +66,11 @@ def _print_metrics(m: dict[str, Any]) -> None:
     Console(width=120).print(pc)
 
 
+class Fit(StrEnum):
+    stretch = "stretch"
+    letterbox = "letterbox"
+
+
 def register(app: typer.Typer) -> None:
     model_app = typer.Typer(help="Train, evaluate and inspect defect models.", no_args_is_help=True)
     app.add_typer(model_app, name="model")
@@ -98,6 +104,14 @@ def register(app: typer.Typer) -> None:
                 "image needs NAME.mask.png); the model still serves whole images.",
             ),
         ] = None,
+        fit: Annotated[
+            Fit,
+            typer.Option(
+                "--fit",
+                help="stretch: resize every image to the input size (one camera, one shape); "
+                "letterbox: keep each image's aspect ratio and pad (images of mixed shapes).",
+            ),
+        ] = Fit.stretch,
         batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
         lr: Annotated[float, typer.Option("--lr")] = 3e-3,
         seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -126,6 +140,7 @@ def register(app: typer.Typer) -> None:
             long_side=long_side,
             input_size=input_size,
             crop=parse_wxh(crop, "--crop", "320x192") if crop is not None else None,
+            fit=fit.value,
             val_fraction=val_fraction,
             seed=seed,
             patience=patience,
@@ -226,7 +241,8 @@ def register(app: typer.Typer) -> None:
             f"name          {m['name']} version {m['version']}",
             f"sha256        {m['sha256']}",
             f"weights       {m.get('weights_sha256', '')}",
-            f"architecture  {m['architecture']}  input {m['input']['width']}x{m['input']['height']}",
+            f"architecture  {m['architecture']}  input {m['input']['width']}x{m['input']['height']}"
+            f" ({m['input'].get('fit', 'stretch')})",
             f"classes       {', '.join(m['classes'])} (defect-free: {m['ok_class']})",
             f"temperature   {m['temperature']:.4f}",
             f"explain       {m.get('explain', '')}",

@@ -118,7 +118,9 @@ def test_a_crop_trained_model_serves_whole_images_and_finds_defects(crop_model) 
     assert 0 < refit["scale"] / refit["scale_before"] < 10
     # and the served net scores with the refitted line
     assert float(predictor.net.score_scale.detach()) == pytest.approx(refit["scale"], rel=1e-5)
-    assert float(predictor.net.score_bias.detach()) == pytest.approx(refit["bias"], rel=1e-5, abs=1e-6)
+    assert float(predictor.net.score_bias.detach()) == pytest.approx(
+        refit["bias"], rel=1e-5, abs=1e-6
+    )
     best = m["training"]["best_epoch"]
     assert m["training"]["history"][best - 1]["val_nll"] == pytest.approx(refit["nll_after"])
     assert (predictor.spec.width, predictor.spec.height) == (96, 64)

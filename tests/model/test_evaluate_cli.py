@@ -83,6 +83,8 @@ def test_cli_train_info_evaluate(station, tmp_path: Path) -> None:
         "1",
         "--size",
         "48x32",
+        "--fit",
+        "letterbox",
         "--batch-size",
         "8",
     )
@@ -90,6 +92,7 @@ def test_cli_train_info_evaluate(station, tmp_path: Path) -> None:
     assert "artifact:" in res.out and (art / "manifest.json").is_file()
     info = station("model", "info", str(art), "--json")
     assert info.code == 0 and json.loads(info.out)["classes"] == ["ok", "stain"]
+    assert json.loads(info.out)["input"]["fit"] == "letterbox"
     ev = station(
         "model", "evaluate", str(art), "--data", str(data), "--out", str(tmp_path / "r.json")
     )
@@ -131,6 +134,19 @@ def test_cli_bad_inputs_are_one_line_errors(station, tmp_path: Path) -> None:
                 "320",
             ),
             "expected --crop WxH such as 320x192",
+        ),
+        (
+            (
+                "model",
+                "train",
+                "--data",
+                str(tmp_path / "two"),
+                "--out",
+                str(tmp_path / "a"),
+                "--fit",
+                "squash",
+            ),
+            "'squash' is not one of 'stretch', 'letterbox'",
         ),
     ):
         res = station(*args)
