@@ -158,9 +158,9 @@ def _batch(
             assert rng is not None and ok_index is not None  # checked by _check_crop_config
             if mask is None:  # a defect-free image: its mask is empty
                 mask = np.zeros(rgb.shape[:2], np.uint8)
-            x0, y0, shows = pick_crop(
-                mask, crop, rng, within=content_box(*data.original_sizes[i], spec)
-            )
+            width, height = data.original_sizes[i]
+            box = content_box(width, height, spec)  # where the picture lies when letterboxed
+            x0, y0, shows = pick_crop(mask, crop, rng, within=box)
             rgb = rgb[y0 : y0 + h, x0 : x0 + w]
             mask = np.ascontiguousarray(mask[y0 : y0 + h, x0 : x0 + w])
             if not shows:

@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
         level = level_of(engine, settings, name)
         with session_scope(engine) as s:
             st = resolve_station(s, settings, name)
+            assert st.id is not None  # resolve_station returns a stored row
             history = level_history(session=s, station_id=st.id)
         typer.echo(f"station {name}: {level.value}")
         if history:
@@ -80,11 +81,15 @@ def register(app: typer.Typer) -> None:
         engine = open_database(settings, migrate=False)
         with session_scope(engine) as s:
             st = resolve_station(s, settings, station)
+            assert st.id is not None  # resolve_station returns a stored row
             rows = level_history(session=s, station_id=st.id)
             if not rows:
                 typer.echo("no level changes recorded")
             for c in rows:
-                who = s.get(Operator, c.operator_id).name if c.operator_id else "system"
+                op = s.get(Operator, c.operator_id) if c.operator_id else None
+                who = (
+                    op.name if op else (f"operator #{c.operator_id}" if c.operator_id else "system")
+                )
                 tag = " [override]" if c.override else (" [automatic]" if c.automatic else "")
                 gate = f" gate #{c.gate_evaluation_id}" if c.gate_evaluation_id else ""
                 typer.echo(
