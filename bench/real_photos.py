@@ -127,6 +127,9 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         "ece_after": r["ece_after"],
         "train_seconds": round(time.time() - t0),
     }
+    print("tiles: most confident mistakes (file, truth -> predicted, P(defect)):")
+    for w in r["most_confident_mistakes"]:
+        print(f"   {w['file']}: {w['truth']} -> {w['predicted']}, {w['p_defect']:.3f}")
     print("tiles:", json.dumps(out, indent=1), flush=True)
     return out
 

@@ -155,6 +155,7 @@ def evaluate(
     # without defect-free items in the folder AUROC is None (reported as not computable)
     report = compute_metrics(z, labels, model_classes, ok_index, m.temperature)
     report.update(
+        most_confident_mistakes=_worst(z, labels, model_classes, ok_index, m.temperature, loaded),
         model={"name": m.name, "version": m.version, "sha256": m.sha256},
         data={
             "root": str(Path(data_dir)),
@@ -165,6 +166,33 @@ def evaluate(
         },
     )
     return report
+
+
+def _worst(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    ok_index: int | None,
+    temperature: float,
+    loaded: Any,
+    n: int = 10,
+) -> list[dict[str, Any]]:
+    """The n mistakes made with the highest calibrated confidence: the items that block a
+    threshold, and the first ones a QA lead should look at (a mislabelled file, one odd part)."""
+    p = softmax_np(logits, temperature)
+    pred = p.argmax(axis=1)
+    wrong = np.nonzero(pred != labels)[0]
+    order = wrong[np.argsort(-p[wrong, pred[wrong]], kind="stable")][:n]
+    return [
+        {
+            "file": f"{loaded.samples[i].label}/{loaded.samples[i].path.name}",
+            "truth": classes[int(labels[i])],
+            "predicted": classes[int(pred[i])],
+            "confidence": float(p[i, pred[i]]),
+            "p_defect": None if ok_index is None else float(1.0 - p[i, ok_index]),
+        }
+        for i in order
+    ]
 
 
 def _fmt(v: object) -> str:
@@ -203,6 +231,39 @@ def to_html(report: dict[str, Any]) -> str:
         f"<tr><th>{k}</th><td>{_fmt(report.get(k))}</td></tr>"
         for k in ("n", "accuracy", "auroc_defect", "ece_before", "ece_after", "temperature")
     )
+    binary = ""
+    if report.get("auroc_defect") is not None:
+        cov = [
+            ("both sides (confidence of pass or fail)", report.get("defect_coverage_at_1pct")),
+            ("auto-pass (P(defect-free) high)", report.get("auto_pass")),
+            ("auto-fail (P(defect) high)", report.get("auto_fail")),
+        ]
+        binary = (
+            "<h2>Defect vs defect-free</h2><table><tr><th>decision</th><th>threshold</th>"
+            "<th>coverage at &le; 1% error</th><th>decided</th><th>error</th></tr>"
+            + "".join(
+                f"<tr><td>{name}</td><td>{_fmt(c.get('threshold'))}</td>"
+                f"<td>{_fmt(c.get('coverage'))}</td><td>{_fmt(c.get('decided'))}</td>"
+                f"<td>{_fmt(c.get('error'))}</td></tr>"
+                for name, c in cov
+                if c
+            )
+            + f"</table><p>accuracy (defect or not) {_fmt(report.get('defect_accuracy'))}</p>"
+        )
+    worst = report.get("most_confident_mistakes") or []
+    mistakes = (
+        "<h2>Most confident mistakes</h2><table><tr><th>file</th><th>truth</th>"
+        "<th>predicted</th><th>confidence</th><th>P(defect)</th></tr>"
+        + "".join(
+            f"<tr><td>{_fmt(w['file'])}</td><td>{_fmt(w['truth'])}</td>"
+            f"<td>{_fmt(w['predicted'])}</td><td>{_fmt(w['confidence'])}</td>"
+            f"<td>{_fmt(w['p_defect'])}</td></tr>"
+            for w in worst
+        )
+        + "</table>"
+        if worst
+        else ""
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>Model evaluation</title><style>body{{font-family:sans-serif;margin:2em}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px}}
@@ -220,6 +281,8 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 <table><tr><th></th>{"".join(f"<th>{html.escape(c)}</th>" for c in classes)}</tr>{cm}</table>
 <h2>Risk / coverage (calibrated confidence of the predicted label)</h2>
 <table><tr><th>threshold</th><th>coverage</th><th>decided</th><th>error</th></tr>{rc}</table>
+{binary}
+{mistakes}
 <h2>Reliability diagram</h2><img src="data:image/png;base64,{img}" alt="reliability diagram">
 </body></html>
 """

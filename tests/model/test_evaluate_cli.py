@@ -56,6 +56,27 @@ def test_evaluate_reports_every_required_measure(trained, tmp_path: Path) -> Non
     assert json.loads(out.read_text())["accuracy"] == report["accuracy"]
     html = write_report(report, tmp_path / "r.html").read_text()
     assert "Risk / coverage" in html and "data:image/png;base64," in html
+    assert "Defect vs defect-free" in html and "auto-pass" in html
+
+
+def test_the_most_confident_mistakes_are_listed_for_a_look(trained, tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    shutil.copytree(trained.heldout, data)
+    # three defect-free pictures filed as scratches: the mistakes a QA lead should see first
+    moved = sorted((data / "ok").glob("ok_00[0-2].png"))
+    for f in moved:
+        f.rename(data / "scratch" / f.name)
+    report = evaluate(Predictor.load(trained.artifact), data)
+    worst = report["most_confident_mistakes"]
+    assert 0 < len(worst) <= 10
+    confidences = [w["confidence"] for w in worst]
+    assert confidences == sorted(confidences, reverse=True)
+    assert all(w["truth"] != w["predicted"] for w in worst)
+    assert all((data / w["file"]).is_file() for w in worst)
+    misfiled = {f"scratch/{f.name}" for f in moved}
+    assert misfiled & {w["file"] for w in worst}
+    html = write_report(report, tmp_path / "r.html").read_text()
+    assert "Most confident mistakes" in html and worst[0]["file"] in html
 
 
 def test_ok_class_under_another_name_is_mapped(trained, tmp_path: Path) -> None:
