@@ -120,6 +120,7 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         "auroc_defect_vs_free": r["auroc_defect"],
         "defect_accuracy": r["defect_accuracy"],
         "coverage_at_1pct_error": cov["coverage"],
+        "station_coverage_at_1pct_error": r["station_coverage_at_1pct"]["coverage"],
         "auto_pass_coverage": r["auto_pass"]["coverage"],
         "auto_fail_coverage": r["auto_fail"]["coverage"],
         "type_accuracy_6class": r["accuracy"],

@@ -157,6 +157,25 @@ def coverage_threshold(
     }
 
 
+def two_threshold_coverage(
+    auto_pass: dict[str, float | int | None],
+    auto_fail: dict[str, float | int | None],
+    n: int,
+) -> dict[str, float | int | None]:
+    """The items a station with both thresholds decides: auto-passed plus auto-failed.
+
+    Each side errs at most max_error among its own decisions, so together they do too (a
+    weighted mean of two rates). With thresholds above 0.5 on P(ok) and on P(defect) no item is
+    on both sides. A side without a threshold decides nothing.
+    """
+    sides = [c for c in (auto_pass, auto_fail) if c.get("threshold") is not None]
+    decided = sum(int(c["decided"] or 0) for c in sides)
+    if not decided or n <= 0:
+        return {"coverage": 0.0, "error": None, "decided": 0}
+    errors = sum(float(c["error"] or 0.0) * int(c["decided"] or 0) for c in sides)
+    return {"coverage": decided / n, "error": errors / decided, "decided": decided}
+
+
 RISK_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 

@@ -19,6 +19,7 @@ from model.calibrate import (
     reliability_png,
     risk_coverage,
     softmax_np,
+    two_threshold_coverage,
 )
 from model.data import load_samples, scan_folder
 from model.errors import DataError
@@ -98,6 +99,7 @@ def compute_metrics(
             risk_coverage_defect=None,
             auto_pass=None,
             auto_fail=None,
+            station_coverage_at_1pct=None,
         )
         return out
     p_defect = 1.0 - p[:, ok_index]
@@ -105,14 +107,19 @@ def compute_metrics(
     said_defect = p_defect >= 0.5
     bconf = np.maximum(p_defect, 1 - p_defect)
     bwrong = said_defect != is_defect
+    # auto-pass: P(ok) high, error = a defect passed; auto-fail: P(defect) high, error = ok failed
+    auto_pass = coverage_threshold(1 - p_defect, is_defect, max_error)
+    auto_fail = coverage_threshold(p_defect, ~is_defect, max_error)
     out.update(
         auroc_defect=auroc(p_defect, is_defect),
         defect_accuracy=float((~bwrong).mean()),
         risk_coverage_defect=risk_coverage(bconf, bwrong),
+        # one threshold on the confidence of either call: the strictest reading
         defect_coverage_at_1pct=coverage_threshold(bconf, bwrong, max_error),
-        # auto-pass: P(ok) high, error = a defect passed; auto-fail: P(defect) high, error = ok failed
-        auto_pass=coverage_threshold(1 - p_defect, is_defect, max_error),
-        auto_fail=coverage_threshold(p_defect, ~is_defect, max_error),
+        auto_pass=auto_pass,
+        auto_fail=auto_fail,
+        # a pass threshold and a fail threshold, as the station's partial automation uses them
+        station_coverage_at_1pct=two_threshold_coverage(auto_pass, auto_fail, len(labels)),
     )
     return out
 
@@ -234,9 +241,16 @@ def to_html(report: dict[str, Any]) -> str:
     binary = ""
     if report.get("auroc_defect") is not None:
         cov = [
-            ("both sides (confidence of pass or fail)", report.get("defect_coverage_at_1pct")),
+            (
+                "one threshold on the confidence of either call",
+                report.get("defect_coverage_at_1pct"),
+            ),
             ("auto-pass (P(defect-free) high)", report.get("auto_pass")),
             ("auto-fail (P(defect) high)", report.get("auto_fail")),
+            (
+                "auto-pass + auto-fail (the station's two thresholds)",
+                report.get("station_coverage_at_1pct"),
+            ),
         ]
         binary = (
             "<h2>Defect vs defect-free</h2><table><tr><th>decision</th><th>threshold</th>"

@@ -51,7 +51,13 @@ def _print_metrics(m: dict[str, Any]) -> None:
             t.add_row(key, _fmt(m[key]))
     cov = m.get("defect_coverage_at_1pct")
     if cov:
-        t.add_row("pass/fail coverage at <=1% error", _fmt(cov.get("coverage")))
+        t.add_row("pass/fail coverage at <=1% error, one threshold", _fmt(cov.get("coverage")))
+    both = m.get("station_coverage_at_1pct")
+    if both:
+        t.add_row(
+            "auto-pass + auto-fail coverage at <=1% error (station thresholds)",
+            _fmt(both.get("coverage")),
+        )
     lab = m.get("label_coverage_at_1pct")
     if lab:
         t.add_row("label coverage at <=1% error", _fmt(lab.get("coverage")))

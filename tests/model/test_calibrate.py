@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from model import CalibrationError, ece, fit_temperature
-from model.calibrate import coverage_threshold, softmax_np
-from model.evaluate import auroc
+from model.calibrate import coverage_threshold, softmax_np, two_threshold_coverage
+from model.evaluate import auroc, compute_metrics
 
 
 def _overconfident(n: int = 2000, k: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,3 +67,34 @@ def test_auroc_matches_simple_cases() -> None:
     assert auroc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([False, False, True, True])) == 1.0
     assert auroc(np.array([0.5, 0.5]), np.array([False, True])) == 0.5
     assert auroc(np.array([0.5, 0.6]), np.array([True, True])) is None
+
+
+def test_two_thresholds_decide_what_one_confidence_threshold_cannot() -> None:
+    # 100 clean parts confidently passed, 50 defects fairly surely failed, and two clean parts
+    # the model is sure are defective (one odd region under two lightings)
+    p_defect = np.array([0.01] * 100 + [0.9] * 50 + [0.995] * 2)
+    is_defect = np.array([False] * 100 + [True] * 50 + [False] * 2)
+    r = compute_metrics(
+        np.log(np.stack([1 - p_defect, p_defect], axis=1)),
+        is_defect.astype(int),
+        ["ok", "scratch"],
+        ok_index=0,
+        temperature=1.0,
+    )
+    # one threshold on max(P(ok), P(defect)) meets the two false alarms first: nothing decidable
+    assert r["defect_coverage_at_1pct"]["coverage"] == 0.0
+    # the station's separate thresholds auto-pass the clean parts and leave the rest to people
+    assert r["auto_pass"]["decided"] == 100 and r["auto_fail"]["decided"] == 0
+    both = r["station_coverage_at_1pct"]
+    assert both["decided"] == 100
+    assert both["coverage"] == pytest.approx(100 / 152)
+    assert both["error"] == 0.0
+
+
+def test_two_threshold_error_is_the_weighted_error_of_both_sides() -> None:
+    passed = {"threshold": 0.99, "coverage": 0.5, "error": 0.01, "decided": 100}
+    failed = {"threshold": 0.98, "coverage": 0.25, "error": 0.0, "decided": 50}
+    r = two_threshold_coverage(passed, failed, 200)
+    assert r == {"coverage": 0.75, "error": pytest.approx(1 / 150), "decided": 150}
+    none = {"threshold": None, "coverage": 0.0, "error": None, "decided": 0}
+    assert two_threshold_coverage(none, none, 200) == {"coverage": 0.0, "error": None, "decided": 0}
