@@ -129,12 +129,17 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
 
 
 def coverage_threshold(
-    score: np.ndarray, wrong: np.ndarray, max_error: float = 0.01, min_count: int = 20
+    score: np.ndarray,
+    wrong: np.ndarray,
+    max_error: float = 0.01,
+    min_count: int = 20,
+    above: float | None = None,
 ) -> dict[str, float | int | None]:
     """Lowest threshold on `score` whose decided items (score >= t) err at most max_error.
 
     Fewer than min_count decided items never make a threshold: tiny validation sets give
-    thresholds that do not hold on new data.
+    thresholds that do not hold on new data. With `above`, only thresholds over it count (the
+    station takes auto-pass and auto-fail thresholds above 0.5 only).
     """
     order = np.argsort(-score, kind="stable")
     s = score[order]
@@ -145,6 +150,8 @@ def coverage_threshold(
         # only cut between distinct scores
         if i + 1 < len(s) and s[i + 1] == s[i]:
             continue
+        if above is not None and s[i] <= above:
+            break  # scores only fall from here
         if n[i] >= min_count and w[i] / n[i] <= max_error:
             best = i
     if best is None:
@@ -164,10 +171,16 @@ def two_threshold_coverage(
 ) -> dict[str, float | int | None]:
     """The items a station with both thresholds decides: auto-passed plus auto-failed.
 
-    Each side errs at most max_error among its own decisions, so together they do too (a
-    weighted mean of two rates). With thresholds above 0.5 on P(ok) and on P(defect) no item is
-    on both sides. A side without a threshold decides nothing.
+    Both thresholds must be above 0.5 (`coverage_threshold(..., above=0.5)`, as the station's
+    settings require): P(ok) and P(defect) add up to one, so no item is on both sides. Each side
+    errs at most max_error among its own decisions, so together they do too (a weighted mean of
+    two rates). A side without a threshold decides nothing. The station's never-pass caps (e.g.
+    a possible crack) can only take items off the pass side, so its coverage is at most this.
     """
+    for c in (auto_pass, auto_fail):
+        t = c.get("threshold")
+        if t is not None and float(t) <= 0.5:
+            raise ValueError(f"expected thresholds above 0.5 on both sides, got {t}")
     sides = [c for c in (auto_pass, auto_fail) if c.get("threshold") is not None]
     decided = sum(int(c["decided"] or 0) for c in sides)
     if not decided or n <= 0:

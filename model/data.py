@@ -200,7 +200,7 @@ def load_samples(
         if s.mask_path is not None:
             m, mraw = _read(s.mask_path, cv2.IMREAD_GRAYSCALE)
             if m is not None:
-                mask = (prepare_mask(m, spec) * 255).astype(np.uint8)
+                mask = (prepare_mask(m, spec, (img.shape[1], img.shape[0])) * 255).astype(np.uint8)
         size = (img.shape[1], img.shape[0])
         return s, rgb, mask, hashlib.sha256(raw).hexdigest(), size, hashlib.sha256(mraw).digest()
 
@@ -338,7 +338,8 @@ def pick_crop(
     gives a clean crop anywhere.
 
     `within` (x0, y0, w, h) is where the picture lies in a letterboxed input: crops placed
-    "anywhere" are centred inside it, so they show the part rather than the padding.
+    "anywhere" lie inside it along each side it can hold the crop, and are centred on it along
+    a side shorter than the crop, so they show the part rather than the padding.
     """
     cw, ch = size
     if mask is None:
@@ -347,12 +348,17 @@ def pick_crop(
     if cw > w or ch > h:
         raise DataError(f"expected a crop no larger than the image ({w}x{h}), got {cw}x{ch}")
 
+    def along(start: int, length: int, side: int, full: int) -> int:
+        # inside the picture where it holds the crop; centred on it (padding both sides) if not
+        if length >= side:
+            return start + int(rng.integers(0, length - side + 1))
+        return int(np.clip(start + (length - side) // 2, 0, full - side))
+
     def anywhere() -> tuple[int, int]:
         if within is None or within == (0, 0, w, h):
             return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
         bx, by, bw, bh = within
-        cx, cy = bx + int(rng.integers(0, max(1, bw))), by + int(rng.integers(0, max(1, bh)))
-        return int(np.clip(cx - cw // 2, 0, w - cw)), int(np.clip(cy - ch // 2, 0, h - ch))
+        return along(bx, bw, cw, w), along(by, bh, ch, h)
 
     on = (mask > 25).astype(np.uint8)
     ys, xs = np.nonzero(on)

@@ -108,8 +108,8 @@ def compute_metrics(
     bconf = np.maximum(p_defect, 1 - p_defect)
     bwrong = said_defect != is_defect
     # auto-pass: P(ok) high, error = a defect passed; auto-fail: P(defect) high, error = ok failed
-    auto_pass = coverage_threshold(1 - p_defect, is_defect, max_error)
-    auto_fail = coverage_threshold(p_defect, ~is_defect, max_error)
+    auto_pass = coverage_threshold(1 - p_defect, is_defect, max_error, above=0.5)
+    auto_fail = coverage_threshold(p_defect, ~is_defect, max_error, above=0.5)
     out.update(
         auroc_defect=auroc(p_defect, is_defect),
         defect_accuracy=float((~bwrong).mean()),
@@ -184,18 +184,33 @@ def _worst(
     loaded: Any,
     n: int = 10,
 ) -> list[dict[str, Any]]:
-    """The n mistakes made with the highest calibrated confidence: the items that block a
-    threshold, and the first ones a QA lead should look at (a mislabelled file, one odd part)."""
+    """The n mistakes made with the highest calibrated confidence, the first items a QA lead
+    should look at (a mislabelled file, one odd part).
+
+    With a defect-free class these are pass/fail mistakes ranked by the confidence of that call
+    (a defect passed, a clean part failed): the items that block an auto-pass or auto-fail
+    threshold. A mix-up between two defect types is not one. Without it, label mistakes.
+    """
     p = softmax_np(logits, temperature)
     pred = p.argmax(axis=1)
-    wrong = np.nonzero(pred != labels)[0]
-    order = wrong[np.argsort(-p[wrong, pred[wrong]], kind="stable")][:n]
+    if ok_index is None:
+        conf = p[np.arange(len(p)), pred]
+        wrong = np.nonzero(pred != labels)[0]
+    else:
+        p_defect = 1.0 - p[:, ok_index]
+        conf = np.maximum(p_defect, 1.0 - p_defect)
+        wrong = np.nonzero((p_defect >= 0.5) != (labels != ok_index))[0]
+        # the call made: the defect-free class, or the most probable defect type
+        defects_only = p.copy()
+        defects_only[:, ok_index] = -1.0
+        pred = np.where(p_defect >= 0.5, defects_only.argmax(axis=1), ok_index)
+    order = wrong[np.argsort(-conf[wrong], kind="stable")][:n]
     return [
         {
             "file": f"{loaded.samples[i].label}/{loaded.samples[i].path.name}",
             "truth": classes[int(labels[i])],
             "predicted": classes[int(pred[i])],
-            "confidence": float(p[i, pred[i]]),
+            "confidence": float(conf[i]),
             "p_defect": None if ok_index is None else float(1.0 - p[i, ok_index]),
         }
         for i in order

@@ -11,6 +11,8 @@ Two ways to reach the input size (`InputSpec.fit`):
   the normalisation mean (a zero after normalising). Right for sets of mixed shapes, such as the
   magnetic tiles (aspect 0.36 to 2.7): stretched to one aspect, a narrow tile is widened 2-3x
   more than a wide one, and its texture looks like nothing the net was trained on.
+  Training augments the padded input as a whole (lighting gain and bias, noise, flips, a small
+  shift), so the padding seen in training varies around the mean; served, it is the mean.
 """
 
 from __future__ import annotations
@@ -115,11 +117,13 @@ def content_box(width: int, height: int, spec: InputSpec) -> tuple[int, int, int
 
 
 def _fit(
-    img: np.ndarray, spec: InputSpec, interp: int, pad: float | tuple[float, ...]
+    img: np.ndarray, spec: InputSpec, interp: int | None, pad: float | tuple[float, ...]
 ) -> np.ndarray:
     h, w = img.shape[:2]
     x0, y0, cw, ch = content_box(w, h, spec)
     if (w, h) != (cw, ch):
+        if interp is None:  # area resampling when shrinking keeps thin lines; linear when growing
+            interp = cv2.INTER_AREA if cw <= w and ch <= h else cv2.INTER_LINEAR
         img = cv2.resize(img, (cw, ch), interpolation=interp)
     if (cw, ch) == (spec.width, spec.height):
         return img
@@ -131,10 +135,8 @@ def _fit(
 def prepare(image: object, spec: InputSpec) -> np.ndarray:
     """Any supported image -> HxWx3 uint8 RGB at spec's size (area resampling keeps thin lines)."""
     rgb = cv2.cvtColor(as_bgr_uint8(image), cv2.COLOR_BGR2RGB)
-    h, w = rgb.shape[:2]
-    interp = cv2.INTER_AREA if w >= spec.width and h >= spec.height else cv2.INTER_LINEAR
     mean = tuple(round(255 * m) for m in spec.mean)
-    return _fit(rgb, spec, interp, mean)
+    return _fit(rgb, spec, None, mean)
 
 
 def to_tensor(rgb: np.ndarray, spec: InputSpec) -> torch.Tensor:
@@ -150,18 +152,28 @@ def preprocess(image: object, spec: InputSpec) -> torch.Tensor:
     return to_tensor(prepare(image, spec), spec)
 
 
-def prepare_mask(mask: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """A defect mask (white = defect) -> HxW float32 in [0, 1] at spec's size."""
+def prepare_mask(
+    mask: np.ndarray, spec: InputSpec, image_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """A defect mask (white = defect) -> HxW float32 in [0, 1] at spec's size.
+
+    Letterboxed, the mask must land where its image does: a mask of another size than its image
+    (`image_size`, width x height) is first brought to the image's size.
+    """
     m = mask
     if m.ndim == 3:
         m = m.max(axis=2)
     m = (m > (m.max() / 2 if m.dtype != np.uint8 else 127)).astype(np.float32)
+    if spec.fit == "letterbox" and image_size is not None and m.shape[::-1] != tuple(image_size):
+        m = cv2.resize(m, tuple(image_size), interpolation=cv2.INTER_NEAREST)
     return _fit(m, spec, cv2.INTER_AREA, 0.0)
 
 
 def uncrop_map(heat: np.ndarray, width: int, height: int, spec: InputSpec) -> np.ndarray:
     """A map over spec's input (any resolution) -> the same map over the image's own pixels,
     the letterbox's padding cut away."""
+    if spec.fit == "stretch":
+        return cv2.resize(heat.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     full = cv2.resize(
         heat.astype(np.float32), (spec.width, spec.height), interpolation=cv2.INTER_LINEAR
     )

@@ -98,3 +98,30 @@ def test_two_threshold_error_is_the_weighted_error_of_both_sides() -> None:
     assert r == {"coverage": 0.75, "error": pytest.approx(1 / 150), "decided": 150}
     none = {"threshold": None, "coverage": 0.0, "error": None, "decided": 0}
     assert two_threshold_coverage(none, none, 200) == {"coverage": 0.0, "error": None, "decided": 0}
+
+
+def test_auto_thresholds_stay_above_one_half_even_with_few_defects() -> None:
+    # 1000 clean parts, 5 defects at P(defect) 0.7: "pass everything under 0.7" errs only 0.5%,
+    # but a pass threshold under one half is not one the station takes
+    p_defect = np.array([0.01] * 1000 + [0.7] * 5 + [0.6] * 4 + [0.4] * 4)
+    is_defect = np.array([False] * 1000 + [True] * 5 + [False] * 4 + [True] * 4)
+    r = compute_metrics(
+        np.log(np.stack([1 - p_defect, p_defect], axis=1)),
+        is_defect.astype(int),
+        ["ok", "scratch"],
+        ok_index=0,
+        temperature=1.0,
+    )
+    # P(ok) 0.6 is the lowest pass threshold over one half: the 4 defects at P(defect) 0.4 pass
+    # (0.4% error), the 5 at 0.7 do not (under one half, every item would have been "decided")
+    assert r["auto_pass"]["threshold"] == pytest.approx(0.6)
+    assert r["auto_pass"]["decided"] == 1004
+    assert r["auto_fail"]["threshold"] is None  # 4 clean parts among 9 above one half
+    both = r["station_coverage_at_1pct"]
+    assert both["decided"] == 1004 and both["coverage"] < 1.0
+    with pytest.raises(ValueError, match="above 0.5"):
+        two_threshold_coverage(
+            {"threshold": 0.4, "coverage": 1.0, "error": 0.0, "decided": 10},
+            {"threshold": None, "coverage": 0.0, "error": None, "decided": 0},
+            10,
+        )

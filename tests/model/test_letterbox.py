@@ -84,16 +84,67 @@ def test_a_heat_map_is_mapped_back_to_the_image_without_the_padding() -> None:
     assert 140 <= x < 160 and 15 <= y < 35
 
 
-def test_crops_drawn_anywhere_centre_on_the_picture_not_the_padding() -> None:
+def _padding_share(x0: int, y0: int, size: tuple[int, int], box: tuple) -> float:
+    bx, by, bw, bh = box
+    cw, ch = size
+    inside = max(0, min(x0 + cw, bx + bw) - max(x0, bx)) * max(
+        0, min(y0 + ch, by + bh) - max(y0, by)
+    )
+    return 1.0 - inside / (cw * ch)
+
+
+def test_clean_crops_show_the_picture_not_the_padding() -> None:
     rng = np.random.default_rng(0)
     blank = np.zeros((64, 96), np.uint8)
-    box = content_box(30, 60, SPEC)  # a narrow image: a 32 px column in the middle
-    assert box == (32, 0, 32, 64)
+    wide = content_box(300, 100, SPEC)  # 96x32 strip across the middle
+    assert wide == (0, 16, 96, 32)
+    spots = set()
     for _ in range(100):
-        x0, _y0, shows = pick_crop(blank, (32, 32), rng, within=box)
+        x0, y0, shows = pick_crop(blank, (32, 32), rng, within=wide)
         assert not shows
-        centre = x0 + 16
-        assert 32 <= centre <= 64
+        assert _padding_share(x0, y0, (32, 32), wide) == 0.0
+        spots.add(x0)
+    assert len(spots) > 20  # still anywhere along the strip
+    # a picture narrower than the crop: the crop is centred on it, padding on both sides
+    narrow = content_box(20, 60, SPEC)
+    for _ in range(20):
+        x0, _y0, _ = pick_crop(blank, (48, 48), rng, within=narrow)
+        bx, _, bw, _ = narrow
+        assert abs((x0 + 24) - (bx + bw / 2)) <= 1
+
+
+def test_stretch_crops_draw_exactly_as_before() -> None:
+    # the bundled model's reproduction depends on the same random crops
+    mask = np.zeros((64, 96), np.uint8)
+    mask[30:36, 70:80] = 255
+    for m in (mask, np.zeros_like(mask)):
+        a, b = np.random.default_rng(3), np.random.default_rng(3)
+        full = content_box(500, 300, InputSpec(96, 64))
+        assert full == (0, 0, 96, 64)
+        draws_a = [pick_crop(m, (48, 32), a) for _ in range(50)]
+        draws_b = [pick_crop(m, (48, 32), b, within=full) for _ in range(50)]
+        assert draws_a == draws_b
+
+
+def test_letterbox_shrinks_with_area_resampling_so_thin_lines_survive() -> None:
+    img = np.zeros((200, 1000, 3), np.uint8)
+    img[:, 500] = 255  # a one-pixel scratch, shrunk to 0.096 of its width
+    rgb = prepare(img, SPEC)
+    column = rgb[20:44, :, 0].max(axis=0)
+    assert column.max() >= 20  # averaged into its cell, not skipped between samples
+
+
+def test_a_mask_of_another_size_lands_where_its_image_does() -> None:
+    img, mask = _square_on_wide_image()
+    half = cv2.resize(mask, (100, 25), interpolation=cv2.INTER_NEAREST)
+    m = prepare_mask(half, SPEC, (200, 50))
+    assert np.abs(m - prepare_mask(mask, SPEC)).max() < 0.5
+
+
+def test_stretch_heat_maps_are_resized_once_as_before() -> None:
+    heat = np.random.default_rng(0).random((3, 2)).astype(np.float32)
+    old = cv2.resize(heat, (200, 50), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(uncrop_map(heat, 200, 50, InputSpec(96, 64)), old)
 
 
 def test_an_unknown_fit_is_refused_in_config_and_manifest(tmp_path: Path) -> None:
