@@ -103,6 +103,7 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         epochs=args.epochs,
         input_size=size,
         fit=args.tile_fit,
+        ema_decay=args.ema_decay,
         crop=crop,
         ok_class="free",
         require_ok=True,
@@ -206,6 +207,7 @@ def main() -> None:
     )
     ap.add_argument("--msd-side", type=int, default=448)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ema-decay", type=float, default=None, help="moving average of the weights")
     ap.add_argument("--lr", type=float, default=None, help="default 3e-3, 1e-3 from weights")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temp)")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from model.arch import DEFAULT_ARCH, DefectNet, GlobalNet, build, check_architecture
 from model.artifact import load_weights, save_artifact
@@ -85,6 +86,11 @@ class TrainConfig:
     crop: tuple[int, int] | None = None
     # the defect score is the mean of the map's `map_pool_k` hottest cells
     map_pool_k: int = 2
+    # judge and keep an exponential moving average of the weights (decay per step, e.g. 0.99:
+    # about the last 100 steps) instead of the last step's weights; None = off. On small
+    # validation sets the last step's weights swing (tile AUROC 0.72 -> 0.92 -> 0.82 between
+    # epochs); the average moves slowly and generalises at least as well.
+    ema_decay: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -411,6 +417,8 @@ def train(
     if cfg.epochs < 1:
         raise ModelError(f"expected at least 1 epoch, got {cfg.epochs}")
     check_architecture(cfg.arch)
+    if cfg.ema_decay is not None and not 0.0 < cfg.ema_decay < 1.0:
+        raise ModelError(f"expected an EMA decay in (0, 1) such as 0.99, got {cfg.ema_decay}")
     if cfg.fit not in FITS:
         raise ModelError(f"expected fit to be one of {', '.join(FITS)}, got {cfg.fit!r}")
     started = time.time()
@@ -478,6 +486,11 @@ def _train(
     )
     rng = np.random.default_rng(cfg.seed)
     tr_arr = np.array(tr)
+    ema = (
+        AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+        if cfg.ema_decay is not None
+        else None
+    )
     best: dict[str, torch.Tensor] | None = None
     best_nll, best_epoch, stale = math.inf, 0, 0
     best_refit: ScoreRefit | None = None
@@ -509,6 +522,8 @@ def _train(
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(net)
             total += float(loss.detach())
             say(
                 "step",
@@ -520,15 +535,17 @@ def _train(
                     "loss": float(loss.detach()),
                 },
             )
+        # the weights judged and kept: the moving average where there is one
+        judged: DefectNet | GlobalNet = ema.module if ema is not None else net  # type: ignore[assignment]
         recalibrate_batchnorm(
-            net, _recalibration_batches(data, tr, spec, cfg, ok_index, masks_known)
+            judged, _recalibration_batches(data, tr, spec, cfg, ok_index, masks_known)
         )
         refit: ScoreRefit | None = None
-        if refit_scores and isinstance(net, DefectNet):  # crop training refuses other nets
-            refit = refit_score(net, data, va, spec, y_all[va])
+        if refit_scores and isinstance(judged, DefectNet):  # crop training refuses other nets
+            refit = refit_score(judged, data, va, spec, y_all[va])
             z = refit.logits
         else:
-            z = _logits(net, data, va, spec)
+            z = _logits(judged, data, va, spec)
         val_nll = _nll(z, y_all[va])
         val_acc = float((z.argmax(1) == y_all[va]).mean())
         history.append(
@@ -544,7 +561,7 @@ def _train(
         say("epoch", history[-1] | {"epochs": cfg.epochs})
         if val_nll < best_nll - 1e-4:
             best_nll, best_epoch, stale = val_nll, epoch, 0
-            best = copy.deepcopy(net.state_dict())
+            best = copy.deepcopy(judged.state_dict())
             best_refit = refit
             if refit is not None:  # the served model scores with the refitted line
                 best["score_scale"] = torch.tensor([refit.scale])

@@ -118,6 +118,16 @@ def register(app: typer.Typer) -> None:
                 "letterbox: keep each image's aspect ratio and pad (images of mixed shapes).",
             ),
         ] = Fit.stretch,
+        ema_decay: Annotated[
+            float | None,
+            typer.Option(
+                "--ema-decay",
+                min=0.0,
+                max=1.0,
+                help="Keep a moving average of the weights (e.g. 0.99 per step) rather than "
+                "the last step's: steadier on small validation sets.",
+            ),
+        ] = None,
         batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
         lr: Annotated[float, typer.Option("--lr")] = 3e-3,
         seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -147,6 +157,7 @@ def register(app: typer.Typer) -> None:
             input_size=input_size,
             crop=parse_wxh(crop, "--crop", "320x192") if crop is not None else None,
             fit=fit.value,
+            ema_decay=ema_decay,
             val_fraction=val_fraction,
             seed=seed,
             patience=patience,

@@ -150,3 +150,17 @@ def test_a_bad_pool_size_in_the_manifest_is_refused(crop_model, tmp_path: Path) 
     (copy / MANIFEST).write_text(json.dumps(m))
     with pytest.raises(ArtifactError, match="map_pool_k"):
         Predictor.load(copy)
+
+
+def test_moving_average_weights_are_the_ones_kept(tmp_path: Path) -> None:
+    data = write_folder(tmp_path / "d", {"ok": 24, "scratch": 24}, seed=7)
+    base = dict(epochs=2, input_size=(96, 64), crop=(48, 32), batch_size=12, threads=2)
+    plain = train(data, tmp_path / "plain", TrainConfig(**base)).manifest
+    averaged = train(data, tmp_path / "ema", TrainConfig(**base, ema_decay=0.9)).manifest
+    assert averaged["training"]["config"]["ema_decay"] == 0.9
+    # same seed, same batches: only the averaging differs, and it shows in the kept weights
+    assert averaged["files"]["weights.pt"] != plain["files"]["weights.pt"]
+    p = Predictor.load(tmp_path / "ema")
+    assert 0.0 <= p.predict(np.full((64, 96, 3), 128, np.uint8)).p_defect <= 1.0
+    with pytest.raises(ModelError, match="EMA decay in \\(0, 1\\)"):
+        train(data, tmp_path / "bad", TrainConfig(**base, ema_decay=1.5))
