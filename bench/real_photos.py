@@ -30,14 +30,8 @@ DATA = ROOT / ".." / "shared" / "data"
 
 from model import Predictor, TrainConfig, evaluate, scan_folder, train  # noqa: E402
 from model.data import group_split  # noqa: E402
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        sys.exit(f"expected --tile-size WxH such as 640x448, got {text!r}")
-    return w, h
+from station.cli.common import parse_wxh  # noqa: E402
+from station.errors import StationError  # noqa: E402
 
 
 def link(samples, dst: Path) -> None:
@@ -90,7 +84,7 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         f"tiles: {len(tr)} train+val / {len(te)} test images, {len(set(groups))} regions; "
         "no region on both sides"
     )
-    size = parse_size(args.tile_size)
+    size = args.tile_size
     crop = None
     if args.tile_crop:
         crop = (min(args.tile_crop, size[0]), min(args.tile_crop, size[1]))
@@ -213,6 +207,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temp)")
     args = ap.parse_args()
+    try:  # before any image is read
+        args.tile_size = parse_wxh(args.tile_size, "--tile-size", "384x448")
+    except StationError as e:
+        sys.exit(str(e))
     if not DATA.is_dir():
         print(f"skipped: no real photos at {DATA.resolve()} (see ../shared/data/README.md)")
         return

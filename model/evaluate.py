@@ -21,7 +21,7 @@ from model.calibrate import (
     softmax_np,
     two_threshold_coverage,
 )
-from model.data import load_samples, scan_folder
+from model.data import LoadedSet, load_samples, scan_folder
 from model.errors import DataError
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def _worst(
     classes: Sequence[str],
     ok_index: int | None,
     temperature: float,
-    loaded: Any,
+    loaded: LoadedSet,
     n: int = 10,
 ) -> list[dict[str, Any]]:
     """The n mistakes made with the highest calibrated confidence, the first items a QA lead

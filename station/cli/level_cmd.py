@@ -86,10 +86,10 @@ def register(app: typer.Typer) -> None:
             if not rows:
                 typer.echo("no level changes recorded")
             for c in rows:
-                op = s.get(Operator, c.operator_id) if c.operator_id else None
-                who = (
-                    op.name if op else (f"operator #{c.operator_id}" if c.operator_id else "system")
-                )
+                who = "system"
+                if c.operator_id:
+                    op = s.get(Operator, c.operator_id)
+                    who = op.name if op else f"operator #{c.operator_id}"
                 tag = " [override]" if c.override else (" [automatic]" if c.automatic else "")
                 gate = f" gate #{c.gate_evaluation_id}" if c.gate_evaluation_id else ""
                 typer.echo(

@@ -72,7 +72,7 @@ def _print_metrics(m: dict[str, Any]) -> None:
     Console(width=120).print(pc)
 
 
-class Fit(StrEnum):
+class Fit(StrEnum):  # model.preprocess.FITS, spelled out so `--help` needs no torch import
     stretch = "stretch"
     letterbox = "letterbox"
 

@@ -69,18 +69,18 @@ def test_auroc_matches_simple_cases() -> None:
     assert auroc(np.array([0.5, 0.6]), np.array([True, True])) is None
 
 
+def _binary_metrics(p_defect: np.ndarray, is_defect: np.ndarray) -> dict:
+    """compute_metrics of a two-class (ok, scratch) model that gave these P(defect)."""
+    logits = np.log(np.stack([1 - p_defect, p_defect], axis=1))
+    return compute_metrics(logits, is_defect.astype(int), ["ok", "scratch"], 0, temperature=1.0)
+
+
 def test_two_thresholds_decide_what_one_confidence_threshold_cannot() -> None:
     # 100 clean parts confidently passed, 50 defects fairly surely failed, and two clean parts
     # the model is sure are defective (one odd region under two lightings)
     p_defect = np.array([0.01] * 100 + [0.9] * 50 + [0.995] * 2)
     is_defect = np.array([False] * 100 + [True] * 50 + [False] * 2)
-    r = compute_metrics(
-        np.log(np.stack([1 - p_defect, p_defect], axis=1)),
-        is_defect.astype(int),
-        ["ok", "scratch"],
-        ok_index=0,
-        temperature=1.0,
-    )
+    r = _binary_metrics(p_defect, is_defect)
     # one threshold on max(P(ok), P(defect)) meets the two false alarms first: nothing decidable
     assert r["defect_coverage_at_1pct"]["coverage"] == 0.0
     # the station's separate thresholds auto-pass the clean parts and leave the rest to people
@@ -105,13 +105,7 @@ def test_auto_thresholds_stay_above_one_half_even_with_few_defects() -> None:
     # but a pass threshold under one half is not one the station takes
     p_defect = np.array([0.01] * 1000 + [0.7] * 5 + [0.6] * 4 + [0.4] * 4)
     is_defect = np.array([False] * 1000 + [True] * 5 + [False] * 4 + [True] * 4)
-    r = compute_metrics(
-        np.log(np.stack([1 - p_defect, p_defect], axis=1)),
-        is_defect.astype(int),
-        ["ok", "scratch"],
-        ok_index=0,
-        temperature=1.0,
-    )
+    r = _binary_metrics(p_defect, is_defect)
     # P(ok) 0.6 is the lowest pass threshold over one half: the 4 defects at P(defect) 0.4 pass
     # (0.4% error), the 5 at 0.7 do not (under one half, every item would have been "decided")
     assert r["auto_pass"]["threshold"] == pytest.approx(0.6)

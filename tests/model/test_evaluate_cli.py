@@ -124,49 +124,18 @@ def test_cli_train_info_evaluate(station, tmp_path: Path) -> None:
 def test_cli_bad_inputs_are_one_line_errors(station, tmp_path: Path) -> None:
     write_folder(tmp_path / "one", {"ok": 2})
     write_folder(tmp_path / "two", {"ok": 2, "stain": 2})
+
+    def train_on(folder: str, *extra: str) -> tuple[str, ...]:
+        data, out = str(tmp_path / folder), str(tmp_path / "a")
+        return ("model", "train", "--data", data, "--out", out, *extra)
+
     for args, words in (
-        (
-            ("model", "train", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "a")),
-            "at least 2 classes",
-        ),
+        (train_on("one"), "at least 2 classes"),
         (("model", "info", str(tmp_path / "nothing")), "not one"),
+        (train_on("one", "--arch", "nope"), "unknown architecture"),
+        (train_on("two", "--crop", "320"), "expected --crop WxH such as 320x192"),
         (
-            (
-                "model",
-                "train",
-                "--data",
-                str(tmp_path / "one"),
-                "--out",
-                str(tmp_path / "a"),
-                "--arch",
-                "nope",
-            ),
-            "unknown architecture",
-        ),
-        (
-            (
-                "model",
-                "train",
-                "--data",
-                str(tmp_path / "two"),
-                "--out",
-                str(tmp_path / "a"),
-                "--crop",
-                "320",
-            ),
-            "expected --crop WxH such as 320x192",
-        ),
-        (
-            (
-                "model",
-                "train",
-                "--data",
-                str(tmp_path / "two"),
-                "--out",
-                str(tmp_path / "a"),
-                "--fit",
-                "squash",
-            ),
+            train_on("two", "--fit", "squash"),
             "'squash' is not one of 'stretch', 'letterbox'",
         ),
     ):
