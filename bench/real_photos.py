@@ -1,7 +1,7 @@
 """Train and evaluate the defect model on the real photographs in ../shared/data.
 
     .venv/bin/python bench/real_photos.py [--only tiles|msd] [--init-weights FILE|lite0]
-        [--tile-size 384x448] [--tile-fit stretch|letterbox] [--keep DIR]
+        [--tile-size 384x448] [--tile-fit stretch|letterbox] [--flips h,v,hv] [--keep DIR]
 
 * magnetic-tile: defect vs defect-free (`free`), tile regions kept whole: a held-out 25% of the
   regions is never seen in training or validation. Prints AUROC and the share of items decided
@@ -98,6 +98,7 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         input_size=size,
         fit=args.tile_fit,
         ema_decay=args.ema_decay,
+        test_time_flips=tuple(args.flips.split(",")) if args.flips else (),
         crop=crop,
         ok_class="free",
         require_ok=True,
@@ -203,6 +204,12 @@ def main() -> None:
     ap.add_argument("--msd-side", type=int, default=448)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ema-decay", type=float, default=None, help="moving average of the weights")
+    ap.add_argument(
+        "--flips",
+        default=None,
+        help="test-time flips the tile model serves, e.g. h,v,hv (bench/flip_views.py compares "
+        "them on a kept model)",
+    )
     ap.add_argument("--lr", type=float, default=None, help="default 3e-3, 1e-3 from weights")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temp)")

@@ -163,7 +163,12 @@ def evaluate(
     report = compute_metrics(z, labels, model_classes, ok_index, m.temperature)
     report.update(
         most_confident_mistakes=_worst(z, labels, model_classes, ok_index, m.temperature, loaded),
-        model={"name": m.name, "version": m.version, "sha256": m.sha256},
+        model={
+            "name": m.name,
+            "version": m.version,
+            "sha256": m.sha256,
+            "test_time_flips": list(m.test_time_flips),
+        },
         data={
             "root": str(Path(data_dir)),
             "counts": scan.counts(),
@@ -249,6 +254,7 @@ def to_html(report: dict[str, Any]) -> str:
         )
         img = base64.b64encode(png.read_bytes()).decode()
     model = report.get("model", {})
+    flips = model.get("test_time_flips") or []
     head = "".join(
         f"<tr><th>{k}</th><td>{_fmt(report.get(k))}</td></tr>"
         for k in ("n", "accuracy", "auroc_defect", "ece_before", "ece_after", "temperature")
@@ -300,9 +306,9 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 <h1>Model evaluation: {html.escape(str(model.get("name", "")))} {
         html.escape(str(model.get("version", "")))
     }</h1>
-<p>model sha256 {html.escape(str(model.get("sha256", "")))}; data {
-        html.escape(str(report.get("data", {}).get("root", "")))
-    }</p>
+<p>model sha256 {html.escape(str(model.get("sha256", "")))}{
+        html.escape(f"; averaged with {'/'.join(flips)} flips" if flips else "")
+    }; data {html.escape(str(report.get("data", {}).get("root", "")))}</p>
 <table>{head}</table>
 <h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>support</th></tr>
 {rows}</table>

@@ -21,7 +21,7 @@ import torch
 
 from model.arch import DefectNet, GlobalNet, build
 from model.artifact import WEIGHTS, load_weights, read_manifest
-from model.errors import ArtifactError
+from model.errors import ArtifactError, ModelError
 from model.preprocess import (
     InputSpec,
     as_bgr_uint8,
@@ -30,6 +30,7 @@ from model.preprocess import (
     to_tensor,
     uncrop_map,
 )
+from model.views import FLIP_DIMS, check_flips, flip_averaged
 
 BUNDLED = Path(__file__).resolve().parent / "bundled" / "default"
 
@@ -72,6 +73,7 @@ class ModelManifest:
     thresholds: Mapping[str, Any]
     metrics: Mapping[str, Any]
     explain: str  # "defect_map" or "grad_cam"
+    test_time_flips: tuple[str, ...]  # mirrored views averaged with the image (model/views.py)
     raw: Mapping[str, Any] = field(repr=False)
 
 
@@ -100,6 +102,10 @@ class Predictor:
             raise ArtifactError(f"expected a positive temperature, manifest has {temperature}")
         classes = list(m["classes"])
         ok_index = classes.index(m["ok_class"]) if m["ok_class"] is not None else None
+        try:  # absent in artifacts that predate test-time flips: none
+            flips = check_flips(m.get("test_time_flips", ()))
+        except (ModelError, TypeError) as e:
+            raise ArtifactError(f"{path}/manifest.json: bad 'test_time_flips': {e}") from e
         pool_k = m.get("map_pool_k")  # absent in the first artifacts: their size-relative rule
         if pool_k is not None and (not isinstance(pool_k, int) or pool_k < 1):
             raise ArtifactError(f"expected 'map_pool_k' to be a positive integer, got {pool_k!r}")
@@ -126,6 +132,7 @@ class Predictor:
             thresholds=MappingProxyType(dict(m["thresholds"])),
             metrics=MappingProxyType(dict(m.get("metrics", {}))),
             explain=str(m.get("explain", "grad_cam")),
+            test_time_flips=flips,
             raw=MappingProxyType(m),
         )
         return cls(net, manifest, spec)
@@ -133,7 +140,7 @@ class Predictor:
     # -- prediction ---------------------------------------------------------------------------
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.net(x).logits
+            return flip_averaged(lambda v: self.net(v).logits, x, self.manifest.test_time_flips)
 
     def _predictions(self, logits: torch.Tensor, t0: float) -> list[Prediction]:
         probs = torch.softmax(logits.double() / self._t, dim=1).tolist()
@@ -177,18 +184,29 @@ class Predictor:
         """Where the model sees a defect: HxW float32 in [0, 1] at the image's own size.
 
         The model's own defect map (sigmoid of each cell's defect logit) where it has one,
-        else Grad-CAM on its last convolution, scaled to a maximum of 1.
+        else Grad-CAM on its last convolution, scaled to a maximum of 1. With test-time flips
+        the defect map is averaged over the views, each turned back; Grad-CAM uses the image.
         """
         bgr = as_bgr_uint8(image)
         x = to_tensor(prepare(bgr, self.spec), self.spec).unsqueeze(0)
         if self.manifest.explain == "defect_map" and isinstance(self.net, DefectNet):
-            with torch.inference_mode():
-                m = torch.sigmoid(self.net(x).defect_map)[0, 0].numpy()
+            m = self._defect_map(x)
         else:
             m = self._grad_cam(x)
         h, w = bgr.shape[:2]
         heat = uncrop_map(m, w, h, self.spec)
         return np.clip(heat, 0.0, 1.0).astype(np.float32)
+
+    def _defect_map(self, x: torch.Tensor) -> np.ndarray:
+        """Mean over the image and its flipped views of each cell's defect probability."""
+        flips = self.manifest.test_time_flips
+        views = torch.cat([x, *(torch.flip(x, FLIP_DIMS[f]) for f in flips)])
+        with torch.inference_mode():
+            maps = torch.sigmoid(self.net(views).defect_map)
+        back = [maps[:1]] + [
+            torch.flip(maps[i + 1 : i + 2], FLIP_DIMS[f]) for i, f in enumerate(flips)
+        ]
+        return torch.cat(back).mean(0)[0].numpy()
 
     def _grad_cam(self, x: torch.Tensor) -> np.ndarray:
         layer = self.net.cam_layer()

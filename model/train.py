@@ -48,6 +48,7 @@ from model.preprocess import (
     content_box,
     to_tensor,
 )
+from model.views import check_flips, flip_averaged
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -91,6 +92,10 @@ class TrainConfig:
     # validation sets the last step's weights swing (tile AUROC 0.72 -> 0.92 -> 0.82 between
     # epochs) and the average moves slowly. Not yet measured on the real photographs.
     ema_decay: float | None = None
+    # mirrored views whose probabilities the served model averages with the image's, e.g.
+    # ("h", "v", "hv"); the final calibration and thresholds are fitted on the averaged output.
+    # Each view costs one more forward pass at serving. See model/views.py.
+    test_time_flips: tuple[str, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -254,14 +259,18 @@ def _unlabellable_crops(data: LoadedSet, ok_index: int) -> set[int]:
 
 
 def _logits(
-    net: DefectNet | GlobalNet, data: LoadedSet, idx: list[int], spec: InputSpec
+    net: DefectNet | GlobalNet,
+    data: LoadedSet,
+    idx: list[int],
+    spec: InputSpec,
+    flips: tuple[str, ...] = (),
 ) -> np.ndarray:
     net.eval()
     out = []
     with torch.inference_mode():
         for s in range(0, len(idx), 32):
             x = torch.stack([to_tensor(data.images[i], spec) for i in idx[s : s + 32]])
-            out.append(net(x).logits.double().numpy())
+            out.append(flip_averaged(lambda v: net(v).logits, x, flips).double().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -417,6 +426,7 @@ def train(
     if cfg.epochs < 1:
         raise ModelError(f"expected at least 1 epoch, got {cfg.epochs}")
     check_architecture(cfg.arch)
+    check_flips(cfg.test_time_flips)  # before any image is read
     if cfg.ema_decay is not None and not 0.0 < cfg.ema_decay < 1.0:
         raise ModelError(f"expected an EMA decay in (0, 1) such as 0.99, got {cfg.ema_decay}")
     if cfg.fit not in FITS:
@@ -434,6 +444,7 @@ def _train(
     data_dir: Path, out: Path, cfg: TrainConfig, say: Progress, started: float
 ) -> TrainResult:
     _seed(cfg.seed)
+    flips = check_flips(cfg.test_time_flips)
     scan = scan_folder(data_dir, cfg.ok_class, require_ok=cfg.require_ok, group_by=cfg.group_by)
     classes = scan.classes
     ok_index = classes.index(scan.ok_class) if scan.ok_class is not None else None
@@ -574,7 +585,8 @@ def _train(
     if best is not None:
         net.load_state_dict(best)
     net.eval()
-    z = _logits(net, data, va, spec)
+    # epochs were judged on the image alone; the served output, flips included, is calibrated
+    z = _logits(net, data, va, spec, flips)
     y_val = y_all[va]
     cal = fit_temperature(torch.from_numpy(z), torch.from_numpy(y_val))
     metrics = compute_metrics(z, y_val, classes, ok_index, cal.temperature, cfg.max_error)
@@ -608,10 +620,13 @@ def _train(
         "thresholds": thresholds,
         "metrics": {"validation": short},
         "explain": explain,
+        # written only when used, so artifacts without flips keep their manifests unchanged
+        **({"test_time_flips": list(flips)} if flips else {}),
         "summary": (
             f"{cfg.arch} defect-map net at {spec.width}x{spec.height}"
             + (" letterboxed" if spec.fit == "letterbox" else "")
             + (f" (trained on {cfg.crop[0]}x{cfg.crop[1]} crops)" if cfg.crop else "")
+            + (f", averaged with {'/'.join(flips)} flips" if flips else "")
             + f", {len(classes)} classes, "
             f"trained {epoch} epochs (best {best_epoch}) on {len(tr)} images, validated on "
             f"{len(va)}; accuracy {metrics['accuracy']:.4f}"

@@ -128,6 +128,15 @@ def register(app: typer.Typer) -> None:
                 "the last step's: steadier on small validation sets.",
             ),
         ] = None,
+        flips: Annotated[
+            str | None,
+            typer.Option(
+                "--flips",
+                help="Serve the mean of the probabilities over the image and these mirrored "
+                "views: comma-separated among h, v, hv (e.g. h,v,hv). Each view costs one more "
+                "forward pass per image.",
+            ),
+        ] = None,
         batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
         lr: Annotated[float, typer.Option("--lr")] = 3e-3,
         seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -158,6 +167,7 @@ def register(app: typer.Typer) -> None:
             crop=parse_wxh(crop, "--crop", "320x192") if crop is not None else None,
             fit=fit.value,
             ema_decay=ema_decay,
+            test_time_flips=tuple(f.strip() for f in (flips or "").split(",") if f.strip()),
             val_fraction=val_fraction,
             seed=seed,
             patience=patience,
@@ -259,7 +269,13 @@ def register(app: typer.Typer) -> None:
             f"sha256        {m['sha256']}",
             f"weights       {m.get('weights_sha256', '')}",
             f"architecture  {m['architecture']}  input {m['input']['width']}x{m['input']['height']}"
-            f" ({m['input'].get('fit', 'stretch')})",
+            f" ({m['input'].get('fit', 'stretch')}"
+            + (
+                f", averaged with {'/'.join(m['test_time_flips'])} flips"
+                if m.get("test_time_flips")
+                else ""
+            )
+            + ")",
             f"classes       {', '.join(m['classes'])} (defect-free: {m['ok_class']})",
             f"temperature   {m['temperature']:.4f}",
             f"explain       {m.get('explain', '')}",

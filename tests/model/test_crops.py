@@ -3,16 +3,14 @@ still takes whole images; data that cannot be labelled per crop is refused."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from artifact_copy import edited_copy
 from model_images import write_folder
 
 from model import ArtifactError, DataError, ModelError, Predictor, TrainConfig, evaluate, train
-from model.artifact import MANIFEST, file_sha256, manifest_sha256
 from model.data import CROP_MIN_PIXELS, CROP_SHARE, augment, pick_crop
 
 
@@ -141,13 +139,7 @@ def test_defect_images_with_blank_masks_are_left_out_and_counted(tmp_path: Path)
 
 
 def test_a_bad_pool_size_in_the_manifest_is_refused(crop_model, tmp_path: Path) -> None:
-    copy = tmp_path / "a"
-    shutil.copytree(crop_model[0], copy)
-    m = json.loads((copy / MANIFEST).read_text())
-    m["map_pool_k"] = 0
-    m["files"] = {n: file_sha256(copy / n) for n in m["files"]}
-    m["sha256"] = manifest_sha256(m)
-    (copy / MANIFEST).write_text(json.dumps(m))
+    copy = edited_copy(crop_model[0], tmp_path / "a", lambda m: m.update(map_pool_k=0))
     with pytest.raises(ArtifactError, match="map_pool_k"):
         Predictor.load(copy)
 

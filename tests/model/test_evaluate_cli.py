@@ -106,6 +106,8 @@ def test_cli_train_info_evaluate(station, tmp_path: Path) -> None:
         "48x32",
         "--fit",
         "letterbox",
+        "--flips",
+        "h, v",
         "--batch-size",
         "8",
     )
@@ -114,11 +116,14 @@ def test_cli_train_info_evaluate(station, tmp_path: Path) -> None:
     info = station("model", "info", str(art), "--json")
     assert info.code == 0 and json.loads(info.out)["classes"] == ["ok", "stain"]
     assert json.loads(info.out)["input"]["fit"] == "letterbox"
+    assert json.loads(info.out)["test_time_flips"] == ["h", "v"]
+    assert "(letterbox, averaged with h/v flips)" in station("model", "info", str(art)).out
     ev = station(
         "model", "evaluate", str(art), "--data", str(data), "--out", str(tmp_path / "r.json")
     )
     assert ev.code == 0, ev.err
-    assert "accuracy" in json.loads((tmp_path / "r.json").read_text())
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert "accuracy" in report and report["model"]["test_time_flips"] == ["h", "v"]
 
 
 def test_cli_bad_inputs_are_one_line_errors(station, tmp_path: Path) -> None:
@@ -138,6 +143,7 @@ def test_cli_bad_inputs_are_one_line_errors(station, tmp_path: Path) -> None:
             train_on("two", "--fit", "squash"),
             "'squash' is not one of 'stretch', 'letterbox'",
         ),
+        (train_on("two", "--flips", "h,d"), "test-time flips among h, v, hv"),
     ):
         res = station(*args)
         assert res.code == 2, (args, res.out, res.err)

@@ -3,17 +3,15 @@ normalisation mean; masks, training crops and heat-maps follow the same geometry
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from artifact_copy import edited_copy
 from model_images import write_folder
 
 from model import ArtifactError, ModelError, Predictor, TrainConfig, evaluate, train
-from model.artifact import MANIFEST, file_sha256, manifest_sha256
 from model.data import pick_crop
 from model.preprocess import (
     InputSpec,
@@ -198,12 +196,8 @@ def test_a_letterbox_model_serves_wide_and_tall_images(letterbox_model) -> None:
 
 
 def test_a_bad_fit_in_the_manifest_is_refused(letterbox_model, tmp_path: Path) -> None:
-    copy = tmp_path / "a"
-    shutil.copytree(letterbox_model[0], copy)
-    m = json.loads((copy / MANIFEST).read_text())
-    m["input"]["fit"] = "squash"
-    m["files"] = {n: file_sha256(copy / n) for n in m["files"]}
-    m["sha256"] = manifest_sha256(m)
-    (copy / MANIFEST).write_text(json.dumps(m))
+    copy = edited_copy(
+        letterbox_model[0], tmp_path / "a", lambda m: m["input"].update(fit="squash")
+    )
     with pytest.raises(ArtifactError, match="fit"):
         Predictor.load(copy)

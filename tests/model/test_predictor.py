@@ -138,6 +138,7 @@ def test_grad_cam_explains_a_model_without_a_defect_map() -> None:
         {},
         {},
         "grad_cam",
+        (),
         {},
     )
     p = Predictor(net, manifest, InputSpec(96, 64))

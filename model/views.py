@@ -1,0 +1,48 @@
+"""Test-time flips: class probabilities averaged over mirrored views of the input.
+
+Training augments with horizontal and vertical flips, so every mirrored view is an image the
+net has learnt to judge, and the views disagree most where the net is guessing. Averaging their
+probabilities is a small ensemble for the price of one forward pass per view. An artifact asks
+for it in its manifest (`test_time_flips`); without that key, nothing changes.
+
+Probabilities, not logits, are averaged: one view's extreme logit would otherwise outvote the
+others. The result is returned as log-probabilities, so temperature scaling and everything
+downstream treat it as the logits they already take.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+
+from model.errors import ModelError
+
+# the mirrored views besides the image itself, and the tensor dims (N, C, H, W) each flips
+FLIP_DIMS: dict[str, tuple[int, ...]] = {"h": (3,), "v": (2,), "hv": (2, 3)}
+FLIPS = tuple(FLIP_DIMS)
+
+
+def check_flips(flips: Iterable[str]) -> tuple[str, ...]:
+    """The flips as a tuple, refused if any is unknown or repeated."""
+    out = tuple(flips)
+    unknown = [f for f in out if f not in FLIP_DIMS]
+    if unknown or len(set(out)) != len(out):
+        raise ModelError(
+            f"expected test-time flips among {', '.join(FLIPS)}, each at most once; got "
+            f"{', '.join(out) or 'none'}"
+        )
+    return out
+
+
+def flip_averaged(
+    logits_of: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, flips: tuple[str, ...]
+) -> torch.Tensor:
+    """Log of the mean class probabilities of `x` and its `flips`, from one batched call."""
+    if not flips:
+        return logits_of(x)
+    views = torch.cat([x, *(torch.flip(x, FLIP_DIMS[f]) for f in flips)])
+    log_p = torch.log_softmax(logits_of(views).double(), dim=1)
+    per_view = log_p.reshape(len(flips) + 1, len(x), -1)
+    return torch.logsumexp(per_view, dim=0) - math.log(len(flips) + 1)
