@@ -30,7 +30,7 @@ from model.preprocess import (
     to_tensor,
     uncrop_map,
 )
-from model.views import FLIP_DIMS, check_flips, flip_averaged
+from model.views import check_flips, flip, flip_averaged
 
 BUNDLED = Path(__file__).resolve().parent / "bundled" / "default"
 
@@ -199,14 +199,13 @@ class Predictor:
 
     def _defect_map(self, x: torch.Tensor) -> np.ndarray:
         """Mean over the image and its flipped views of each cell's defect probability."""
-        flips = self.manifest.test_time_flips
-        views = torch.cat([x, *(torch.flip(x, FLIP_DIMS[f]) for f in flips)])
+
+        def cells(v: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.net(v).defect_map)
+
         with torch.inference_mode():
-            maps = torch.sigmoid(self.net(views).defect_map)
-        back = [maps[:1]] + [
-            torch.flip(maps[i + 1 : i + 2], FLIP_DIMS[f]) for i, f in enumerate(flips)
-        ]
-        return torch.cat(back).mean(0)[0].numpy()
+            maps = [cells(x), *(flip(cells(flip(x, f)), f) for f in self.manifest.test_time_flips)]
+        return torch.cat(maps).mean(0)[0].numpy()
 
     def _grad_cam(self, x: torch.Tensor) -> np.ndarray:
         layer = self.net.cam_layer()
