@@ -90,7 +90,8 @@ class TrainConfig:
     # judge and keep an exponential moving average of the weights (decay per step, e.g. 0.99:
     # about the last 100 steps) instead of the last step's weights; None = off. On small
     # validation sets the last step's weights swing (tile AUROC 0.72 -> 0.92 -> 0.82 between
-    # epochs) and the average moves slowly. Not yet measured on the real photographs.
+    # epochs) and the average moves slowly: with 0.99 the tiles' validation AUROC rose steadily
+    # instead. Test AUROC on seed 0's split: 0.909 with it, 0.904 without (bench/real_photos.py).
     ema_decay: float | None = None
     # mirrored views whose probabilities the served model averages with the image's, e.g.
     # ("h", "v", "hv"); the final calibration and thresholds are fitted on the averaged output.

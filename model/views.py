@@ -46,8 +46,9 @@ def flip_averaged(
 ) -> torch.Tensor:
     """Log of the mean class probabilities of `x` and its `flips`.
 
-    One call per view rather than one batch of all views: on a 2-core CPU at 384x448 a batch of
-    four took 974 ms against 592 ms for four single calls (the bigger batch spills the caches).
+    One call per view rather than one batch of all views: on one CPU thread at 384x448 a batch
+    of four took 426-510 ms against 208-315 ms for four single calls (bench/flip_views.py's
+    model, quiet machine); the bigger batch spills the caches.
     """
     if not flips:
         return logits_of(x)
