@@ -30,7 +30,7 @@ DATA = ROOT / ".." / "shared" / "data"
 
 from model import Predictor, TrainConfig, evaluate, scan_folder, train  # noqa: E402
 from model.data import group_split  # noqa: E402
-from station.cli.common import parse_wxh  # noqa: E402
+from station.cli.common import parse_list, parse_wxh  # noqa: E402
 from station.errors import StationError  # noqa: E402
 
 
@@ -98,7 +98,7 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         input_size=size,
         fit=args.tile_fit,
         ema_decay=args.ema_decay,
-        test_time_flips=tuple(args.flips.split(",")) if args.flips else (),
+        test_time_flips=args.flips,
         crop=crop,
         ok_class="free",
         require_ok=True,
@@ -216,6 +216,7 @@ def main() -> None:
     args = ap.parse_args()
     try:  # before any image is read
         args.tile_size = parse_wxh(args.tile_size, "--tile-size", "384x448")
+        args.flips = parse_list(args.flips, "--flips", "h,v,hv") if args.flips else ()
     except StationError as e:
         sys.exit(str(e))
     if not DATA.is_dir():

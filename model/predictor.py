@@ -167,7 +167,8 @@ class Predictor:
         return self._predictions(logits, t0)[0]
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Prediction]:
-        """Several images in one forward pass; latency_ms is the batch's time per image."""
+        """Several images in one forward pass (one per view with test-time flips); latency_ms is
+        the batch's time per image."""
         if len(images) == 0:
             return []
         t0 = time.perf_counter()

@@ -13,7 +13,7 @@ downstream treat it as the logits they already take.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
 
@@ -24,8 +24,13 @@ FLIP_DIMS: dict[str, tuple[int, ...]] = {"h": (3,), "v": (2,), "hv": (2, 3)}
 FLIPS = tuple(FLIP_DIMS)
 
 
-def check_flips(flips: Iterable[str]) -> tuple[str, ...]:
-    """The flips as a tuple, refused if any is unknown or repeated."""
+def check_flips(flips: object) -> tuple[str, ...]:
+    """The flips as a tuple, refused if any is unknown or repeated, or if they are not a list
+    (a string such as "hv" would otherwise read as the flips h and v)."""
+    if not isinstance(flips, list | tuple):
+        raise ModelError(
+            f"expected test-time flips as a list such as ['h', 'v', 'hv'], got {flips!r}"
+        )
     out = tuple(flips)
     unknown = [f for f in out if f not in FLIP_DIMS]
     if unknown or len(set(out)) != len(out):

@@ -87,6 +87,16 @@ def parse_wxh(value: str, flag: str, example: str) -> tuple[int, int]:
     return (w, h)
 
 
+def parse_list(value: str, flag: str, example: str) -> tuple[str, ...]:
+    """'h, v,hv' -> ('h', 'v', 'hv'); an empty item is a one-line error naming the flag."""
+    items = tuple(v.strip() for v in value.split(","))
+    if not all(items):
+        raise StationError(
+            f"expected {flag} as comma-separated names such as {example}, got {value!r}"
+        )
+    return items
+
+
 def settings_from(config: Path | None, **overrides: Any) -> Settings:
     settings, _ = load_settings(config, overrides)
     return settings

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from station.cli.common import ConfigOpt, parse_wxh, settings_from
+from station.cli.common import ConfigOpt, parse_list, parse_wxh, settings_from
 
 ArtifactArg = Annotated[
     Path | None,
@@ -167,7 +167,7 @@ def register(app: typer.Typer) -> None:
             crop=parse_wxh(crop, "--crop", "320x192") if crop is not None else None,
             fit=fit.value,
             ema_decay=ema_decay,
-            test_time_flips=tuple(f.strip() for f in (flips or "").split(",") if f.strip()),
+            test_time_flips=parse_list(flips, "--flips", "h,v,hv") if flips is not None else (),
             val_fraction=val_fraction,
             seed=seed,
             patience=patience,

@@ -144,6 +144,7 @@ def test_cli_bad_inputs_are_one_line_errors(station, tmp_path: Path) -> None:
             "'squash' is not one of 'stretch', 'letterbox'",
         ),
         (train_on("two", "--flips", "h,d"), "test-time flips among h, v, hv"),
+        (train_on("two", "--flips", "h,,v"), "expected --flips as comma-separated names"),
     ):
         res = station(*args)
         assert res.code == 2, (args, res.out, res.err)

@@ -50,6 +50,9 @@ def test_unknown_or_repeated_flips_are_refused() -> None:
     for bad in (["d"], ["h", "h"], ["rot90"]):
         with pytest.raises(ModelError, match="among h, v, hv, each at most once"):
             check_flips(bad)
+    for not_a_list in ("hv", {"h": 1}):  # "hv" must not read as the flips h and v
+        with pytest.raises(ModelError, match="as a list such as"):
+            check_flips(not_a_list)
 
 
 @pytest.fixture(scope="module")
