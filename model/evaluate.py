@@ -23,6 +23,7 @@ from model.calibrate import (
 )
 from model.data import LoadedSet, load_samples, scan_folder
 from model.errors import DataError
+from model.views import describe_flips
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -254,7 +255,7 @@ def to_html(report: dict[str, Any]) -> str:
         )
         img = base64.b64encode(png.read_bytes()).decode()
     model = report.get("model", {})
-    flips = model.get("test_time_flips") or []
+    flips = describe_flips(model.get("test_time_flips"))
     head = "".join(
         f"<tr><th>{k}</th><td>{_fmt(report.get(k))}</td></tr>"
         for k in ("n", "accuracy", "auroc_defect", "ece_before", "ece_after", "temperature")
@@ -307,7 +308,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
         html.escape(str(model.get("version", "")))
     }</h1>
 <p>model sha256 {html.escape(str(model.get("sha256", "")))}{
-        html.escape(f"; averaged with {'/'.join(flips)} flips" if flips else "")
+        html.escape(f"; {flips}" if flips else "")
     }; data {html.escape(str(report.get("data", {}).get("root", "")))}</p>
 <table>{head}</table>
 <h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>support</th></tr>

@@ -104,7 +104,7 @@ class Predictor:
         ok_index = classes.index(m["ok_class"]) if m["ok_class"] is not None else None
         try:  # absent in artifacts that predate test-time flips: none
             flips = check_flips(m.get("test_time_flips", ()))
-        except (ModelError, TypeError) as e:
+        except ModelError as e:
             raise ArtifactError(f"{path}/manifest.json: bad 'test_time_flips': {e}") from e
         pool_k = m.get("map_pool_k")  # absent in the first artifacts: their size-relative rule
         if pool_k is not None and (not isinstance(pool_k, int) or pool_k < 1):

@@ -15,7 +15,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from model.preprocess import (
     content_box,
     to_tensor,
 )
-from model.views import check_flips, flip_averaged
+from model.views import check_flips, describe_flips, flip_averaged
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -427,7 +427,8 @@ def train(
     if cfg.epochs < 1:
         raise ModelError(f"expected at least 1 epoch, got {cfg.epochs}")
     check_architecture(cfg.arch)
-    check_flips(cfg.test_time_flips)  # before any image is read
+    # checked before any image is read; a list from a caller becomes the tuple the manifest needs
+    cfg = replace(cfg, test_time_flips=check_flips(cfg.test_time_flips))
     if cfg.ema_decay is not None and not 0.0 < cfg.ema_decay < 1.0:
         raise ModelError(f"expected an EMA decay in (0, 1) such as 0.99, got {cfg.ema_decay}")
     if cfg.fit not in FITS:
@@ -445,7 +446,7 @@ def _train(
     data_dir: Path, out: Path, cfg: TrainConfig, say: Progress, started: float
 ) -> TrainResult:
     _seed(cfg.seed)
-    flips = check_flips(cfg.test_time_flips)
+    flips = cfg.test_time_flips
     scan = scan_folder(data_dir, cfg.ok_class, require_ok=cfg.require_ok, group_by=cfg.group_by)
     classes = scan.classes
     ok_index = classes.index(scan.ok_class) if scan.ok_class is not None else None
@@ -627,7 +628,7 @@ def _train(
             f"{cfg.arch} defect-map net at {spec.width}x{spec.height}"
             + (" letterboxed" if spec.fit == "letterbox" else "")
             + (f" (trained on {cfg.crop[0]}x{cfg.crop[1]} crops)" if cfg.crop else "")
-            + (f", averaged with {'/'.join(flips)} flips" if flips else "")
+            + (f", {describe_flips(flips)}" if flips else "")
             + f", {len(classes)} classes, "
             f"trained {epoch} epochs (best {best_epoch}) on {len(tr)} images, validated on "
             f"{len(va)}; accuracy {metrics['accuracy']:.4f}"

@@ -13,7 +13,7 @@ downstream treat it as the logits they already take.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -32,13 +32,18 @@ def check_flips(flips: object) -> tuple[str, ...]:
             f"expected test-time flips as a list such as ['h', 'v', 'hv'], got {flips!r}"
         )
     out = tuple(flips)
-    unknown = [f for f in out if f not in FLIP_DIMS]
+    unknown = [f for f in out if not isinstance(f, str) or f not in FLIP_DIMS]
     if unknown or len(set(out)) != len(out):
         raise ModelError(
             f"expected test-time flips among {', '.join(FLIPS)}, each at most once; got "
-            f"{', '.join(out) or 'none'}"
+            f"{', '.join(map(str, out)) or 'none'}"
         )
     return out
+
+
+def describe_flips(flips: Sequence[str] | None) -> str:
+    """'averaged with h/v/hv flips' for summaries and reports; '' without flips."""
+    return f"averaged with {'/'.join(flips)} flips" if flips else ""
 
 
 def flip(x: torch.Tensor, name: str) -> torch.Tensor:

@@ -255,12 +255,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print a model artifact's manifest (verified against its hashes)."""
         from model import read_manifest
+        from model.views import describe_flips
 
         path = _artifact(artifact, config)
         m = read_manifest(path)
         if as_json:
             typer.echo(json.dumps(m, indent=2))
             return
+        flips = describe_flips(m.get("test_time_flips"))
         v = m.get("metrics", {}).get("validation", {})
         th = m.get("thresholds", {})
         lines = [
@@ -269,13 +271,7 @@ def register(app: typer.Typer) -> None:
             f"sha256        {m['sha256']}",
             f"weights       {m.get('weights_sha256', '')}",
             f"architecture  {m['architecture']}  input {m['input']['width']}x{m['input']['height']}"
-            f" ({m['input'].get('fit', 'stretch')}"
-            + (
-                f", averaged with {'/'.join(m['test_time_flips'])} flips"
-                if m.get("test_time_flips")
-                else ""
-            )
-            + ")",
+            f" ({', '.join(filter(None, [m['input'].get('fit', 'stretch'), flips]))})",
             f"classes       {', '.join(m['classes'])} (defect-free: {m['ok_class']})",
             f"temperature   {m['temperature']:.4f}",
             f"explain       {m.get('explain', '')}",

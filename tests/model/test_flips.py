@@ -47,7 +47,7 @@ def test_without_flips_the_logits_are_untouched() -> None:
 
 def test_unknown_or_repeated_flips_are_refused() -> None:
     assert check_flips(["h", "hv"]) == ("h", "hv")
-    for bad in (["d"], ["h", "h"], ["rot90"]):
+    for bad in (["d"], ["h", "h"], ["rot90"], [["h"]], [3]):
         with pytest.raises(ModelError, match="among h, v, hv, each at most once"):
             check_flips(bad)
     for not_a_list in ("hv", {"h": 1}):  # "hv" must not read as the flips h and v
