@@ -108,7 +108,10 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         name="tiles",
     )
     t0 = time.time()
-    train(work / "tiles-train", work / "tiles-model", cfg, progress=progress)
+    epochs_dir = work / "tiles-epochs" if args.keep_epochs else None
+    train(
+        work / "tiles-train", work / "tiles-model", cfg, progress=progress, keep_epochs=epochs_dir
+    )
     r = evaluate(Predictor.load(work / "tiles-model"), work / "tiles-test", "free")
     cov = r["defect_coverage_at_1pct"]
     out = {
@@ -213,12 +216,20 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="default 3e-3, 1e-3 from weights")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temp)")
+    ap.add_argument(
+        "--keep-epochs",
+        action="store_true",
+        help="with --keep: also keep every epoch's tile weights (tiles-epochs/), for "
+        "bench/epoch_rules.py",
+    )
     args = ap.parse_args()
     try:  # before any image is read
         args.tile_size = parse_wxh(args.tile_size, "--tile-size", "384x448")
         args.flips = parse_list(args.flips, "--flips", "h,v,hv") if args.flips else ()
     except StationError as e:
         sys.exit(str(e))
+    if args.keep_epochs and args.keep is None:
+        sys.exit("--keep-epochs needs --keep DIR: the epochs' weights are written there")
     if not DATA.is_dir():
         print(f"skipped: no real photos at {DATA.resolve()} (see ../shared/data/README.md)")
         return

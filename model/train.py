@@ -14,7 +14,7 @@ import datetime as dt
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,12 @@ from model.preprocess import (
 from model.views import check_flips, describe_flips, flip_averaged
 
 Progress = Callable[[str, dict[str, Any]], None]
+
+# Epoch selection rules, each a validation figure of the epoch's served output:
+# "nll": the NLL over all classes (defect types included);
+# "defect_nll": the defect-vs-ok NLL at its best temperature (needs both kinds in validation);
+# "auroc": the defect-vs-ok AUROC (likewise).
+SELECT_ON = ("nll", "defect_nll", "auroc")
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,8 @@ class TrainConfig:
     # ("h", "v", "hv"); the final calibration and thresholds are fitted on the averaged output.
     # Each view costs one more forward pass at serving. See model/views.py.
     test_time_flips: tuple[str, ...] = ()
+    # the validation figure that picks the epoch kept and drives early stopping; see SELECT_ON
+    select_on: str = "nll"
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -411,6 +419,49 @@ def _val_auroc(logits: np.ndarray, y: np.ndarray, ok_index: int | None) -> float
     return auroc(1.0 - p_ok, y != ok_index)
 
 
+def _defect_nll(logits: np.ndarray, y: np.ndarray, ok_index: int | None) -> float | None:
+    """Defect-vs-ok NLL of validation logits at their best temperature (None without ok class).
+
+    The decision the station automates is defect or not; the full NLL also charges the net for
+    mixing up defect types, which rises while the defect-vs-ok ranking still improves.
+    """
+    if ok_index is None or len(set(y.tolist())) < 2:
+        return None
+    t = fit_temperature(torch.from_numpy(logits), torch.from_numpy(y)).temperature
+    p_ok = torch.softmax(torch.from_numpy(logits) / t, dim=1)[:, ok_index].double()
+    p_ok = p_ok.clamp(1e-12, 1 - 1e-12)
+    is_ok = torch.from_numpy(y == ok_index).double()
+    return float(F.binary_cross_entropy(p_ok, is_ok))
+
+
+def validation_figures(
+    logits: np.ndarray, y: np.ndarray, ok_index: int | None
+) -> dict[str, float | None]:
+    """The figures an epoch is judged by (see SELECT_ON), from its validation logits as served."""
+    return {
+        "val_nll": _nll(logits, y),
+        "val_accuracy": float((logits.argmax(1) == y).mean()),
+        "val_auroc_defect": _val_auroc(logits, y, ok_index),
+        "val_defect_nll": _defect_nll(logits, y, ok_index),
+    }
+
+
+def selection_score(figures: Mapping[str, Any], select_on: str) -> float:
+    """An epoch's validation figure under the selection rule `select_on`; lower is better."""
+    if select_on == "auroc":
+        return -float(figures["val_auroc_defect"])
+    return float(figures["val_defect_nll" if select_on == "defect_nll" else "val_nll"])
+
+
+def _served_state(net: DefectNet | GlobalNet, refit: ScoreRefit | None) -> dict[str, torch.Tensor]:
+    """A copy of the weights as served: with the refitted score line where there is one."""
+    state = copy.deepcopy(net.state_dict())
+    if refit is not None:
+        state["score_scale"] = torch.tensor([refit.scale])
+        state["score_bias"] = torch.tensor([refit.bias])
+    return state
+
+
 def _nll(logits: np.ndarray, y: np.ndarray) -> float:
     return float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)))
 
@@ -420,8 +471,13 @@ def train(
     out: Path | str,
     config: TrainConfig | None = None,
     progress: Progress | None = None,
+    keep_epochs: Path | str | None = None,
 ) -> TrainResult:
-    """Train on a class-per-folder tree and export a calibrated artifact to folder `out`."""
+    """Train on a class-per-folder tree and export a calibrated artifact to folder `out`.
+
+    `keep_epochs`: a folder to write every epoch's judged weights to (`epoch-NN.pt`, the
+    state_dict as it would be served), to compare epoch-selection rules after the fact.
+    """
     cfg = config or TrainConfig()
     say: Progress = progress or (lambda _e, _d: None)
     if cfg.epochs < 1:
@@ -433,17 +489,32 @@ def train(
         raise ModelError(f"expected an EMA decay in (0, 1) such as 0.99, got {cfg.ema_decay}")
     if cfg.fit not in FITS:
         raise ModelError(f"expected fit to be one of {', '.join(FITS)}, got {cfg.fit!r}")
+    if cfg.select_on not in SELECT_ON:
+        raise ModelError(
+            f"expected select_on to be one of {', '.join(SELECT_ON)}, got {cfg.select_on!r}"
+        )
+    if cfg.select_on != "nll" and cfg.ok_class is None:
+        raise ModelError(
+            f"selecting epochs on {cfg.select_on} needs a defect-free class; "
+            "set ok_class or select on nll"
+        )
     started = time.time()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, cfg.threads))
     try:
-        return _train(Path(data_dir), Path(out), cfg, say, started)
+        keep = Path(keep_epochs) if keep_epochs is not None else None
+        return _train(Path(data_dir), Path(out), cfg, say, started, keep)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _train(
-    data_dir: Path, out: Path, cfg: TrainConfig, say: Progress, started: float
+    data_dir: Path,
+    out: Path,
+    cfg: TrainConfig,
+    say: Progress,
+    started: float,
+    keep_epochs: Path | None = None,
 ) -> TrainResult:
     _seed(cfg.seed)
     flips = cfg.test_time_flips
@@ -505,13 +576,22 @@ def _train(
         else None
     )
     best: dict[str, torch.Tensor] | None = None
-    best_nll, best_epoch, stale = math.inf, 0, 0
+    best_score, best_epoch, stale = math.inf, 0, 0
     best_refit: ScoreRefit | None = None
-    history = []
+    history: list[dict[str, Any]] = []
     epoch = 0
+    if keep_epochs is not None:
+        keep_epochs.mkdir(parents=True, exist_ok=True)
     # crop training refits the score on whole validation images, which needs both kinds there
     both_kinds = ok_index is not None and 0 < int((y_all[va] == ok_index).sum()) < len(va)
     refit_scores = cfg.crop is not None and both_kinds
+    if cfg.select_on != "nll" and not both_kinds:
+        n_ok = int((y_all[va] == ok_index).sum()) if ok_index is not None else 0
+        raise DataError(
+            f"selecting epochs on {cfg.select_on} needs defect-free and defect images among the "
+            f"validation groups; validation holds {n_ok} defect-free of {len(va)} "
+            "(more data, another --seed, or select on nll)"
+        )
     for epoch in range(1, cfg.epochs + 1):
         net.train()
         order = rng.choice(tr_arr, size=len(tr_arr), replace=True, p=w)
@@ -559,26 +639,22 @@ def _train(
             z = refit.logits
         else:
             z = _logits(judged, data, va, spec)
-        val_nll = _nll(z, y_all[va])
-        val_acc = float((z.argmax(1) == y_all[va]).mean())
         history.append(
             {
                 "epoch": epoch,
                 "train_loss": total / steps,
-                "val_nll": val_nll,
+                **validation_figures(z, y_all[va], ok_index),
                 **({"val_nll_before_refit": refit.nll_before} if refit else {}),
-                "val_accuracy": val_acc,
-                "val_auroc_defect": _val_auroc(z, y_all[va], ok_index),
             }
         )
         say("epoch", history[-1] | {"epochs": cfg.epochs})
-        if val_nll < best_nll - 1e-4:
-            best_nll, best_epoch, stale = val_nll, epoch, 0
-            best = copy.deepcopy(judged.state_dict())
+        if keep_epochs is not None:
+            torch.save(_served_state(judged, refit), keep_epochs / f"epoch-{epoch:02d}.pt")
+        score = selection_score(history[-1], cfg.select_on)
+        if score < best_score - 1e-4:
+            best_score, best_epoch, stale = score, epoch, 0
+            best = _served_state(judged, refit)
             best_refit = refit
-            if refit is not None:  # the served model scores with the refitted line
-                best["score_scale"] = torch.tensor([refit.scale])
-                best["score_bias"] = torch.tensor([refit.bias])
         else:
             stale += 1
             if stale >= cfg.patience:
@@ -630,7 +706,7 @@ def _train(
             + (f" (trained on {cfg.crop[0]}x{cfg.crop[1]} crops)" if cfg.crop else "")
             + (f", {describe_flips(flips)}" if flips else "")
             + f", {len(classes)} classes, "
-            f"trained {epoch} epochs (best {best_epoch}) on {len(tr)} images, validated on "
+            f"trained {epoch} epochs (best {best_epoch} on validation {cfg.select_on}) on {len(tr)} images, validated on "
             f"{len(va)}; accuracy {metrics['accuracy']:.4f}"
         ),
         "training": {

@@ -77,6 +77,12 @@ class Fit(StrEnum):  # model.preprocess.FITS, spelled out so `--help` needs no t
     letterbox = "letterbox"
 
 
+class SelectOn(StrEnum):  # model.train.SELECT_ON, likewise
+    nll = "nll"
+    defect_nll = "defect_nll"
+    auroc = "auroc"
+
+
 def register(app: typer.Typer) -> None:
     model_app = typer.Typer(help="Train, evaluate and inspect defect models.", no_args_is_help=True)
     app.add_typer(model_app, name="model")
@@ -137,6 +143,15 @@ def register(app: typer.Typer) -> None:
                 "forward pass per image.",
             ),
         ] = None,
+        select_on: Annotated[
+            SelectOn,
+            typer.Option(
+                "--select-on",
+                help="Validation figure that picks the epoch kept and stops early: nll over all "
+                "classes; defect_nll or auroc for defect vs defect-free only (need both kinds "
+                "in validation).",
+            ),
+        ] = SelectOn.nll,
         batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
         lr: Annotated[float, typer.Option("--lr")] = 3e-3,
         seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -168,6 +183,7 @@ def register(app: typer.Typer) -> None:
             fit=fit.value,
             ema_decay=ema_decay,
             test_time_flips=parse_list(flips, "--flips", "h,v,hv") if flips is not None else (),
+            select_on=select_on.value,
             val_fraction=val_fraction,
             seed=seed,
             patience=patience,
@@ -207,6 +223,8 @@ def register(app: typer.Typer) -> None:
                         info = f"val nll {d['val_nll']:.3f} acc {d['val_accuracy']:.3f}"
                         if d.get("val_auroc_defect") is not None:
                             info += f" auroc {d['val_auroc_defect']:.3f}"
+                        if d.get("val_defect_nll") is not None:
+                            info += f" defect nll {d['val_defect_nll']:.3f}"
                         bar.update(t, info=info)
                 elif event == "early_stop":
                     bar.console.print(f"early stop at epoch {d['epoch']} (best {d['best_epoch']})")

@@ -108,11 +108,14 @@ def test_cli_train_info_evaluate(station, tmp_path: Path) -> None:
         "letterbox",
         "--flips",
         "h, v",
+        "--select-on",
+        "auroc",
         "--batch-size",
         "8",
     )
     assert res.code == 0, res.err
     assert "artifact:" in res.out and (art / "manifest.json").is_file()
+    assert "on validation auroc" in res.out
     info = station("model", "info", str(art), "--json")
     assert info.code == 0 and json.loads(info.out)["classes"] == ["ok", "stain"]
     assert json.loads(info.out)["input"]["fit"] == "letterbox"
@@ -145,6 +148,7 @@ def test_cli_bad_inputs_are_one_line_errors(station, tmp_path: Path) -> None:
         ),
         (train_on("two", "--flips", "h,d"), "test-time flips among h, v, hv"),
         (train_on("two", "--flips", "h,,v"), "expected --flips as comma-separated names"),
+        (train_on("two", "--select-on", "accuracy"), "'accuracy' is not one of 'nll'"),
     ):
         res = station(*args)
         assert res.code == 2, (args, res.out, res.err)

@@ -1,0 +1,74 @@
+"""Which epoch training keeps: the selection rule picks it from the validation figures, the
+kept weights are that epoch's, and rules that need defect-free images refuse data without."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_images import write_folder
+
+from model import DataError, ModelError, Predictor, TrainConfig, train
+from model.artifact import load_weights
+from model.train import validation_figures
+
+BASE = dict(epochs=3, input_size=(96, 64), batch_size=12, lr=3e-3, threads=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("select")
+    return write_folder(root / "d", {"ok": 30, "scratch": 20, "stain": 20}, seed=11)
+
+
+@pytest.mark.parametrize(
+    ("rule", "key", "best_of"),
+    [("auroc", "val_auroc_defect", max), ("defect_nll", "val_defect_nll", min)],
+)
+def test_the_kept_epoch_is_the_rules_pick_and_its_weights_are_served(
+    data: Path, tmp_path: Path, rule: str, key: str, best_of
+) -> None:
+    epochs = tmp_path / "epochs"
+    result = train(data, tmp_path / "a", TrainConfig(**BASE, select_on=rule), keep_epochs=epochs)
+    t = result.manifest["training"]
+    figures = [h[key] for h in t["history"]]
+    assert len(figures) == 3 and all(f is not None for f in figures)
+    # earliest epoch with the best figure
+    assert t["best_epoch"] == figures.index(best_of(figures)) + 1
+    # on this data the full NLL would keep another epoch (3; auroc keeps 1, defect_nll 2),
+    # so a rule that went unheeded would show
+    nlls = [h["val_nll"] for h in t["history"]]
+    assert t["best_epoch"] != nlls.index(min(nlls)) + 1
+    assert f"on validation {rule}" in result.manifest["summary"]
+    # one weights file per epoch, and the artifact serves the kept epoch's
+    assert sorted(p.name for p in epochs.iterdir()) == [f"epoch-0{i}.pt" for i in (1, 2, 3)]
+    kept = load_weights(epochs / f"epoch-{t['best_epoch']:02d}.pt")
+    served = Predictor.load(result.path).net.state_dict()
+    assert all(torch.equal(kept[k], served[k]) for k in kept)
+
+
+def test_defect_nll_ignores_mixed_up_defect_types() -> None:
+    # classes (ok, scratch, stain); every defect called the wrong defect type, confidently
+    y = np.array([0, 0, 1, 1, 2, 2])
+    z = np.array(
+        [[4, 0, 0], [4, 0, 0], [0, 0, 4], [0, 0, 4], [0, 4, 0], [0, 4, 0]], dtype=np.float64
+    )
+    figures = validation_figures(z, y, ok_index=0)
+    assert figures["val_nll"] > 2.0  # the full NLL charges the type mix-up
+    assert figures["val_defect_nll"] < 0.05  # defect vs ok was right every time
+    assert figures["val_auroc_defect"] == 1.0
+    swapped = z[:, [1, 0, 2]]  # now ok and defects confused
+    assert validation_figures(swapped, y, ok_index=0)["val_defect_nll"] > 0.5
+
+
+def test_bad_selection_rules_are_refused_before_training(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="one of nll, defect_nll, auroc, got 'accuracy'"):
+        train(data, tmp_path / "a", TrainConfig(**BASE, select_on="accuracy"))
+    with pytest.raises(ModelError, match="needs a defect-free class"):
+        train(data, tmp_path / "a", TrainConfig(**BASE, select_on="auroc", ok_class=None))
+    no_ok = write_folder(tmp_path / "no_ok", {"scratch": 12, "stain": 12}, seed=12)
+    with pytest.raises(DataError, match="needs defect-free and defect images"):
+        train(no_ok, tmp_path / "b", TrainConfig(**BASE, select_on="defect_nll"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
