@@ -39,7 +39,7 @@ from model.artifact import load_weights  # noqa: E402
 from model.data import group_split, load_samples  # noqa: E402
 from model.train import SELECT_ON, selection_score, validation_figures  # noqa: E402
 
-RULES = (*SELECT_ON, "last")
+RULES = (*(r for r in SELECT_ON if r != "auto"), "last")  # auto is defect_nll on tiles
 
 
 def logits(p: Predictor, images: list[np.ndarray]) -> np.ndarray:

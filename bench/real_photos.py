@@ -105,6 +105,7 @@ def tiles(args: argparse.Namespace, work: Path) -> dict:
         group_by="tiles",
         batch_size=16,
         patience=args.patience,
+        select_on=args.select_on,
         name="tiles",
     )
     t0 = time.time()
@@ -202,7 +203,13 @@ def main() -> None:
     )
     ap.add_argument("--tile-crop", type=int, default=224, help="training crop side; 0 = whole")
     ap.add_argument(
-        "--patience", type=int, default=20, help="epochs without a better validation NLL"
+        "--patience", type=int, default=20, help="epochs without a better selection figure"
+    )
+    ap.add_argument(
+        "--select-on",
+        default="auto",
+        help="epoch selection rule (model.train.SELECT_ON); nll reproduces the figures measured "
+        "before auto became the default",
     )
     ap.add_argument("--msd-side", type=int, default=448)
     ap.add_argument("--threads", type=int, default=1)

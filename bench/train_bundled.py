@@ -41,6 +41,8 @@ CONFIG = TrainConfig(
     val_fraction=0.2,
     seed=0,
     patience=6,
+    # the epoch rule the committed v2 was trained under (before "auto" became the default)
+    select_on="nll",
     threads=1,
     name="synthetic-line",
     version="2",

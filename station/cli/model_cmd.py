@@ -78,6 +78,7 @@ class Fit(StrEnum):  # model.preprocess.FITS, spelled out so `--help` needs no t
 
 
 class SelectOn(StrEnum):  # model.train.SELECT_ON, likewise
+    auto = "auto"
     nll = "nll"
     defect_nll = "defect_nll"
     auroc = "auroc"
@@ -149,9 +150,9 @@ def register(app: typer.Typer) -> None:
                 "--select-on",
                 help="Validation figure that picks the epoch kept and stops early: nll over all "
                 "classes; defect_nll or auroc for defect vs defect-free only (need both kinds "
-                "in validation).",
+                "in validation); auto is defect_nll where validation holds both kinds, else nll.",
             ),
-        ] = SelectOn.nll,
+        ] = SelectOn.auto,
         batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
         lr: Annotated[float, typer.Option("--lr")] = 3e-3,
         seed: Annotated[int, typer.Option("--seed")] = 0,

@@ -1,5 +1,6 @@
 """Which epoch training keeps: the selection rule picks it from the validation figures, the
-kept weights are that epoch's, and rules that need defect-free images refuse data without."""
+kept weights are that epoch's, rules that need defect-free images refuse data without, and the
+default (auto) selects on the defect-vs-ok NLL where it can and on the full NLL where it cannot."""
 
 from __future__ import annotations
 
@@ -24,11 +25,15 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("rule", "key", "best_of"),
-    [("auroc", "val_auroc_defect", max), ("defect_nll", "val_defect_nll", min)],
+    ("rule", "applied", "key", "best_of"),
+    [
+        ("auroc", "auroc", "val_auroc_defect", max),
+        ("defect_nll", "defect_nll", "val_defect_nll", min),
+        ("auto", "defect_nll", "val_defect_nll", min),  # the default, with both kinds
+    ],
 )
 def test_the_kept_epoch_is_the_rules_pick_and_its_weights_are_served(
-    data: Path, tmp_path: Path, rule: str, key: str, best_of
+    data: Path, tmp_path: Path, rule: str, applied: str, key: str, best_of
 ) -> None:
     epochs = tmp_path / "epochs"
     result = train(data, tmp_path / "a", TrainConfig(**BASE, select_on=rule), keep_epochs=epochs)
@@ -41,7 +46,8 @@ def test_the_kept_epoch_is_the_rules_pick_and_its_weights_are_served(
     # so a rule that went unheeded would show
     nlls = [h["val_nll"] for h in t["history"]]
     assert t["best_epoch"] != nlls.index(min(nlls)) + 1
-    assert f"on validation {rule}" in result.manifest["summary"]
+    assert t["selected_on"] == applied
+    assert f"on validation {applied}" in result.manifest["summary"]
     # one weights file per epoch, and the artifact serves the kept epoch's
     assert sorted(p.name for p in epochs.iterdir()) == [f"epoch-0{i}.pt" for i in (1, 2, 3)]
     kept = load_weights(epochs / f"epoch-{t['best_epoch']:02d}.pt")
@@ -64,7 +70,7 @@ def test_defect_nll_ignores_mixed_up_defect_types() -> None:
 
 
 def test_bad_selection_rules_are_refused_before_training(data: Path, tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="one of nll, defect_nll, auroc, got 'accuracy'"):
+    with pytest.raises(ModelError, match="one of auto, nll, defect_nll, auroc, got 'accuracy'"):
         train(data, tmp_path / "a", TrainConfig(**BASE, select_on="accuracy"))
     with pytest.raises(ModelError, match="needs a defect-free class"):
         train(data, tmp_path / "a", TrainConfig(**BASE, select_on="auroc", ok_class=None))
@@ -72,3 +78,16 @@ def test_bad_selection_rules_are_refused_before_training(data: Path, tmp_path: P
     with pytest.raises(DataError, match="needs defect-free and defect images"):
         train(no_ok, tmp_path / "b", TrainConfig(**BASE, select_on="defect_nll"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_default_rule_falls_back_to_the_full_nll_without_a_defect_free_class(
+    tmp_path: Path,
+) -> None:
+    # a defect-type set such as the phone screens: nothing to rank defects against
+    types = write_folder(tmp_path / "types", {"scratch": 16, "stain": 16}, seed=13)
+    result = train(types, tmp_path / "a", TrainConfig(**BASE, ok_class=None))
+    t = result.manifest["training"]
+    nlls = [h["val_nll"] for h in t["history"]]
+    assert t["selected_on"] == "nll"
+    assert t["best_epoch"] == nlls.index(min(nlls)) + 1
+    assert "on validation nll" in result.manifest["summary"]

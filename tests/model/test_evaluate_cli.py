@@ -148,7 +148,7 @@ def test_cli_bad_inputs_are_one_line_errors(station, tmp_path: Path) -> None:
         ),
         (train_on("two", "--flips", "h,d"), "test-time flips among h, v, hv"),
         (train_on("two", "--flips", "h,,v"), "expected --flips as comma-separated names"),
-        (train_on("two", "--select-on", "accuracy"), "'accuracy' is not one of 'nll'"),
+        (train_on("two", "--select-on", "accuracy"), "'accuracy' is not one of 'auto', 'nll'"),
     ):
         res = station(*args)
         assert res.code == 2, (args, res.out, res.err)
