@@ -237,6 +237,11 @@ def main() -> None:
         sys.exit(str(e))
     if args.keep_epochs and args.keep is None:
         sys.exit("--keep-epochs needs --keep DIR: the epochs' weights are written there")
+    if args.keep is not None and args.keep.is_dir() and any(args.keep.iterdir()):
+        # a kept folder holds an earlier split and models: mixing runs would mislead
+        sys.exit(
+            f"--keep {args.keep}: expected a new or empty folder, found files in it (an earlier run?)"
+        )
     if not DATA.is_dir():
         print(f"skipped: no real photos at {DATA.resolve()} (see ../shared/data/README.md)")
         return
