@@ -13,10 +13,14 @@ NLL, defect-vs-free NLL, AUROC) and test figures (AUROC, one-threshold coverage 
 the station's two-threshold coverage) are printed. Then each selection rule picks an epoch from
 the validation figures alone and its test figures are shown, per split and as a mean:
 
-* `nll`: lowest 6-class validation NLL (what training kept when this was written);
-* `defect_nll`: lowest defect-vs-free validation NLL;
+* `nll`: lowest 6-class validation NLL (the default before `auto`);
+* `defect_nll`: lowest defect-vs-free validation NLL (what `auto` applies on the tiles, whose
+  validation splits hold both kinds);
 * `auroc`: highest defect-vs-free validation AUROC (earliest on ties);
 * `last`: the last epoch.
+
+The picks ignore patience and training's 1e-4 improvement margin: they show what each rule
+would keep had training run every epoch.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from model.artifact import load_weights  # noqa: E402
 from model.data import group_split, load_samples  # noqa: E402
 from model.train import SELECT_ON, selection_score, validation_figures  # noqa: E402
 
-RULES = (*(r for r in SELECT_ON if r != "auto"), "last")  # auto is defect_nll on tiles
+# auto is defect_nll where validation holds both kinds (always on the tiles)
+RULES = (*(r for r in SELECT_ON if r != "auto"), "last")
 
 
 def logits(p: Predictor, images: list[np.ndarray]) -> np.ndarray:

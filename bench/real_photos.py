@@ -30,6 +30,7 @@ DATA = ROOT / ".." / "shared" / "data"
 
 from model import Predictor, TrainConfig, evaluate, scan_folder, train  # noqa: E402
 from model.data import group_split  # noqa: E402
+from model.train import SELECT_ON  # noqa: E402
 from station.cli.common import parse_list, parse_wxh  # noqa: E402
 from station.errors import StationError  # noqa: E402
 
@@ -208,8 +209,9 @@ def main() -> None:
     ap.add_argument(
         "--select-on",
         default="auto",
-        help="epoch selection rule (model.train.SELECT_ON); nll reproduces the figures measured "
-        "before auto became the default",
+        choices=SELECT_ON,
+        help="tile model's epoch selection rule (the phone screens have no defect-free class: "
+        "auto there is nll); nll reproduces the figures measured before auto became the default",
     )
     ap.add_argument("--msd-side", type=int, default=448)
     ap.add_argument("--threads", type=int, default=1)

@@ -428,10 +428,15 @@ def _defect_nll(logits: np.ndarray, y: np.ndarray, ok_index: int | None) -> floa
     """Defect-vs-ok NLL of validation logits at their best temperature (None without ok class).
 
     The decision the station automates is defect or not; the full NLL also charges the net for
-    mixing up defect types, which rises while the defect-vs-ok ranking still improves.
+    mixing up defect types, which rises while the defect-vs-ok ranking still improves. The
+    temperature is the one calibration will fit (over all classes), so this is the NLL of the
+    p(ok) the station will be served: type mix-ups count here only through that temperature,
+    which they raise (flattening p(ok)).
     """
     if ok_index is None or len(set(y.tolist())) < 2:
         return None
+    if not np.isfinite(logits).all():
+        return math.inf  # a diverged epoch is a stale one, as under nll; never the one kept
     t = fit_temperature(torch.from_numpy(logits), torch.from_numpy(y)).temperature
     p_ok = torch.softmax(torch.from_numpy(logits) / t, dim=1)[:, ok_index].double()
     p_ok = p_ok.clamp(1e-12, 1 - 1e-12)
@@ -587,21 +592,27 @@ def _train(
     best_refit: ScoreRefit | None = None
     history: list[dict[str, Any]] = []
     epoch = 0
-    if keep_epochs is not None:
-        keep_epochs.mkdir(parents=True, exist_ok=True)
     # crop training refits the score on whole validation images, which needs both kinds there
     both_kinds = ok_index is not None and 0 < int((y_all[va] == ok_index).sum()) < len(va)
     refit_scores = cfg.crop is not None and both_kinds
     rule = cfg.select_on
     if rule == "auto":
         rule = "defect_nll" if both_kinds else "nll"
+    elif rule != "nll" and ok_index is None:
+        # named in the config, absent from the folder: another split cannot help
+        raise DataError(
+            f"selecting epochs on {rule} needs the defect-free class {cfg.ok_class!r} among the "
+            f"classes, found {', '.join(classes)} (name it with --ok-class, or select on nll)"
+        )
     elif rule != "nll" and not both_kinds:
-        n_ok = int((y_all[va] == ok_index).sum()) if ok_index is not None else 0
+        n_ok = int((y_all[va] == ok_index).sum())
         raise DataError(
             f"selecting epochs on {rule} needs defect-free and defect images among the "
             f"validation groups; validation holds {n_ok} defect-free of {len(va)} "
             "(more data, another --seed, or select on nll)"
         )
+    if keep_epochs is not None:  # only once the run is known to go ahead
+        keep_epochs.mkdir(parents=True, exist_ok=True)
     for epoch in range(1, cfg.epochs + 1):
         net.train()
         order = rng.choice(tr_arr, size=len(tr_arr), replace=True, p=w)

@@ -4,6 +4,7 @@ default (auto) selects on the defect-vs-ok NLL where it can and on the full NLL 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from model_images import write_folder
 
 from model import DataError, ModelError, Predictor, TrainConfig, train
 from model.artifact import load_weights
+from model.calibrate import fit_temperature
 from model.train import validation_figures
 
 BASE = dict(epochs=3, input_size=(96, 64), batch_size=12, lr=3e-3, threads=2, seed=0)
@@ -56,17 +58,27 @@ def test_the_kept_epoch_is_the_rules_pick_and_its_weights_are_served(
 
 
 def test_defect_nll_ignores_mixed_up_defect_types() -> None:
-    # classes (ok, scratch, stain); every defect called the wrong defect type, confidently
-    y = np.array([0, 0, 1, 1, 2, 2])
+    # classes (ok, scratch, stain); ok vs defect right by a margin, half the defect types swapped
+    y = np.array([0] * 4 + [1] * 4 + [2] * 4)
+    right, wrong = [0, 2, 1], [0, 1, 2]  # a scratch's logits either way round
     z = np.array(
-        [[4, 0, 0], [4, 0, 0], [0, 0, 4], [0, 0, 4], [0, 4, 0], [0, 4, 0]], dtype=np.float64
+        [[3, 0, 0]] * 4 + [right] * 2 + [wrong] * 2 + [wrong] * 2 + [right] * 2, dtype=np.float64
     )
+    # the temperature calibration fits (and defect_nll uses) is a real fit, not a reset to 1
+    calibration = fit_temperature(torch.from_numpy(z), torch.from_numpy(y))
+    assert calibration.kept and 0.5 < calibration.temperature < 2.0
     figures = validation_figures(z, y, ok_index=0)
-    assert figures["val_nll"] > 2.0  # the full NLL charges the type mix-up
-    assert figures["val_defect_nll"] < 0.05  # defect vs ok was right every time
+    assert figures["val_nll"] > 0.6  # the full NLL charges the type mix-up
+    assert figures["val_defect_nll"] < 0.1  # defect vs ok was right every time
     assert figures["val_auroc_defect"] == 1.0
     swapped = z[:, [1, 0, 2]]  # now ok and defects confused
-    assert validation_figures(swapped, y, ok_index=0)["val_defect_nll"] > 0.5
+    assert validation_figures(swapped, y, ok_index=0)["val_defect_nll"] > 1.0
+
+
+def test_a_diverged_epoch_is_never_the_one_kept() -> None:
+    y = np.array([0, 0, 1, 1])
+    z = np.array([[1, 0], [np.nan, 0], [0, 1], [0, 1]], dtype=np.float64)
+    assert validation_figures(z, y, ok_index=0)["val_defect_nll"] == math.inf
 
 
 def test_bad_selection_rules_are_refused_before_training(data: Path, tmp_path: Path) -> None:
@@ -75,9 +87,15 @@ def test_bad_selection_rules_are_refused_before_training(data: Path, tmp_path: P
     with pytest.raises(ModelError, match="needs a defect-free class"):
         train(data, tmp_path / "a", TrainConfig(**BASE, select_on="auroc", ok_class=None))
     no_ok = write_folder(tmp_path / "no_ok", {"scratch": 12, "stain": 12}, seed=12)
-    with pytest.raises(DataError, match="needs defect-free and defect images"):
-        train(no_ok, tmp_path / "b", TrainConfig(**BASE, select_on="defect_nll"))
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # the class is configured but the folder has none: say so, not "another --seed"
+    with pytest.raises(DataError, match="needs the defect-free class 'ok' among the classes"):
+        train(
+            no_ok,
+            tmp_path / "b",
+            TrainConfig(**BASE, select_on="defect_nll"),
+            keep_epochs=tmp_path / "epochs",
+        )
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "epochs"))
 
 
 def test_the_default_rule_falls_back_to_the_full_nll_without_a_defect_free_class(
