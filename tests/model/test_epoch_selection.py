@@ -75,7 +75,7 @@ def test_defect_nll_ignores_mixed_up_defect_types() -> None:
     assert validation_figures(swapped, y, ok_index=0)["val_defect_nll"] > 1.0
 
 
-def test_a_diverged_epoch_is_never_the_one_kept() -> None:
+def test_a_diverged_epoch_scores_inf_like_a_stale_one() -> None:
     y = np.array([0, 0, 1, 1])
     z = np.array([[1, 0], [np.nan, 0], [0, 1], [0, 1]], dtype=np.float64)
     assert validation_figures(z, y, ok_index=0)["val_defect_nll"] == math.inf
