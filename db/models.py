@@ -64,6 +64,9 @@ class Station(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+    # Written only by `station simulate`: its level is the simulation's to set, and a simulation
+    # never records into a station that is not one (a real line's level and history stay its own).
+    simulated: bool = False
 
 
 class Operator(SQLModel, table=True):

@@ -9,7 +9,6 @@ in the window and the same cell in an exported report count the same items.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,14 +18,14 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import session_scope
-from db.models import Adjudication, Item, Level, ModelVersion, Operator, Role, Station
+from db.models import Adjudication, Item, Level, ModelVersion, Operator, Station
+from db.permissions import allowed, refusal
 from db.repo import current_level, final_disposition, record_adjudication
 from review import query as Q
 from review import stats as S
-from review.errors import ReviewError
+from review.errors import AdjudicationRefused
 from review.gates import GateRules, evaluate_gate
-
-LABELS = ("ok", "crack", "scratch", "dent", "stain", "missing")
+from review.labels import LabelSet
 
 #: Reason codes of an adjudication, with the key that picks each in the window and what it means.
 REASON_CODES: dict[str, tuple[str, str]] = {
@@ -39,10 +38,6 @@ REASON_CODES: dict[str, tuple[str, str]] = {
 }
 
 DEFAULT_ITEM_LIMIT = 200
-
-
-class AdjudicationRefused(ReviewError):
-    """The operator may not adjudicate, or the label / reason / item is not acceptable."""
 
 
 # --------------------------------------------------------------------------- the matrix
@@ -93,11 +88,10 @@ def matrix_cells(
     conn: Connection,
     filters: Q.ReportFilters,
     *,
-    labels: Sequence[str] = LABELS,
-    ok: str = "ok",
+    labels: LabelSet,
 ) -> CellMatrix:
     """The agreement matrix of the filtered paired items (one GROUP BY), with why it may be empty."""
-    f = Q.frame(conn, filters, ok=ok)
+    f = Q.frame(conn, filters)
     h, m = f.c.human_label, f.c.model_label
     # One pass over the frame: the cells, and the totals the empty-matrix messages need.
     groups = conn.execute(
@@ -117,7 +111,7 @@ def matrix_cells(
         "evidence": sum(int(g[4]) for g in groups),
     }
     rows = [(str(g[0]), str(g[1]), int(g[3])) for g in groups if int(g[3]) > 0]
-    order, mat = S.matrix_from_counts(rows, list(labels), ok)
+    order, mat = S.matrix_from_counts(rows, list(labels.all), labels.ok)
     return CellMatrix(
         labels=order,
         counts=mat.tolist(),
@@ -186,14 +180,13 @@ def items(
     disagreements_only: bool = False,
     limit: int = DEFAULT_ITEM_LIMIT,
     offset: int = 0,
-    ok: str = "ok",
 ) -> list[ItemRow]:
     """Paired items of the filtered selection, not yet adjudicated first, then newest first.
 
     `human_label` / `model_label` pick a row / column of the matrix (both: one cell);
     `disagreements_only` keeps the off-diagonal items.
     """
-    f = Q.frame(conn, filters, ok=ok)
+    f = Q.frame(conn, filters)
     conds = [f.c.paired == 1]
     if human_label is not None:
         conds.append(f.c.human_label == human_label)
@@ -232,13 +225,9 @@ def items_in_cell(
     human_label: str,
     model_label: str,
     limit: int = DEFAULT_ITEM_LIMIT,
-    *,
-    ok: str = "ok",
 ) -> list[ItemRow]:
     """The items counted in one cell of the matrix (up to `limit`)."""
-    return items(
-        conn, filters, human_label=human_label, model_label=model_label, limit=limit, ok=ok
-    )
+    return items(conn, filters, human_label=human_label, model_label=model_label, limit=limit)
 
 
 def image_file(image_root: Path | None, rel: str | None) -> Path | None:
@@ -300,7 +289,7 @@ def item_detail(conn: Connection, item_id: int, *, model_version: str | None = N
 
 
 def may_adjudicate(operator: Operator) -> bool:
-    return operator.role == Role.qa_lead and operator.active
+    return allowed(operator, "adjudicate")
 
 
 def suggest_reason(human: str | None, model: str | None, label: str, ok: str = "ok") -> str | None:
@@ -324,17 +313,18 @@ def adjudicate(
     label: str,
     reason_code: str,
     note: str = "",
-    labels: Sequence[str] = LABELS,
+    labels: LabelSet,
 ) -> Adjudication:
     """Record a QA lead's label for an item; it becomes the item's final disposition (the truth
     later retraining uses). The level and threshold version of the item's disposition carry over."""
     if not may_adjudicate(operator):
         raise AdjudicationRefused(
-            f"{operator.name} is {Role(operator.role).value}; adjudication needs qa_lead "
-            "(engineers and inspectors may browse only)"
+            f"{refusal(operator, 'adjudicate')} (engineers and inspectors may browse only)"
         )
-    if label not in labels:
-        raise AdjudicationRefused(f"label {label!r} is not a class: expected one of {list(labels)}")
+    if label not in labels.all:
+        raise AdjudicationRefused(
+            f"label {label!r} is not a class: expected one of {list(labels.all)}"
+        )
     if reason_code not in REASON_CODES:
         raise AdjudicationRefused(
             f"reason code {reason_code!r} is unknown: expected one of {list(REASON_CODES)}"
@@ -403,8 +393,7 @@ def gate_status(
     conn: Connection,
     filters: Q.ReportFilters,
     *,
-    labels: Sequence[str] = LABELS,
-    ok: str = "ok",
+    labels: LabelSet,
     rules: GateRules | None = None,
     default_level: Level = Level.human_only,
 ) -> GateStatus:
@@ -428,7 +417,7 @@ def gate_status(
         return GateStatus(station, level.value, None, None, f"station {station}: full automation")
     nxt = list(Level)[level.rank + 1]
     ev, _ = gate_evidence(
-        conn, Q.ReportFilters(station=station), labels=list(labels), ok=ok, rules=rules
+        conn, Q.ReportFilters(station=station), labels=list(labels.all), ok=labels.ok, rules=rules
     )
     result = evaluate_gate(level, nxt, ev, rules)
     text = f"station {station} at {level.value}: gate to {nxt.value} "
@@ -449,8 +438,7 @@ def export_report(
     filters: Q.ReportFilters,
     path: Path,
     *,
-    labels: Sequence[str] = LABELS,
-    ok: str = "ok",
+    labels: LabelSet,
     rules: GateRules | None = None,
     image_root: Path | None = None,
 ) -> dict[str, Any]:
@@ -472,8 +460,8 @@ def export_report(
         filters,
         fmt,
         Path(path),
-        labels=labels,
-        ok=ok,
+        labels=list(labels.all),
+        ok=labels.ok,
         rules=rules,
         image_root=image_root,
     )

@@ -5,6 +5,8 @@
      +-- GateRuleError           -- gate rules are missing a field or hold an impossible value
      +-- UnknownLevel            -- a level name that is not on the ladder
      +-- ReportFormatError       -- an output format that the report cannot write
+     +-- AdjudicationRefused     -- not a qa_lead, or a label / reason / item that cannot be recorded
+     +-- LabelError              -- a label set that cannot work (empty, duplicated, too many keys)
 
 Empty data is not an error: a report over nothing says so in the report itself.
 """
@@ -29,4 +31,12 @@ class UnknownLevel(ReviewError):
 
 
 class ReportFormatError(ReviewError):
+    pass
+
+
+class AdjudicationRefused(ReviewError):
+    """The operator may not adjudicate, or the label / reason / item is not acceptable."""
+
+
+class LabelError(ReviewError):
     pass

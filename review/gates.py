@@ -1,7 +1,8 @@
 """Evidence gates for promotion along the automation ladder: rules as data, results with every number.
 
 `GateRules` carries the same fields as station.settings.GateSettings (review/ may not import
-station, so the caller hands the numbers over: `GateRules.from_mapping(settings.gates.model_dump())`).
+station, so the caller hands the numbers over: `station.settings.GateSettings.rules`); these are the only
+defaults, the settings take theirs from here.
 `evaluate_gate(from_level, to_level, evidence, rules)` returns a `GateResult` whose checks list each
 rule's value, what was required and whether it passed; `numbers` holds everything behind them, ready
 to store in gate_evaluation. Demotion (or staying put) always passes. A promotion over more than one

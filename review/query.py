@@ -36,7 +36,6 @@ from sqlalchemy import (
     Enum,
     Integer,
     MetaData,
-    Select,
     String,
     Table,
     and_,
@@ -69,6 +68,7 @@ from db.models import (
 )
 from review.errors import FilterError
 from review.gates import parse_level
+from review.labels import reference_label_sql
 
 SCORE_BINS = 10_000  # calibrated confidence is floored to 1e-4 for the risk/coverage histogram
 
@@ -225,7 +225,6 @@ def frame(
     conn: Connection,
     filters: ReportFilters,
     *,
-    ok: str = "ok",
     columns: Sequence[str] | None = None,
 ) -> Subquery:
     """One row per item in the filtered selection, with everything the report needs
@@ -278,7 +277,7 @@ def frame(
         hd.c.audit == false(),
         or_(d.c.level == Level.shadow.name, hd.c.blind == true(), golden),
     )
-    reference = func.coalesce(a.c.label, hd.c.label)
+    reference = reference_label_sql(a.c.label, hd.c.label)
     score = case(
         (p.c.confidence.is_not(None), p.c.confidence),
         (p.c.p_defect >= 0.5, p.c.p_defect),
@@ -368,14 +367,14 @@ AGGREGATE_COLUMNS = [
 
 
 @contextmanager
-def materialized(conn: Connection, filters: ReportFilters, *, ok: str = "ok") -> Iterator[Table]:
+def materialized(conn: Connection, filters: ReportFilters) -> Iterator[Table]:
     """The frame computed once into a temporary table, dropped on exit.
 
     Every aggregate of a report then scans one narrow table instead of re-running the joins; the
     table lives in the connection's temporary store (on disk for SQLite, a temp table for
     PostgreSQL), so memory stays bounded and the inspectors' writes are never blocked.
     """
-    f = frame(conn, filters, ok=ok, columns=AGGREGATE_COLUMNS)
+    f = frame(conn, filters, columns=AGGREGATE_COLUMNS)
     name = f"review_frame_{uuid.uuid4().hex[:12]}"
     cols = [Column(c.name, String(64) if isinstance(c.type, Enum) else c.type) for c in f.c]
     table = Table(name, MetaData(), *cols, prefixes=["TEMPORARY"])
@@ -386,11 +385,6 @@ def materialized(conn: Connection, filters: ReportFilters, *, ok: str = "ok") ->
         yield table
     finally:
         table.drop(conn)
-
-
-def evidence_view(f: FromClause) -> Subquery:
-    """Only the evidence rows of a (materialized) frame."""
-    return select(f).where(f.c.evidence == 1).subquery("ev")
 
 
 CSV_COLUMNS = [
@@ -422,18 +416,6 @@ def _is_def(col: Any, ok: str) -> ColumnElement[bool]:
 
 def _sum(cond: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
-
-
-def counts(conn: Connection, f: FromClause) -> dict[str, int]:
-    """Items, paired items and evidence items of a frame."""
-    row = conn.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(f.c.paired), 0),
-            _sum(and_(f.c.paired == 1, f.c.evidence == 1)),
-        ).select_from(f)
-    ).one()
-    return {"items": int(row[0]), "paired": int(row[1]), "evidence": int(row[2])}
 
 
 def label_groups(conn: Connection, f: FromClause) -> list[dict[str, Any]]:
@@ -649,8 +631,3 @@ def current_level(conn: Connection, station: str) -> Level | None:
         return None
     v = row[0]
     return v if isinstance(v, Level) else Level[str(v)]
-
-
-def select_for(f: FromClause) -> Select[Any]:
-    """A plain SELECT * over the frame (handy for tests and ad-hoc inspection)."""
-    return select(f)

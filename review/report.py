@@ -26,6 +26,7 @@ from review import query as Q
 from review import stats as S
 from review.errors import ReportFormatError, ReviewError
 from review.gates import Evidence, GateRules, evaluate_gate
+from review.labels import reference_label
 
 FORMATS = ("json", "csv", "html")
 
@@ -114,7 +115,7 @@ def _agreement_block(
         "ref_defect_model_defect": 0,
     }
     for g in groups:
-        ref = g["adjudicated"] if g["adjudicated"] is not None else g["human"]
+        ref = reference_label(g["adjudicated"], g["human"])
         key = ("ref_defect" if ref != ok else "ref_ok") + (
             "_model_defect" if g["model"] != ok else "_model_ok"
         )
@@ -255,7 +256,7 @@ def gate_evidence(
 ) -> tuple[Evidence, dict[str, Any]]:
     """Everything the gates look at, from unbiased items only, plus the SGR result in full."""
     ev_filters = dataclasses.replace(filters, evidence_only=True)
-    with Q.materialized(conn, ev_filters, ok=ok) as f:
+    with Q.materialized(conn, ev_filters) as f:
         return _evidence_from(conn, f, labels, ok, rules or GateRules(), drift_alarm_open)
 
 
@@ -297,12 +298,12 @@ def _evidence(
     block = _agreement_block(uniform, labels, ok)
     per_class: dict[str, int] = dict.fromkeys(labels, 0)
     for g in uniform:
-        ref = g["adjudicated"] if g["adjudicated"] is not None else g["human"]
+        ref = reference_label(g["adjudicated"], g["human"])
         per_class[ref] = per_class.get(ref, 0) + g["n"]
     audited = audit_escapes = 0
     for g in groups:
         if g["audit"] and g["evidence"]:
-            ref = g["adjudicated"] if g["adjudicated"] is not None else g["human"]
+            ref = reference_label(g["adjudicated"], g["human"])
             audited += g["n"]
             if g["model"] == ok and ref != ok:
                 audit_escapes += g["n"]
@@ -383,7 +384,7 @@ def build_report(
     filters = filters or Q.ReportFilters()
     rules = rules or GateRules()
     labels = S.label_order(list(labels), ok)
-    with Q.materialized(conn, filters, ok=ok) as f:
+    with Q.materialized(conn, filters) as f:
         return _report_from(
             conn, f, filters, labels, ok, rules, drift_alarm_open, disagreement_limit
         )
@@ -529,7 +530,7 @@ def write_csv(engine: Engine, filters: Q.ReportFilters, out: Any, *, ok: str = "
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(Q.CSV_COLUMNS)
     with engine.connect() as conn:
-        f = Q.frame(conn, filters, ok=ok)
+        f = Q.frame(conn, filters)
         for row in Q.iter_item_rows(conn, f):
             writer.writerow([_csv_value(v) for v in row])
             n += 1

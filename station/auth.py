@@ -1,4 +1,4 @@
-"""Operators' secrets and what each role may do: the one place role checks live."""
+"""Operators' secrets, login, and the check that an operator may do an action."""
 
 from __future__ import annotations
 
@@ -6,25 +6,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlmodel import Session
 
-from db.models import Operator, Role
+from db.models import Operator
+from db.permissions import PERMISSIONS, allowed, refusal
 from db.repo import find_operator
 from station.errors import AuthError
 
+__all__ = ["PERMISSIONS", "allowed", "authenticate", "hash_secret", "require", "verify_secret"]
+
 # argon2id with the library's defaults (RFC 9106 "low memory" profile): salted, slow, memory-hard.
 _hasher = PasswordHasher()
-
-# action -> roles allowed. Later commands name an action here instead of checking roles themselves.
-PERMISSIONS: dict[str, frozenset[Role]] = {
-    "inspect": frozenset({Role.inspector, Role.qa_lead, Role.engineer}),
-    "review": frozenset({Role.qa_lead, Role.engineer}),
-    "adjudicate": frozenset({Role.qa_lead}),
-    "set_level": frozenset({Role.engineer}),
-    "override_gate": frozenset({Role.engineer}),
-    "deploy_model": frozenset({Role.engineer}),
-    "set_thresholds": frozenset({Role.engineer}),
-    "manage_users": frozenset({Role.engineer}),
-}
-
 
 _DUMMY_HASH = _hasher.hash("not-an-operator")
 
@@ -54,15 +44,7 @@ def authenticate(*, session: Session, name: str, secret: str) -> Operator:
     return operator
 
 
-def allowed(operator: Operator, action: str) -> bool:
-    if action not in PERMISSIONS:
-        raise KeyError(f"unknown action {action!r}; known: {', '.join(sorted(PERMISSIONS))}")
-    return operator.role in PERMISSIONS[action]
-
-
 def require(operator: Operator, action: str) -> None:
+    """Raise AuthError unless `operator` may do `action` (the role table is db.permissions)."""
     if not allowed(operator, action):
-        roles = " or ".join(sorted(r.value for r in PERMISSIONS[action]))
-        raise AuthError(
-            f"{operator.name} is {operator.role.value}; {action.replace('_', ' ')} needs {roles}"
-        )
+        raise AuthError(refusal(operator, action))

@@ -4,6 +4,11 @@
      +-- SettingsError           -- a config file, environment variable or flag is wrong
      +-- AuthError               -- unknown operator, wrong secret, missing role
      +-- SourceError             -- a camera / video / folder / synthetic spec cannot be used
+     |    +-- SourceLost         -- a live source stopped giving frames; reconnecting may help
+     +-- ImageStoreError         -- the image store cannot be used (unwritable folder, bad hash)
+     +-- ModelMismatch           -- a model's classes are not the station's labels
+     +-- LevelChangeRefused      -- no gate, no reason, no right, or the level moved meanwhile
+     +-- SimulationRefused       -- `station simulate` asked to record into a real station
 
 db, model and review have hierarchies of their own (db.errors, model.errors, review.errors);
 the CLI catches all four at its top level.
@@ -25,4 +30,24 @@ class AuthError(StationError):
 
 
 class SourceError(StationError):
+    pass
+
+
+class SourceLost(SourceError):
+    """A live source stopped giving frames (camera unplugged, stream dropped); reconnect may help."""
+
+
+class ImageStoreError(StationError):
+    """The store cannot be used (unwritable folder, bad hash, unreadable file)."""
+
+
+class ModelMismatch(StationError):
+    """The model's classes are not the station's labels."""
+
+
+class LevelChangeRefused(StationError):
+    pass
+
+
+class SimulationRefused(StationError):
     pass

@@ -1,11 +1,20 @@
-"""Changing a station's automation level: promotion needs a passing gate (or a recorded override),
-demotion never needs evidence. Every evaluation and change is appended to the record."""
+"""The level service: the one way a station's automation level changes, and how a running station
+learns of a change.
+
+Three writers, each recorded with who and why: a person (`set_level`: an engineer; a promotion
+needs a passing gate or a recorded override, a demotion needs no evidence), the system
+(`demote_automatically`: an unusable model, later an alarm; never a promotion), and a simulation
+(`set_simulated_level`, only on stations `station simulate` owns). A running station reads the
+level in force through a `LevelWatch` before each item is routed, so a change committed anywhere
+is obeyed from the next item on. Every evaluation and change is appended to the record."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from db.engine import session_scope
@@ -28,14 +37,23 @@ from db.repo import (
     record_gate_evaluation,
     record_level_change,
 )
-from review.gates import GateResult, GateRules, parse_level
+from review.gates import GateResult, parse_level
 from station.auth import require
-from station.errors import StationError
+from station.errors import LevelChangeRefused, StationError
 from station.settings import Settings
 
+log = logging.getLogger(__name__)
 
-class LevelChangeRefused(StationError):
-    pass
+__all__ = [
+    "LevelChangeOutcome",
+    "LevelChangeRefused",
+    "LevelWatch",
+    "demote_automatically",
+    "evaluate",
+    "level_of",
+    "set_level",
+    "set_simulated_level",
+]
 
 
 @dataclass(frozen=True)
@@ -118,8 +136,8 @@ def evaluate(
     from review.report import gate_evidence
 
     target = parse_level(to_level)
-    rules = GateRules.from_mapping(settings.gates.model_dump())
-    labels = [settings.ok_class, *settings.defect_classes]
+    rules = settings.gates.rules
+    labels = list(settings.labels.all)
     with session_scope(engine) as s:
         station = resolve_station(s, settings, station_name)
         assert station.id is not None
@@ -226,3 +244,79 @@ def set_level(
             ),
         )
     return LevelChangeOutcome(change=change, gate=gate, evaluation_id=evaluation_id)
+
+
+def demote_automatically(
+    engine: Engine,
+    *,
+    station_id: int,
+    cause: str,
+    to_level: Level = Level.human_only,
+    default: Level = Level.human_only,
+) -> LevelChange | None:
+    """The system steps the station down to `to_level` (recorded as automatic, with its cause);
+    nothing when the station is already at or below it. Never a promotion."""
+    with session_scope(engine) as s:
+        now = current_level(session=s, station_id=station_id, default=default)
+        if now.rank <= to_level.rank:
+            return None
+        return record_level_change(
+            session=s,
+            change=LevelChange(
+                station_id=station_id,
+                from_level=now,
+                to_level=to_level,
+                reason=cause,
+                automatic=True,
+            ),
+        )
+
+
+def set_simulated_level(engine: Engine, *, station_id: int, level: Level, reason: str) -> None:
+    """A simulation puts its own station at the level it simulates (recorded, with no operator).
+    Refused for a real station: its level changes only through a person or the system."""
+    with session_scope(engine) as s:
+        station = s.get(Station, station_id)
+        if station is None or not station.simulated:
+            name = station.name if station is not None else f"#{station_id}"
+            raise LevelChangeRefused(
+                f"station {name} is not a simulation station: its level changes only with "
+                "`station level set`"
+            )
+        now = current_level(session=s, station_id=station_id)
+        if now is not level:
+            record_level_change(
+                session=s,
+                change=LevelChange(
+                    station_id=station_id,
+                    from_level=now,
+                    to_level=level,
+                    reason=reason,
+                    override=level.rank > now.rank,
+                ),
+            )
+
+
+class LevelWatch:
+    """The level in force at one running station, read from the record each time it is asked
+    (before each item is routed, and when it is decided): a change committed by anyone, from any
+    process, is obeyed from the next item on. Any thread."""
+
+    def __init__(self, engine: Engine, station_id: int, default: Level) -> None:
+        self.engine = engine
+        self.station_id = station_id
+        self.default = default
+        self.last = default
+        self.current()
+
+    def current(self) -> Level:
+        try:
+            with Session(self.engine) as s:
+                level = current_level(session=s, station_id=self.station_id, default=self.default)
+        except SQLAlchemyError as e:
+            # Unreadable now: keep the last level read (writes are failing too, and the window
+            # says so); a demotion committed meanwhile is obeyed once the database answers.
+            log.warning("cannot read the level of station %d: %s", self.station_id, e)
+            return self.last
+        self.last = level
+        return level

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from review.gates import GateRules
+from review.labels import MAX_DEFECTS, LabelSet
 from station.errors import SettingsError
 
 APP_NAME = "inspection-station"
@@ -86,18 +88,30 @@ class GuardSettings(_Section):
         return self
 
 
-class GateSettings(_Section):
-    """Evidence each promotion needs (DESIGN.md "Gates"); demotion needs none."""
+_RULES = GateRules()  # the gate defaults live in review/gates.py only
 
-    shadow_to_assist_min_items: int = Field(500, ge=1)
-    shadow_to_assist_min_days: int = Field(2, ge=1)
-    shadow_to_assist_min_kappa_lower: float = Field(0.6, ge=-1.0, le=1.0)
-    shadow_to_assist_min_per_class: int = Field(20, ge=0)
-    assist_to_partial_min_coverage: float = Field(0.30, ge=0.0, le=1.0)
-    max_escape_upper95: float = Field(0.005, gt=0.0, le=1.0)
-    partial_to_full_min_coverage: float = Field(0.95, ge=0.0, le=1.0)
-    partial_to_full_min_audited: int = Field(600, ge=0)
-    partial_to_full_max_audit_escapes: int = Field(0, ge=0)
+
+class GateSettings(_Section):
+    """Evidence each promotion needs (DESIGN.md "Gates"); demotion needs none. The defaults are
+    review.gates.GateRules'; review/ checks the values again when it builds its rules."""
+
+    shadow_to_assist_min_items: int = Field(_RULES.shadow_to_assist_min_items, ge=1)
+    shadow_to_assist_min_days: int = Field(_RULES.shadow_to_assist_min_days, ge=1)
+    shadow_to_assist_min_kappa_lower: float = Field(
+        _RULES.shadow_to_assist_min_kappa_lower, ge=-1.0, le=1.0
+    )
+    shadow_to_assist_min_per_class: int = Field(_RULES.shadow_to_assist_min_per_class, ge=0)
+    assist_to_partial_min_coverage: float = Field(
+        _RULES.assist_to_partial_min_coverage, ge=0.0, le=1.0
+    )
+    max_escape_upper95: float = Field(_RULES.max_escape_upper95, gt=0.0, le=1.0)
+    partial_to_full_min_coverage: float = Field(_RULES.partial_to_full_min_coverage, ge=0.0, le=1.0)
+    partial_to_full_min_audited: int = Field(_RULES.partial_to_full_min_audited, ge=0)
+    partial_to_full_max_audit_escapes: int = Field(_RULES.partial_to_full_max_audit_escapes, ge=0)
+
+    @property
+    def rules(self) -> GateRules:
+        return GateRules.from_mapping(self.model_dump())
 
 
 class Settings(_Section):
@@ -108,7 +122,9 @@ class Settings(_Section):
     model_path: str = Field("", description="empty: the bundled default model")
     ok_class: str = Field("ok", min_length=1)
     defect_classes: list[str] = Field(
-        default_factory=lambda: ["crack", "scratch", "dent", "stain", "missing"], min_length=1
+        default_factory=lambda: ["crack", "scratch", "dent", "stain", "missing"],
+        min_length=1,
+        max_length=MAX_DEFECTS,  # one key each, 1-9, in the station and review windows
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     levels: LevelSettings = Field(default_factory=lambda: LevelSettings())
@@ -132,6 +148,11 @@ class Settings(_Section):
                 f"(expected some of {self.defect_classes})"
             )
         return self
+
+    @property
+    def labels(self) -> LabelSet:
+        """The label vocabulary every window, record and report uses."""
+        return LabelSet.of(self.ok_class, self.defect_classes)
 
     @property
     def effective_database_url(self) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from PySide6.QtSvg import QSvgRenderer
 
 from review.errors import ReviewError
 from review.gates import GateRules
+from review.labels import LabelSet
 from review.query import ReportFilters
 
 _SVG = re.compile(r"<svg\b.*?</svg>", re.S)
@@ -144,8 +144,7 @@ def write_pdf_report(
     filters: ReportFilters,
     out: Path,
     *,
-    labels: Sequence[str],
-    ok: str = "ok",
+    labels: LabelSet,
     rules: GateRules | None = None,
     image_root: Path | None = None,
 ) -> dict[str, Any]:
@@ -155,7 +154,7 @@ def write_pdf_report(
     from review.report import build_report, check_out_path
 
     out = check_out_path(out)
-    report = build_report(engine, filters, labels=labels, ok=ok, rules=rules)
+    report = build_report(engine, filters, labels=list(labels.all), ok=labels.ok, rules=rules)
     tmp = out.with_name(out.name + ".partial")
     try:
         pages = write_pdf(render_html(report, image_root=image_root), tmp)

@@ -56,6 +56,7 @@ from db.models import Level, Operator
 from review import browse
 from review.errors import ReviewError
 from review.gates import GateRules
+from review.labels import LabelSet
 from review.query import ReportFilters
 from review.ui.widgets import ImageView, MatrixTable, load_image, placeholder
 
@@ -97,9 +98,8 @@ QLineEdit:disabled, QComboBox:disabled { color: #59616c; border-color: #2a2f36; 
 class ReviewConfig:
     """What the window needs from the settings (review/ may not import station/)."""
 
+    labels: LabelSet
     image_root: Path | None = None
-    labels: Sequence[str] = browse.LABELS
-    ok: str = "ok"
     rules: GateRules | None = None
     default_level: Level = Level.human_only
     item_limit: int = browse.DEFAULT_ITEM_LIMIT
@@ -270,14 +270,12 @@ class Loader(QObject):
         if req.matrix_gen < latest_matrix or (not req.matrix and req.gallery_gen < latest_gallery):
             self.loaded.emit(LoadResult(req))  # superseded: nothing to show
             return
-        labels, ok = list(self.config.labels), self.config.ok
+        labels = self.config.labels
         try:
             with self.engine.connect() as conn:
                 choices = browse.filter_choices(conn) if req.choices else None
                 cells = (
-                    browse.matrix_cells(conn, req.filters, labels=labels, ok=ok)
-                    if req.matrix
-                    else None
+                    browse.matrix_cells(conn, req.filters, labels=labels) if req.matrix else None
                 )
                 sel = req.selection
                 rows = browse.items(
@@ -287,7 +285,6 @@ class Loader(QObject):
                     model_label=sel.model,
                     disagreements_only=sel.disagreements,
                     limit=self.config.item_limit,
-                    ok=ok,
                 )
                 if not req.matrix:
                     self.loaded.emit(LoadResult(req, rows=rows))
@@ -297,7 +294,6 @@ class Loader(QObject):
                     conn,
                     req.filters,
                     labels=labels,
-                    ok=ok,
                     rules=self.config.rules,
                     default_level=self.config.default_level,
                 )
@@ -311,13 +307,14 @@ class ReviewWindow(QMainWindow):
         self,
         engine: Engine,
         operator: Operator,
-        config: ReviewConfig | None = None,
+        config: ReviewConfig,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.operator = operator
-        self.config = config or ReviewConfig()
-        self.labels = list(self.config.labels)
+        self.config = config
+        self.label_set = config.labels
+        self.labels = list(config.labels.all)
         self.can_adjudicate = browse.may_adjudicate(operator)
         self.filters = self.config.filters
         self.selection = Selection()
@@ -480,8 +477,9 @@ class ReviewWindow(QMainWindow):
         self.label_group = QButtonGroup(self)
         self.label_group.setExclusive(True)
         self.label_buttons: dict[str, QPushButton] = {}
-        for i, lab in enumerate(self.labels[:9]):
-            b = QPushButton(f"{i + 1}  {lab}")
+        for i, lab in enumerate(self.labels):
+            # The same key gives the same label as at the station (Space = defect-free, 1-9).
+            b = QPushButton(f"{lab}  ({self.label_set.key(lab)})")
             b.setCheckable(True)
             b.setMinimumHeight(36)
             b.clicked.connect(lambda _c=False, lab=lab: self.choose_label(lab))
@@ -514,7 +512,7 @@ class ReviewWindow(QMainWindow):
         self.saved_label.setObjectName("saved")
         self.saved_label.setWordWrap(True)
         keys = QLabel(
-            "Keys: 1–6 label · "
+            f"Keys: Space / 1–{len(self.label_set.defects)} label · "
             + " ".join(k for k, _ in browse.REASON_CODES.values())
             + " reason · Enter save and next · PgUp/PgDn previous/next"
         )
@@ -601,9 +599,10 @@ class ReviewWindow(QMainWindow):
         if text == "0":
             self.viewer.fit()
             return True
-        if text.isdigit() and 1 <= int(text) <= len(self.label_buttons):
+        chosen = self.label_set.from_key(event.text())
+        if chosen is not None:
             if self.can_adjudicate:
-                self.choose_label(self.labels[int(text) - 1])
+                self.choose_label(chosen)
             else:
                 self._say("browse only: adjudication needs a qa_lead login", error=True)
             return True
@@ -914,7 +913,9 @@ class ReviewWindow(QMainWindow):
         self.label_buttons[label].setChecked(True)
         row = self.current_row()
         if row is not None and not self._reason_by_hand:
-            reason = browse.suggest_reason(row.human_label, row.model_label, label, self.config.ok)
+            reason = browse.suggest_reason(
+                row.human_label, row.model_label, label, self.label_set.ok
+            )
             self.reason_box.setCurrentIndex(self.reason_box.findData(reason) if reason else -1)
 
     def choose_reason(self, code: str) -> None:
@@ -936,7 +937,7 @@ class ReviewWindow(QMainWindow):
             self._say("select an item first", error=True)
             return False
         if self.chosen_label is None:
-            self._say("pick the label first: keys 1–6", error=True)
+            self._say(f"pick the label first: Space or 1–{len(self.label_set.defects)}", error=True)
             return False
         reason = self.chosen_reason
         if reason is None:
@@ -951,7 +952,7 @@ class ReviewWindow(QMainWindow):
                 label=self.chosen_label,
                 reason_code=reason,
                 note=self.note_edit.text(),
-                labels=self.labels,
+                labels=self.label_set,
             )
         except (ReviewError, DbError, SQLAlchemyError) as e:
             self._say(f"not saved: {e}", error=True)
@@ -988,8 +989,7 @@ class ReviewWindow(QMainWindow):
         """Write the report for the current filters (format from the suffix)."""
         try:
             args: dict[str, Any] = {
-                "labels": self.labels,
-                "ok": self.config.ok,
+                "labels": self.label_set,
                 "rules": self.config.rules,
                 "image_root": self.config.image_root,
             }
@@ -1014,7 +1014,7 @@ class ReviewWindow(QMainWindow):
         self.statusBar().showMessage(text, 10_000)
 
 
-def run(engine: Engine, operator: Operator, config: ReviewConfig | None = None) -> int:
+def run(engine: Engine, operator: Operator, config: ReviewConfig) -> int:
     """Open the window and run the event loop until it is closed; returns the exit code."""
     app = QApplication.instance() or QApplication(["station review"])
     window = ReviewWindow(engine, operator, config)

@@ -3,17 +3,21 @@ summary; for engineers setting up a camera."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from station.cli.common import ConfigOpt, settings_from
 from station.errors import StationError
+
+if TYPE_CHECKING:
+    from station.pipeline.intake import Captured
 
 
 @dataclass
@@ -48,11 +52,14 @@ def run_capture(
     realtime: bool | None = False,
     max_reconnects: int | None = 10,
 ) -> CaptureReport:
-    """Capture up to `max_items` items from `spec` into `out`; always writes out/summary.json."""
-    from station.frames.capture import Backoff, Capture
+    """Capture up to `max_items` items from `spec` into `out` through the station's own intake
+    (the same trigger, statistics and image encoding as the window); always writes
+    out/summary.json."""
+    from station.frames.capture import Backoff
     from station.frames.sources import open_source
     from station.frames.store import ImageStore
-    from station.frames.trigger import TRIGGER_VERSION, Trigger, item_from_frame
+    from station.frames.trigger import TRIGGER_VERSION
+    from station.pipeline.intake import Intake
 
     if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s >= 0):
         # nan would never compare greater than the elapsed time, so the run would never time out
@@ -63,11 +70,9 @@ def run_capture(
     except OSError as e:
         raise StationError(f"cannot create the output folder {out}: {e}") from e
     report = CaptureReport(source=spec, out=str(out), trigger_version=TRIGGER_VERSION)
-    store = None if plain else ImageStore(out / "images")
     plain_dir = out / "items"
     if plain:
         plain_dir.mkdir(exist_ok=True)
-    trigger = Trigger()
     t0 = time.monotonic()
 
     def on_state(state: Any, detail: str) -> None:
@@ -75,76 +80,74 @@ def run_capture(
             {"t": round(time.monotonic() - t0, 3), "state": str(state), "detail": detail}
         )
 
-    cap = Capture(source, on_state=on_state, backoff=Backoff(max_attempts=max_reconnects))
-    cap.start()
+    intake = Intake(
+        source,
+        store=None if plain else ImageStore(out / "images"),
+        source_name=spec,
+        on_state=on_state,
+        backoff=Backoff(max_attempts=max_reconnects),
+    )
+
+    def should_stop() -> bool:
+        if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+            report.stopped_by = "timeout"
+        elif max_frames is not None and intake.frames_seen >= max_frames:
+            report.stopped_by = "max frames"
+        return bool(report.stopped_by)
+
     try:
-        while True:
-            if timeout_s is not None and time.monotonic() - t0 > timeout_s:
-                report.stopped_by = "timeout"
+        for item in intake.items(should_stop):
+            report.captured.append(_write_item(item, out, plain_dir, len(report.captured)))
+            if len(report.captured) >= max_items:
+                report.stopped_by = "max items"
                 break
-            frame = cap.get(timeout=0.25)
-            if frame is None:
-                if cap.ended:
-                    report.stopped_by = "source ended"
-                    break
-                continue
-            report.frames_processed += 1
-            item = item_from_frame(frame) if source.item_per_frame else trigger.update(frame)
-            if item is not None:
-                report.captured.append(
-                    _write_item(item, out, store, plain_dir, len(report.captured))
-                )
-                if len(report.captured) >= max_items:
-                    report.stopped_by = "max items"
-                    break
-            if max_frames is not None and report.frames_processed >= max_frames:
-                report.stopped_by = "max frames"
-                break
+        else:
+            report.stopped_by = report.stopped_by or "source ended"
     except KeyboardInterrupt:
         report.stopped_by = "interrupted"
         raise
     finally:
-        cap.stop()
-        counts = cap.counts()
+        counts = intake.counts()
         report.items = len(report.captured)
-        report.frames_read = counts.frames_read
-        report.frames_dropped = counts.frames_dropped
-        report.reconnects = counts.reconnects
-        report.error = counts.error
-        report.skipped = [{"path": s.path, "reason": s.reason} for s in source.skipped]
+        report.frames_processed = intake.frames_seen
+        if counts is not None:
+            report.frames_read = counts.frames_read
+            report.frames_dropped = counts.frames_dropped
+            report.reconnects = counts.reconnects
+            report.error = counts.error
+        report.skipped = [{"path": s.path, "reason": s.reason} for s in intake.skipped]
         report.elapsed_s = round(time.monotonic() - t0, 3)
         (out / "summary.json").write_text(json.dumps(report.to_dict(), indent=1))
     return report
 
 
-def _write_item(item: Any, out: Path, store: Any, plain_dir: Path, n: int) -> dict[str, Any]:
-    import cv2
+def _write_item(item: Captured, out: Path, plain_dir: Path, n: int) -> dict[str, Any]:
+    """One item's entry in the summary; --plain writes the store's bytes under a plain name."""
+    from station.frames.store import encode_image
+    from station.pipeline.intake import Unstored
 
-    if store is not None:
-        stored = store.put(item.image)
-        rel, sha = f"images/{stored.relpath}", stored.sha256
-    else:
-        import hashlib
-
+    if plain_dir.is_dir():
+        data = encode_image(item.image)
         path = plain_dir / f"item_{n + 1:05d}.png"
-        ok, buf = cv2.imencode(".png", item.image)
-        if not ok:
-            raise StationError(f"could not encode captured frame {item.frame.index}")
-        data = buf.tobytes()
         path.write_bytes(data)
         rel, sha = str(path.relative_to(out)), hashlib.sha256(data).hexdigest()
+    else:
+        stored = item.stored.result()
+        if isinstance(stored, Unstored):
+            raise StationError(
+                f"could not store a captured frame in {out / 'images'}: {stored.error}"
+            )
+        rel, sha = f"images/{stored.relpath}", stored.sha256
     meta = {
-        k: v
-        for k, v in item.frame.meta.items()
-        if isinstance(v, str | int | float | bool) or v is None
+        k: v for k, v in item.meta.items() if isinstance(v, str | int | float | bool) or v is None
     }
     return {
         "file": rel,
         "sha256": sha,
-        "frame_index": item.frame.index,
-        "timestamp": item.frame.timestamp,
-        "reason": item.reason,
-        "truth": item.truth,
+        "frame_index": item.frame_index,
+        "timestamp": item.frame_time,
+        "reason": item.trigger_reason,
+        "truth": item.ground_truth,
         "stats": item.stats.as_dict(),
         "meta": meta,
     }

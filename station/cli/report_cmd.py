@@ -62,7 +62,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Agreement matrices, kappa, escape / miss / false-reject rates, risk/coverage and gates."""
         from review.errors import ReportFormatError
-        from review.gates import GateRules
         from review.query import ReportFilters
         from review.report import (
             build_report,
@@ -91,8 +90,8 @@ def register(app: typer.Typer) -> None:
         )
         settings = settings_from(config, database_url=db)
         engine = open_database(settings, migrate=False)
-        labels = [settings.ok_class, *settings.defect_classes]
-        rules = GateRules.from_mapping(settings.gates.model_dump())
+        labels = list(settings.labels.all)
+        rules = settings.gates.rules
         if out == "-":
             if fmt in ("html", "pdf"):
                 raise ReportFormatError(
@@ -113,8 +112,7 @@ def register(app: typer.Typer) -> None:
                 engine,
                 filters,
                 Path(out),
-                labels=labels,
-                ok=settings.ok_class,
+                labels=settings.labels,
                 rules=rules,
                 image_root=settings.image_dir,
             )

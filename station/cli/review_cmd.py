@@ -47,7 +47,6 @@ def register(app: typer.Typer) -> None:
 
         A qa_lead adjudicates; an engineer may browse. The secret is read without echo."""
         from db.models import Level
-        from review.gates import GateRules
         from review.query import ReportFilters
         from station.auth import allowed, require
 
@@ -70,9 +69,8 @@ def register(app: typer.Typer) -> None:
 
         config_ = ReviewConfig(
             image_root=settings.image_dir,
-            labels=(settings.ok_class, *settings.defect_classes),
-            ok=settings.ok_class,
-            rules=GateRules.from_mapping(settings.gates.model_dump()),
+            labels=settings.labels,
+            rules=settings.gates.rules,
             default_level=Level(settings.levels.default),
             filters=filters,
         )

@@ -27,6 +27,14 @@ def _level(value: str) -> Level:
         raise StationError(f"unknown level {value!r}: expected one of {', '.join(LEVELS)}") from e
 
 
+def _station_name(name: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise StationError(f"--station {name!r}: expected 1-64 letters, digits, '_', '.' or '-'")
+    return name
+
+
 def _share(name: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise StationError(f"{name} must be a probability in [0, 1], got {value}")
@@ -41,6 +49,14 @@ def simulate_cmd(
     level: Annotated[
         str, typer.Option("--level", help=f"Automation level: {' | '.join(LEVELS)}.")
     ] = "shadow",
+    station: Annotated[
+        str,
+        typer.Option(
+            "--station",
+            help="Simulation station to record into (created if new). Never a real station: a "
+            "simulation leaves a real line's level and history alone.",
+        ),
+    ] = "sim",
     inspectors: Annotated[
         int,
         typer.Option("--inspectors", min=1, max=100, help="Simulated inspectors (round robin)."),
@@ -76,7 +92,10 @@ def simulate_cmd(
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Run N phones through guard, router, model and recorder with simulated inspectors."""
+    """Run N phones through guard, router, model and recorder with simulated inspectors.
+
+    The records go to a simulation station of their own (--station, default 'sim'); read them
+    with e.g. `station report --station sim` or `station gate check --station sim`."""
     from station.pipeline.simulate import SimulateConfig, simulate
 
     width, height = parse_wxh(size, "--size", "640x360")
@@ -86,6 +105,7 @@ def simulate_cmd(
         items=items,
         seed=seed,
         level=_level(level),
+        station=_station_name(station),
         inspectors=inspectors,
         inspector_accuracy=_share("--inspector-accuracy", inspector_accuracy),
         assist_bias=_share("--assist-bias", assist_bias),
@@ -106,7 +126,7 @@ def simulate_cmd(
         return "n/a" if x is None else f"{x:.1%}"
 
     lines = [
-        f"{s.items} items at {s.level}"
+        f"{s.items} items at {s.level} on simulation station {s.station}"
         + (f" (dropped to {s.final_level})" if s.final_level != s.level else "")
         + f" in {s.seconds:.1f} s ({s.items_per_s:.1f} items/s after start-up)",
         f"decisions: {s.human_decisions} by humans, {s.model_decisions} by the model"

@@ -1,6 +1,7 @@
 """Frames in: sources (camera, video, stream, folder, synthetic line), threaded capture, the item
 trigger, the content-addressed image store and input statistics. Qt-free."""
 
+from station.errors import ImageStoreError, SourceLost
 from station.frames.capture import Backoff, Capture, CaptureCounts
 from station.frames.sources import (
     ACCEPTED_FORMS,
@@ -12,7 +13,7 @@ from station.frames.sources import (
     parse_source_spec,
 )
 from station.frames.stats import InputStats, compute_stats
-from station.frames.store import ImageStore, ImageStoreError, StoredImage
+from station.frames.store import ImageStore, StoredImage, encode_image
 from station.frames.trigger import (
     TRIGGER_VERSION,
     CapturedItem,
@@ -21,7 +22,7 @@ from station.frames.trigger import (
     TriggerState,
     item_from_frame,
 )
-from station.frames.types import CaptureState, Frame, FrameSource, SkippedFile, SourceLost
+from station.frames.types import CaptureState, Frame, FrameSource, SkippedFile
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -47,6 +48,7 @@ __all__ = [
     "TriggerConfig",
     "TriggerState",
     "compute_stats",
+    "encode_image",
     "item_from_frame",
     "open_source",
     "parse_source_spec",

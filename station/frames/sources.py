@@ -610,7 +610,6 @@ class ListSource:
     `reopen_failures`: how many following `open()` calls fail before one succeeds again.
     """
 
-    item_per_frame = False
     nominal_fps: float | None = 30.0
 
     def __init__(
@@ -622,8 +621,10 @@ class ListSource:
         reopen_failures: int = 0,
         metas: Sequence[dict[str, Any]] | None = None,
         name: str = "list",
+        item_per_frame: bool = False,
     ) -> None:
         self.images = list(images)
+        self.item_per_frame = item_per_frame  # True: every image is one item (no trigger)
         self.metas = list(metas) if metas is not None else None
         self.live = live
         self.name = name

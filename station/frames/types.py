@@ -8,7 +8,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from station.errors import SourceError
+from station.errors import SourceLost
+
+__all__ = ["CaptureState", "Frame", "FrameSource", "SkippedFile", "SourceLost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +37,6 @@ class SkippedFile:
 
     path: str
     reason: str
-
-
-class SourceLost(SourceError):
-    """A live source stopped giving frames (camera unplugged, stream dropped); reconnect may help."""
 
 
 class CaptureState(enum.StrEnum):

@@ -1,4 +1,5 @@
-"""The seam between the station and the defect model: a small protocol, a loader, and a fake.
+"""The seam between the station and the defect model: two protocols, the model's identity, a
+loader, and a first-class fake.
 
 The station never imports torch itself; `load_predictor` imports `model` lazily, so the window
 opens before the model has loaded. Tests use `FakePredictor` at this seam.
@@ -11,38 +12,52 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import numpy as np
 
-DEFECT_CLASSES = ("crack", "scratch", "dent", "stain", "missing")
-CLASSES = ("ok", *DEFECT_CLASSES)
+from review.labels import LabelSet
+from station.errors import ModelMismatch
 
 
-class PredictionLike(Protocol):
-    label: str
-    probabilities: Mapping[str, float]
-    p_defect: float
-    confidence: float
-    latency_ms: float
+class Prediction(Protocol):
+    """What the station reads of a model's answer on one image (model.Prediction has more)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def probabilities(self) -> Mapping[str, float]: ...  # calibrated, one per class
+
+    @property
+    def p_defect(self) -> float: ...
+
+    @property
+    def confidence(self) -> float: ...  # calibrated probability of `label`
+
+    @property
+    def latency_ms(self) -> float: ...
 
 
-@runtime_checkable
-class PredictorLike(Protocol):
-    def predict(self, bgr: np.ndarray) -> Any: ...
+class Predictor(Protocol):
+    """A loaded model: `predict` a BGR uint8 image (H, W, 3); `explain` gives an (H, W) float
+    heat-map in [0, 1]."""
+
+    def predict(self, bgr: np.ndarray) -> Prediction: ...
 
     def explain(self, bgr: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What every decision records about the model that produced it."""
+    """A model's identity in the pipeline: what every prediction record names (and what the spool
+    keeps, so a record waiting on disk still knows its model after a restart)."""
 
     name: str
     version: str
     sha256: str
-    classes: tuple[str, ...] = CLASSES
-    ok_class: str = "ok"
+    classes: tuple[str, ...]
+    ok_class: str
     temperature: float = 1.0
     thresholds: Mapping[str, Any] = field(default_factory=dict)
     architecture: str = ""
@@ -52,31 +67,26 @@ class ModelInfo:
     def short(self) -> str:
         return f"{self.version} (sha {self.sha256[:8]})"
 
+    @classmethod
+    def from_manifest(cls, manifest: Any, path: str | Path = "") -> ModelInfo:
+        """From a model artifact's manifest (model.ModelManifest, or its JSON as a dict)."""
 
-def model_info(predictor: Any, path: str | Path = "") -> ModelInfo:
-    """Read a predictor's manifest (dict or object) into a ModelInfo."""
-    manifest = getattr(predictor, "manifest", None)
-    if isinstance(predictor, FakePredictor):
-        return predictor.info
+        def get(key: str, default: Any = None) -> Any:
+            if isinstance(manifest, Mapping):
+                return manifest.get(key, default)
+            return getattr(manifest, key, default)
 
-    def get(key: str, default: Any = None) -> Any:
-        if manifest is None:
-            return default
-        if isinstance(manifest, Mapping):
-            return manifest.get(key, default)
-        return getattr(manifest, key, default)
-
-    return ModelInfo(
-        name=str(get("name", "model")),
-        version=str(get("version", "0")),
-        sha256=str(get("sha256", "") or ""),
-        classes=tuple(get("classes", CLASSES) or CLASSES),
-        ok_class=str(get("ok_class") or "ok"),
-        temperature=float(get("temperature", 1.0) or 1.0),
-        thresholds=dict(get("thresholds", {}) or {}),
-        architecture=str(get("architecture", "") or ""),
-        path=str(path),
-    )
+        return cls(
+            name=str(get("name", "model")),
+            version=str(get("version", "0")),
+            sha256=str(get("sha256", "") or ""),
+            classes=tuple(str(c) for c in get("classes", ()) or ()),
+            ok_class=str(get("ok_class", "") or ""),
+            temperature=float(get("temperature", 1.0) or 1.0),
+            thresholds=dict(get("thresholds", {}) or {}),
+            architecture=str(get("architecture", "") or ""),
+            path=str(path),
+        )
 
 
 #: torch intra-op threads for the station's model. One: the station's other threads (capture,
@@ -88,7 +98,7 @@ TORCH_THREADS = 1
 
 def load_predictor(
     path: str | Path | None, *, threads: int | None = TORCH_THREADS
-) -> tuple[Any, ModelInfo]:
+) -> tuple[Predictor, ModelInfo]:
     """Load the model at `path` (None or "": the bundled default). Raises model.errors.ModelError
     or OSError when it cannot be used; the caller decides to fall back to a human.
     `threads`: torch's intra-op threads for this process (None: leave torch's default)."""
@@ -104,25 +114,27 @@ def load_predictor(
 
     target = Path(path) if path else Path(model.bundled_model_path())
     predictor = model.Predictor.load(target)
-    return predictor, model_info(predictor, target)
+    return predictor, ModelInfo.from_manifest(predictor.manifest, target)
 
 
-class ModelMismatch(ValueError):
-    """The model's classes are not the station's labels."""
-
-
-def check_fits(info: ModelInfo, ok_class: str, defect_classes: list[str] | tuple[str, ...]) -> None:
+def check_fits(info: ModelInfo, labels: LabelSet) -> None:
     """Refuse a model whose classes are not the station's labels: its answers could not be
     compared with the inspectors' nor routed (a model without the defect-free class could never
     auto-pass, one with unknown labels would suggest keys the inspector does not have)."""
-    expected = {ok_class, *defect_classes}
+    expected = set(labels.all)
     got = set(info.classes)
-    if info.ok_class != ok_class or got != expected:
+    if info.ok_class != labels.ok or got != expected:
         raise ModelMismatch(
             f"model {info.name} {info.version} has classes {sorted(got)} (defect-free "
             f"{info.ok_class!r}); the station's labels are {sorted(expected)} (defect-free "
-            f"{ok_class!r})"
+            f"{labels.ok!r})"
         )
+
+
+# --------------------------------------------------------------------------- the fake
+
+#: The default settings' labels, which the fake answers in unless told otherwise.
+FAKE_CLASSES = ("ok", "crack", "scratch", "dent", "stain", "missing")
 
 
 @dataclass(frozen=True)
@@ -146,9 +158,12 @@ def prediction_from_probabilities(
     )
 
 
-def confident(label: str, p: float = 0.995) -> dict[str, float]:
-    rest = (1.0 - p) / (len(CLASSES) - 1)
-    return {c: (p if c == label else rest) for c in CLASSES}
+def confident(
+    label: str, p: float = 0.995, classes: tuple[str, ...] = FAKE_CLASSES
+) -> dict[str, float]:
+    """Probabilities with `p` on `label` and the rest shared by the other classes."""
+    rest = (1.0 - p) / (len(classes) - 1)
+    return {c: (p if c == label else rest) for c in classes}
 
 
 class FakePredictor:
@@ -168,8 +183,7 @@ class FakePredictor:
         self.raises = raises
         self.delay_s = delay_s
         self.release = release
-        self.info = info or ModelInfo(name="fake", version="f1", sha256="f" * 64)
-        self.manifest = {"name": self.info.name, "version": self.info.version}
+        self.info = info or ModelInfo("fake", "f1", "f" * 64, FAKE_CLASSES, "ok")
         self.calls = 0
         self.threads: list[int] = []
 

@@ -267,11 +267,24 @@ class Recorder:
             f"a decision was refused by the database: {why} (kept in {self.rejected_path})"
         )
 
+    def keep(self, rec: Record) -> None:
+        """Keep a record that could not be written for a reason nobody foresaw: in the spool, in
+        order, to be retried like any other."""
+        with self._lock:
+            if any(p.uid == rec.uid for p in self._pending):
+                return
+            self._pending.append(rec)
+            self._append_spool(rec)
+
     # ------------------------------------------------------------------ callbacks
 
     def _acknowledge(self, ack: Ack) -> None:
         if self.on_ack is not None:
             self.on_ack(ack)
+
+    def report(self, message: str) -> None:
+        """Tell whoever listens (the window's banner) that writing has a problem."""
+        self._report(message)
 
     def _report(self, message: str) -> None:
         self.last_error = message
@@ -296,11 +309,15 @@ def _describe(e: BaseException) -> str:
 
 class BackgroundRecorder:
     """Runs a Recorder on its own thread so a slow or locked database never stalls the UI; the
-    callbacks fire on that thread. `retry_every_s` retries pending records while idle."""
+    callbacks fire on that thread. `retry_every_s` retries pending records while idle.
+
+    The thread is guarded: whatever one record raises is logged, reported (`on_problem`: the
+    window shows it), the record is kept in the spool for a retry, and the thread goes on."""
 
     def __init__(self, recorder: Recorder, *, retry_every_s: float = 2.0) -> None:
         self.recorder = recorder
         self.retry_every_s = retry_every_s
+        self.failures = 0
         self._queue: queue.Queue[Record | Deferred | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
         self._thread.start()
@@ -308,19 +325,41 @@ class BackgroundRecorder:
     def submit(self, rec: Record | Deferred) -> None:
         self._queue.put(rec)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _loop(self) -> None:
-        if self.recorder.pending:
-            self.recorder.retry()
+        self._guarded(self._retry)
         while True:
             try:
                 rec = self._queue.get(timeout=self.retry_every_s)
             except queue.Empty:
-                if self.recorder.pending:
-                    self.recorder.retry()
+                self._guarded(self._retry)
                 continue
             if rec is None:
                 return
-            self.recorder.record(rec)
+            self._guarded(lambda r=rec: self._record(r))  # type: ignore[misc]
+
+    def _retry(self) -> None:
+        if self.recorder.pending:
+            self.recorder.retry()
+
+    def _record(self, rec: Record | Deferred) -> None:
+        built = rec.build() if isinstance(rec, Deferred) else rec
+        try:
+            self.recorder.record(built)
+        except Exception:
+            self.recorder.keep(built)  # on disk before the error is reported
+            raise
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as e:
+            self.failures += 1
+            log.exception("the recorder failed; the thread goes on")
+            self.recorder.report(f"the recorder failed ({type(e).__name__}: {e})")
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._queue.put(None)

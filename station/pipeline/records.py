@@ -1,6 +1,7 @@
-"""Plain, JSON-serialisable records of what was decided about an item, and their mapping onto
-the database rows. A record is self-sufficient (it names its model by name/version/sha256, not by
-row id), so it can wait in the spool and be written after a restart."""
+"""Plain, JSON-serialisable records of what was decided about an item: how they are built from an
+assessed item and its route, and how they map onto the database rows. A record is self-sufficient
+(it names its model by name/version/sha256, not by row id), so it can wait in the spool and be
+written after a restart."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from db.engine import session_scope
 from db.models import (
     DecidedBy,
     Disposition,
@@ -23,19 +22,13 @@ from db.models import (
     Level,
     ModelVersion,
     Prediction,
-    Role,
     Slot,
     Station,
 )
-from db.repo import (
-    active_deployments,
-    add_operator,
-    deploy,
-    find_operator,
-    get_or_create_station,
-    register_model_version,
-)
-from station.auth import hash_secret
+from db.repo import active_deployments, deploy, record_inspection, register_model_version
+from station.pipeline.assess import Assessed
+from station.pipeline.predictor import ModelInfo
+from station.pipeline.router import Route
 
 UID_KEY = "record_uid"
 
@@ -49,21 +42,8 @@ def now() -> datetime:
 
 
 @dataclass(frozen=True)
-class ModelRef:
-    name: str
-    version: str
-    sha256: str
-    classes: tuple[str, ...] = ()
-    ok_class: str = "ok"
-    temperature: float = 1.0
-    thresholds: dict[str, Any] = field(default_factory=dict)
-    architecture: str = ""
-    path: str = ""
-
-
-@dataclass(frozen=True)
 class PredictionRecord:
-    model: ModelRef | None
+    model: ModelInfo | None
     slot: str = Slot.champion.value
     label: str | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
@@ -83,10 +63,7 @@ class DecisionRecord:
     blind: bool
     audit: bool
     golden: bool
-
-    @property
-    def defect_types(self) -> list[str]:
-        return [] if self.label == "ok" else [self.label]
+    defect_types: tuple[str, ...]  # from the station's labels (review.labels.LabelSet)
 
 
 @dataclass(frozen=True)
@@ -145,6 +122,72 @@ class Deferred:
     build: Callable[[], Record]
 
 
+# --------------------------------------------------------------------------- building
+
+
+def inspection_record(
+    assessed: Assessed,
+    route: Route,
+    *,
+    uid: str,
+    station_id: int,
+    decision: DecisionRecord | None,
+    final_label: str,
+    decided_by: DecidedBy,
+    threshold_version: str,
+) -> InspectionRecord:
+    """The record of a new item: what was captured, what the guard and the model said, who
+    decided what, at which level. Waits for the image store (call it off the GUI thread, or once
+    `assessed.captured.stored` is done)."""
+    cap = assessed.captured
+    predictions: tuple[PredictionRecord, ...] = ()
+    if assessed.plan.run_model and assessed.inference is not None:
+        pred = assessed.prediction
+        if pred is not None:
+            predictions = (
+                PredictionRecord(
+                    model=assessed.model,
+                    label=pred.label,
+                    probabilities={k: float(v) for k, v in pred.probabilities.items()},
+                    p_defect=float(pred.p_defect),
+                    confidence=float(pred.confidence),
+                    latency_ms=float(pred.latency_ms),
+                ),
+            )
+        else:
+            predictions = (
+                PredictionRecord(
+                    model=assessed.model,
+                    error=assessed.inference.error,
+                    latency_ms=assessed.inference.latency_ms,
+                ),
+            )
+    stats = cap.stats.as_dict()
+    return InspectionRecord(
+        uid=uid,
+        station_id=station_id,
+        captured_at=cap.captured_at,
+        image_sha256=cap.image_sha256,
+        image_path=cap.image_path,
+        width=int(stats["width"]),
+        height=int(stats["height"]),
+        stats={k: float(v) for k, v in stats.items()},
+        source=cap.source,
+        ground_truth=cap.ground_truth,
+        golden=cap.golden,
+        trigger_version=cap.trigger_version,
+        guard_version=assessed.guard.version,
+        guard_passed=assessed.guard.passed,
+        guard_reason=assessed.guard.reason,
+        predictions=predictions,
+        decision=decision,
+        final_label=final_label,
+        decided_by=decided_by.value,
+        level=route.plan.level.value,
+        threshold_version=threshold_version,
+    )
+
+
 # --------------------------------------------------------------------------- JSON
 
 
@@ -165,7 +208,13 @@ def to_json(record: Record) -> str:
 
 
 def _decision(d: dict[str, Any] | None) -> DecisionRecord | None:
-    return None if d is None else DecisionRecord(**d)
+    if d is None:
+        return None
+    # Spools written before decisions carried their types used the default labels' rule.
+    types = d.pop("defect_types", None)
+    if types is None:
+        types = [] if d["label"] == "ok" else [d["label"]]
+    return DecisionRecord(defect_types=tuple(types), **d)
 
 
 def from_json(line: str) -> Record:
@@ -178,7 +227,7 @@ def from_json(line: str) -> Record:
         PredictionRecord(
             model=None
             if p["model"] is None
-            else ModelRef(**{**p["model"], "classes": tuple(p["model"]["classes"])}),
+            else ModelInfo(**{**p["model"], "classes": tuple(p["model"]["classes"])}),
             **{k: v for k, v in p.items() if k != "model"},
         )
         for p in d.pop("predictions")
@@ -189,7 +238,7 @@ def from_json(line: str) -> Record:
 # --------------------------------------------------------------------------- rows
 
 
-def ensure_model_version(*, session: Session, ref: ModelRef) -> ModelVersion:
+def ensure_model_version(*, session: Session, ref: ModelInfo) -> ModelVersion:
     return register_model_version(
         session=session,
         model=ModelVersion(
@@ -206,7 +255,7 @@ def ensure_model_version(*, session: Session, ref: ModelRef) -> ModelVersion:
     )
 
 
-def ensure_champion(*, session: Session, station_id: int, ref: ModelRef) -> ModelVersion:
+def ensure_champion(*, session: Session, station_id: int, ref: ModelInfo) -> ModelVersion:
     """Register the model version and, unless it already holds the champion slot at the station,
     deploy it there (the deployment history then says which model decided when)."""
     mv = ensure_model_version(session=session, ref=ref)
@@ -223,21 +272,6 @@ def ensure_champion(*, session: Session, station_id: int, ref: ModelRef) -> Mode
         reason="loaded by the station at start",
     )
     return mv
-
-
-def model_ref(info: Any) -> ModelRef:
-    """A ModelRef from station.pipeline.predictor.ModelInfo."""
-    return ModelRef(
-        info.name,
-        info.version,
-        info.sha256,
-        tuple(info.classes),
-        info.ok_class,
-        info.temperature,
-        dict(info.thresholds),
-        info.architecture,
-        info.path,
-    )
 
 
 def find_item_by_uid(*, session: Session, uid: str, image_sha256: str | None = None) -> Item | None:
@@ -257,7 +291,7 @@ def human_decision_row(d: DecisionRecord) -> HumanDecision:
         item_id=0,
         operator_id=d.operator_id,
         label=d.label,
-        defect_types=d.defect_types,
+        defect_types=list(d.defect_types),
         decided_at=d.decided_at,
         decision_ms=d.decision_ms,
         suggestion_shown=d.suggestion_shown,
@@ -314,8 +348,6 @@ def write_inspection(
         guard_passed=rec.guard_passed,
         guard_reason=rec.guard_reason,
     )
-    from db.repo import record_inspection
-
     champion = next((p for p in predictions if p.slot == Slot.champion), None)
     disposition = Disposition(
         item_id=0,
@@ -334,31 +366,3 @@ def write_inspection(
         disposition=disposition,
     )
     return item, decision
-
-
-# --------------------------------------------------------------------------- set-up helpers
-
-
-NO_LOGIN_HASH = "!no-login"  # not an argon2 hash: verify_secret is always False
-
-
-def ensure_operator(
-    engine: Engine, name: str, role: Role = Role.inspector, secret: str | None = "pw"
-) -> int:
-    """The id of operator `name`, created if absent. `secret=None` creates an operator who can
-    never log in (simulated inspectors must not become accounts with guessable secrets)."""
-    with session_scope(engine) as session:
-        op = find_operator(session=session, name=name)
-        if op is None:
-            secret_hash = NO_LOGIN_HASH if secret is None else hash_secret(secret)
-            op = add_operator(session=session, name=name, role=role, secret_hash=secret_hash)
-        assert op.id is not None
-        return op.id
-
-
-def ensure_station(engine: Engine, name: str) -> int:
-    """The id of station `name`, created if absent."""
-    with session_scope(engine) as session:
-        st = get_or_create_station(session=session, name=name)
-        assert st.id is not None
-        return st.id

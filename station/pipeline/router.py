@@ -16,7 +16,6 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from db.models import Level
 from station.settings import LevelSettings, ThresholdSettings
@@ -42,7 +41,7 @@ def thresholds_version(thresholds: ThresholdSettings) -> str:
 
 
 def three_state(
-    probabilities: Mapping[str, float], thresholds: ThresholdSettings, ok_class: str = "ok"
+    probabilities: Mapping[str, float], thresholds: ThresholdSettings, ok_class: str
 ) -> tuple[ModelCall, str, str]:
     """(call, label, why) from calibrated per-class probabilities.
 
@@ -109,7 +108,7 @@ class Router:
         *,
         levels: LevelSettings,
         thresholds: ThresholdSettings,
-        ok_class: str = "ok",
+        ok_class: str,
         rng: random.Random | None = None,
         show_suggestion_in_partial: bool = False,
     ) -> None:
@@ -119,11 +118,6 @@ class Router:
         self.rng = rng or random.Random()
         self.show_suggestion_in_partial = show_suggestion_in_partial
         self.thresholds_version = thresholds_version(thresholds)
-
-    def wants_golden(self) -> bool:
-        """Whether the next item should be a golden sample instead of a line item."""
-        share = self.levels.golden_share
-        return share > 0 and self.rng.random() < share
 
     def plan(self, level: Level, *, golden: bool = False, model_available: bool = True) -> Plan:
         level = Level(level)
@@ -192,16 +186,3 @@ class Router:
             golden=False,
             reason=why + ("; audit" if audit else ""),
         )
-
-
-def describe(route: Route) -> dict[str, Any]:
-    return {
-        "decider": route.decider.value,
-        "call": route.model_call.value if route.model_call else None,
-        "label": route.model_label,
-        "shown": route.show_suggestion,
-        "blind": route.blind,
-        "audit": route.audit,
-        "golden": route.golden,
-        "reason": route.reason,
-    }

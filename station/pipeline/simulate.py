@@ -1,7 +1,12 @@
 """`station simulate`: the station's pipeline, headless, with simulated inspectors on the synthetic
-line. Items go through the same guard, router, inference worker and recorder as in the window;
-only the camera + trigger (replaced by rendering one still per phone) and the person differ, so a
-week of line data takes minutes. Time is simulated: each phone arrives `interval_s` after the last.
+line. Items go through the same intake, guard, router, model, decision desk and recorder as in
+the window; only the camera (one rendered still per phone, so no trigger is needed) and the
+person differ, so a week of line data takes minutes. Time is simulated: each phone arrives
+`interval_s` after the last.
+
+A simulation records into a simulation station of its own (`sim` unless named), never into a
+real line's: the level it simulates and the history it writes stay out of a real station's
+record.
 """
 
 from __future__ import annotations
@@ -9,38 +14,34 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import numpy as np
 from sqlalchemy.engine import Engine
 
 from db.engine import session_scope
-from db.models import DecidedBy, Level, LevelChange, Role
-from db.repo import current_level, record_level_change
+from db.models import DecidedBy, Level, Role, Station
+from db.repo import add_operator, find_operator, find_station
+from station.errors import SimulationRefused
 from station.frames.store import ImageStore
-from station.pipeline.guard import InputGuard
-from station.pipeline.predictor import ModelInfo, check_fits, load_predictor, model_info
+from station.frames.types import FrameSource
+from station.levels import set_simulated_level
+from station.pipeline.assess import ModelInUse, open_model
+from station.pipeline.core import StationCore
+from station.pipeline.intake import GoldenSamples, Intake
+from station.pipeline.predictor import ModelInfo, Predictor
 from station.pipeline.recorder import BackgroundRecorder, Recorder
-from station.pipeline.records import (
-    Deferred,
-    InspectionRecord,
-    Record,
-    ensure_operator,
-    ensure_station,
-)
-from station.pipeline.router import Router
-from station.pipeline.session import StationCore, Stored
-from station.pipeline.worker import InferenceWorker
+from station.pipeline.records import Deferred, InspectionRecord, Record
 from station.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SHIFT_S = 8 * 3600.0  # simulated inspectors tire over a shift, then a fresh one starts
+DEFAULT_STATION = "sim"
+#: Simulated inspectors are operators no one can log in as (not an argon2 hash).
+NO_LOGIN_HASH = "!no-login"
 
 
 class Inspector(Protocol):
@@ -50,30 +51,11 @@ class Inspector(Protocol):
 
 
 @dataclass(frozen=True)
-class LineItem:
-    image: np.ndarray
-    truth: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-class LazyLineItem:
-    """A line item rendered on first use, so rendering runs on the capture pool's threads."""
-
-    def __init__(self, render: Callable[[], LineItem]) -> None:
-        self._render = render
-        self._item: LineItem | None = None
-
-    def materialize(self) -> LineItem:
-        if self._item is None:
-            self._item = self._render()
-        return self._item
-
-
-@dataclass(frozen=True)
 class SimulateConfig:
     items: int
     seed: int = 0
     level: Level = Level.shadow
+    station: str = DEFAULT_STATION
     inspectors: int = 1
     inspector_accuracy: float = 0.95
     assist_bias: float = 0.3
@@ -88,6 +70,7 @@ class SimulateConfig:
 
 @dataclass
 class Summary:
+    station: str = ""
     items: int = 0
     human_decisions: int = 0
     model_decisions: int = 0
@@ -164,116 +147,87 @@ class _Counter:
         return s
 
 
-def synthetic_line(config: SimulateConfig) -> Iterator[LazyLineItem]:
-    """One still per phone from the synthetic line (rendered directly, not played in real time)."""
-    from station.synth.config import SynthConfig
-    from station.synth.render import render_item
+def synthetic_stills(config: SimulateConfig) -> FrameSource:
+    """The camera stand-in: one rendered still per phone of the synthetic line."""
+    from station.synth.line import SyntheticStillsSource
 
-    synth = SynthConfig(
-        seed=config.seed,
-        width=config.width,
-        height=config.height,
-        defect_rate=config.defect_rate,
-        realtime=False,
+    return SyntheticStillsSource.at(
+        config.seed, config.width, config.height, defect_rate=config.defect_rate
     )
 
-    def render(index: int) -> LineItem:
-        item = render_item(synth, index)
-        return LineItem(item.image, item.label, {**item.meta, "index": index})
 
-    index = 0
-    while True:
-        yield LazyLineItem(lambda i=index: render(i))  # type: ignore[misc]
-        index += 1
+def synthetic_inspectors(config: SimulateConfig) -> list[Inspector]:
+    """`--inspector-accuracy P`: every defect caught, and every ok item passed, with chance P."""
+    from station.synth.config import DEFECT_CLASSES
+    from station.synth.inspectors import SimulatedInspector
 
-
-class BasicInspector:
-    """A simple simulated inspector: right with probability `accuracy` (a wrong answer is another
-    label at random), follows a shown suggestion with probability `bias`, takes 1-3 s."""
-
-    def __init__(self, *, accuracy: float, bias: float, seed: int, labels: tuple[str, ...]) -> None:
-        self.accuracy = accuracy
-        self.bias = bias
-        self.labels = labels
-        self.rng = random.Random(seed)
-
-    def decide(
-        self, truth: str, suggestion: str | None, shown: bool, t_shift_s: float
-    ) -> tuple[str, float]:
-        seconds = 1.0 + 2.0 * self.rng.random()
-        if shown and suggestion is not None and self.rng.random() < self.bias:
-            return suggestion, seconds * 0.6
-        if self.rng.random() < self.accuracy:
-            return truth, seconds
-        return self.rng.choice([x for x in self.labels if x != truth]), seconds
-
-
-def synthetic_inspectors(config: SimulateConfig, labels: tuple[str, ...]) -> list[Inspector]:
-    """The frames issue's simulated inspectors where available, else BasicInspector."""
-    try:
-        from station.synth.inspectors import SimulatedInspector
-    except ImportError:
-        SimulatedInspector = None  # type: ignore[assignment,misc]
+    p = config.inspector_accuracy
     out: list[Inspector] = []
     for k in range(config.inspectors):
         seed = config.seed * 1000 + k
-        if SimulatedInspector is not None:
-            out.append(_make_simulated(SimulatedInspector, config, seed))
-        else:
-            out.append(
-                BasicInspector(
-                    accuracy=config.inspector_accuracy,
-                    bias=config.assist_bias,
-                    seed=seed,
-                    labels=labels,
-                )
+        out.append(
+            SimulatedInspector(
+                sensitivity=dict.fromkeys(DEFECT_CLASSES, p),
+                specificity=p,
+                automation_bias=config.assist_bias,
+                seed=seed,
+                name=f"sim-{k + 1}",
             )
+        )
     return out
 
 
-def _make_simulated(cls: Any, config: SimulateConfig, seed: int) -> Inspector:
-    """`--inspector-accuracy P`: every defect caught, and every ok item passed, with chance P."""
-    p = config.inspector_accuracy
-    return cls(
-        sensitivity={c: p for c in ("crack", "scratch", "dent", "stain", "missing")},
-        specificity=p,
-        automation_bias=config.assist_bias,
-        seed=seed,
-        name=f"sim-{seed % 1000 + 1}",
-    )
+def check_labels_fit_the_line(settings: Settings) -> None:
+    """The synthetic line renders its own defect types; a station configured with other labels
+    cannot be simulated on it (its inspectors and its model would answer in other words)."""
+    from station.synth.config import DEFECT_CLASSES, OK
+
+    if settings.labels.all != (OK, *DEFECT_CLASSES):
+        raise SimulationRefused(
+            f"the synthetic line's labels are {[OK, *DEFECT_CLASSES]}; this station's settings "
+            f"name {list(settings.labels.all)}: simulate with the default ok_class and "
+            "defect_classes"
+        )
 
 
-def _ordered_prefetch(
-    pool: ThreadPoolExecutor, fn: Callable[[Any], Any], jobs: Iterator[Any], depth: int
-) -> Iterator[Any]:
-    """fn over jobs on the pool, at most `depth` ahead, results in order."""
-    ahead: deque[Future[Any]] = deque()
-    for job in jobs:
-        ahead.append(pool.submit(fn, job))
-        if len(ahead) >= depth:
-            yield ahead.popleft().result()
-    while ahead:
-        yield ahead.popleft().result()
-
-
-def set_level(
-    engine: Engine, station_id: int, level: Level, reason: str, operator_id: int | None = None
-) -> None:
-    """Record a level change if the station is not already at `level`."""
+def simulation_station(engine: Engine, name: str) -> int:
+    """The id of simulation station `name`, created if absent; a real station is refused."""
     with session_scope(engine) as session:
-        now = current_level(session=session, station_id=station_id)
-        if now is not level:
-            record_level_change(
-                session=session,
-                change=LevelChange(
-                    station_id=station_id,
-                    from_level=now,
-                    to_level=level,
-                    operator_id=operator_id,
-                    reason=reason,
-                    override=True,
-                ),
+        station = find_station(session=session, name=name)
+        if station is None:
+            station = Station(name=name, simulated=True)
+            session.add(station)
+            session.flush()
+        elif not station.simulated:
+            raise SimulationRefused(
+                f"station {name} is a real station: a simulation never records into one (its "
+                "level and history are the line's). Name a simulation station with --station "
+                f"(default {DEFAULT_STATION})"
             )
+        assert station.id is not None
+        return station.id
+
+
+def simulated_operators(engine: Engine, n: int) -> list[int]:
+    """Operators sim-1 .. sim-n, who can never log in."""
+    ids = []
+    with session_scope(engine) as session:
+        for k in range(n):
+            name = f"sim-{k + 1}"
+            op = find_operator(session=session, name=name) or add_operator(
+                session=session, name=name, role=Role.inspector, secret_hash=NO_LOGIN_HASH
+            )
+            assert op.id is not None
+            ids.append(op.id)
+    return ids
+
+
+def _identity(predictor: Predictor) -> ModelInfo:
+    """A given predictor's identity: the fake's own, or read from a real one's manifest."""
+    info = getattr(predictor, "info", None)
+    if isinstance(info, ModelInfo):
+        return info
+    return ModelInfo.from_manifest(getattr(predictor, "manifest", {}))
 
 
 def simulate(
@@ -281,32 +235,25 @@ def simulate(
     engine: Engine,
     config: SimulateConfig,
     *,
-    line: Iterator[LineItem | LazyLineItem] | None = None,
-    golden_line: Iterator[LineItem | LazyLineItem] | None = None,
+    source: FrameSource | None = None,
     inspectors: list[Inspector] | None = None,
-    predictor: Any | None = None,
+    predictor: Predictor | None = None,
     model: ModelInfo | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Summary:
+    """Run `config.items` phones; `source`, `inspectors` and `predictor` (with its `model`
+    identity) replace the synthetic line, its inspectors and the configured model."""
     t_start = time.perf_counter()
-    station_id = ensure_station(engine, settings.station_name)
-    operator_ids = [
-        ensure_operator(engine, f"sim-{k + 1}", Role.inspector, secret=None)
-        for k in range(config.inspectors)
-    ]
-    set_level(engine, station_id, config.level, f"station simulate --level {config.level.value}")
-
-    worker: InferenceWorker | None = None
-    model_problem: str | None = None
-    if config.level is not Level.human_only:
-        try:
-            if predictor is None:
-                predictor, model = load_predictor(config.model_path or settings.model_path or None)
-            model = model or model_info(predictor, config.model_path or "")
-            check_fits(model, settings.ok_class, settings.defect_classes)
-            worker = InferenceWorker(predictor, timeout_s=settings.thresholds.model_timeout_s)
-        except Exception as e:  # any failure to load: the station falls back to humans
-            model_problem = f"model failed to load: {e}"
+    if source is None or inspectors is None:
+        check_labels_fit_the_line(settings)
+    station_id = simulation_station(engine, config.station)
+    operator_ids = simulated_operators(engine, config.inspectors)
+    set_simulated_level(
+        engine,
+        station_id=station_id,
+        level=config.level,
+        reason=f"station simulate --level {config.level.value}",
+    )
 
     counter = _Counter(settings.ok_class)
     recorder = Recorder(engine, spool_dir=settings.data_dir)
@@ -318,103 +265,92 @@ def simulate(
         counter.add(rec)
         background.submit(rec)
 
-    rng = random.Random(config.seed)
-    router = Router(
-        levels=settings.levels, thresholds=settings.thresholds, ok_class=settings.ok_class, rng=rng
-    )
-    sim_t = [0.0]
+    done = [0]
     start = datetime.now(UTC) - timedelta(seconds=config.items * config.interval_s)
     core = StationCore(
-        engine=engine,
+        settings,
+        engine,
         station_id=station_id,
-        station_name=settings.station_name,
+        station_name=config.station,
         operator_id=operator_ids[0],
         operator_name="sim-1",
-        level=config.level,
-        router=router,
-        guard=InputGuard(settings.guard),
-        store=ImageStore(settings.image_dir),
         sink=sink,
-        worker=worker,
-        model=model,
-        explain=False,
-        clock=lambda: sim_t[0],
-        now=lambda: start + timedelta(seconds=sim_t[0]),
-        ok_class=settings.ok_class,
-        rng=rng,
+        rng=random.Random(config.seed),
+        clock=lambda: done[0] * config.interval_s,
+        now=lambda: start + timedelta(seconds=done[0] * config.interval_s),
     )
-    if model_problem is not None:
-        core.model_unusable(model_problem)
-    elif model is not None and worker is not None:
-        core.register_model(model)
-    line = line if line is not None else synthetic_line(config)
-    if golden_line is None and settings.levels.golden_share > 0:
-        golden_line = synthetic_line(
-            SimulateConfig(**{**asdict(config), "seed": config.seed + 7919, "level": config.level})
-        )
-    people = (
-        inspectors
-        if inspectors is not None
-        else synthetic_inspectors(config, (settings.ok_class, *settings.defect_classes))
-    )
-    source = f"synthetic:seed={config.seed},defect_rate={config.defect_rate}"
-
-    def produce() -> Iterator[tuple[LineItem | LazyLineItem, bool, float]]:
-        for i in range(config.items):
-            golden = golden_line is not None and router.wants_golden()
-            item = next(golden_line) if golden and golden_line is not None else next(line)
-            yield item, golden, i * config.interval_s
-
-    def capture(job: tuple[LineItem | LazyLineItem, bool, float]) -> tuple[LineItem, Stored]:
-        lazy, golden, t = job
-        item = lazy.materialize() if isinstance(lazy, LazyLineItem) else lazy
-        stored = core.capture(
-            item.image,
-            source="golden:synthetic" if golden else source,
-            ground_truth=item.truth,
-            golden=golden,
-            meta=item.meta,
-            captured_at=start + timedelta(seconds=t),
-        )
-        return item, stored
-
-    # Camera stand-in: render + statistics + image store run ahead on a small pool (their fsyncs
-    # overlap the model); the database writes run on the recorder's thread. Routing, inference
-    # and decisions stay in order on this thread, so a seed gives the same run.
-    t_loop = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="sim-capture") as pool:
-        for i, (item, stored) in enumerate(_ordered_prefetch(pool, capture, produce(), depth=8)):
-            sim_t[0] = i * config.interval_s
-            cap = core.infer(stored)
-            core.accept(cap)
-            k = i % len(people)
-            core.operator_id = operator_ids[k % len(operator_ids)]
-            while core.current is not None:
-                w = core.current
-                sug = w.suggestion
-                label, seconds = people[k].decide(
-                    item.truth if w.captured is cap else (w.captured.ground_truth or "ok"),
-                    sug.label if sug is not None else None,
-                    sug is not None,
-                    sim_t[0] % SHIFT_S,
+    if config.level is not Level.human_only:
+        try:
+            if predictor is not None:
+                given = (predictor, model or _identity(predictor))
+                loaded = open_model(
+                    None,
+                    settings.labels,
+                    timeout_s=settings.thresholds.model_timeout_s,
+                    loader=lambda _p: given,
                 )
-                core.decide(label, decision_ms=seconds * 1000.0)
-            if progress is not None:
-                progress(i + 1)
+            else:
+                loaded = open_model(
+                    config.model_path or settings.model_path or None,
+                    settings.labels,
+                    timeout_s=settings.thresholds.model_timeout_s,
+                )
+        except Exception as e:  # any failure to load: the station falls back to humans
+            core.fallback.unusable(f"failed to load: {e}")
+        else:
+            core.use_model(loaded)
+    in_use: ModelInUse | None = core.model.get()
+
+    intake = Intake(
+        source if source is not None else synthetic_stills(config),
+        store=ImageStore(settings.image_dir),
+        golden=GoldenSamples(
+            settings.levels.golden_share,
+            seed=config.seed + 7919,
+            size=(config.width, config.height),
+        )
+        if settings.levels.golden_share > 0
+        else None,
+        now=core.desk.now,
+        writers=2,  # two fsyncs in flight overlap the model
+    )
+    people = inspectors if inspectors is not None else synthetic_inspectors(config)
+
+    # Routing, inference and decisions stay in order on this thread, so a seed gives the same
+    # run; rendering runs ahead on the source's threads, image writes on the intake's, database
+    # writes on the recorder's.
+    t_loop = time.perf_counter()
+    for captured in intake.items(should_stop=lambda: done[0] >= config.items):
+        assessed = core.assessor.assess(captured)
+        core.accept(assessed)
+        k = done[0] % len(people)
+        core.desk.operator_id = operator_ids[k % len(operator_ids)]
+        while (w := core.desk.current) is not None:
+            sug = w.suggestion
+            label, seconds = people[k].decide(
+                w.assessed.captured.ground_truth or settings.ok_class,
+                sug.label if sug is not None else None,
+                sug is not None,
+                (done[0] * config.interval_s) % SHIFT_S,
+            )
+            core.desk.decide(label, decision_ms=seconds * 1000.0)
+        done[0] += 1
+        if progress is not None:
+            progress(done[0])
     background.close(timeout_s=600)
 
-    if worker is not None:
-        worker.close()
     summary = counter.summary()
+    summary.station = config.station
     summary.level = config.level.value
-    summary.final_level = core.level.value
+    summary.final_level = core.levels.current().value
     summary.model = (
-        f"{model.name} {model.short}"
-        if model is not None and core.level is not Level.human_only
+        f"{in_use.info.name} {in_use.info.short}"
+        if in_use is not None and core.model.get() is not None
         else None
     )
     summary.pending_writes = recorder.pending
-    summary.banners = list(core.banners.values())
+    summary.banners = list(core.status.banners.values())
+    core.close()
     t_end = time.perf_counter()
     summary.seconds = t_end - t_start
     loop_s = t_end - t_loop

@@ -1,5 +1,5 @@
 """Helpers for tests and benches: a real station database in a folder and a core on it, with a
-fake (or real) predictor at the seam."""
+fake (or real) predictor at the seam, fed through the real intake. Not used by the product."""
 
 from __future__ import annotations
 
@@ -11,24 +11,77 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from db.engine import make_engine
+from db.engine import make_engine, session_scope
 from db.migrate import ensure_schema
-from db.models import Level
+from db.models import Level, LevelChange, Role
+from db.repo import (
+    add_operator,
+    current_level,
+    find_operator,
+    get_or_create_station,
+    record_level_change,
+)
+from station.auth import hash_secret
+from station.frames.sources import ListSource
 from station.frames.store import ImageStore
-from station.pipeline.guard import InputGuard
-from station.pipeline.predictor import FakePredictor, ModelInfo
-from station.pipeline.recorder import Recorder
-from station.pipeline.records import ensure_operator, ensure_station
-from station.pipeline.router import Router
-from station.pipeline.session import StationCore
-from station.pipeline.worker import InferenceWorker
+from station.pipeline.assess import Assessed, open_model
+from station.pipeline.core import StationCore
+from station.pipeline.intake import Captured, Intake
+from station.pipeline.predictor import FakePredictor, Predictor
+from station.pipeline.recorder import Ack, Recorder
+from station.pipeline.router import Route
 from station.settings import Settings
+
+#: The secret of every operator `ensure_operator` creates.
+TEST_SECRET = "pw"
 
 
 def open_station_db(url: str) -> Engine:
     engine = make_engine(url)
     ensure_schema(engine)
     return engine
+
+
+def ensure_operator(engine: Engine, name: str, role: Role = Role.inspector) -> int:
+    """The id of operator `name`, created with secret TEST_SECRET if absent."""
+    with session_scope(engine) as session:
+        op = find_operator(session=session, name=name)
+        if op is None:
+            op = add_operator(
+                session=session, name=name, role=role, secret_hash=hash_secret(TEST_SECRET)
+            )
+        assert op.id is not None
+        return op.id
+
+
+def ensure_station(engine: Engine, name: str) -> int:
+    with session_scope(engine) as session:
+        st = get_or_create_station(session=session, name=name)
+        assert st.id is not None
+        return st.id
+
+
+def put_level(engine: Engine, station_id: int, level: Level, default: Level) -> None:
+    """Record `level` as the station's (a test's setting, written like an override)."""
+    with session_scope(engine) as session:
+        now = current_level(session=session, station_id=station_id, default=default)
+        if now is not level:
+            record_level_change(
+                session=session,
+                change=LevelChange(
+                    station_id=station_id,
+                    from_level=now,
+                    to_level=level,
+                    reason="test set-up",
+                    override=True,
+                ),
+            )
+
+
+def still_intake(images: list[np.ndarray], store: ImageStore | None, **meta: Any) -> Intake:
+    """The real intake over `images`, each one an item (a folder of stills would do the same)."""
+    source = ListSource(images, metas=[dict(meta)] * len(images), item_per_frame=True)
+    return Intake(source, store=store)
 
 
 @dataclass
@@ -38,45 +91,68 @@ class Rig:
     core: StationCore
     recorder: Recorder
     predictor: Any
-    acks: list[Any] = field(default_factory=list)
+    store: ImageStore
+    acks: list[Ack] = field(default_factory=list)
+
+    def capture(self, image: np.ndarray, *, truth: str | None = None) -> Captured:
+        """One still through the real intake (trigger-free source, image store, statistics)."""
+        meta = {"truth": truth} if truth is not None else {}
+        (captured,) = list(still_intake([image], self.store, **meta).items())
+        captured.stored.result()
+        return captured
+
+    def assess(self, image: np.ndarray, *, truth: str | None = None) -> Assessed:
+        return self.core.assessor.assess(self.capture(image, truth=truth))
+
+    def feed(self, image: np.ndarray, *, truth: str | None = None) -> Route:
+        """What the station does with one still: capture, assess, accept; returns its route."""
+        return self.core.accept(self.assess(image, truth=truth))
+
+    def set_level(self, level: Level) -> None:
+        put_level(self.engine, self.core.station_id, level, self.core.levels.default)
 
 
 def make_rig(
     tmp_path: Path,
     *,
     level: Level = Level.shadow,
-    predictor: Any | None = None,
+    predictor: Predictor | None = None,
     settings: Settings | None = None,
     seed: int = 0,
     timeout_s: float | None = None,
     engine: Engine | None = None,
+    with_model: bool = True,
 ) -> Rig:
     settings = settings or Settings(data_dir=tmp_path)
     engine = engine or open_station_db(f"sqlite:///{tmp_path / 'station.db'}")
     station_id = ensure_station(engine, settings.station_name)
     operator_id = ensure_operator(engine, "lan")
-    acks: list[Any] = []
+    put_level(engine, station_id, level, Level(settings.levels.default))
+    acks: list[Ack] = []
     recorder = Recorder(engine, spool_dir=tmp_path, on_ack=acks.append)
-    predictor = predictor if predictor is not None else FakePredictor()
-    info = getattr(predictor, "info", None) or ModelInfo("fake", "f1", "f" * 64)
-    worker = InferenceWorker(predictor, timeout_s=timeout_s or settings.thresholds.model_timeout_s)
-    rng = random.Random(seed)
     core = StationCore(
-        engine=engine,
+        settings,
+        engine,
         station_id=station_id,
         station_name=settings.station_name,
         operator_id=operator_id,
         operator_name="lan",
-        level=level,
-        router=Router(levels=settings.levels, thresholds=settings.thresholds, rng=rng),
-        guard=InputGuard(settings.guard),
-        store=ImageStore(settings.image_dir),
         sink=recorder.record,
-        worker=worker,
-        model=info,
-        rng=rng,
+        rng=random.Random(seed),
     )
-    return Rig(settings, engine, core, recorder, predictor, acks)
+    predictor = predictor if predictor is not None else FakePredictor()
+    if with_model:
+        info = getattr(predictor, "info")  # noqa: B009 (a fake, or a caller's own object)
+        core.use_model(
+            open_model(
+                None,
+                settings.labels,
+                timeout_s=timeout_s or settings.thresholds.model_timeout_s,
+                loader=lambda _p: (predictor, info),
+            )
+        )
+    store = ImageStore(settings.image_dir)
+    return Rig(settings, engine, core, recorder, predictor, store, acks)
 
 
 def phone_image(seed: int = 0, h: int = 96, w: int = 128) -> np.ndarray:

@@ -11,6 +11,7 @@ import collections
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from station.frames.types import Frame, SkippedFile
@@ -207,3 +208,75 @@ class SyntheticLineSource:
 
     def truth_for(self, frame_index: int) -> str | None:
         return self.line.truth_for(frame_index)
+
+
+class SyntheticStillsSource:
+    """One still per phone of the synthetic line, each frame an item (no trigger needed): the
+    camera stand-in of `station simulate` and of golden samples. Frame meta is the phone's
+    (`truth`, `index`, ...). Stills are rendered ahead, in order, on `render_threads` threads
+    (0: on the reader's thread), so rendering overlaps the model instead of waiting for it."""
+
+    item_per_frame = True
+    live = False
+    nominal_fps: float | None = None
+
+    def __init__(
+        self,
+        config: SynthConfig,
+        *,
+        name: str | None = None,
+        render_threads: int = 2,
+        max_items: int | None = None,
+    ) -> None:
+        self.config = config
+        self.name = name or f"synthetic:seed={config.seed},defect_rate={config.defect_rate}"
+        self.render_threads = render_threads
+        self.max_items = max_items
+        self._next = 0
+        self._ahead: collections.deque[Future[Frame]] = collections.deque()
+        self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def at(
+        cls, seed: int, width: int, height: int, *, defect_rate: float = 0.3, **kw: Any
+    ) -> SyntheticStillsSource:
+        return cls(
+            SynthConfig(
+                seed=seed, width=width, height=height, defect_rate=defect_rate, realtime=False
+            ),
+            **kw,
+        )
+
+    @property
+    def skipped(self) -> list[SkippedFile]:
+        return []
+
+    def open(self) -> None:
+        if self.render_threads > 0 and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.render_threads, thread_name_prefix="synth-render")
+
+    def _render(self, index: int) -> Frame:
+        item = render_item(self.config, index)
+        meta = {**item.meta, "source": "synthetic", "index": index, "truth": item.label}
+        return Frame(item.image, index, float(index), meta)
+
+    def read(self) -> Frame | None:
+        if self._pool is None:
+            if self.max_items is not None and self._next >= self.max_items:
+                return None
+            self._next += 1
+            return self._render(self._next - 1)
+        depth = 2 * self.render_threads
+        while len(self._ahead) < depth and (self.max_items is None or self._next < self.max_items):
+            self._ahead.append(self._pool.submit(self._render, self._next))
+            self._next += 1
+        return self._ahead.popleft().result() if self._ahead else None
+
+    def close(self) -> None:
+        self._next -= len(self._ahead)  # a re-open continues with the first still not read
+        for f in self._ahead:
+            f.cancel()
+        self._ahead.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

@@ -1,1 +1,1 @@
-"""The inspector's window (PySide6): a thin view on station.pipeline.session.StationCore."""
+"""The inspector's window (PySide6): a thin view on station.pipeline.core.StationCore."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
-import random
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -13,7 +14,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from sqlalchemy.engine import Engine
 
 from db.engine import session_scope
-from db.models import Level
+from db.models import Level, Operator
 from db.repo import (
     current_level,
     end_operator_session,
@@ -23,12 +24,15 @@ from db.repo import (
 )
 from station.auth import authenticate, require
 from station.errors import AuthError, StationError
+from station.frames.sources import open_source
 from station.frames.store import ImageStore
+from station.frames.types import FrameSource
 from station.levels import set_level
-from station.pipeline.guard import InputGuard
+from station.pipeline.assess import ModelInUse, open_model
+from station.pipeline.core import StationCore
+from station.pipeline.intake import GoldenSamples, Intake
+from station.pipeline.predictor import ModelInfo, Predictor, load_predictor
 from station.pipeline.recorder import BackgroundRecorder, Recorder
-from station.pipeline.router import Router
-from station.pipeline.session import BannerKind, StationCore
 from station.settings import Settings
 from station.ui import theme
 from station.ui.login import LoginDialog
@@ -45,15 +49,16 @@ class StationApp:
         self,
         settings: Settings,
         engine: Engine,
-        operator: Any,
+        operator: Operator,
         *,
         level: Level | None = None,
-        loader: Any = None,
-        source_factory: Any = None,
+        loader: Callable[[str | Path | None], tuple[Predictor, ModelInfo]] | None = None,
+        source_factory: Callable[[str], FrameSource] | None = None,
         load_model: bool = True,
     ) -> None:
         self.settings = settings
         self.engine = engine
+        assert operator.id is not None
         with session_scope(engine) as session:
             station = get_or_create_station(session=session, name=settings.station_name)
             assert station.id is not None
@@ -62,7 +67,7 @@ class StationApp:
             in_db = current_level(
                 session=session, station_id=station.id, default=Level(settings.levels.default)
             )
-        self.level_note = ""
+        level_note = ""
         if level is not None and level is not in_db:
             # The same gated path as `station level set`: a promotion without evidence is
             # recorded as an override by this engineer, with this reason.
@@ -77,7 +82,7 @@ class StationApp:
                 )
                 in_db = level
             except AuthError as e:
-                self.level_note = f"{e}: staying at {in_db.value}"
+                level_note = f"{e}: staying at {in_db.value}"
         self.bridge = RecorderBridge()
         self.recorder = Recorder(
             engine,
@@ -87,33 +92,38 @@ class StationApp:
         )
         self.background = BackgroundRecorder(self.recorder)
         self.core = StationCore(
-            engine=engine,
+            settings,
+            engine,
             station_id=self.station_id,
             station_name=settings.station_name,
             operator_id=operator.id,
             operator_name=operator.name,
-            level=in_db,
-            router=Router(
-                levels=settings.levels,
-                thresholds=settings.thresholds,
-                ok_class=settings.ok_class,
-                rng=random.Random(),
-            ),
-            guard=InputGuard(settings.guard),
-            store=ImageStore(settings.image_dir),
             sink=self.background.submit,
         )
-        if self.level_note:
-            self.core.banners[BannerKind.notice] = self.level_note
+        if level_note:
+            self.core.status.notice(level_note)
+        source = (source_factory or open_source)(settings.camera_source)
+        intake = Intake(
+            source,
+            store=ImageStore(settings.image_dir),
+            source_name=settings.camera_source,
+            golden=GoldenSamples(settings.levels.golden_share)
+            if settings.levels.golden_share > 0
+            else None,
+            keep_trying_to_open=True,
+        )
+
+        def model_loader() -> ModelInUse:
+            return open_model(
+                settings.model_path or None,
+                settings.labels,
+                timeout_s=settings.thresholds.model_timeout_s,
+                loader=loader or load_predictor,
+            )
+
+        # Loaded whatever the level at start: a promotion later must find the model ready.
         self.worker = PipelineWorker(
-            self.core,
-            source_spec=settings.camera_source,
-            model_path=settings.model_path or None,
-            load_model=load_model and in_db is not Level.human_only,
-            timeout_s=settings.thresholds.model_timeout_s,
-            loader=loader,
-            source_factory=source_factory,
-            defect_classes=tuple(settings.defect_classes),
+            self.core, intake, load_model=model_loader if load_model else None
         )
         self.window = StationWindow(self.core, request_capture=self.worker.request_capture)
         # Queued: every slot runs on the GUI thread, whichever thread emits.
@@ -140,8 +150,7 @@ class StationApp:
     def stop(self) -> None:
         self.thread.stop()
         self.background.close()
-        if self.core.worker is not None:
-            self.core.worker.close()
+        self.core.close()
         try:
             with session_scope(self.engine) as session:
                 end_operator_session(session=session, login=self.login)

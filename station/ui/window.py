@@ -1,9 +1,11 @@
 """The station window: the captured item large, one key per decision, and nothing about the
 model where the inspector must not see it (shadow, blind checks, audits).
 
-A thin view: every state lives in StationCore; `refresh()` redraws from it. Widgets that show the
-model's opinion exist only while the current item may show it, so a walk of the widget tree on a
-shadow or blind item finds no trace of the model.
+A thin view: every state lives in the StationCore (its desk and status); `refresh()` redraws from
+them. Labels, keys and buttons come from the settings' label set (Space = the defect-free label,
+1-9 = the defect types in order, as in the review window). Widgets that show the model's opinion
+exist only while the current item may show it, so a walk of the widget tree on a shadow or blind
+item finds no trace of the model.
 """
 
 from __future__ import annotations
@@ -37,26 +39,27 @@ from PySide6.QtWidgets import (
 )
 
 from db.models import DecidedBy, Level
+from station.frames.types import CaptureState
+from station.pipeline.assess import Assessed
+from station.pipeline.core import StationCore
+from station.pipeline.desk import Waiting
+from station.pipeline.predictor import ModelInfo
+from station.pipeline.recorder import Ack, Problem
 from station.pipeline.router import Decider, ModelCall
-from station.pipeline.session import BannerKind, Captured, StationCore, Waiting
 from station.ui import theme
 from station.ui.images import overlay, to_qimage
 
-DEFECT_KEYS = {
-    Qt.Key.Key_1: "crack",
-    Qt.Key.Key_2: "scratch",
-    Qt.Key.Key_3: "dent",
-    Qt.Key.Key_4: "stain",
-    Qt.Key.Key_5: "missing",
-}
-SHORT = {
-    "ok": "ok",
-    "crack": "CRK",
-    "scratch": "SCR",
-    "dent": "DNT",
-    "stain": "STN",
-    "missing": "MIS",
-}
+#: How often the window re-reads the level in force when no item arrives (items read it anyway).
+LEVEL_POLL_MS = 1000
+
+
+def key_text(key: int) -> str:
+    """The label key a Qt key stands for: " " for Space, "1".."9" for the digits (keypad too)."""
+    if key == Qt.Key.Key_Space:
+        return " "
+    if Qt.Key.Key_1 <= key <= Qt.Key.Key_9:
+        return str(key - Qt.Key.Key_0)
+    return ""
 
 
 class ItemView(QWidget):
@@ -148,7 +151,9 @@ class SuggestionPanel(QFrame):
     """Assist only: the model's label, calibrated confidence and the heat-map key. Created per item
     that may show it and removed from the tree otherwise."""
 
-    def __init__(self, label: str, confidence: float, has_heat: bool, heat_on: bool) -> None:
+    def __init__(
+        self, label: str, confidence: float, is_defect: bool, has_heat: bool, heat_on: bool
+    ) -> None:
         super().__init__()
         self.setObjectName("panel")
         lay = QVBoxLayout(self)
@@ -156,7 +161,7 @@ class SuggestionPanel(QFrame):
         shown = ">99%" if confidence > 0.99 else f"{confidence:.0%}"
         head = QLabel(f"AI: {label.upper()}   {shown}")
         head.setObjectName("aiLabel")
-        head.setStyleSheet(f"color: {theme.PASS if label == 'ok' else theme.FAIL};")
+        head.setStyleSheet(f"color: {theme.FAIL if is_defect else theme.PASS};")
         bar = QProgressBar()
         bar.setObjectName("confidence")
         bar.setRange(0, 100)
@@ -177,12 +182,14 @@ class StationWindow(QMainWindow):
     def __init__(self, core: StationCore, *, request_capture: Any = None) -> None:
         super().__init__()
         self.core = core
+        self.desk = core.desk
+        self.labels = core.labels
         self.request_capture = request_capture
         self.setWindowTitle(f"Inspection Station {core.station_name}")
         self.setStyleSheet(theme.STYLE)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.heat_on = False
-        self._passing: tuple[Captured, str, str] | None = None  # auto-decided item passing by
+        self._passing: tuple[Assessed, str, str] | None = None  # auto-decided item passing by
         self._shown_seq: int | None = None
         self._qimages: dict[int, QImage] = {}  # seq -> converted image, for items in view
         self._heats: dict[int, np.ndarray] = {}  # seq -> heat-map, for items with a suggestion
@@ -233,17 +240,18 @@ class StationWindow(QMainWindow):
         self.suggestion_box = QVBoxLayout()
         side.addLayout(self.suggestion_box)
         self.suggestion: SuggestionPanel | None = None
-        self.pass_button = QPushButton("PASS  (Space)")
+        ok = self.labels.ok
+        self.pass_button = QPushButton(f"PASS  ({self.labels.key(ok)})")
         self.pass_button.setObjectName("pass")
-        self.pass_button.clicked.connect(lambda: self.decide("ok"))
+        self.pass_button.clicked.connect(lambda: self.decide(ok))
         side.addWidget(self.pass_button)
         fail_title = QLabel("FAIL — defect type:")
         fail_title.setObjectName("caption")
         side.addWidget(fail_title)
         grid = QGridLayout()
         self.defect_buttons: dict[str, QPushButton] = {}
-        for i, (key, label) in enumerate(DEFECT_KEYS.items()):
-            b = QPushButton(f"{label.upper()}  ({key - Qt.Key.Key_0})")
+        for i, label in enumerate(self.labels.defects):
+            b = QPushButton(f"{label.upper()}  ({self.labels.key(label)})")
             b.setObjectName("defect")
             b.clicked.connect(lambda _=False, lab=label: self.decide(lab))
             grid.addWidget(b, i // 2, i % 2)
@@ -271,30 +279,34 @@ class StationWindow(QMainWindow):
         self.setCentralWidget(root)
         self.resize(1920, 1080)
 
-        core.listeners.append(self.refresh)
+        core.on_change(self.refresh)
         self.ticker = QTimer(self)  # undo countdown, items/hour
         self.ticker.setInterval(250)
         self.ticker.timeout.connect(self.refresh)
         self.ticker.start()
+        self.level_poll = QTimer(self)  # the level shown follows a change made elsewhere
+        self.level_poll.setInterval(LEVEL_POLL_MS)
+        self.level_poll.timeout.connect(self.core.levels.current)
+        self.level_poll.start()
         self.refresh()
 
     # ------------------------------------------------------------------ slots from workers
 
-    def on_item(self, cap: Captured, qimage: QImage | None = None) -> None:
+    def on_item(self, assessed: Assessed, qimage: QImage | None = None) -> None:
         if qimage is not None:
-            self._qimages[cap.seq] = qimage
-        route = self.core.accept(cap)
+            self._qimages[assessed.seq] = qimage
+        route = self.core.accept(assessed)
         if route.decider is Decider.model and not route.needs_human:
             auto_pass = route.model_call is ModelCall.auto_pass
             badge = "AUTO PASS" if auto_pass else f"AUTO FAIL · {(route.model_label or '').upper()}"
-            self._passing = (cap, badge, theme.PASS if auto_pass else theme.FAIL)
+            self._passing = (assessed, badge, theme.PASS if auto_pass else theme.FAIL)
             self.refresh()
 
     def on_heat(self, seq: int, heat: np.ndarray) -> None:
         """The heat-map of an item, computed after its suggestion was shown."""
         self._heats[seq] = heat
-        w = self.core.current
-        if w is not None and w.captured.seq == seq:
+        w = self.desk.current
+        if w is not None and w.seq == seq:
             self._shown_seq = None  # redraw the panel (and the overlay if H is on)
             self.refresh()
 
@@ -302,58 +314,51 @@ class StationWindow(QMainWindow):
         """The heat-map as shown: the model scales its map to a peak of 1 on every image, so it
         is weighted by the calibrated P(defect), else a sure-ok phone would glow somewhere."""
         sug = w.suggestion
-        if sug is None:
+        heat = self._heats.get(w.seq)
+        if sug is None or heat is None:
             return None
-        heat = sug.heatmap if sug.heatmap is not None else self._heats.get(w.captured.seq)
-        pred = w.captured.prediction
-        if heat is None or pred is None:
-            return heat
-        return heat * float(np.clip(pred.p_defect, 0.0, 1.0))
+        return heat * float(np.clip(sug.p_defect, 0.0, 1.0))
 
     def on_live(self, image: QImage) -> None:
-        from PySide6.QtGui import QPixmap
-
         self.live.setPixmap(
             QPixmap.fromImage(image).scaled(self.live.size(), Qt.AspectRatioMode.KeepAspectRatio)
         )
 
-    def on_camera(self, state: str, detail: str) -> None:
-        self.core.camera(state, detail)
+    def on_camera(self, state: CaptureState, detail: str) -> None:
+        self.core.status.camera_changed(CaptureState(state), detail)
 
-    def on_ack(self, ack: Any) -> None:
+    def on_ack(self, ack: Ack) -> None:
         self.core.acknowledge(ack)
 
-    def on_db_problem(self, problem: Any) -> None:
-        self.core.database_problem(problem)
+    def on_db_problem(self, problem: Problem | None) -> None:
+        self.core.status.database(problem)
 
     def on_problem(self, message: str) -> None:
-        self.core.banners[BannerKind.notice] = message.upper()[:1] + message[1:]
-        self.refresh()
+        self.core.status.notice(message)
 
-    def on_model_ready(self, worker: Any, info: Any) -> None:
-        self.core.set_model(worker, info)
+    def on_model_ready(self, _info: ModelInfo) -> None:
+        self.core.status.model_banner(None)
 
     def on_model_failed(self, reason: str) -> None:
-        self.core.model_unusable(f"failed to load: {reason}")
+        self.core.fallback.unusable(f"failed to load: {reason}")
 
     # ------------------------------------------------------------------ actions
 
     def decide(self, label: str) -> bool:
-        if self.core.current is None:
+        if self.desk.current is None:
             return False
-        self.core.decide(label)
+        self.desk.decide(label)
         self.heat_on = False
         return True
 
     def undo(self) -> bool:
-        return self.core.undo()
+        return self.desk.undo()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt API)
         key = event.key()
-        if key == Qt.Key.Key_Space:
-            self.decide("ok")
-        elif key in DEFECT_KEYS:
-            self.decide(DEFECT_KEYS[Qt.Key(key)])
+        label = self.labels.from_key(key_text(key))
+        if label is not None:
+            self.decide(label)
         elif key == Qt.Key.Key_Backspace:
             self.undo()
         elif key == Qt.Key.Key_H:
@@ -384,7 +389,11 @@ class StationWindow(QMainWindow):
         if sug is not None:
             assert w is not None
             self.suggestion = SuggestionPanel(
-                sug.label, sug.confidence, self.heat_for(w) is not None, self.heat_on
+                sug.label,
+                sug.confidence,
+                self.labels.is_defect(sug.label),
+                self.heat_for(w) is not None,
+                self.heat_on,
             )
             self.suggestion_box.addWidget(self.suggestion)
 
@@ -403,21 +412,30 @@ class StationWindow(QMainWindow):
         ]
         # The model's name appears only where its opinion may: beside a shown suggestion, or
         # over auto-decided items; never on shadow, blind, audit or golden items.
-        w = c.queue[0] if c.queue else None
+        w = self.desk.queue[0] if self.desk.queue else None
         may_show = (w is not None and w.suggestion is not None) or (
             w is None and c.level in (Level.partial, Level.full)
         )
-        if may_show and c.model is not None and c.model_available:
-            parts.append(f"model {c.model.name} {c.model.short}")
-        cam = {"connected": "OK"}.get(c.camera_state, c.camera_state.upper())
+        in_use = c.model.get()
+        if may_show and in_use is not None:
+            parts.append(f"model {in_use.info.name} {in_use.info.short}")
+        camera = c.status.camera
+        cam = (
+            "STARTING"
+            if camera is None
+            else "OK"
+            if camera is CaptureState.CONNECTED
+            else camera.value.upper()
+        )
         parts.append(f"cam: {cam}")
         return "   |   ".join(parts)
 
     def refresh(self) -> None:
         c = self.core
+        desk = self.desk
         self.status.setText(self._status_text())
         # banners
-        texts = list(c.banners.items())
+        texts = list(c.status.banners.items())
         while len(self._banner_labels) < len(texts):
             lab = QLabel()
             lab.setObjectName("banner")
@@ -438,10 +456,10 @@ class StationWindow(QMainWindow):
                 lab.setText("")
                 lab.hide()
 
-        w = c.current
+        w = desk.current
         has_item = w is not None
         if len(self._qimages) > 8:
-            keep = {x.captured.seq for x in c.queue}
+            keep = {x.seq for x in desk.queue}
             if self._passing is not None:
                 keep.add(self._passing[0].seq)
             self._qimages = {k: v for k, v in self._qimages.items() if k in keep}
@@ -450,27 +468,29 @@ class StationWindow(QMainWindow):
             b.setEnabled(has_item)
         if w is not None:
             self._passing = None
-            if self._shown_seq != w.captured.seq or self.view.badge:
-                self._shown_seq = w.captured.seq
+            if self._shown_seq != w.seq or self.view.badge:
+                self._shown_seq = w.seq
                 self._set_suggestion(w)
                 heat = self.heat_for(w) if self.heat_on else None
                 self.view.badge = ""
-                self.view.set_image(w.captured.image, heat, self._qimages.get(w.captured.seq))
+                self.view.set_image(w.assessed.captured.image, heat, self._qimages.get(w.seq))
             # Review, audit and golden items look the same: telling them apart would tell the
             # inspector what the model thought (audit = it was sure) or that they are being tested.
-            self.kind.setText(f"ITEM #{w.captured.seq} — your call")
+            self.kind.setText(f"ITEM #{w.seq} — your call")
             # In partial / full most items pass by; one that waits needs to catch the eye.
             self._set_attention(c.level in (Level.partial, Level.full))
         else:
             if self.suggestion is not None:
                 self._set_suggestion(None)
             if self._passing is not None:
-                cap, badge, colour = self._passing
-                if self._shown_seq != -cap.seq:
-                    self._shown_seq = -cap.seq
+                passing, badge, colour = self._passing
+                if self._shown_seq != -passing.seq:
+                    self._shown_seq = -passing.seq
                     self.view.badge = badge
                     self.view.badge_colour = QColor(colour)
-                    self.view.set_image(cap.image, None, self._qimages.get(cap.seq))
+                    self.view.set_image(
+                        passing.captured.image, None, self._qimages.get(passing.seq)
+                    )
                 self.kind.setText("auto-decided — nothing to do")
                 self._set_attention(False)
             else:
@@ -480,18 +500,18 @@ class StationWindow(QMainWindow):
                     self.view.set_image(None)
                 self.kind.setText("waiting for the next phone")
                 self._set_attention(False)
-        left = c.undo_seconds_left()
+        left = desk.undo_seconds_left()
         self.undo_button.setEnabled(left > 0)
         self.undo_button.setText(
             f"UNDO  (Backspace)  {left:.0f} s" if left > 0 else "UNDO  (Backspace)"
         )
         name = self.saved.objectName()
-        if c.pending_writes:
+        if desk.pending_writes:
             name = "saving"
-            self.saved.setText(f"saving… ({c.pending_writes})")
-        elif c.last_saved is not None:
+            self.saved.setText(f"saving… ({desk.pending_writes})")
+        elif desk.last_saved is not None:
             name = "saved"
-            self.saved.setText(f"✔ saved #{c.last_saved}")
+            self.saved.setText(f"✔ saved #{desk.last_saved}")
         else:
             self.saved.setText("")
         if name != self.saved.objectName():  # re-style only on a change: polish is not free
@@ -500,26 +520,28 @@ class StationWindow(QMainWindow):
             self.saved.style().polish(self.saved)
         strip = []
         auto = False
-        for o in list(c.recent)[:12]:
-            s = SHORT.get(o.label, o.label[:3].upper())
+        for o in list(desk.recent)[:12]:
+            s = self.labels.short(o.label)
             if o.decided_by is DecidedBy.model:
                 s, auto = s + "*", True
-            colour = theme.PASS if o.label == "ok" else theme.FAIL
+            colour = theme.FAIL if self.labels.is_defect(o.label) else theme.PASS
             strip.append(f'<span style="color:{colour}">{s}</span>')
         self.recent.setText(
             "last items (newest first):<br>"
             + (" ".join(strip) if strip else "—")
             + ("<br><span style='font-size:18px'>* = auto-decided</span>" if auto else "")
         )
-        self.queue_label.setText(f"waiting: {len(c.queue)}")
+        self.queue_label.setText(f"waiting: {len(desk.queue)}")
         self.footer.setText(
-            f"items/h {c.items_per_hour:.0f}   |   queue {len(c.queue)}   |   "
-            "keys: Space pass · 1-5 defect · Backspace undo · +/- zoom"
+            f"items/h {c.status.items_per_hour:.0f}   |   queue {len(desk.queue)}   |   "
+            f"keys: Space pass · 1-{len(self.labels.defects)} defect · Backspace undo · +/- zoom"
             + (" · H heat-map" if self.suggestion is not None else "")
         )
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.ticker.stop()
-        if self.refresh in self.core.listeners:
-            self.core.listeners.remove(self.refresh)
+        self.level_poll.stop()
+        for listeners in (self.desk.listeners, self.core.status.listeners):
+            if self.refresh in listeners:
+                listeners.remove(self.refresh)
         super().closeEvent(event)

@@ -23,8 +23,10 @@ from db.models import (
     Role,
     Slot,
 )
+from review.labels import LabelSet
 
 CLASSES = ["ok", "crack", "scratch", "dent", "stain", "missing"]
+LABELS = LabelSet.of(CLASSES[0], CLASSES[1:])
 T0 = datetime(2026, 11, 2, 6, 0, 0, tzinfo=UTC)
 
 

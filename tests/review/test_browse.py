@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from review_records import CLASSES, Records, random_records
+from review_records import CLASSES, LABELS, Records, random_records
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -30,7 +30,7 @@ def _operator(engine: Engine, name: str, role: Role) -> Operator:
 
 def _matrix(engine: Engine, **filters) -> browse.CellMatrix:
     with engine.connect() as conn:
-        return browse.matrix_cells(conn, ReportFilters.parse(**filters), labels=CLASSES)
+        return browse.matrix_cells(conn, ReportFilters.parse(**filters), labels=LABELS)
 
 
 def _cell(engine: Engine, human: str, model: str, **filters) -> list[browse.ItemRow]:
@@ -112,6 +112,7 @@ def test_adjudication_writes_an_adjudication_and_the_final_disposition(
         label="scratch",
         reason_code="human_missed",
         note=" faint line near the camera ",
+        labels=LABELS,
     )
     with Session(engine) as s:
         adj = s.exec(select(Adjudication)).one()
@@ -141,7 +142,12 @@ def test_a_non_qa_lead_is_refused_and_nothing_is_written(engine: Engine, fill, r
     who = _operator(engine, "eng", role)
     with pytest.raises(browse.AdjudicationRefused, match="needs qa_lead"):
         browse.adjudicate(
-            engine, item_id=box["id"], operator=who, label="ok", reason_code="model_false_reject"
+            engine,
+            item_id=box["id"],
+            operator=who,
+            label="ok",
+            reason_code="model_false_reject",
+            labels=LABELS,
         )
     with Session(engine) as s:
         assert s.exec(select(Adjudication)).all() == []
@@ -164,7 +170,12 @@ def test_adjudication_refuses_what_it_cannot_record(
     lead = _operator(engine, "quynh", Role.qa_lead)
     with pytest.raises(browse.AdjudicationRefused, match=message):
         browse.adjudicate(
-            engine, item_id=item or box["id"], operator=lead, label=label, reason_code=reason
+            engine,
+            item_id=item or box["id"],
+            operator=lead,
+            label=label,
+            reason_code=reason,
+            labels=LABELS,
         )
 
 
@@ -180,7 +191,7 @@ def test_an_empty_database_and_unmatched_filters_say_why_instead_of_failing(
     assert any("no items match these filters" in m for m in nothing.messages)
     with engine.connect() as conn:
         assert browse.items(conn, ReportFilters(station="Z9")) == []
-        status = browse.gate_status(conn, ReportFilters())
+        status = browse.gate_status(conn, ReportFilters(), labels=LABELS)
     assert status.station == "A1" and status.next_level == "shadow" and status.passed
 
 
@@ -208,8 +219,10 @@ def test_gate_status_names_the_failing_checks(engine: Engine, fill) -> None:
         )
         s.commit()
     with engine.connect() as conn:
-        assert browse.gate_status(conn, ReportFilters()).passed is None  # two stations: which?
-        status = browse.gate_status(conn, ReportFilters(station="A1"), labels=CLASSES)
+        assert (
+            browse.gate_status(conn, ReportFilters(), labels=LABELS).passed is None
+        )  # two stations: which?
+        status = browse.gate_status(conn, ReportFilters(station="A1"), labels=LABELS)
     assert (status.level, status.next_level, status.passed) == ("shadow", "assist", False)
     assert "paired unbiased items 30 (needs >= 500)" in status.text
 
@@ -225,14 +238,14 @@ def test_filter_choices_list_what_the_database_holds(engine: Engine, fill) -> No
 def test_export_follows_the_file_suffix(engine: Engine, fill, tmp_path: Path) -> None:
     fill(lambda r: random_records(r, 60, seed=2))
     out = browse.export_report(
-        engine, ReportFilters(station="A1"), tmp_path / "r.json", labels=CLASSES
+        engine, ReportFilters(station="A1"), tmp_path / "r.json", labels=LABELS
     )
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["filters"]["station"] == "A1" and out["counts"] == data["counts"]
-    browse.export_report(engine, ReportFilters(), tmp_path / "r.html", labels=CLASSES)
+    browse.export_report(engine, ReportFilters(), tmp_path / "r.html", labels=LABELS)
     assert (tmp_path / "r.html").read_text().lstrip().lower().startswith("<!doctype html")
     with pytest.raises(ReportFormatError, match=r"expected a file ending in \.json"):
-        browse.export_report(engine, ReportFilters(), tmp_path / "r.docx")
+        browse.export_report(engine, ReportFilters(), tmp_path / "r.docx", labels=LABELS)
 
 
 def test_image_file_never_leaves_the_image_root(tmp_path: Path) -> None:

@@ -36,8 +36,8 @@ def counts(engine):
 
 def test_an_inspection_is_written_with_its_provenance(tmp_path):
     rig = make_rig(tmp_path, level=Level.shadow, predictor=FakePredictor(confident("dent")))
-    rig.core.accept(rig.core.process(phone_image(), ground_truth="dent", source="synthetic"))
-    rig.core.decide("dent")
+    rig.feed(phone_image(), truth="dent")
+    rig.core.desk.decide("dent")
     assert counts(rig.engine) == {"Item": 1, "Prediction": 1, "HumanDecision": 1, "Disposition": 1}
     with session_scope(rig.engine) as s:
         item = s.exec(select(Item)).one()
@@ -51,11 +51,11 @@ def test_an_inspection_is_written_with_its_provenance(tmp_path):
     assert len(item.image_sha256) == 64 and (tmp_path / "images" / item.image_path).exists()
     assert mv is not None and mv.sha256 == "f" * 64 and mv.version == "f1"
     assert dec.label == "dent" and dec.defect_types == ["dent"] and not dec.suggestion_shown
-    assert dec.operator_id == rig.core.operator_id
+    assert dec.operator_id == rig.core.desk.operator_id
     assert disp.decided_by is DecidedBy.human and disp.level is Level.shadow
     assert disp.threshold_version == rig.core.router.thresholds_version
     assert disp.human_decision_id == dec.id and disp.prediction_id == pred.id
-    assert rig.acks and rig.acks[0].item_id == item.id and rig.core.last_saved == item.id
+    assert rig.acks and rig.acks[0].item_id == item.id and rig.core.desk.last_saved == item.id
 
 
 def test_an_ack_comes_only_after_the_commit(tmp_path):
@@ -67,8 +67,8 @@ def test_an_ack_comes_only_after_the_commit(tmp_path):
         seen.append(counts(rig.engine)["Item"])
 
     rig.recorder.on_ack = on_ack
-    rig.core.accept(rig.core.process(phone_image()))
-    rig.core.decide("ok")
+    rig.feed(phone_image())
+    rig.core.desk.decide("ok")
     assert seen == [1]
 
 
@@ -79,17 +79,17 @@ def test_a_failing_write_keeps_the_decision_and_retries_it(tmp_path):
     recorder = Recorder(
         locked_engine(db), spool_dir=tmp_path, on_ack=rig.acks.append, on_problem=problems.append
     )
-    rig.core.sink = recorder.record
+    rig.core.desk.send = recorder.record
     conn = lock(db)
     try:
-        rig.core.accept(rig.core.process(phone_image(1)))
-        uid = rig.core.decide("scratch")
+        rig.feed(phone_image(1))
+        uid = rig.core.desk.decide("scratch")
         assert rig.acks == [] and recorder.pending == 1
         assert problems and "locked" in problems[-1].message
         spooled = (tmp_path / SPOOL_NAME).read_text().splitlines()
         assert [from_json(line).uid for line in spooled] == [uid]
-        rig.core.accept(rig.core.process(phone_image(2)))
-        rig.core.decide("ok")  # queues behind the first, order kept
+        rig.feed(phone_image(2))
+        rig.core.desk.decide("ok")  # queues behind the first, order kept
         assert recorder.pending == 2 and recorder.retry() == 0
     finally:
         conn.rollback()
@@ -107,12 +107,12 @@ def test_the_spool_is_replayed_on_restart_without_duplicates(tmp_path):
     rig = make_rig(tmp_path, level=Level.human_only)
     db = tmp_path / "station.db"
     first = Recorder(locked_engine(db), spool_dir=tmp_path)
-    rig.core.sink = first.record
+    rig.core.desk.send = first.record
     conn = lock(db)
     try:
         for i in range(3):
-            rig.core.accept(rig.core.process(phone_image(i)))
-            rig.core.decide("ok")
+            rig.feed(phone_image(i))
+            rig.core.desk.decide("ok")
     finally:
         conn.rollback()
         conn.close()
@@ -129,11 +129,11 @@ def test_the_spool_is_replayed_on_restart_without_duplicates(tmp_path):
 
 def test_undo_records_a_correction_that_supersedes_the_first_decision(tmp_path):
     rig = make_rig(tmp_path, level=Level.human_only)
-    rig.core.accept(rig.core.process(phone_image()))
-    rig.core.decide("crack")
-    assert rig.core.undo()
-    assert rig.core.current is not None
-    rig.core.decide("ok")
+    rig.feed(phone_image())
+    rig.core.desk.decide("crack")
+    assert rig.core.desk.undo()
+    assert rig.core.desk.current is not None
+    rig.core.desk.decide("ok")
     with session_scope(rig.engine) as s:
         decisions = s.exec(select(HumanDecision).order_by(HumanDecision.id)).all()
         disps = s.exec(select(Disposition).order_by(Disposition.id)).all()
@@ -145,19 +145,19 @@ def test_undo_records_a_correction_that_supersedes_the_first_decision(tmp_path):
 def test_undo_is_refused_after_the_window(tmp_path):
     rig = make_rig(tmp_path, level=Level.human_only)
     t = [0.0]
-    rig.core.clock = lambda: t[0]
-    rig.core.accept(rig.core.process(phone_image()))
-    rig.core.decide("ok")
+    rig.core.desk.clock = lambda: t[0]
+    rig.feed(phone_image())
+    rig.core.desk.decide("ok")
     t[0] = 5.5
-    assert not rig.core.undo() and rig.core.current is None
+    assert not rig.core.desk.undo() and rig.core.desk.current is None
 
 
 def test_records_round_trip_through_json(tmp_path):
     rig = make_rig(tmp_path, level=Level.shadow)
     captured = []
-    rig.core.sink = captured.append
-    rig.core.accept(rig.core.process(phone_image()))
-    rig.core.decide("stain")
+    rig.core.desk.send = captured.append
+    rig.feed(phone_image())
+    rig.core.desk.decide("stain")
     rec = captured[0]
     rec = rec.build() if isinstance(rec, Deferred) else rec  # built once its image is stored
     assert from_json(to_json(rec)) == rec
@@ -169,12 +169,10 @@ def test_an_image_store_that_cannot_write_keeps_the_item_and_raises_a_banner(tmp
     def full(_data):
         raise OSError(28, "No space left on device")
 
-    rig.core.store.put_bytes = full
-    cap = rig.core.process(phone_image())
-    cap.stored_image.result()  # the write runs beside the model; wait for its verdict
-    rig.core.accept(cap)
-    assert "IMAGES NOT SAVED" in rig.core.banners["images"]
-    rig.core.decide("ok")
+    rig.store.put_bytes = full
+    rig.feed(phone_image())  # the rig waits for the write's verdict before the desk sees it
+    assert "IMAGES NOT SAVED" in rig.core.status.banners["images"]
+    rig.core.desk.decide("ok")
     with session_scope(rig.engine) as s:
         item = s.exec(select(Item)).one()
     assert len(item.image_sha256) == 64 and item.image_path == ""
@@ -184,13 +182,13 @@ def test_an_undo_of_a_spooled_decision_is_replayed_after_it_on_restart(tmp_path)
     rig = make_rig(tmp_path, level=Level.human_only)
     db = tmp_path / "station.db"
     first = Recorder(locked_engine(db), spool_dir=tmp_path)
-    rig.core.sink = first.record
+    rig.core.desk.send = first.record
     conn = lock(db)
     try:
-        rig.core.accept(rig.core.process(phone_image()))
-        rig.core.decide("scratch")
-        assert rig.core.undo()
-        rig.core.decide("ok")
+        rig.feed(phone_image())
+        rig.core.desk.decide("scratch")
+        assert rig.core.desk.undo()
+        rig.core.desk.decide("ok")
     finally:
         conn.rollback()
         conn.close()
@@ -202,3 +200,43 @@ def test_an_undo_of_a_spooled_decision_is_replayed_after_it_on_restart(tmp_path)
         disp = s.exec(select(Disposition).order_by(Disposition.id)).all()
     assert [d.label for d in ds] == ["scratch", "ok"] and ds[1].supersedes_id == ds[0].id
     assert disp[-1].final_label == "ok" and counts(rig.engine)["Item"] == 1
+
+
+def test_an_exception_in_the_recorder_thread_is_shown_and_recording_goes_on(tmp_path, monkeypatch):
+    import time
+
+    from station.pipeline import recorder as recorder_module
+    from station.pipeline.recorder import BackgroundRecorder
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    real, calls = recorder_module.write_inspection, []
+
+    def fails_once(**kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug nobody foresaw")
+        return real(**kw)
+
+    monkeypatch.setattr(recorder_module, "write_inspection", fails_once)
+    problems, acks = [], []
+    recorder = Recorder(
+        rig.engine, spool_dir=tmp_path, on_ack=acks.append, on_problem=problems.append
+    )
+    background = BackgroundRecorder(recorder, retry_every_s=0.05)
+    rig.core.desk.send = background.submit
+    uids = []
+    for i in range(3):
+        rig.feed(phone_image(i))
+        uids.append(rig.core.desk.decide(["crack", "ok", "dent"][i]))
+    deadline = time.monotonic() + 10
+    while len(acks) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert background.alive and background.failures == 1
+    assert any(
+        p is not None and "RuntimeError: a bug nobody foresaw" in p.message for p in problems
+    )
+    assert [a.uid for a in acks] == uids  # the failed one first: order kept
+    with session_scope(rig.engine) as s:
+        labels = [d.label for d in s.exec(select(HumanDecision).order_by(HumanDecision.id))]
+    assert labels == ["crack", "ok", "dent"] and recorder.pending == 0
+    background.close()

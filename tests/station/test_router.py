@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import pytest
 from sqlmodel import select
@@ -19,22 +20,24 @@ T = ThresholdSettings()
 
 
 def router(seed: int = 0, **levels: float) -> Router:
-    return Router(levels=LevelSettings(**levels), thresholds=T, rng=random.Random(seed))
+    return Router(
+        levels=LevelSettings(**levels), thresholds=T, ok_class="ok", rng=random.Random(seed)
+    )
 
 
 def test_three_state_auto_passes_only_above_the_pass_threshold():
-    assert three_state(confident("ok", 0.995), T)[0] is ModelCall.auto_pass
-    assert three_state(confident("ok", 0.90), T)[0] is ModelCall.review
+    assert three_state(confident("ok", 0.995), T, "ok")[0] is ModelCall.auto_pass
+    assert three_state(confident("ok", 0.90), T, "ok")[0] is ModelCall.review
 
 
 def test_three_state_auto_fails_with_the_most_likely_defect():
-    call, label, _ = three_state(confident("dent", 0.99), T)
+    call, label, _ = three_state(confident("dent", 0.99), T, "ok")
     assert call is ModelCall.auto_fail and label == "dent"
 
 
 def test_a_possible_crack_is_never_auto_passed():
     probs = {"ok": 0.985, "crack": 0.015, "scratch": 0.0, "dent": 0.0, "stain": 0.0, "missing": 0.0}
-    call, _, why = three_state(probs, T)
+    call, _, why = three_state(probs, T, "ok")
     assert call is ModelCall.review and "crack" in why
 
 
@@ -109,9 +112,9 @@ def test_partial_auto_decides_only_above_threshold_and_routes_the_rest(tmp_path)
         settings=None,
     )
     rig.core.router.levels = LevelSettings(audit_share_partial=0.0)
-    routes = [rig.core.accept(rig.core.process(phone_image(i))) for i in range(3)]
+    routes = [rig.feed(phone_image(i)) for i in range(3)]
     assert [r.decider for r in routes] == [Decider.model, Decider.human, Decider.model]
-    assert len(rig.core.queue) == 1 and rig.core.queue[0].kind == "review"
+    assert len(rig.core.desk.queue) == 1 and rig.core.desk.queue[0].kind == "review"
     with session_scope(rig.engine) as s:
         disp = s.exec(select(Disposition).order_by(Disposition.id)).all()
     assert [(d.final_label, d.decided_by) for d in disp] == [
@@ -122,9 +125,9 @@ def test_partial_auto_decides_only_above_threshold_and_routes_the_rest(tmp_path)
 
 def test_a_raising_predictor_routes_to_the_human_and_records_the_error(tmp_path):
     rig = make_rig(tmp_path, level=Level.full, predictor=FakePredictor(raises=RuntimeError("boom")))
-    route = rig.core.accept(rig.core.process(phone_image()))
+    route = rig.feed(phone_image())
     assert route.decider is Decider.human and "boom" in route.reason
-    rig.core.decide("ok")
+    rig.core.desk.decide("ok")
     with session_scope(rig.engine) as s:
         pred = s.exec(select(Prediction)).one()
     assert pred.label is None and "boom" in (pred.error or "")
@@ -136,7 +139,7 @@ def test_a_slow_predictor_times_out_to_the_human(tmp_path):
         tmp_path, level=Level.full, predictor=FakePredictor(release=release), timeout_s=0.05
     )
     try:
-        route = rig.core.accept(rig.core.process(phone_image()))
+        route = rig.feed(phone_image())
     finally:
         release.set()
     assert route.decider is Decider.human and "timed out" in route.reason
@@ -145,40 +148,39 @@ def test_a_slow_predictor_times_out_to_the_human(tmp_path):
 def test_the_model_runs_off_the_calling_thread(tmp_path):
     fake = FakePredictor()
     rig = make_rig(tmp_path, level=Level.shadow, predictor=fake)
-    rig.core.process(phone_image())
+    rig.assess(phone_image())
     assert fake.threads and threading.get_ident() not in fake.threads
 
 
 def test_repeated_model_failures_drop_the_station_to_human_only(tmp_path):
     rig = make_rig(tmp_path, level=Level.partial, predictor=FakePredictor(raises=OSError("gone")))
     for i in range(3):
-        rig.core.accept(rig.core.process(phone_image(i)))
+        rig.feed(phone_image(i))
     assert rig.core.level is Level.human_only
-    assert "MODEL UNUSABLE" in rig.core.banners["model"]
+    assert "MODEL UNUSABLE" in rig.core.status.banners["model"]
     with session_scope(rig.engine) as s:
-        change = s.exec(select(LevelChange)).one()
+        change = s.exec(select(LevelChange).order_by(LevelChange.id.desc())).first()
     assert change.automatic and change.to_level is Level.human_only
-    assert change.from_level is Level.partial
+    assert change.from_level is Level.partial and change.operator_id is None
 
 
-def test_a_late_result_for_an_old_request_is_dropped():
-    from station.pipeline.worker import InferenceRequest, InferenceWorker
+def test_a_hung_model_does_not_block_the_next_item_and_its_late_answer_is_dropped():
+    from station.pipeline.worker import InferenceWorker
 
     release = threading.Event()
-    worker = InferenceWorker(FakePredictor(release=release), timeout_s=30)
-    got, done = [], threading.Event()
-
-    def on_result(result):
-        got.append(result.request_id)
-        done.set()
-
-    old, new = InferenceRequest.make(phone_image(1)), InferenceRequest.make(phone_image(2))
-    worker.infer_async(old, on_result)
-    worker.infer_async(new, on_result)
+    hung = FakePredictor(release=release)
+    worker = InferenceWorker(hung, timeout_s=0.05)
+    first = worker.infer(phone_image(1))
+    assert not first.ok and "timed out" in (first.error or "")
+    hung.release = None
+    second = worker.infer(phone_image(2))  # on a fresh thread, not behind the hung call
+    assert second.ok and second.prediction is not None
     release.set()
-    assert done.wait(10)
+    deadline = time.monotonic() + 10
+    while worker.dropped == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     worker.close()
-    assert got == [new.request_id]
+    assert worker.dropped == 1 and worker.timeouts == 1
 
 
 def test_the_pipeline_imports_neither_torch_nor_qt():

@@ -11,10 +11,22 @@ import pytest
 from sqlmodel import select
 
 from db.engine import session_scope
-from db.models import DecidedBy, Disposition, HumanDecision, Item, Level, LevelChange, Prediction
+from db.models import (
+    DecidedBy,
+    Disposition,
+    HumanDecision,
+    Item,
+    Level,
+    LevelChange,
+    Prediction,
+    Role,
+    Station,
+)
+from db.repo import find_operator
+from station.levels import level_of, set_level
 from station.pipeline.predictor import FakePredictor, confident
 from station.pipeline.simulate import SimulateConfig, simulate
-from station.pipeline.testing import open_station_db
+from station.pipeline.testing import ensure_operator, make_rig, open_station_db, phone_image
 from station.settings import LevelSettings, Settings
 
 SMALL = {"width": 320, "height": 180}
@@ -88,7 +100,8 @@ def test_partial_audit_share_is_within_sampling_error(tmp_path):
 def test_golden_samples_are_injected_and_recorded(tmp_path):
     s, rows = run(tmp_path, Level.full, 60, levels=LevelSettings(golden_share=0.2))
     golden = [i for i in rows["items"] if i.golden]
-    assert s.golden == len(golden) and within(len(golden), 60, 0.2)
+    # a golden sample follows a line item with chance 0.2: a sixth of all items
+    assert s.golden == len(golden) and within(len(golden), 60, 0.2 / 1.2)
     assert all(d.golden for d in rows["decisions"] if d.item_id in {i.id for i in golden})
 
 
@@ -142,7 +155,7 @@ def test_the_cli_prints_a_json_summary(tmp_path, monkeypatch, capsys):
         "seconds",
     ):
         assert key in out
-    assert out["items"] == 6 and out["human_decisions"] == 6
+    assert out["items"] == 6 and out["human_decisions"] == 6 and out["station"] == "sim"
 
 
 def test_the_cli_refuses_an_unknown_level_in_one_line(tmp_path, monkeypatch, capsys):
@@ -199,3 +212,60 @@ def test_a_model_whose_classes_are_not_the_stations_labels_is_refused(tmp_path):
     )
     assert s.final_level == "human_only" and s.paired == 0
     assert any("classes ['defect', 'free']" in b and "station's labels" in b for b in s.banners)
+
+
+def history(engine, name):
+    with session_scope(engine) as s:
+        station = s.exec(select(Station).where(Station.name == name)).one()
+        changes = s.exec(
+            select(LevelChange).where(LevelChange.station_id == station.id).order_by(LevelChange.id)
+        ).all()
+        items = s.exec(select(Item).where(Item.station_id == station.id)).all()
+        return [(c.from_level, c.to_level, c.reason) for c in changes], len(items)
+
+
+def test_simulate_leaves_a_real_stations_level_and_history_untouched(tmp_path, cli):
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+    engine = open_station_db(url)
+    rig = make_rig(tmp_path, level=Level.shadow, engine=engine)  # the real line A1, at shadow
+    rig.feed(phone_image())
+    rig.core.desk.decide("ok")
+    before = history(engine, "A1")
+    result = cli("simulate", "--items", "5", "--level", "full", "--db", url)
+    assert result.code == 0, result.err
+    assert "simulation station sim" in result.out
+    assert history(engine, "A1") == before  # same level changes, same one item
+    assert level_of(engine, Settings(data_dir=tmp_path), "A1") is Level.shadow
+    changes, items = history(engine, "sim")
+    assert items == 5 and changes[-1][1] is Level.full
+    refused = cli("simulate", "--items", "1", "--station", "A1", "--db", url)
+    assert refused.code == 2 and "station A1 is a real station" in refused.err
+    assert "Traceback" not in refused.err and history(engine, "A1") == before
+
+
+def test_a_demotion_committed_during_a_run_is_obeyed_from_the_next_item(tmp_path):
+    settings = Settings(data_dir=tmp_path, levels=LevelSettings(audit_share_full=0.0))
+    engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
+    ensure_operator(engine, "eve", Role.engineer)
+    with session_scope(engine) as s:
+        eve = find_operator(session=s, name="eve")
+
+    def demote_after_ten(done):
+        if done == 10:  # an engineer elsewhere steps the running station down
+            set_level(
+                engine, settings, Level.human_only, operator=eve, reason="drift", station_name="sim"
+            )
+
+    s = simulate(
+        settings,
+        engine,
+        SimulateConfig(items=30, level=Level.full, **SMALL),
+        predictor=FakePredictor(confident("ok", 0.999)),
+        progress=demote_after_ten,
+    )
+    with session_scope(engine) as ses:
+        by = [d.decided_by for d in ses.exec(select(Disposition).order_by(Disposition.item_id))]
+        levels = [d.level for d in ses.exec(select(Disposition).order_by(Disposition.item_id))]
+    assert by[:10] == [DecidedBy.model] * 10  # sure of every phone: full automation decides
+    assert by[10:] == [DecidedBy.human] * 20 and set(levels[10:]) == {Level.human_only}
+    assert s.final_level == "human_only" and s.human_decisions == 20

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from review_records import CLASSES, Records
+from review_records import LABELS, Records
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -62,7 +62,7 @@ def open_window(qtbot, engine: Engine, image_dir: Path) -> Iterator[Callable[...
         w = ReviewWindow(
             engine,
             _operator(engine, f"user_{role.value}", role),
-            ReviewConfig(image_root=image_dir, labels=CLASSES),
+            ReviewConfig(image_root=image_dir, labels=LABELS),
         )
         made.append(w)
         qtbot.addWidget(w)
@@ -128,7 +128,7 @@ def test_keyboard_adjudication_saves_and_advances(qtbot, engine, records, open_w
     _click_cell(qtbot, w, "ok", "scratch")
     first, second = w.rows[0].item_id, w.rows[1].item_id
 
-    qtbot.keyClick(w.gallery, Qt.Key.Key_3)  # scratch: the human missed it
+    qtbot.keyClick(w.gallery, Qt.Key.Key_2)  # scratch (as at the station): the human missed it
     assert w.chosen_label == "scratch" and w.chosen_reason == "human_missed"
     qtbot.keyClick(w.gallery, Qt.Key.Key_Return)
 
@@ -137,7 +137,7 @@ def test_keyboard_adjudication_saves_and_advances(qtbot, engine, records, open_w
     assert "✓ scratch" in w.gallery.item(0).text()
     assert w.chosen_label is None and w.chosen_reason is None  # nothing carries over
 
-    qtbot.keyClick(w.gallery, Qt.Key.Key_1)  # ok ...
+    qtbot.keyClick(w.gallery, Qt.Key.Key_Space)  # ok ...
     assert w.chosen_reason == "model_false_reject"
     qtbot.keyClick(w.gallery, Qt.Key.Key_A)  # ... but a hard call
     qtbot.keyClick(w.gallery, Qt.Key.Key_Enter)
@@ -148,7 +148,7 @@ def test_keyboard_adjudication_saves_and_advances(qtbot, engine, records, open_w
 def test_enter_in_the_note_saves_once_with_the_note(qtbot, engine, records, open_window) -> None:
     records(("ok", "dent"), ("ok", "dent"))
     w = open_window()
-    qtbot.keyClick(w.gallery, Qt.Key.Key_4)
+    qtbot.keyClick(w.gallery, Qt.Key.Key_3)  # dent
     w.note_edit.setFocus()
     qtbot.keyClicks(w.note_edit, "edge")
     qtbot.keyClick(w.note_edit, Qt.Key.Key_Return)
@@ -163,7 +163,7 @@ def test_save_without_a_reason_says_what_is_missing(qtbot, engine, records, open
     w = open_window()
     qtbot.keyClick(w.gallery, Qt.Key.Key_Return)
     assert "pick the label first" in w.saved_label.text()
-    qtbot.keyClick(w.gallery, Qt.Key.Key_5)  # stain: both were wrong, no obvious reason
+    qtbot.keyClick(w.gallery, Qt.Key.Key_4)  # stain: both were wrong, no obvious reason
     qtbot.keyClick(w.gallery, Qt.Key.Key_Return)
     assert "pick a reason code" in w.saved_label.text()
     assert _adjudications(engine) == []
@@ -268,7 +268,7 @@ def test_enter_in_a_date_box_applies_filters_and_saves_nothing(
 ) -> None:
     records(("ok", "dent"))
     w = open_window()
-    qtbot.keyClick(w.gallery, Qt.Key.Key_4)
+    qtbot.keyClick(w.gallery, Qt.Key.Key_3)  # dent
     assert w.chosen_reason == "human_missed"
     w.filter_bar.since.setText("2030-01-01")
     qtbot.keyClick(w.filter_bar.since, Qt.Key.Key_Return)

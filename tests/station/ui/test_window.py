@@ -14,6 +14,7 @@ from sqlmodel import create_engine, select
 
 from db.engine import session_scope
 from db.models import HumanDecision, Level, Role
+from station.frames.types import CaptureState
 from station.pipeline.predictor import FakePredictor, confident
 from station.pipeline.recorder import Ack, Recorder
 from station.pipeline.testing import ensure_operator, make_rig, phone_image
@@ -55,11 +56,11 @@ def open_window(qtbot, tmp_path, level, predictor=None, **levels):
 def feed(rig, win, n=1, seed=0):
     """What the pipeline thread does: the item, then its heat-map where the suggestion shows."""
     for i in range(n):
-        cap = rig.core.process(phone_image(seed + i))
-        win.on_item(cap)
-        heat = rig.core.heatmap(cap)
+        assessed = rig.assess(phone_image(seed + i))
+        win.on_item(assessed)
+        heat = rig.core.assessor.heatmap(assessed)
         if heat is not None:
-            win.on_heat(cap.seq, heat)
+            win.on_heat(assessed.seq, heat)
 
 
 def labels_in_db(engine):
@@ -70,10 +71,13 @@ def labels_in_db(engine):
 def test_shadow_mode_hides_suggestion(qtbot, tmp_path):
     rig, win = open_window(qtbot, tmp_path, Level.shadow, FakePredictor(confident("scratch")))
     feed(rig, win)
-    assert rig.core.current is not None and rig.core.current.captured.prediction.label == "scratch"
+    assert (
+        rig.core.desk.current is not None
+        and rig.core.desk.current.assessed.prediction.label == "scratch"
+    )
     assert_no_trace_of_the_model(win, "scratch")
     qtbot.keyClick(win, Qt.Key.Key_H)  # the heat-map key does nothing where the model is hidden
-    assert win.view._image == to_qimage(rig.core.current.captured.image)
+    assert win.view._image == to_qimage(rig.core.desk.current.assessed.captured.image)
     assert_no_trace_of_the_model(win, "scratch")
 
 
@@ -98,7 +102,7 @@ def test_a_blind_check_in_assist_shows_nothing_of_the_model(qtbot, tmp_path):
         qtbot, tmp_path, Level.assist, FakePredictor(confident("crack")), blind_share_assist=1.0
     )
     feed(rig, win)
-    assert rig.core.current.route.blind
+    assert rig.core.desk.current.route.blind
     assert_no_trace_of_the_model(win, "crack")
     qtbot.keyClick(win, Qt.Key.Key_Space)
     with session_scope(rig.engine) as s:
@@ -115,7 +119,7 @@ def test_the_suggestion_disappears_when_the_next_item_is_blind(qtbot, tmp_path):
     rig.core.router.levels = LevelSettings(blind_share_assist=1.0)
     feed(rig, win, seed=5)
     qtbot.keyClick(win, Qt.Key.Key_4)
-    assert rig.core.current.route.blind
+    assert rig.core.desk.current.route.blind
     assert_no_trace_of_the_model(win, "stain")
 
 
@@ -126,7 +130,7 @@ def test_keys_record_the_right_labels(qtbot, tmp_path):
     for key in keys:
         qtbot.keyClick(win, key)
     assert labels_in_db(rig.engine) == ["ok", "crack", "scratch", "dent", "stain", "missing"]
-    assert rig.core.current is None
+    assert rig.core.desk.current is None
 
 
 def test_buttons_decide_like_keys(qtbot, tmp_path):
@@ -141,11 +145,11 @@ def test_buttons_decide_like_keys(qtbot, tmp_path):
 def test_backspace_undoes_the_last_decision(qtbot, tmp_path):
     rig, win = open_window(qtbot, tmp_path, Level.human_only)
     feed(rig, win, 2)
-    first = rig.core.current.captured.seq
+    first = rig.core.desk.current.seq
     qtbot.keyClick(win, Qt.Key.Key_1)
-    assert rig.core.current.captured.seq != first
+    assert rig.core.desk.current.seq != first
     qtbot.keyClick(win, Qt.Key.Key_Backspace)
-    assert rig.core.current.captured.seq == first
+    assert rig.core.desk.current.seq == first
     qtbot.keyClick(win, Qt.Key.Key_Space)
     qtbot.keyClick(win, Qt.Key.Key_Space)
     with session_scope(rig.engine) as s:
@@ -157,7 +161,7 @@ def test_backspace_undoes_the_last_decision(qtbot, tmp_path):
 def test_the_saved_tick_appears_only_after_the_commit(qtbot, tmp_path):
     rig, win = open_window(qtbot, tmp_path, Level.human_only)
     held = []
-    rig.core.sink = held.append  # nothing committed yet
+    rig.core.desk.send = held.append  # nothing committed yet
     feed(rig, win)
     qtbot.keyClick(win, Qt.Key.Key_Space)
     win.refresh()
@@ -178,11 +182,11 @@ def test_partial_auto_decided_items_pass_by_with_a_badge(qtbot, tmp_path):
         audit_share_partial=0,
     )
     feed(rig, win)
-    assert rig.core.current is None
+    assert rig.core.desk.current is None
     assert win.view.badge.startswith("AUTO PASS")
     assert not win.pass_button.isEnabled()
     feed(rig, win, seed=3)  # below threshold: waits for the inspector, no badge
-    assert rig.core.current is not None and win.view.badge == ""
+    assert rig.core.desk.current is not None and win.view.badge == ""
     assert win.kind.text().startswith("ITEM #") and win.pass_button.isEnabled()
     assert_no_trace_of_the_model(win, "scratch")
 
@@ -190,7 +194,7 @@ def test_partial_auto_decided_items_pass_by_with_a_badge(qtbot, tmp_path):
 def test_a_raising_predictor_sends_the_item_to_the_inspector(qtbot, tmp_path):
     rig, win = open_window(qtbot, tmp_path, Level.full, FakePredictor(raises=RuntimeError("x")))
     feed(rig, win)
-    assert rig.core.current is not None and win.pass_button.isEnabled()
+    assert rig.core.desk.current is not None and win.pass_button.isEnabled()
     assert win.view.badge == ""
 
 
@@ -210,7 +214,7 @@ def test_a_slow_predictor_sends_the_item_to_the_inspector(qtbot, tmp_path):
         feed(rig, win)
     finally:
         release.set()
-    assert rig.core.current is not None and "timed out" in rig.core.current.route.reason
+    assert rig.core.desk.current is not None and "timed out" in rig.core.desk.current.route.reason
 
 
 def test_a_failing_database_write_shows_a_banner_keeps_and_retries(qtbot, tmp_path):
@@ -222,7 +226,7 @@ def test_a_failing_database_write_shows_a_banner_keeps_and_retries(qtbot, tmp_pa
         on_ack=win.on_ack,
         on_problem=win.on_db_problem,
     )
-    rig.core.sink = recorder.record
+    rig.core.desk.send = recorder.record
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("BEGIN EXCLUSIVE")
     try:
@@ -292,9 +296,9 @@ def test_login_accepts_the_right_secret_and_limits_retries(qtbot, tmp_path):
 def list_source(n):
     from station.frames.sources import ListSource
 
-    src = ListSource([phone_image(i) for i in range(n)], metas=[{"truth": "ok"}] * n)
-    src.item_per_frame = True
-    return src
+    return ListSource(
+        [phone_image(i) for i in range(n)], metas=[{"truth": "ok"}] * n, item_per_frame=True
+    )
 
 
 def test_an_inspector_cannot_set_the_level_and_is_told_why(qtbot, tmp_path):
@@ -338,8 +342,8 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
     qtbot.addWidget(app.window)
     app.start()
     try:
-        qtbot.waitUntil(lambda: len(app.core.queue) == 3, timeout=10_000)
-        assert app.core.level is Level.shadow and app.core.model_available
+        qtbot.waitUntil(lambda: len(app.core.desk.queue) == 3, timeout=10_000)
+        assert app.core.level is Level.shadow and app.core.model.get() is not None
         assert fake.threads and threading.main_thread().ident not in fake.threads
         for _ in range(3):
             qtbot.keyClick(app.window, Qt.Key.Key_Space)
@@ -361,19 +365,17 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
     reason="the bundled model is not in the repo yet (model issue)",
 )
 def test_assist_with_the_real_bundled_model_shows_its_suggestion(qtbot, tmp_path):
-    from station.pipeline.predictor import load_predictor
-    from station.pipeline.worker import InferenceWorker
+    from station.pipeline.assess import open_model
     from station.synth.config import SynthConfig
     from station.synth.render import render_item
 
     rig, win = open_window(qtbot, tmp_path, Level.assist, blind_share_assist=0)
-    predictor, info = load_predictor(None)
-    rig.core.set_model(InferenceWorker(predictor, timeout_s=30), info)
+    rig.core.use_model(open_model(None, rig.settings.labels, timeout_s=30))
     item = render_item(SynthConfig(seed=11, realtime=False), 0)
-    win.on_item(rig.core.process(item.image, ground_truth=item.label))
+    win.on_item(rig.assess(item.image, truth=item.label))
     panels = win.findChildren(SuggestionPanel)
     assert len(panels) == 1 and any(t.startswith("ai: ") for t in texts(panels[0]))
-    assert np.isfinite(rig.core.current.captured.prediction.confidence)
+    assert np.isfinite(rig.core.desk.current.assessed.prediction.confidence)
 
 
 def test_golden_samples_are_injected_by_the_pipeline_and_wait_for_the_inspector(qtbot, tmp_path):
@@ -390,9 +392,9 @@ def test_golden_samples_are_injected_by_the_pipeline_and_wait_for_the_inspector(
     qtbot.addWidget(app.window)
     app.start()
     try:
-        qtbot.waitUntil(lambda: len(app.core.queue) == 2, timeout=20_000)
-        golden = app.core.queue[1]
-        assert golden.kind == "golden" and golden.captured.ground_truth is not None
+        qtbot.waitUntil(lambda: len(app.core.desk.queue) == 2, timeout=20_000)
+        golden = app.core.desk.queue[1]
+        assert golden.kind == "golden" and golden.assessed.captured.ground_truth is not None
         kind_of_line_item = app.window.kind.text()
         qtbot.keyClick(app.window, Qt.Key.Key_Space)
         # a golden sample looks like any other item to the inspector
@@ -406,10 +408,10 @@ def test_golden_samples_are_injected_by_the_pipeline_and_wait_for_the_inspector(
 
 def test_a_lost_camera_shows_a_banner_and_clears_when_it_reconnects(qtbot, tmp_path):
     rig, win = open_window(qtbot, tmp_path, Level.human_only)
-    win.on_camera("lost", "device:0 stopped giving frames")
+    win.on_camera(CaptureState.LOST, "device:0 stopped giving frames")
     assert any("camera lost" in t and "device:0" in t for t in texts(win))
     assert "cam: lost" in win.status.text().lower()
-    win.on_camera("connected", "")
+    win.on_camera(CaptureState.CONNECTED, "")
     assert not [t for t in texts(win) if "camera lost" in t]
 
 
@@ -446,3 +448,145 @@ def test_a_camera_that_never_connects_is_shown_and_the_station_keeps_running(qtb
         assert app.window.isVisible()
     finally:
         assert app.thread.stop()
+
+
+# ------------------------------------------------------------------ the level, the labels
+
+
+def engineer(engine):
+    from db.repo import find_operator
+
+    ensure_operator(engine, "eve", Role.engineer)
+    with session_scope(engine) as s:
+        return find_operator(session=s, name="eve")
+
+
+def test_a_demotion_committed_elsewhere_is_obeyed_from_the_next_item(qtbot, tmp_path):
+    from station.levels import set_level
+
+    rig, win = open_window(
+        qtbot, tmp_path, Level.full, FakePredictor(confident("ok", 0.999)), audit_share_full=0
+    )
+    feed(rig, win)
+    assert win.view.badge.startswith("AUTO PASS") and rig.core.desk.current is None
+    # `station level set human_only` by an engineer, from another process, while the window runs
+    set_level(rig.engine, rig.settings, Level.human_only, operator=engineer(rig.engine), reason="x")
+    feed(rig, win, seed=1)
+    assert rig.core.desk.current is not None and win.view.badge == ""
+    assert rig.core.desk.current.route.plan.level is Level.human_only
+    win.refresh()
+    assert "level: human only" in win.status.text().lower()
+
+
+def test_a_demotion_between_the_model_and_the_routing_applies_to_that_item(qtbot, tmp_path):
+    from station.levels import set_level
+
+    rig, win = open_window(
+        qtbot, tmp_path, Level.full, FakePredictor(confident("ok", 0.999)), audit_share_full=0
+    )
+    assessed = rig.assess(phone_image())  # planned at full on the pipeline thread ...
+    set_level(rig.engine, rig.settings, Level.shadow, operator=engineer(rig.engine), reason="x")
+    win.on_item(assessed)  # ... routed after the demotion: a person decides, the model is hidden
+    w = rig.core.desk.current
+    assert w is not None and w.route.plan.level is Level.shadow and w.suggestion is None
+    assert_no_trace_of_the_model(win, "ok")
+
+
+def test_a_demotion_reaches_the_running_station_through_its_pipeline_thread(qtbot, tmp_path):
+    from station.levels import set_level
+    from station.ui.app import StationApp
+
+    settings = Settings(data_dir=tmp_path, levels=LevelSettings(audit_share_full=0))
+    rig = make_rig(tmp_path, level=Level.full, settings=settings, with_model=False)
+    eve = engineer(rig.engine)
+    fake = FakePredictor(confident("ok", 0.999))
+    gate = threading.Event()
+    images = [phone_image(i) for i in range(6)]
+
+    class Paused(list_source(0).__class__):
+        def read(self):
+            if self._pos == 3:
+                gate.wait(20)  # the line stops after three phones until the demotion is in
+            return super().read()
+
+    app = StationApp(
+        settings,
+        rig.engine,
+        eve,
+        loader=lambda _p: (fake, fake.info),
+        source_factory=lambda _spec: Paused(images, item_per_frame=True),
+    )
+    qtbot.addWidget(app.window)
+    app.start()
+    try:
+        qtbot.waitUntil(lambda: len(app.core.desk.recent) == 3, timeout=10_000)
+        assert all(o.badge == "AUTO PASS" for o in app.core.desk.recent)
+        set_level(rig.engine, settings, Level.human_only, operator=eve, reason="drift alarm")
+        gate.set()
+        qtbot.waitUntil(lambda: len(app.core.desk.queue) == 3, timeout=10_000)
+        assert all(w.route.plan.level is Level.human_only for w in app.core.desk.queue)
+        qtbot.waitUntil(lambda: "HUMAN ONLY" in app.window.status.text(), timeout=5_000)
+    finally:
+        app.stop()
+
+
+def test_a_station_whose_ok_class_is_good_records_the_right_defect_types(qtbot, tmp_path):
+    from station.pipeline.predictor import ModelInfo
+
+    classes = ("good", "crack", "scratch", "dent")
+    settings = Settings(data_dir=tmp_path, ok_class="good", defect_classes=list(classes[1:]))
+    fake = FakePredictor(
+        confident("good", classes=classes), info=ModelInfo("g", "1", "a" * 64, classes, "good")
+    )
+    rig = make_rig(tmp_path, level=Level.shadow, predictor=fake, settings=settings)
+    win = StationWindow(rig.core)
+    qtbot.addWidget(win)
+    assert win.pass_button.text() == "PASS  (Space)"
+    assert [b.text() for b in win.defect_buttons.values()] == [
+        "CRACK  (1)",
+        "SCRATCH  (2)",
+        "DENT  (3)",
+    ]
+    feed(rig, win, 3)
+    for key in (Qt.Key.Key_Space, Qt.Key.Key_3, Qt.Key.Key_5):  # 5: no fifth type, no decision
+        qtbot.keyClick(win, key)
+    qtbot.keyClick(win, Qt.Key.Key_1)
+    with session_scope(rig.engine) as s:
+        ds = s.exec(select(HumanDecision).order_by(HumanDecision.id)).all()
+    assert [(d.label, d.defect_types) for d in ds] == [
+        ("good", []),
+        ("dent", ["dent"]),
+        ("crack", ["crack"]),
+    ]
+
+
+def test_the_same_key_gives_the_same_label_in_the_station_and_review_windows(qtbot, tmp_path):
+    from db.repo import find_operator
+    from review.ui import ReviewConfig, ReviewWindow
+
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    keys = [Qt.Key.Key_Space, *(Qt.Key(Qt.Key.Key_1 + i) for i in range(5))]
+    feed(rig, win, len(keys))
+    for key in keys:
+        qtbot.keyClick(win, key)
+    at_station = labels_in_db(rig.engine)
+    assert at_station == list(rig.settings.labels.all)
+
+    ensure_operator(rig.engine, "quynh", Role.qa_lead)
+    with session_scope(rig.engine) as s:
+        lead = find_operator(session=s, name="quynh")
+    review = ReviewWindow(rig.engine, lead, ReviewConfig(labels=rig.settings.labels))
+    qtbot.addWidget(review)
+    in_review = []
+    for key in keys:
+        qtbot.keyClick(review.gallery, key)
+        in_review.append(review.chosen_label)
+    assert in_review == at_station
+    assert [review.label_buttons[lab].text() for lab in at_station] == [
+        "ok  (Space)",
+        "crack  (1)",
+        "scratch  (2)",
+        "dent  (3)",
+        "stain  (4)",
+        "missing  (5)",
+    ]

@@ -1,0 +1,128 @@
+"""What the station makes of a captured item before anyone decides: the input guard's verdict,
+the routing plan at the level in force, and the model's answer (any thread but the GUI's: the
+model may take a while). Also the model the station runs now, which can arrive late (loaded in
+the background) or leave (unusable)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from db.models import Level
+from review.labels import LabelSet
+from station.pipeline.guard import GuardResult, InputGuard
+from station.pipeline.intake import Captured
+from station.pipeline.predictor import (
+    ModelInfo,
+    Prediction,
+    Predictor,
+    check_fits,
+    load_predictor,
+)
+from station.pipeline.router import Plan, Router
+from station.pipeline.worker import InferenceResult, InferenceWorker
+
+
+@dataclass(frozen=True)
+class ModelInUse:
+    worker: InferenceWorker
+    info: ModelInfo
+
+
+def open_model(
+    path: str | Path | None,
+    labels: LabelSet,
+    *,
+    timeout_s: float,
+    loader: Callable[[str | Path | None], tuple[Predictor, ModelInfo]] = load_predictor,
+) -> ModelInUse:
+    """Load a model and check it answers in the station's labels; raises when it cannot be used
+    (the caller falls back to a human)."""
+    predictor, info = loader(path or None)
+    check_fits(info, labels)
+    return ModelInUse(InferenceWorker(predictor, timeout_s=timeout_s), info)
+
+
+class ModelHolder:
+    """The model the station runs now, or None; swapped whole, read from any thread."""
+
+    def __init__(self, model: ModelInUse | None = None) -> None:
+        self._model = model
+
+    def get(self) -> ModelInUse | None:
+        return self._model
+
+    def set(self, model: ModelInUse | None) -> ModelInUse | None:
+        """Put `model` in use; returns the one it replaces."""
+        old, self._model = self._model, model
+        return old
+
+
+@dataclass(frozen=True)
+class Assessed:
+    """A captured item with the guard's verdict, the plan and (where the plan runs it) the
+    model's answer; immutable, safe to pass between threads."""
+
+    seq: int  # the order items reached the station, 1, 2, ...
+    captured: Captured
+    guard: GuardResult
+    plan: Plan
+    inference: InferenceResult | None
+    model: ModelInfo | None  # the model that answered, when the plan ran one
+
+    @property
+    def prediction(self) -> Prediction | None:
+        inf = self.inference
+        return inf.prediction if inf is not None and inf.ok else None
+
+
+class Assessor:
+    def __init__(
+        self,
+        *,
+        router: Router,
+        guard: InputGuard,
+        level: Callable[[], Level],
+        model: ModelHolder,
+    ) -> None:
+        self.router = router
+        self.guard = guard
+        self.level = level
+        self.model = model
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def assess(self, captured: Captured) -> Assessed:
+        """Guard, plan at the level in force now, and inference where the plan asks for it
+        (blocking up to the model's timeout)."""
+        guard = self.guard.check(captured.stats)
+        in_use = self.model.get()
+        plan = self.router.plan(
+            self.level(), golden=captured.golden, model_available=in_use is not None
+        )
+        inference = None
+        if plan.run_model and in_use is not None:
+            inference = in_use.worker.infer(captured.image)
+        with self._lock:
+            seq = next(self._seq)
+        return Assessed(
+            seq=seq,
+            captured=captured,
+            guard=guard,
+            plan=plan,
+            inference=inference,
+            model=in_use.info if plan.run_model and in_use is not None else None,
+        )
+
+    def heatmap(self, assessed: Assessed) -> np.ndarray | None:
+        """The heat-map of an item whose suggestion may be shown (asked for after the suggestion
+        is on screen, so the label never waits for it)."""
+        in_use = self.model.get()
+        if in_use is None or not assessed.plan.show_suggestion or assessed.prediction is None:
+            return None
+        return in_use.worker.explain(assessed.captured.image)

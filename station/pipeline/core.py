@@ -1,0 +1,134 @@
+"""One running station, Qt-free: its parts wired together, and nothing else.
+
+    Intake (frames -> Captured)                         station/pipeline/intake.py
+      -> Assessor.assess: guard, plan, model            station/pipeline/assess.py   heavy, any thread
+      -> StationCore.accept: fail-safe, then the desk   station/pipeline/status.py, desk.py
+      -> DecisionDesk: route, queue, decide, undo       -> records -> Recorder (its own thread)
+
+The window and `station simulate` drive it the same way: `assessor.assess` where waiting is
+allowed, everything else on one thread. The level in force is read through a LevelWatch before
+each item is planned and again when it is routed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from db.engine import session_scope
+from db.models import Level, LevelChange
+from station.levels import LevelWatch, demote_automatically
+from station.pipeline.assess import Assessed, Assessor, ModelHolder, ModelInUse
+from station.pipeline.desk import DecisionDesk
+from station.pipeline.guard import InputGuard
+from station.pipeline.intake import utc_now
+from station.pipeline.recorder import Ack
+from station.pipeline.records import Deferred, Record, ensure_champion
+from station.pipeline.router import Route, Router
+from station.pipeline.status import ModelFallback, StationStatus
+from station.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class StationCore:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        station_id: int,
+        station_name: str,
+        operator_id: int,
+        operator_name: str,
+        sink: Callable[[Record | Deferred], Any],
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.station_id = station_id
+        self.station_name = station_name
+        self.operator_name = operator_name
+        self.labels = settings.labels
+        self.levels = LevelWatch(engine, station_id, Level(settings.levels.default))
+        self.router = Router(
+            levels=settings.levels,
+            thresholds=settings.thresholds,
+            ok_class=settings.ok_class,
+            rng=rng or random.Random(),
+        )
+        self.model = ModelHolder()
+        self.status = StationStatus(clock)
+        self.assessor = Assessor(
+            router=self.router,
+            guard=InputGuard(settings.guard),
+            level=self.levels.current,
+            model=self.model,
+        )
+        self.desk = DecisionDesk(
+            router=self.router,
+            level=self.levels.current,
+            labels=self.labels,
+            station_id=station_id,
+            operator_id=operator_id,
+            send=sink,
+            clock=clock,
+            now=now,
+        )
+        self.fallback = ModelFallback(model=self.model, status=self.status, demote=self._demote)
+
+    # ------------------------------------------------------------------ the model
+
+    def use_model(self, model: ModelInUse) -> None:
+        """Put a loaded model in use (any thread) and record it as the station's champion (a
+        failure to record is only logged: every prediction names its model anyway)."""
+        try:
+            with session_scope(self.engine) as session:
+                ensure_champion(session=session, station_id=self.station_id, ref=model.info)
+        except Exception as e:
+            log.warning("could not record the champion deployment: %s", e)
+        self.model.set(model)
+
+    def _demote(self, cause: str) -> LevelChange | None:
+        change = demote_automatically(
+            self.engine, station_id=self.station_id, cause=cause, default=self.levels.default
+        )
+        self.levels.current()  # what the window shows follows at once
+        return change
+
+    # ------------------------------------------------------------------ one thread from here
+
+    def accept(self, assessed: Assessed) -> Route:
+        """An assessed item arrives: the image-store banner follows its write, the fail-safe
+        counts its model errors, and the desk routes it."""
+        if assessed.captured.stored.done():
+            self.status.images_stored(assessed.captured.store_error)
+        self.status.item_seen()
+        self.fallback.observe(assessed)
+        return self.desk.accept(assessed)
+
+    def acknowledge(self, ack: Ack) -> None:
+        self.desk.acknowledge(ack)
+        if self.desk.pending_writes == 0:
+            self.status.database(None)
+
+    @property
+    def level(self) -> Level:
+        """The level read last (cheap: for display; routing reads it afresh)."""
+        return self.levels.last
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self.desk.listeners.append(listener)
+        self.status.listeners.append(listener)
+
+    def close(self) -> None:
+        in_use = self.model.set(None)
+        if in_use is not None:
+            in_use.worker.close()
