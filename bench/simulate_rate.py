@@ -22,7 +22,7 @@ from pathlib import Path
 
 from db.models import Level
 from station.pipeline.predictor import FakePredictor, load_predictor
-from station.pipeline.simulate import SimulateConfig, simulate, synthetic_line
+from station.pipeline.simulate import SimulateConfig, simulate, synthetic_stills
 from station.pipeline.testing import open_station_db
 from station.settings import Settings
 
@@ -43,14 +43,16 @@ def main() -> None:
     print(f"predictor: {what}")
 
     # Baseline: render + forward only, no guard / store / router / recorder.
-    cfg = SimulateConfig(items=args.items)
-    line = synthetic_line(cfg)
+    source = synthetic_stills(SimulateConfig(items=args.items))
+    source.open()
     n = min(args.items, 60)
     t0 = time.perf_counter()
     for _ in range(n):
-        item = next(line).materialize()
-        predictor.predict(item.image)
+        frame = source.read()
+        assert frame is not None
+        predictor.predict(frame.image)
     base = n / (time.perf_counter() - t0)
+    source.close()
     print(f"baseline render+predict: {base:.1f} items/s")
 
     for name in args.levels.split(","):

@@ -23,6 +23,7 @@ import os
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -76,21 +77,21 @@ def main() -> None:
         """Lives on the GUI thread, so the pipeline's signal reaches it queued, like the window."""
 
         @Slot(object, object)
-        def on_item(self, cap, qimage) -> None:
-            on_item(cap, qimage)
+        def on_item(self, assessed, qimage) -> None:
+            on_item(assessed, qimage)
             station.window.repaint()  # the suggestion is on screen when this returns
-            t_cap = cap.meta.get("t_captured")
-            if t_cap is not None and cap.prediction is not None:
-                latencies.append((time.monotonic() - t_cap) * 1e3)
+            if assessed.prediction is not None:
+                since = datetime.now(UTC) - assessed.captured.captured_at
+                latencies.append(since.total_seconds() * 1e3)
                 if len(bare_images) < 5:
-                    bare_images.append(cap.image)
+                    bare_images.append(assessed.captured.image)
 
     timed = Timed()
     station.worker.item_ready.disconnect(station.window.on_item)
     station.worker.item_ready.connect(timed.on_item, Qt.ConnectionType.QueuedConnection)
 
     def inspector():  # decides whatever waits, like a fast inspector
-        while station.core.current is not None:
+        while station.core.desk.current is not None:
             station.window.decide("ok")
 
     decide = QTimer()

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def alembic_config(engine: Engine | None = None) -> Config:
+def alembic_config() -> Config:
     # No sqlalchemy.url: env.py uses the connection we pass, and Alembic's ini-style config would
     # choke on a URL-encoded password ("%40").
     cfg = Config()
@@ -143,7 +143,7 @@ def upgrade(engine: Engine, *, backup: bool = True) -> tuple[SchemaState, Path |
         log.info("backed up %s to %s before migrating", src, backup_path)
     try:
         with engine.begin() as conn:
-            cfg = alembic_config(engine)
+            cfg = alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except exc.DBAPIError as e:
@@ -158,7 +158,7 @@ def check(engine: Engine) -> list[str]:
         return [f"schema is at {state.current!r}, head is {state.head!r}: run `station db upgrade`"]
     try:
         with engine.connect() as conn:
-            cfg = alembic_config(engine)
+            cfg = alembic_config()
             cfg.attributes["connection"] = conn
             # alembic prints "No new upgrade operations detected."; the caller reports instead.
             with contextlib.redirect_stdout(io.StringIO()):

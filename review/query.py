@@ -403,7 +403,7 @@ CSV_COLUMNS = [
     "final_label",
     "decided_by",
     "adjudicated_label",
-    "audit",  # not in the list: with `evidence` it tells the uniform sample apart
+    "audit",  # with `evidence` it tells the uniform sample apart
 ]
 
 

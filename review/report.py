@@ -368,7 +368,7 @@ def build_report(
     drift_alarm_open: bool | None = None,
     disagreement_limit: int = 60,
 ) -> dict[str, Any]:
-    """The whole report as a JSON-ready dict (the keys the issue lists, plus context)."""
+    """The whole report as a JSON-ready dict: counts, matrices, rates with bounds, gates."""
     if isinstance(engine, Engine):
         with engine.connect() as conn:
             return build_report(

@@ -307,12 +307,20 @@ class LevelWatch:
         self.station_id = station_id
         self.default = default
         self.last = default
+        # A Core query, not the ORM: it runs twice per item (0.14 ms against 0.6 ms).
+        self._latest = (
+            select(LevelChange.to_level)
+            .where(LevelChange.station_id == station_id)
+            .order_by(col(LevelChange.id).desc())
+            .limit(1)
+        )
         self.current()
 
     def current(self) -> Level:
         try:
-            with Session(self.engine) as s:
-                level = current_level(session=s, station_id=self.station_id, default=self.default)
+            with self.engine.connect() as conn:
+                row = conn.execute(self._latest).first()
+            level = Level(row[0]) if row is not None else self.default
         except SQLAlchemyError as e:
             # Unreadable now: keep the last level read (writes are failing too, and the window
             # says so); a demotion committed meanwhile is obeyed once the database answers.

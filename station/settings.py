@@ -47,6 +47,8 @@ class LevelSettings(_Section):
     blind_share_assist: Share = Field(0.10, ge=0.0, le=1.0)
     audit_share_partial: Share = Field(0.05, ge=0.0, le=1.0)
     audit_share_full: Share = Field(0.02, ge=0.0, le=1.0)
+    # Chance that a golden sample (a known-truth still that measures inspectors) follows a line
+    # item: 0.05 makes about one item in 21 a golden sample.
     golden_share: Share = Field(0.0, ge=0.0, le=1.0)
 
 

@@ -9,9 +9,12 @@ that measure inspectors) are slipped in after line items at the configured share
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import queue
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -165,9 +168,49 @@ class Intake:
 
     # ------------------------------------------------------------------ the loop
 
-    def items(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Captured]:
-        """Captured items until the source ends or `should_stop()` (checked every frame). Every
-        image write is finished when the iteration ends, however it ends."""
+    def items(
+        self, should_stop: Callable[[], bool] = lambda: False, *, ahead: int = 0
+    ) -> Iterator[Captured]:
+        """Captured items until the source ends or `should_stop()` (checked before every frame
+        and every golden sample). Every image write is finished when the iteration ends, however
+        it ends.
+
+        `ahead` > 0 runs the loop on a thread of its own, up to that many items ahead of the
+        reader (trigger, statistics and image writes then overlap the reader's model)."""
+        if ahead <= 0:
+            yield from self._loop(should_stop)
+            return
+        out: queue.Queue[Captured | BaseException | None] = queue.Queue(maxsize=ahead)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for item in self._loop(lambda: stop.is_set() or should_stop()):
+                    while not stop.is_set():
+                        try:
+                            out.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                out.put(None)
+            except BaseException as e:  # the reader raises it
+                out.put(e)
+
+        thread = threading.Thread(target=produce, name="intake", daemon=True)
+        thread.start()
+        try:
+            while (got := out.get()) is not None:
+                if isinstance(got, BaseException):
+                    raise got
+                yield got
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    out.get(timeout=0.05)
+            thread.join()
+
+    def _loop(self, should_stop: Callable[[], bool]) -> Iterator[Captured]:
         capture = self._open(should_stop)
         if capture is None:
             return
@@ -192,7 +235,7 @@ class Intake:
                     continue
                 yield self._captured(item, self.source_name, golden=False)
                 golden = self.golden.draw() if self.golden is not None else None
-                if golden is not None:
+                if golden is not None and not should_stop():
                     yield self._captured(item_from_frame(golden), GOLDEN_SOURCE, golden=True)
         finally:
             capture.stop()

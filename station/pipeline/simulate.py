@@ -259,11 +259,17 @@ def simulate(
     recorder = Recorder(engine, spool_dir=settings.data_dir)
     background = BackgroundRecorder(recorder)
 
-    def sink(rec: Record | Deferred) -> None:
-        if isinstance(rec, Deferred):
-            rec = rec.build()
+    def counted(rec: Record) -> Record:
         counter.add(rec)
-        background.submit(rec)
+        return rec
+
+    def sink(rec: Record | Deferred) -> None:
+        # Counted where it is built: a record waiting for its image is built on the recorder's
+        # thread, so this loop never waits for the disk.
+        if isinstance(rec, Deferred):
+            background.submit(Deferred(rec.uid, lambda build=rec.build: counted(build())))
+        else:
+            background.submit(counted(rec))
 
     done = [0]
     start = datetime.now(UTC) - timedelta(seconds=config.items * config.interval_s)
@@ -311,16 +317,17 @@ def simulate(
         )
         if settings.levels.golden_share > 0
         else None,
-        now=core.desk.now,
+        # The n-th item arrives n - 1 intervals after the first, whenever it is read ahead.
+        now=lambda: start + timedelta(seconds=(intake.items_out - 1) * config.interval_s),
         writers=2,  # two fsyncs in flight overlap the model
     )
     people = inspectors if inspectors is not None else synthetic_inspectors(config)
 
     # Routing, inference and decisions stay in order on this thread, so a seed gives the same
-    # run; rendering runs ahead on the source's threads, image writes on the intake's, database
-    # writes on the recorder's.
+    # run; rendering runs ahead on the source's threads, statistics on the intake's, image
+    # writes on its writers', database writes on the recorder's.
     t_loop = time.perf_counter()
-    for captured in intake.items(should_stop=lambda: done[0] >= config.items):
+    for captured in intake.items(should_stop=lambda: intake.items_out >= config.items, ahead=4):
         assessed = core.assessor.assess(captured)
         core.accept(assessed)
         k = done[0] % len(people)

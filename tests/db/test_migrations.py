@@ -113,7 +113,7 @@ def test_upgrading_an_older_schema_keeps_the_data_and_backs_it_up_first(tmp_path
     path = tmp_path / "old.db"
     engine = make_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
-        cfg = alembic_config(engine)
+        cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")  # the first schema this product shipped
         conn.execute(text("INSERT INTO station (name, created_at) VALUES ('A3', '2026-11-01')"))

@@ -182,7 +182,6 @@ def test_the_model_is_recorded_as_the_stations_champion(tmp_path):
 BUNDLED = Path(__file__).resolve().parents[2] / "model" / "bundled" / "default" / "manifest.json"
 
 
-@pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled model is not in the repo yet")
 def test_simulate_with_the_real_bundled_model_records_its_version(tmp_path):
     from db.models import ModelVersion
 

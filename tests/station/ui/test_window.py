@@ -7,7 +7,6 @@ import sqlite3
 import threading
 
 import numpy as np
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QLabel, QProgressBar, QWidget
 from sqlmodel import create_engine, select
@@ -354,16 +353,6 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
     assert labels_in_db(rig.engine) == ["ok", "ok", "ok"]
 
 
-@pytest.mark.skipif(
-    not (
-        __import__("pathlib").Path(__file__).resolve().parents[3]
-        / "model"
-        / "bundled"
-        / "default"
-        / "manifest.json"
-    ).exists(),
-    reason="the bundled model is not in the repo yet (model issue)",
-)
 def test_assist_with_the_real_bundled_model_shows_its_suggestion(qtbot, tmp_path):
     from station.pipeline.assess import open_model
     from station.synth.config import SynthConfig
