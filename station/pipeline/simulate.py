@@ -267,7 +267,8 @@ def simulate(
         # Counted where it is built: a record waiting for its image is built on the recorder's
         # thread, so this loop never waits for the disk.
         if isinstance(rec, Deferred):
-            background.submit(Deferred(rec.uid, lambda build=rec.build: counted(build())))
+            build = rec.build
+            background.submit(Deferred(rec.uid, lambda: counted(build())))
         else:
             background.submit(counted(rec))
 
