@@ -28,7 +28,7 @@ from station.pipeline.records import (
     inspection_record,
     new_uid,
 )
-from station.pipeline.router import Decider, ModelCall, Route, Router
+from station.pipeline.router import Decider, ModelCall, Plan, Route, Router
 
 UNDO_WINDOW_S = 5.0
 
@@ -123,22 +123,7 @@ class DecisionDesk:
         """Route an item at the level in force now: the model's own decisions are recorded at
         once; the rest wait for a person. A demotion committed since the item was planned
         applies to it already (a promotion waits for the next item)."""
-        plan = assessed.plan
-        level = self.level()
-        if level.rank < plan.level.rank:
-            plan = self.router.plan(
-                level, golden=plan.golden, model_available=assessed.inference is not None
-            )
-        pred = assessed.prediction
-        inference = assessed.inference
-        route = self.router.route(
-            plan,
-            probabilities=dict(pred.probabilities) if pred is not None else None,
-            model_label=pred.label if pred is not None else None,
-            error=inference.error if inference is not None else None,
-            guard_passed=assessed.guard.passed,
-            guard_reason=assessed.guard.reason,
-        )
+        route = self._route(assessed, self._plan_at(self.level(), assessed.plan))
         if route.decider is Decider.model and not route.audit:
             assert route.model_label is not None
             badge = "AUTO PASS" if route.model_call is ModelCall.auto_pass else "AUTO FAIL"
@@ -154,12 +139,39 @@ class DecisionDesk:
         self._changed()
         return route
 
+    def _plan_at(self, level: Level, plan: Plan) -> Plan:
+        """`plan`, or the plan of the lower `level` when the station was demoted since."""
+        if level.rank >= plan.level.rank:
+            return plan
+        return self.router.plan(level, golden=plan.golden, model_available=plan.run_model)
+
+    def _route(self, assessed: Assessed, plan: Plan) -> Route:
+        pred = assessed.prediction
+        inference = assessed.inference
+        return self.router.route(
+            plan,
+            probabilities=dict(pred.probabilities) if pred is not None else None,
+            model_label=pred.label if pred is not None else None,
+            error=inference.error if inference is not None else None,
+            guard_passed=assessed.guard.passed,
+            guard_reason=assessed.guard.reason,
+        )
+
     @property
     def current(self) -> Waiting | None:
+        """The item in front of the person. An item about to be shown is routed again if the
+        station was demoted while it waited (assist -> shadow hides the suggestion it would
+        have shown); the model's calls already in force (audits) and golden samples stay."""
         if not self.queue:
             return None
         head = self.queue[0]
         if head.shown_at is None:
+            if head.route.decider is Decider.human and not head.route.golden:
+                plan = self._plan_at(self.level(), head.route.plan)
+                if plan is not head.route.plan:
+                    route = self._route(head.assessed, plan)
+                    if route.decider is Decider.human:  # a demotion never decides an item
+                        head.route = route
             head.shown_at = self.clock()
         return head
 

@@ -579,3 +579,24 @@ def test_the_same_key_gives_the_same_label_in_the_station_and_review_windows(qtb
         "stain  (4)",
         "missing  (5)",
     ]
+
+
+def test_items_waiting_through_a_demotion_are_shown_as_the_lower_level_shows_them(qtbot, tmp_path):
+    from station.levels import set_level
+
+    rig, win = open_window(
+        qtbot, tmp_path, Level.assist, FakePredictor(confident("scratch")), blind_share_assist=0
+    )
+    feed(rig, win, 3)  # three phones wait, each planned to show the suggestion
+    assert win.findChildren(SuggestionPanel)  # the first one shows it, as assist does
+    set_level(rig.engine, rig.settings, Level.shadow, operator=engineer(rig.engine), reason="x")
+    qtbot.keyClick(win, Qt.Key.Key_2)  # the item already on screen is decided as it was shown
+    for _ in range(2):  # the rest come up after the demotion: shadow hides the model
+        assert rig.core.desk.current.route.plan.level is Level.shadow
+        assert_no_trace_of_the_model(win, "scratch")
+        qtbot.keyClick(win, Qt.Key.Key_2)
+    with session_scope(rig.engine) as s:
+        shown = [
+            d.suggestion_shown for d in s.exec(select(HumanDecision).order_by(HumanDecision.id))
+        ]
+    assert shown == [True, False, False]
