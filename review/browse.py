@@ -416,9 +416,7 @@ def gate_status(
     if level == Level.full:
         return GateStatus(station, level.value, None, None, f"station {station}: full automation")
     nxt = list(Level)[level.rank + 1]
-    ev, _ = gate_evidence(
-        conn, Q.ReportFilters(station=station), labels=list(labels.all), ok=labels.ok, rules=rules
-    )
+    ev, _ = gate_evidence(conn, Q.ReportFilters(station=station), labels=labels, rules=rules)
     result = evaluate_gate(level, nxt, ev, rules)
     text = f"station {station} at {level.value}: gate to {nxt.value} "
     if result.passed:
@@ -460,8 +458,7 @@ def export_report(
         filters,
         fmt,
         Path(path),
-        labels=list(labels.all),
-        ok=labels.ok,
+        labels=labels,
         rules=rules,
         image_root=image_root,
     )

@@ -26,7 +26,7 @@ from review import query as Q
 from review import stats as S
 from review.errors import ReportFormatError, ReviewError
 from review.gates import Evidence, GateRules, evaluate_gate
-from review.labels import reference_label
+from review.labels import LabelSet, reference_label
 
 FORMATS = ("json", "csv", "html")
 
@@ -249,15 +249,16 @@ def gate_evidence(
     conn: Connection,
     filters: Q.ReportFilters,
     *,
-    labels: Sequence[str],
-    ok: str = "ok",
+    labels: LabelSet,
     rules: GateRules | None = None,
     drift_alarm_open: bool | None = None,
 ) -> tuple[Evidence, dict[str, Any]]:
     """Everything the gates look at, from unbiased items only, plus the SGR result in full."""
     ev_filters = dataclasses.replace(filters, evidence_only=True)
     with Q.materialized(conn, ev_filters) as f:
-        return _evidence_from(conn, f, labels, ok, rules or GateRules(), drift_alarm_open)
+        return _evidence_from(
+            conn, f, list(labels.all), labels.ok, rules or GateRules(), drift_alarm_open
+        )
 
 
 def _evidence_from(
@@ -362,8 +363,7 @@ def build_report(
     engine: Engine | Connection,
     filters: Q.ReportFilters | None = None,
     *,
-    labels: Sequence[str] = ("ok", "crack", "scratch", "dent", "stain", "missing"),
-    ok: str = "ok",
+    labels: LabelSet,
     rules: GateRules | None = None,
     drift_alarm_open: bool | None = None,
     disagreement_limit: int = 60,
@@ -375,7 +375,6 @@ def build_report(
                 conn,
                 filters,
                 labels=labels,
-                ok=ok,
                 rules=rules,
                 drift_alarm_open=drift_alarm_open,
                 disagreement_limit=disagreement_limit,
@@ -383,10 +382,10 @@ def build_report(
     conn = engine
     filters = filters or Q.ReportFilters()
     rules = rules or GateRules()
-    labels = S.label_order(list(labels), ok)
+    order = S.label_order(list(labels.all), labels.ok)
     with Q.materialized(conn, filters) as f:
         return _report_from(
-            conn, f, filters, labels, ok, rules, drift_alarm_open, disagreement_limit
+            conn, f, filters, order, labels.ok, rules, drift_alarm_open, disagreement_limit
         )
 
 
@@ -524,7 +523,7 @@ def _csv_value(v: Any) -> Any:
     return v
 
 
-def write_csv(engine: Engine, filters: Q.ReportFilters, out: Any, *, ok: str = "ok") -> int:
+def write_csv(engine: Engine, filters: Q.ReportFilters, out: Any) -> int:
     """One row per item (Q.CSV_COLUMNS) to a text stream; rows are streamed. Returns the count."""
     n = 0
     writer = csv.writer(out, lineterminator="\n")
@@ -559,8 +558,7 @@ def write_report(
     fmt: str,
     out_path: Path,
     *,
-    labels: Sequence[str] = ("ok", "crack", "scratch", "dent", "stain", "missing"),
-    ok: str = "ok",
+    labels: LabelSet,
     rules: GateRules | None = None,
     image_root: Path | None = None,
 ) -> dict[str, Any]:
@@ -577,9 +575,9 @@ def write_report(
     try:
         if fmt == "csv":
             with tmp.open("w", newline="", encoding="utf-8") as fh:
-                summary["rows"] = write_csv(engine, filters, fh, ok=ok)
+                summary["rows"] = write_csv(engine, filters, fh)
         else:
-            report = build_report(engine, filters, labels=labels, ok=ok, rules=rules)
+            report = build_report(engine, filters, labels=labels, rules=rules)
             if fmt == "json":
                 text = dumps(report)
             else:

@@ -11,6 +11,8 @@ is obeyed from the next item on. Every evaluation and change is appended to the 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -137,7 +139,6 @@ def evaluate(
 
     target = parse_level(to_level)
     rules = settings.gates.rules
-    labels = list(settings.labels.all)
     with session_scope(engine) as s:
         station = resolve_station(s, settings, station_name)
         assert station.id is not None
@@ -151,8 +152,7 @@ def evaluate(
         evidence, selective = gate_evidence(
             conn,
             ReportFilters(station=name, model_version=version_spec),
-            labels=labels,
-            ok=settings.ok_class,
+            labels=settings.labels,
             rules=rules,
             drift_alarm_open=None,  # drift monitoring is not built yet: unknown fails partial -> full
         )
@@ -272,7 +272,9 @@ def demote_automatically(
         )
 
 
-def set_simulated_level(engine: Engine, *, station_id: int, level: Level, reason: str) -> None:
+def set_simulated_level(
+    engine: Engine, *, station_id: int, level: Level, reason: str, default: Level
+) -> None:
     """A simulation puts its own station at the level it simulates (recorded, with no operator).
     Refused for a real station: its level changes only through a person or the system."""
     with session_scope(engine) as s:
@@ -283,7 +285,7 @@ def set_simulated_level(engine: Engine, *, station_id: int, level: Level, reason
                 f"station {name} is not a simulation station: its level changes only with "
                 "`station level set`"
             )
-        now = current_level(session=s, station_id=station_id)
+        now = current_level(session=s, station_id=station_id, default=default)
         if now is not level:
             record_level_change(
                 session=s,
@@ -298,15 +300,31 @@ def set_simulated_level(engine: Engine, *, station_id: int, level: Level, reason
 
 
 class LevelWatch:
-    """The level in force at one running station, read from the record each time it is asked
-    (before each item is routed, and when it is decided): a change committed by anyone, from any
-    process, is obeyed from the next item on. Any thread."""
+    """The level in force at one running station, as the station sees it.
+
+    `read()` asks the record (any thread that may wait for the database: the pipeline's, before
+    an item is planned and again after the model answered). `last` is the newest answer, for the
+    one thread that must never wait (the GUI's) and for display; `poll()` keeps it fresh from a
+    thread of its own while no items come. A change committed by anyone, from any process, is
+    thus obeyed from the next item on.
+
+    A read that fails keeps the last level, and reads skip the database for RETRY_S after it (the
+    poller keeps trying), so a database that hangs does not stall every item. `cap()` is a
+    ceiling the station holds on its own: the fail-safe's human_only when even its demotion could
+    not be written.
+    """
+
+    RETRY_S = 10.0
 
     def __init__(self, engine: Engine, station_id: int, default: Level) -> None:
         self.engine = engine
         self.station_id = station_id
         self.default = default
-        self.last = default
+        self._db_level = default
+        self._ceiling: Level | None = None
+        self._skip_until = 0.0
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
         # A Core query, not the ORM: it runs twice per item (0.14 ms against 0.6 ms).
         self._latest = (
             select(LevelChange.to_level)
@@ -314,17 +332,50 @@ class LevelWatch:
             .order_by(col(LevelChange.id).desc())
             .limit(1)
         )
-        self.current()
+        self.read()
 
-    def current(self) -> Level:
+    @property
+    def last(self) -> Level:
+        level, ceiling = self._db_level, self._ceiling
+        return level if ceiling is None or level.rank <= ceiling.rank else ceiling
+
+    def read(self, *, retrying: bool = False) -> Level:
+        if not retrying and time.monotonic() < self._skip_until:
+            return self.last
         try:
             with self.engine.connect() as conn:
                 row = conn.execute(self._latest).first()
-            level = Level(row[0]) if row is not None else self.default
         except SQLAlchemyError as e:
             # Unreadable now: keep the last level read (writes are failing too, and the window
             # says so); a demotion committed meanwhile is obeyed once the database answers.
             log.warning("cannot read the level of station %d: %s", self.station_id, e)
+            self._skip_until = time.monotonic() + self.RETRY_S
             return self.last
-        self.last = level
-        return level
+        self._skip_until = 0.0
+        self._db_level = Level(row[0]) if row is not None else self.default
+        return self.last
+
+    def note(self, level: Level) -> None:
+        """A level this process has just written (its own demotion): known without a read."""
+        self._db_level = level
+
+    def cap(self, ceiling: Level | None) -> None:
+        self._ceiling = ceiling
+
+    def poll(self, every_s: float = 1.0) -> None:
+        """Keep `last` fresh from a thread of its own until `stop()`."""
+        if self._poller is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(every_s):
+                self.read(retrying=True)
+
+        self._poller = threading.Thread(target=loop, name="level-watch", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(5.0)
+            self._poller = None

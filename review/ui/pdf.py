@@ -154,7 +154,7 @@ def write_pdf_report(
     from review.report import build_report, check_out_path
 
     out = check_out_path(out)
-    report = build_report(engine, filters, labels=list(labels.all), ok=labels.ok, rules=rules)
+    report = build_report(engine, filters, labels=labels, rules=rules)
     tmp = out.with_name(out.name + ".partial")
     try:
         pages = write_pdf(render_html(report, image_root=image_root), tmp)

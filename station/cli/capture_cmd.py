@@ -97,7 +97,8 @@ def run_capture(
 
     try:
         for item in intake.items(should_stop):
-            report.captured.append(_write_item(item, out, plain_dir, len(report.captured)))
+            plain_path = plain_dir / f"item_{len(report.captured) + 1:05d}.png" if plain else None
+            report.captured.append(_write_item(item, out, plain_path))
             if len(report.captured) >= max_items:
                 report.stopped_by = "max items"
                 break
@@ -121,14 +122,14 @@ def run_capture(
     return report
 
 
-def _write_item(item: Captured, out: Path, plain_dir: Path, n: int) -> dict[str, Any]:
+def _write_item(item: Captured, out: Path, plain_path: Path | None) -> dict[str, Any]:
     """One item's entry in the summary; --plain writes the store's bytes under a plain name."""
     from station.frames.store import encode_image
     from station.pipeline.intake import Unstored
 
-    if plain_dir.is_dir():
+    if plain_path is not None:
         data = encode_image(item.image)
-        path = plain_dir / f"item_{n + 1:05d}.png"
+        path = plain_path
         path.write_bytes(data)
         rel, sha = str(path.relative_to(out)), hashlib.sha256(data).hexdigest()
     else:

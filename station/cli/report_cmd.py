@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         )
         settings = settings_from(config, database_url=db)
         engine = open_database(settings, migrate=False)
-        labels = list(settings.labels.all)
+        labels = settings.labels
         rules = settings.gates.rules
         if out == "-":
             if fmt in ("html", "pdf"):
@@ -98,11 +98,9 @@ def register(app: typer.Typer) -> None:
                     f"--out - (stdout) is for json or csv; give a file for {fmt}"
                 )
             if fmt == "csv":
-                write_csv(engine, filters, sys.stdout, ok=settings.ok_class)
+                write_csv(engine, filters, sys.stdout)
             else:
-                report = build_report(
-                    engine, filters, labels=labels, ok=settings.ok_class, rules=rules
-                )
+                report = build_report(engine, filters, labels=labels, rules=rules)
                 typer.echo(dumps(report))
             return
         if fmt == "pdf":
@@ -112,7 +110,7 @@ def register(app: typer.Typer) -> None:
                 engine,
                 filters,
                 Path(out),
-                labels=settings.labels,
+                labels=labels,
                 rules=rules,
                 image_root=settings.image_dir,
             )
@@ -123,7 +121,6 @@ def register(app: typer.Typer) -> None:
                 fmt,
                 Path(out),
                 labels=labels,
-                ok=settings.ok_class,
                 rules=rules,
                 image_root=settings.image_dir,
             )

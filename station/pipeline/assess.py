@@ -74,6 +74,7 @@ class Assessed:
     plan: Plan
     inference: InferenceResult | None
     model: ModelInfo | None  # the model that answered, when the plan ran one
+    level_after: Level  # the level in force once the model had answered (a demotion meanwhile)
 
     @property
     def prediction(self) -> Prediction | None:
@@ -99,15 +100,17 @@ class Assessor:
 
     def assess(self, captured: Captured) -> Assessed:
         """Guard, plan at the level in force now, and inference where the plan asks for it
-        (blocking up to the model's timeout)."""
+        (blocking up to the model's timeout). `level` reads the record: this thread may wait."""
         guard = self.guard.check(captured.stats)
         in_use = self.model.get()
         plan = self.router.plan(
             self.level(), golden=captured.golden, model_available=in_use is not None
         )
         inference = None
+        level_after = plan.level
         if plan.run_model and in_use is not None:
             inference = in_use.worker.infer(captured.image)
+            level_after = self.level()  # the model took a while: read again
         with self._lock:
             seq = next(self._seq)
         return Assessed(
@@ -117,6 +120,7 @@ class Assessor:
             plan=plan,
             inference=inference,
             model=in_use.info if plan.run_model and in_use is not None else None,
+            level_after=level_after,
         )
 
     def heatmap(self, assessed: Assessed) -> np.ndarray | None:

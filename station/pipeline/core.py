@@ -7,7 +7,9 @@
 
 The window and `station simulate` drive it the same way: `assessor.assess` where waiting is
 allowed, everything else on one thread. The level in force is read through a LevelWatch before
-each item is planned and again when it is routed.
+each item is planned and again once its model answered; the desk routes at the lower of that and
+the level last seen (the window keeps it fresh with `levels.poll()`), and never waits for the
+database itself.
 """
 
 from __future__ import annotations
@@ -69,12 +71,12 @@ class StationCore:
         self.assessor = Assessor(
             router=self.router,
             guard=InputGuard(settings.guard),
-            level=self.levels.current,
+            level=self.levels.read,
             model=self.model,
         )
         self.desk = DecisionDesk(
             router=self.router,
-            level=self.levels.current,
+            level=lambda: self.levels.last,
             labels=self.labels,
             station_id=station_id,
             operator_id=operator_id,
@@ -95,12 +97,16 @@ class StationCore:
         except Exception as e:
             log.warning("could not record the champion deployment: %s", e)
         self.model.set(model)
+        self.levels.cap(None)  # a usable model again: the record's level holds
 
     def _demote(self, cause: str) -> LevelChange | None:
+        # Held here first: items already on their way are routed as human_only even if the
+        # record cannot be written now.
+        self.levels.cap(Level.human_only)
         change = demote_automatically(
             self.engine, station_id=self.station_id, cause=cause, default=self.levels.default
         )
-        self.levels.current()  # what the window shows follows at once
+        self.levels.note(Level.human_only)
         return change
 
     # ------------------------------------------------------------------ one thread from here
@@ -129,6 +135,7 @@ class StationCore:
         self.status.listeners.append(listener)
 
     def close(self) -> None:
+        self.levels.stop()
         in_use = self.model.set(None)
         if in_use is not None:
             in_use.worker.close()

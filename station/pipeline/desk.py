@@ -28,7 +28,7 @@ from station.pipeline.records import (
     inspection_record,
     new_uid,
 )
-from station.pipeline.router import Decider, ModelCall, Plan, Route, Router
+from station.pipeline.router import Decider, Plan, Route, Router
 
 UNDO_WINDOW_S = 5.0
 
@@ -85,7 +85,6 @@ class Outcome:
     seq: int
     label: str
     decided_by: DecidedBy
-    badge: str = ""  # "AUTO PASS" / "AUTO FAIL" for the model's own decisions
     saved_item_id: int | None = None
 
 
@@ -94,7 +93,7 @@ class DecisionDesk:
         self,
         *,
         router: Router,
-        level: Callable[[], Level],
+        level: Callable[[], Level],  # the level last seen: never waits (this may be the GUI)
         labels: LabelSet,
         station_id: int,
         operator_id: int,
@@ -121,16 +120,15 @@ class DecisionDesk:
 
     def accept(self, assessed: Assessed) -> Route:
         """Route an item at the level in force now: the model's own decisions are recorded at
-        once; the rest wait for a person. A demotion committed since the item was planned
-        applies to it already (a promotion waits for the next item)."""
-        route = self._route(assessed, self._plan_at(self.level(), assessed.plan))
+        once; the rest wait for a person. A demotion seen since the item was planned (after its
+        model answered, or by the station since) applies to it already; a promotion waits for
+        the next item."""
+        level = min(self.level(), assessed.level_after, key=lambda lv: lv.rank)
+        route = self._route(assessed, self._plan_at(level, assessed.plan))
         if route.decider is Decider.model and not route.audit:
             assert route.model_label is not None
-            badge = "AUTO PASS" if route.model_call is ModelCall.auto_pass else "AUTO FAIL"
             rec = self._record(assessed, route, None, route.model_label, DecidedBy.model)
-            self._sent(
-                rec, Outcome(rec.uid, assessed.seq, route.model_label, DecidedBy.model, badge)
-            )
+            self._sent(rec, Outcome(rec.uid, assessed.seq, route.model_label, DecidedBy.model))
         # An audited model decision: the model's call is in force (the phone moves on) and a
         # blind audit waits; the item is written with the audit, in one transaction. Nothing on
         # screen shows the model's call before the auditor has decided.

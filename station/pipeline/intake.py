@@ -287,14 +287,18 @@ class Intake:
 
 
 def _store(store: ImageStore, image: np.ndarray) -> StoredImage | Unstored:
-    """Write the image; if the store cannot be written the item still goes on, with its hash and
-    no path, and says why."""
+    """Write the image; if it cannot be written the item still goes on, with its hash and no
+    path, and says why. Never raises: the item's record waits on this answer."""
     try:
         data = encode_image(image, store.fmt, jpeg_quality=store.jpeg_quality)
-    except StationError as e:
+    except Exception as e:  # an encoder fault must not cost the decision its record
+        log.exception("could not encode a captured image")
         return Unstored(hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest(), str(e))
     try:
         return store.put_bytes(data)
     except (StationError, OSError) as e:
         log.error("image store not writable: %s", e)
         return Unstored(hashlib.sha256(data).hexdigest(), str(e))
+    except Exception as e:
+        log.exception("image store failed")
+        return Unstored(hashlib.sha256(data).hexdigest(), f"{type(e).__name__}: {e}")

@@ -6,12 +6,15 @@ fails (database locked, disk full, read-only) the record is appended to a JSON-l
 data dir (fsynced) and kept in memory; later writes queue behind it so order is kept, `retry()`
 writes them in order, and a new Recorder replays the spool left by a previous run. A record whose
 item is already in the database (written, then the process died before the spool was trimmed) is
-not written twice.
+not written twice. A write that fails for no database reason (a fault nobody foresaw) is retried
+a few times, then set aside in the rejected file beside the spool, so one bad record never holds
+every later one back; the window says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 
 SPOOL_NAME = "decision-spool.jsonl"
 REJECTED_NAME = "decision-rejected.jsonl"
+#: Tries of a record whose write fails for no database reason before it is set aside.
+MAX_UNEXPECTED_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,10 @@ class Recorder:
         spool_dir: Path,
         on_ack: Callable[[Ack], None] | None = None,
         on_problem: Callable[[Problem | None], None] | None = None,
+        ok_label: str = "ok",
     ) -> None:
         self.engine = engine
+        self.ok_label = ok_label  # to read spools written before records carried defect types
         self.spool_path = Path(spool_dir) / SPOOL_NAME
         self.rejected_path = Path(spool_dir) / REJECTED_NAME
         self.on_ack = on_ack
@@ -80,6 +87,7 @@ class Recorder:
         self._pending: deque[Record] = deque()
         self._uid_to_ids: dict[str, tuple[int, int | None]] = {}
         self._model_ids: dict[str, int] = {}
+        self._failures: dict[str, int] = {}  # uid -> unexpected failures so far
         self._lock = threading.RLock()
         self.written = 0
         self.last_error: str | None = None
@@ -108,6 +116,12 @@ class Recorder:
                 self._append_spool(rec)
                 self._report(str(e))
                 return None
+            except _Unexpected as e:
+                self._failures[rec.uid] = 1
+                self._pending.append(rec)
+                self._append_spool(rec)
+                self._report(str(e))
+                return None
             except _Rejected as e:
                 self._reject(rec, str(e))
                 return None
@@ -126,6 +140,19 @@ class Recorder:
                     self._rewrite_spool()
                     self._report(str(e))
                     return done
+                except _Unexpected as e:
+                    # A fault nobody foresaw: retried a few times, then set aside (on disk) so
+                    # that one bad record never holds every later one back.
+                    tries = self._failures.get(rec.uid, 0) + 1
+                    self._failures[rec.uid] = tries
+                    if tries < MAX_UNEXPECTED_TRIES:
+                        self._rewrite_spool()
+                        self._report(str(e))
+                        return done
+                    self._pending.popleft()
+                    self._failures.pop(rec.uid, None)
+                    self._reject(rec, f"{e} ({tries} tries)")
+                    continue
                 except _Rejected as e:
                     self._pending.popleft()
                     self._reject(rec, str(e))
@@ -172,6 +199,10 @@ class Recorder:
         except (exc.DBAPIError, DbError) as e:
             self._model_ids.clear()
             raise _Retryable(_describe(e)) from e
+        except Exception as e:
+            self._model_ids.clear()
+            log.exception("writing decision %s failed", rec.uid)
+            raise _Unexpected(f"writing a decision failed ({type(e).__name__}: {e})") from e
         self._uid_to_ids[rec.uid] = ids
         self.written += 1
         return Ack(rec.uid, *ids)
@@ -215,7 +246,7 @@ class Recorder:
             if not line.strip():
                 continue
             try:
-                self._pending.append(from_json(line))
+                self._pending.append(from_json(line, ok_label=self.ok_label))
             except (ValueError, TypeError, KeyError):
                 bad += 1  # a line torn by a crash mid-append; kept aside, never silently lost
                 self._append_line(self.rejected_path, line)
@@ -267,6 +298,15 @@ class Recorder:
             f"a decision was refused by the database: {why} (kept in {self.rejected_path})"
         )
 
+    def unbuildable(self, uid: str, why: str) -> None:
+        """A decision whose record could not even be built: what is known goes to the rejected
+        file, so it is on disk and can be looked into."""
+        log.error("decision %s could not be recorded: %s", uid, why)
+        with contextlib.suppress(OSError):
+            self._append_line(
+                self.rejected_path, json.dumps({"uid": uid, "unbuildable": why}, sort_keys=True)
+            )
+
     def keep(self, rec: Record) -> None:
         """Keep a record that could not be written for a reason nobody foresaw: in the spool, in
         order, to be retried like any other."""
@@ -298,6 +338,10 @@ class _Retryable(Exception):
 
 
 class _Rejected(Exception):
+    pass
+
+
+class _Unexpected(Exception):
     pass
 
 
@@ -346,7 +390,14 @@ class BackgroundRecorder:
             self.recorder.retry()
 
     def _record(self, rec: Record | Deferred) -> None:
-        built = rec.build() if isinstance(rec, Deferred) else rec
+        if isinstance(rec, Deferred):
+            try:
+                built = rec.build()
+            except Exception as e:
+                self.recorder.unbuildable(rec.uid, f"{type(e).__name__}: {e}")
+                raise
+        else:
+            built = rec
         try:
             self.recorder.record(built)
         except Exception:

@@ -9,7 +9,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -35,10 +35,6 @@ UID_KEY = "record_uid"
 
 def new_uid() -> str:
     return uuid.uuid4().hex
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -207,20 +203,20 @@ def to_json(record: Record) -> str:
     return json.dumps(asdict(record), default=_default, separators=(",", ":"))
 
 
-def _decision(d: dict[str, Any] | None) -> DecisionRecord | None:
+def _decision(d: dict[str, Any] | None, ok_label: str) -> DecisionRecord | None:
     if d is None:
         return None
-    # Spools written before decisions carried their types used the default labels' rule.
     types = d.pop("defect_types", None)
-    if types is None:
-        types = [] if d["label"] == "ok" else [d["label"]]
+    if types is None:  # a spool written before decisions carried their defect types
+        types = [] if d["label"] == ok_label else [d["label"]]
     return DecisionRecord(defect_types=tuple(types), **d)
 
 
-def from_json(line: str) -> Record:
+def from_json(line: str, *, ok_label: str = "ok") -> Record:
+    """A spooled record; `ok_label` is the station's defect-free label (for old spools)."""
     d = json.loads(line, object_hook=_hook)
     if d.get("kind") == "correction":
-        dec = _decision(d.pop("decision"))
+        dec = _decision(d.pop("decision"), ok_label)
         assert dec is not None
         return CorrectionRecord(decision=dec, **d)
     preds = tuple(
@@ -232,7 +228,7 @@ def from_json(line: str) -> Record:
         )
         for p in d.pop("predictions")
     )
-    return InspectionRecord(predictions=preds, decision=_decision(d.pop("decision")), **d)
+    return InspectionRecord(predictions=preds, decision=_decision(d.pop("decision"), ok_label), **d)
 
 
 # --------------------------------------------------------------------------- rows

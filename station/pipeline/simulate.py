@@ -246,6 +246,11 @@ def simulate(
     t_start = time.perf_counter()
     if source is None or inspectors is None:
         check_labels_fit_the_line(settings)
+    if config.station == settings.station_name:
+        raise SimulationRefused(
+            f"station {config.station} is this station's own name (station_name in the "
+            "settings): a simulation records into a station of its own; pass another --station"
+        )
     station_id = simulation_station(engine, config.station)
     operator_ids = simulated_operators(engine, config.inspectors)
     set_simulated_level(
@@ -253,24 +258,24 @@ def simulate(
         station_id=station_id,
         level=config.level,
         reason=f"station simulate --level {config.level.value}",
+        default=Level(settings.levels.default),
     )
 
     counter = _Counter(settings.ok_class)
-    recorder = Recorder(engine, spool_dir=settings.data_dir)
+    recorder = Recorder(engine, spool_dir=settings.data_dir, ok_label=settings.ok_class)
     background = BackgroundRecorder(recorder)
 
-    def counted(rec: Record) -> Record:
-        counter.add(rec)
-        return rec
-
     def sink(rec: Record | Deferred) -> None:
-        # Counted where it is built: a record waiting for its image is built on the recorder's
-        # thread, so this loop never waits for the disk.
-        if isinstance(rec, Deferred):
-            build = rec.build
-            background.submit(Deferred(rec.uid, lambda: counted(build())))
-        else:
-            background.submit(counted(rec))
+        # Built and counted on the recorder's thread (one thread counts; a record waiting for
+        # its image never holds this loop up).
+        build = rec.build if isinstance(rec, Deferred) else (lambda: rec)
+
+        def counted() -> Record:
+            built = build()
+            counter.add(built)
+            return built
+
+        background.submit(Deferred(rec.uid, counted))
 
     done = [0]
     start = datetime.now(UTC) - timedelta(seconds=config.items * config.interval_s)
@@ -328,37 +333,40 @@ def simulate(
     # run; rendering runs ahead on the source's threads, statistics on the intake's, image
     # writes on its writers', database writes on the recorder's.
     t_loop = time.perf_counter()
-    for captured in intake.items(should_stop=lambda: intake.items_out >= config.items, ahead=4):
-        assessed = core.assessor.assess(captured)
-        core.accept(assessed)
-        k = done[0] % len(people)
-        core.desk.operator_id = operator_ids[k % len(operator_ids)]
-        while (w := core.desk.current) is not None:
-            sug = w.suggestion
-            label, seconds = people[k].decide(
-                w.assessed.captured.ground_truth or settings.ok_class,
-                sug.label if sug is not None else None,
-                sug is not None,
-                (done[0] * config.interval_s) % SHIFT_S,
-            )
-            core.desk.decide(label, decision_ms=seconds * 1000.0)
-        done[0] += 1
-        if progress is not None:
-            progress(done[0])
-    background.close(timeout_s=600)
+    try:
+        for captured in intake.items(should_stop=lambda: intake.items_out >= config.items, ahead=4):
+            assessed = core.assessor.assess(captured)
+            core.accept(assessed)
+            k = done[0] % len(people)
+            core.desk.operator_id = operator_ids[k % len(operator_ids)]
+            while (w := core.desk.current) is not None:
+                sug = w.suggestion
+                label, seconds = people[k].decide(
+                    w.assessed.captured.ground_truth or settings.ok_class,
+                    sug.label if sug is not None else None,
+                    sug is not None,
+                    (done[0] * config.interval_s) % SHIFT_S,
+                )
+                core.desk.decide(label, decision_ms=seconds * 1000.0)
+            done[0] += 1
+            if progress is not None:
+                progress(done[0])
+    finally:
+        # However the run ends (the last item, an error, Ctrl-C), what was decided is written or
+        # spooled before this returns.
+        background.close(timeout_s=600)
+        model_kept = core.model.get() is not None
+        core.close()
 
     summary = counter.summary()
     summary.station = config.station
     summary.level = config.level.value
-    summary.final_level = core.levels.current().value
+    summary.final_level = core.levels.read().value
     summary.model = (
-        f"{in_use.info.name} {in_use.info.short}"
-        if in_use is not None and core.model.get() is not None
-        else None
+        f"{in_use.info.name} {in_use.info.short}" if in_use is not None and model_kept else None
     )
     summary.pending_writes = recorder.pending
     summary.banners = list(core.status.banners.values())
-    core.close()
     t_end = time.perf_counter()
     summary.seconds = t_end - t_start
     loop_s = t_end - t_loop

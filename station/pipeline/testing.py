@@ -13,17 +13,12 @@ from sqlalchemy.engine import Engine
 
 from db.engine import make_engine, session_scope
 from db.migrate import ensure_schema
-from db.models import Level, LevelChange, Role
-from db.repo import (
-    add_operator,
-    current_level,
-    find_operator,
-    get_or_create_station,
-    record_level_change,
-)
+from db.models import Level, Role
+from db.repo import add_operator, find_operator, get_or_create_station
 from station.auth import hash_secret
 from station.frames.sources import ListSource
 from station.frames.store import ImageStore
+from station.levels import level_of, set_level
 from station.pipeline.assess import Assessed, open_model
 from station.pipeline.core import StationCore
 from station.pipeline.intake import Captured, Intake
@@ -61,21 +56,15 @@ def ensure_station(engine: Engine, name: str) -> int:
         return st.id
 
 
-def put_level(engine: Engine, station_id: int, level: Level, default: Level) -> None:
-    """Record `level` as the station's (a test's setting, written like an override)."""
+def put_level(engine: Engine, settings: Settings, level: Level) -> None:
+    """Put the configured station at `level`, through the level service as an engineer's
+    override (a test's set-up has no evidence)."""
+    ensure_operator(engine, "rig-engineer", Role.engineer)
     with session_scope(engine) as session:
-        now = current_level(session=session, station_id=station_id, default=default)
-        if now is not level:
-            record_level_change(
-                session=session,
-                change=LevelChange(
-                    station_id=station_id,
-                    from_level=now,
-                    to_level=level,
-                    reason="test set-up",
-                    override=True,
-                ),
-            )
+        engineer = find_operator(session=session, name="rig-engineer")
+    assert engineer is not None
+    if level_of(engine, settings) is not level:
+        set_level(engine, settings, level, operator=engineer, reason="test set-up", override=True)
 
 
 def still_intake(images: list[np.ndarray], store: ImageStore | None, **meta: Any) -> Intake:
@@ -108,9 +97,6 @@ class Rig:
         """What the station does with one still: capture, assess, accept; returns its route."""
         return self.core.accept(self.assess(image, truth=truth))
 
-    def set_level(self, level: Level) -> None:
-        put_level(self.engine, self.core.station_id, level, self.core.levels.default)
-
 
 def make_rig(
     tmp_path: Path,
@@ -127,7 +113,7 @@ def make_rig(
     engine = engine or open_station_db(f"sqlite:///{tmp_path / 'station.db'}")
     station_id = ensure_station(engine, settings.station_name)
     operator_id = ensure_operator(engine, "lan")
-    put_level(engine, station_id, level, Level(settings.levels.default))
+    put_level(engine, settings, level)
     acks: list[Ack] = []
     recorder = Recorder(engine, spool_dir=tmp_path, on_ack=acks.append)
     core = StationCore(

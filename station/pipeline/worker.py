@@ -37,6 +37,7 @@ class InferenceWorker:
         self.timeout_s = timeout_s
         self._executor = self._new_executor()
         self._lock = threading.Lock()
+        self._closed = False
         self.dropped = 0
         self.timeouts = 0
 
@@ -48,6 +49,8 @@ class InferenceWorker:
         """Blocking (call it from a worker thread, never the UI thread)."""
         t0 = time.perf_counter()
         with self._lock:
+            if self._closed:  # taken out of use (the fail-safe) while this item was on its way
+                return InferenceResult(None, "model taken out of use", 0.0)
             future = self._executor.submit(self.predictor.predict, image)
         try:
             prediction = future.result(timeout=self.timeout_s)
@@ -57,7 +60,8 @@ class InferenceWorker:
                 # The stuck thread keeps running; its answer will be dropped. New requests get a
                 # new thread so one hung call does not stall every item after it.
                 self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = self._new_executor()
+                if not self._closed:
+                    self._executor = self._new_executor()
             future.add_done_callback(lambda _f: self._count_drop())
             return InferenceResult(
                 None,
@@ -75,6 +79,8 @@ class InferenceWorker:
         slower than the timeout: the suggestion is shown without one."""
         try:
             with self._lock:
+                if self._closed:
+                    return None
                 future = self._executor.submit(self.predictor.explain, image)
             return np.asarray(future.result(timeout=self.timeout_s), dtype=np.float32)
         except Exception:
@@ -85,4 +91,8 @@ class InferenceWorker:
             self.dropped += 1
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Any thread; a call still on its way afterwards gets an error result, not an
+        exception."""
+        with self._lock:
+            self._closed = True
+            self._executor.shutdown(wait=False, cancel_futures=True)

@@ -41,6 +41,9 @@ from station.ui.workers import PipelineThread, PipelineWorker, RecorderBridge
 
 log = logging.getLogger(__name__)
 
+#: How often the level in force is read while no item arrives (each item reads it anyway).
+LEVEL_POLL_S = 1.0
+
 
 class StationApp:
     """Everything `station run` starts, and stops in order."""
@@ -89,6 +92,7 @@ class StationApp:
             spool_dir=settings.data_dir,
             on_ack=self.bridge.acked.emit,
             on_problem=self.bridge.problem.emit,
+            ok_label=settings.ok_class,
         )
         self.background = BackgroundRecorder(self.recorder)
         self.core = StationCore(
@@ -145,6 +149,7 @@ class StationApp:
         # out of the collector's full passes, which hold the GIL and so pause the GUI thread too.
         gc.freeze()
         self.window.showMaximized()  # a station screen is the station's; nothing else shares it
+        self.core.levels.poll(LEVEL_POLL_S)  # the level shown follows a change made elsewhere
         self.thread.start()
 
     def stop(self) -> None:

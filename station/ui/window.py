@@ -49,9 +49,6 @@ from station.pipeline.router import Decider, ModelCall
 from station.ui import theme
 from station.ui.images import overlay, to_qimage
 
-#: How often the window re-reads the level in force when no item arrives (items read it anyway).
-LEVEL_POLL_MS = 1000
-
 
 def key_text(key: int) -> str:
     """The label key a Qt key stands for: " " for Space, "1".."9" for the digits (keypad too)."""
@@ -284,10 +281,6 @@ class StationWindow(QMainWindow):
         self.ticker.setInterval(250)
         self.ticker.timeout.connect(self.refresh)
         self.ticker.start()
-        self.level_poll = QTimer(self)  # the level shown follows a change made elsewhere
-        self.level_poll.setInterval(LEVEL_POLL_MS)
-        self.level_poll.timeout.connect(self.core.levels.current)
-        self.level_poll.start()
         self.refresh()
 
     # ------------------------------------------------------------------ slots from workers
@@ -540,7 +533,6 @@ class StationWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.ticker.stop()
-        self.level_poll.stop()
         for listeners in (self.desk.listeners, self.core.status.listeners):
             if self.refresh in listeners:
                 listeners.remove(self.refresh)

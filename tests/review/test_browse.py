@@ -44,7 +44,7 @@ def _cell(engine: Engine, human: str, model: str, **filters) -> list[browse.Item
 def test_cells_add_up_to_the_report_matrix(engine: Engine, fill, filters: dict) -> None:
     fill(lambda r: random_records(r, 300, seed=3))
     cells = _matrix(engine, **filters)
-    report = build_report(engine, ReportFilters.parse(**filters), labels=CLASSES)
+    report = build_report(engine, ReportFilters.parse(**filters), labels=LABELS)
     # The window's matrix is over all paired items (the report's headline is evidence only).
     assert cells.labels == report["matrix"]["labels"]
     assert cells.counts == report["by_basis"]["all"]["matrix"]["counts"]

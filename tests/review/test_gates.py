@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from review_records import CLASSES, T0, Records
+from review_records import CLASSES, LABELS, T0, Records
 from sqlalchemy.engine import Engine
 
 from db.models import Level
@@ -131,7 +131,7 @@ SMALL = GateRules(shadow_to_assist_min_items=100, shadow_to_assist_min_per_class
 def test_gate_on_database_evidence_passes_with_two_days_of_shadow(engine: Engine, fill) -> None:
     fill(lambda r: _shadow_days(r, 2))
     with engine.connect() as conn:
-        ev, _ = gate_evidence(conn, ReportFilters(station="A1"), labels=CLASSES, rules=SMALL)
+        ev, _ = gate_evidence(conn, ReportFilters(station="A1"), labels=LABELS, rules=SMALL)
     assert ev["paired"] == 120 and ev["days"] == 2
     result = evaluate_gate("shadow", "assist", ev, SMALL)
     assert result.passed, result.summary()
@@ -140,7 +140,7 @@ def test_gate_on_database_evidence_passes_with_two_days_of_shadow(engine: Engine
 def test_gate_on_database_evidence_refuses_a_single_day(engine: Engine, fill) -> None:
     fill(lambda r: _shadow_days(r, 1))
     with engine.connect() as conn:
-        ev, _ = gate_evidence(conn, ReportFilters(), labels=CLASSES, rules=SMALL)
+        ev, _ = gate_evidence(conn, ReportFilters(), labels=LABELS, rules=SMALL)
     result = evaluate_gate("shadow", "assist", ev, SMALL)
     assert [c.name for c in result.failed_checks] == ["distinct days"]
 
@@ -174,7 +174,7 @@ def test_audits_do_not_inflate_coverage_or_shrink_the_escape_bound(engine: Engin
 
     with engine.connect() as conn:
         ev, sel = gate_evidence(
-            conn, ReportFilters(station="A1"), labels=CLASSES, drift_alarm_open=False
+            conn, ReportFilters(station="A1"), labels=LABELS, drift_alarm_open=False
         )
     # The gate now estimates risk and coverage from the 400 blind checks only: no threshold
     # bounds the escape rate at 0.5% there (best bound about 2%).
@@ -201,7 +201,7 @@ def test_distinct_days_evidence_records_the_count_of_each_day(engine: Engine, fi
 
     fill(build)
     with engine.connect() as conn:
-        ev, _ = gate_evidence(conn, ReportFilters(), labels=CLASSES, rules=SMALL)
+        ev, _ = gate_evidence(conn, ReportFilters(), labels=LABELS, rules=SMALL)
     assert ev["days"] == 2
     assert ev["per_day"] == {"2026-11-02": 119, "2026-11-03": 1}
     result = evaluate_gate("shadow", "assist", ev, SMALL)

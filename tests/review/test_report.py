@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from review_records import CLASSES, T0, Records, random_records
+from review_records import LABELS, T0, Records, random_records
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -23,7 +23,7 @@ from review.report import build_report, dumps, write_csv, write_report
 
 
 def _report(engine: Engine, **filters: Any) -> dict[str, Any]:
-    rep = build_report(engine, ReportFilters.parse(**filters), labels=CLASSES)
+    rep = build_report(engine, ReportFilters.parse(**filters), labels=LABELS)
     json.loads(dumps(rep))  # strict JSON: dumps raises on NaN or infinity
     return rep
 
@@ -271,7 +271,7 @@ def test_since_and_until_bound_capture_time_with_whole_days(engine: Engine, fill
 
 def test_unsupported_format_is_refused(engine: Engine, tmp_path: Path) -> None:
     with pytest.raises(ReportFormatError, match="expected one of json, csv, html"):
-        write_report(engine, ReportFilters(), "docx", tmp_path / "r.docx")
+        write_report(engine, ReportFilters(), "docx", tmp_path / "r.docx", labels=LABELS)
 
 
 def test_html_report_opens_with_no_external_files(engine: Engine, fill, tmp_path: Path) -> None:
@@ -293,7 +293,7 @@ def test_html_report_opens_with_no_external_files(engine: Engine, fill, tmp_path
     with engine.begin() as conn:
         conn.execute(text("UPDATE item SET image_path = 'a.png'"))
     out = tmp_path / "report.html"
-    write_report(engine, ReportFilters(), "html", out, labels=CLASSES, image_root=images)
+    write_report(engine, ReportFilters(), "html", out, labels=LABELS, image_root=images)
     page = out.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<svg" in page and "data:image/jpeg;base64," in page
@@ -307,7 +307,7 @@ def test_html_report_opens_with_no_external_files(engine: Engine, fill, tmp_path
 
 def test_html_report_of_empty_database_carries_the_message(engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "empty.html"
-    write_report(engine, ReportFilters(), "html", out)
+    write_report(engine, ReportFilters(), "html", out, labels=LABELS)
     page = out.read_text(encoding="utf-8")
     assert "the database holds no items yet" in page and "No risk/coverage curve" in page
 
@@ -317,8 +317,8 @@ def test_report_leaves_no_temporary_table_behind(engine: Engine, fill) -> None:
 
     fill(lambda r: [r.item("ok", "ok") for _ in range(3)])
     with engine.connect() as conn:
-        build_report(conn, ReportFilters(), labels=CLASSES)
-        build_report(conn, ReportFilters(evidence_only=True), labels=CLASSES)
+        build_report(conn, ReportFilters(), labels=LABELS)
+        build_report(conn, ReportFilters(evidence_only=True), labels=LABELS)
         temp = conn.execute(text("SELECT name FROM sqlite_temp_master WHERE type = 'table'")).all()
     assert temp == []
 
@@ -359,8 +359,10 @@ def test_writing_to_a_folder_is_refused_before_anything_is_written(
     from review.errors import ReviewError
 
     with pytest.raises(ReviewError, match="is a folder"):
-        write_report(engine, ReportFilters(), "json", tmp_path)
+        write_report(engine, ReportFilters(), "json", tmp_path, labels=LABELS)
     with pytest.raises(ReviewError, match="does not exist"):
-        write_report(engine, ReportFilters(), "json", tmp_path / "missing" / "r.json")
+        write_report(
+            engine, ReportFilters(), "json", tmp_path / "missing" / "r.json", labels=LABELS
+        )
     assert list(tmp_path.parent.glob(tmp_path.name + ".partial")) == []
     assert not (tmp_path / "missing").exists()

@@ -266,3 +266,36 @@ def test_a_promotion_is_refused_if_an_alarm_demoted_the_station_meanwhile(
     with pytest.raises(LevelChangeRefused, match="changed to human_only"):
         set_level(engine, settings, "partial", operator=engineer, reason="go", override=True)
     assert level_of(engine, settings) == Level.human_only
+
+
+def test_a_level_watch_follows_changes_and_survives_a_database_that_fails(
+    engine, settings, people
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from station.levels import LevelWatch
+
+    eng, _ = people
+    with session_scope(engine) as s:
+        station_id = get_or_create_station(session=s, name="A3").id
+    watch = LevelWatch(engine, station_id, Level.human_only)
+    assert watch.last is Level.human_only
+    _to_shadow(engine, settings, eng)
+    assert watch.last is Level.human_only and watch.read() is Level.shadow  # read, then known
+
+    class Down:
+        calls = 0
+
+        def connect(self):
+            Down.calls += 1
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    watch.engine = Down()
+    assert watch.read() is Level.shadow and Down.calls == 1  # the last level holds
+    assert watch.read() is Level.shadow and Down.calls == 1  # and items do not wait on it
+    watch.cap(Level.human_only)  # the station's own fail-safe, unrecorded
+    assert watch.last is Level.human_only
+    watch.engine = engine
+    assert watch.read(retrying=True) is Level.human_only  # the poller's read gets through
+    watch.cap(None)
+    assert watch.last is Level.shadow

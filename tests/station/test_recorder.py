@@ -202,41 +202,130 @@ def test_an_undo_of_a_spooled_decision_is_replayed_after_it_on_restart(tmp_path)
     assert disp[-1].final_label == "ok" and counts(rig.engine)["Item"] == 1
 
 
-def test_an_exception_in_the_recorder_thread_is_shown_and_recording_goes_on(tmp_path, monkeypatch):
+def wait_for(condition, seconds=10.0):
     import time
 
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def background_rig(tmp_path, monkeypatch, fails):
+    """A rig whose records go through the background recorder, with `fails(calls)` deciding
+    which calls of the database write raise a fault nobody foresaw."""
     from station.pipeline import recorder as recorder_module
     from station.pipeline.recorder import BackgroundRecorder
 
     rig = make_rig(tmp_path, level=Level.human_only)
     real, calls = recorder_module.write_inspection, []
 
-    def fails_once(**kw):
-        calls.append(1)
-        if len(calls) == 1:
+    def flaky(**kw):
+        calls.append(kw["rec"].uid)
+        if fails(calls):
             raise RuntimeError("a bug nobody foresaw")
         return real(**kw)
 
-    monkeypatch.setattr(recorder_module, "write_inspection", fails_once)
+    monkeypatch.setattr(recorder_module, "write_inspection", flaky)
     problems, acks = [], []
     recorder = Recorder(
         rig.engine, spool_dir=tmp_path, on_ack=acks.append, on_problem=problems.append
     )
     background = BackgroundRecorder(recorder, retry_every_s=0.05)
     rig.core.desk.send = background.submit
+    rig.write_calls = calls
+    return rig, recorder, background, problems, acks
+
+
+def decide_three(rig):
     uids = []
-    for i in range(3):
+    for i, label in enumerate(["crack", "ok", "dent"]):
         rig.feed(phone_image(i))
-        uids.append(rig.core.desk.decide(["crack", "ok", "dent"][i]))
-    deadline = time.monotonic() + 10
-    while len(acks) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert background.alive and background.failures == 1
+        uids.append(rig.core.desk.decide(label))
+    return uids
+
+
+def labels_written(engine):
+    with session_scope(engine) as s:
+        return [d.label for d in s.exec(select(HumanDecision).order_by(HumanDecision.id))]
+
+
+def test_a_write_that_fails_unexpectedly_is_shown_retried_and_kept_in_order(tmp_path, monkeypatch):
+    rig, recorder, background, problems, acks = background_rig(
+        tmp_path, monkeypatch, lambda calls: len(calls) == 1
+    )
+    uids = decide_three(rig)
+    assert wait_for(lambda: len(acks) == 3)
+    assert background.alive
     assert any(
         p is not None and "RuntimeError: a bug nobody foresaw" in p.message for p in problems
     )
     assert [a.uid for a in acks] == uids  # the failed one first: order kept
-    with session_scope(rig.engine) as s:
-        labels = [d.label for d in s.exec(select(HumanDecision).order_by(HumanDecision.id))]
-    assert labels == ["crack", "ok", "dent"] and recorder.pending == 0
+    assert labels_written(rig.engine) == ["crack", "ok", "dent"] and recorder.pending == 0
     background.close()
+
+
+def test_a_record_that_always_fails_is_set_aside_and_the_rest_are_written(tmp_path, monkeypatch):
+    from station.pipeline.recorder import MAX_UNEXPECTED_TRIES, REJECTED_NAME
+
+    def the_first_record_always_fails(calls: list[str]) -> bool:
+        return calls[-1] == calls[0]
+
+    rig, recorder, background, _problems, acks = background_rig(
+        tmp_path, monkeypatch, the_first_record_always_fails
+    )
+    uids = decide_three(rig)
+    assert wait_for(lambda: len(acks) == 2)
+    assert [a.uid for a in acks] == uids[1:] and recorder.pending == 0
+    assert labels_written(rig.engine) == ["ok", "dent"]
+    rejected = [from_json(x) for x in (tmp_path / REJECTED_NAME).read_text().splitlines()]
+    assert [r.uid for r in rejected] == uids[:1]  # on disk, not lost
+    assert background.alive and MAX_UNEXPECTED_TRIES >= 2
+    assert rig.write_calls.count(uids[0]) == MAX_UNEXPECTED_TRIES  # retried, then set aside
+    background.close()
+
+
+def test_a_record_that_cannot_be_built_is_kept_aside_and_the_thread_goes_on(tmp_path):
+    import json
+
+    from station.pipeline.recorder import REJECTED_NAME, BackgroundRecorder
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    problems, acks = [], []
+    recorder = Recorder(
+        rig.engine, spool_dir=tmp_path, on_ack=acks.append, on_problem=problems.append
+    )
+    background = BackgroundRecorder(recorder, retry_every_s=0.05)
+
+    def broken():
+        raise ValueError("image write never finished")
+
+    background.submit(Deferred("u-broken", broken))
+    rig.core.desk.send = background.submit
+    rig.feed(phone_image())
+    rig.core.desk.decide("ok")
+    assert wait_for(lambda: len(acks) == 1)
+    assert background.alive and background.failures == 1
+    assert any(p is not None and "image write never finished" in p.message for p in problems)
+    kept = [json.loads(x) for x in (tmp_path / REJECTED_NAME).read_text().splitlines()]
+    assert kept == [{"uid": "u-broken", "unbuildable": "ValueError: image write never finished"}]
+    background.close()
+
+
+def test_a_spool_from_before_defect_types_were_recorded_reads_with_the_stations_ok_label(
+    tmp_path,
+):
+    import json
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    held = []
+    rig.core.desk.send = held.append
+    rig.feed(phone_image())
+    rig.core.desk.decide("ok")
+    rec = held[0].build() if isinstance(held[0], Deferred) else held[0]
+    old = json.loads(to_json(rec))
+    del old["decision"]["defect_types"]  # the spool format of the previous version
+    old["decision"]["label"] = "good"
+    line = json.dumps(old)
+    assert from_json(line, ok_label="good").decision.defect_types == ()
+    assert from_json(line).decision.defect_types == ("good",)  # read as if ok were "ok"

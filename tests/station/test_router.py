@@ -194,3 +194,13 @@ def test_the_pipeline_imports_neither_torch_nor_qt():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_model_taken_out_of_use_mid_item_answers_with_an_error_not_an_exception():
+    from station.pipeline.worker import InferenceWorker
+
+    worker = InferenceWorker(FakePredictor(), timeout_s=5)
+    worker.close()  # the fail-safe, on the GUI thread, while the pipeline still holds the worker
+    result = worker.infer(phone_image())
+    assert not result.ok and result.error == "model taken out of use"
+    assert worker.explain(phone_image()) is None

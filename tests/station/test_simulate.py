@@ -26,7 +26,13 @@ from db.repo import find_operator
 from station.levels import level_of, set_level
 from station.pipeline.predictor import FakePredictor, confident
 from station.pipeline.simulate import SimulateConfig, simulate
-from station.pipeline.testing import ensure_operator, make_rig, open_station_db, phone_image
+from station.pipeline.testing import (
+    ensure_operator,
+    ensure_station,
+    make_rig,
+    open_station_db,
+    phone_image,
+)
 from station.settings import LevelSettings, Settings
 
 SMALL = {"width": 320, "height": 180}
@@ -237,9 +243,13 @@ def test_simulate_leaves_a_real_stations_level_and_history_untouched(tmp_path, c
     assert level_of(engine, Settings(data_dir=tmp_path), "A1") is Level.shadow
     changes, items = history(engine, "sim")
     assert items == 5 and changes[-1][1] is Level.full
-    refused = cli("simulate", "--items", "1", "--station", "A1", "--db", url)
-    assert refused.code == 2 and "station A1 is a real station" in refused.err
-    assert "Traceback" not in refused.err and history(engine, "A1") == before
+    own = cli("simulate", "--items", "1", "--station", "A1", "--db", url)
+    assert own.code == 2 and "station A1 is this station's own name" in own.err
+    ensure_station(engine, "B7")  # another line of the fleet
+    other = cli("simulate", "--items", "1", "--station", "B7", "--db", url)
+    assert other.code == 2 and "station B7 is a real station" in other.err
+    assert "Traceback" not in own.err + other.err and history(engine, "A1") == before
+    assert history(engine, "B7") == ([], 0)
 
 
 def test_a_demotion_committed_during_a_run_is_obeyed_from_the_next_item(tmp_path):

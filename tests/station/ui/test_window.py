@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QAbstractButton, QLabel, QProgressBar, QWidget
 from sqlmodel import create_engine, select
 
 from db.engine import session_scope
-from db.models import HumanDecision, Level, Role
+from db.models import DecidedBy, HumanDecision, Level, Role
 from station.frames.types import CaptureState
 from station.pipeline.predictor import FakePredictor, confident
 from station.pipeline.recorder import Ack, Recorder
@@ -467,14 +467,22 @@ def test_a_demotion_committed_elsewhere_is_obeyed_from_the_next_item(qtbot, tmp_
     assert "level: human only" in win.status.text().lower()
 
 
-def test_a_demotion_between_the_model_and_the_routing_applies_to_that_item(qtbot, tmp_path):
+def test_a_demotion_while_the_model_looks_at_an_item_applies_to_that_item(qtbot, tmp_path):
     from station.levels import set_level
 
+    box = {}
+
+    def sure_ok_while_an_engineer_demotes(_image):
+        # `station level set shadow`, committed while the model is busy with this phone
+        set_level(box["engine"], box["settings"], Level.shadow, operator=box["eve"], reason="x")
+        return confident("ok", 0.999)
+
     rig, win = open_window(
-        qtbot, tmp_path, Level.full, FakePredictor(confident("ok", 0.999)), audit_share_full=0
+        qtbot, tmp_path, Level.full, FakePredictor(sure_ok_while_an_engineer_demotes)
     )
-    assessed = rig.assess(phone_image())  # planned at full on the pipeline thread ...
-    set_level(rig.engine, rig.settings, Level.shadow, operator=engineer(rig.engine), reason="x")
+    box.update(engine=rig.engine, settings=rig.settings, eve=engineer(rig.engine))
+    assessed = rig.assess(phone_image())  # planned at full ...
+    assert assessed.plan.level is Level.full and assessed.level_after is Level.shadow
     win.on_item(assessed)  # ... routed after the demotion: a person decides, the model is hidden
     w = rig.core.desk.current
     assert w is not None and w.route.plan.level is Level.shadow and w.suggestion is None
@@ -509,7 +517,7 @@ def test_a_demotion_reaches_the_running_station_through_its_pipeline_thread(qtbo
     app.start()
     try:
         qtbot.waitUntil(lambda: len(app.core.desk.recent) == 3, timeout=10_000)
-        assert all(o.badge == "AUTO PASS" for o in app.core.desk.recent)
+        assert all(o.decided_by is DecidedBy.model for o in app.core.desk.recent)
         set_level(rig.engine, settings, Level.human_only, operator=eve, reason="drift alarm")
         gate.set()
         qtbot.waitUntil(lambda: len(app.core.desk.queue) == 3, timeout=10_000)
@@ -589,7 +597,10 @@ def test_items_waiting_through_a_demotion_are_shown_as_the_lower_level_shows_the
     )
     feed(rig, win, 3)  # three phones wait, each planned to show the suggestion
     assert win.findChildren(SuggestionPanel)  # the first one shows it, as assist does
+    rig.core.levels.poll(0.02)  # the running station's watch (the window's is every second)
     set_level(rig.engine, rig.settings, Level.shadow, operator=engineer(rig.engine), reason="x")
+    qtbot.waitUntil(lambda: rig.core.levels.last is Level.shadow, timeout=5_000)
+    rig.core.levels.stop()
     qtbot.keyClick(win, Qt.Key.Key_2)  # the item already on screen is decided as it was shown
     for _ in range(2):  # the rest come up after the demotion: shadow hides the model
         assert rig.core.desk.current.route.plan.level is Level.shadow
