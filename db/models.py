@@ -253,7 +253,19 @@ class LevelChange(SQLModel, table=True):
     changed_at: datetime = Field(default_factory=utcnow)
 
 
+class DatabaseIdentity(SQLModel, table=True):
+    """One row: this database's identity, made when its schema was created. Files that belong to
+    one database and live outside it (the decision spool) are named by it, so they are replayed
+    only into the database they were written for."""
+
+    __tablename__ = "database_identity"
+
+    id: str = Field(primary_key=True, max_length=32)  # a uuid4, hex
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 ALL_TABLES = [
+    DatabaseIdentity,
     Station,
     Operator,
     OperatorSession,

@@ -16,6 +16,7 @@ from sqlmodel import Session, SQLModel, col, select
 from db.errors import IntegrityProblem
 from db.models import (
     Adjudication,
+    DatabaseIdentity,
     DecidedBy,
     Deployment,
     Disposition,
@@ -43,6 +44,17 @@ def _flush(session: Session, what: str) -> None:
 
 
 # --------------------------------------------------------------------------- stations & people
+
+
+def database_identity(*, session: Session) -> str:
+    """This database's identity (made by its migrations); IntegrityProblem if it has none."""
+    row = session.exec(select(DatabaseIdentity)).first()
+    if row is None:
+        raise IntegrityProblem(
+            "the database has no identity row (table database_identity is empty): it was not "
+            "made by `station db upgrade`; restore it from a backup"
+        )
+    return row.id
 
 
 def get_or_create_station(*, session: Session, name: str) -> Station:

@@ -7,6 +7,7 @@
      |    +-- SourceLost         -- a live source stopped giving frames; reconnecting may help
      +-- ImageStoreError         -- the image store cannot be used (unwritable folder, bad hash)
      +-- ModelMismatch           -- a model's classes are not the station's labels
+     +-- ModelRefused            -- other weights are registered under the model's name:version
      +-- LevelChangeRefused      -- no gate, no reason, no right, or the level moved meanwhile
      +-- SimulationRefused       -- `station simulate` asked to record into a real station
 
@@ -43,6 +44,10 @@ class ImageStoreError(StationError):
 
 class ModelMismatch(StationError):
     """The model's classes are not the station's labels."""
+
+
+class ModelRefused(StationError):
+    """The record already holds other weights under this model's name and version."""
 
 
 class LevelChangeRefused(StationError):

@@ -161,8 +161,17 @@ class Settings(_Section):
         return self.database_url or f"sqlite:///{self.data_dir / 'station.db'}"
 
     @property
+    def files_dir(self) -> Path:
+        """Where the files that belong with the database live (images, the decision spool):
+        beside a SQLite file, so `--db` elsewhere keeps them together; data_dir for a server."""
+        from db.engine import sqlite_path  # settings load before any database is touched
+
+        path = sqlite_path(self.effective_database_url)
+        return path.parent if path is not None else self.data_dir
+
+    @property
     def image_dir(self) -> Path:
-        return self.data_dir / "images"
+        return self.files_dir / "images"
 
 
 def default_config_path() -> Path:

@@ -205,7 +205,18 @@ def register(app: typer.Typer) -> None:
         OUT/summary.json holds items, frames read, frames dropped, reconnects, state changes and
         skipped files with their reasons.
         """
-        spec = source if source is not None else settings_from(config).camera_source
+        from station.cli.outputs import Protected, refuse_output, station_files
+        from station.frames.sources import parse_source_spec
+
+        settings = settings_from(config)
+        spec = source if source is not None else settings.camera_source
+        protected = station_files(settings)
+        parsed = parse_source_spec(spec)
+        if parsed.kind in ("folder", "file"):
+            protected.append(
+                Protected(Path(parsed.target), "the source it captures from", tree=True)
+            )
+        refuse_output(out, "--out", protected, folder=True)
         report = run_capture(
             spec,
             out,

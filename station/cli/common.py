@@ -102,6 +102,20 @@ def settings_from(config: Path | None, **overrides: Any) -> Settings:
     return settings
 
 
+def refuse_missing_database(settings: Settings) -> None:
+    """A command that only reads never creates a database: a missing SQLite file (a typo in
+    --db) is refused before anything is made."""
+    from db.engine import sqlite_path
+    from db.errors import DatabaseUnavailable
+
+    path = sqlite_path(settings.effective_database_url)
+    if path is not None and not path.exists():
+        raise DatabaseUnavailable(
+            f"no database at {path}: expected the file a station writes "
+            "(or one made by `station db upgrade`)"
+        )
+
+
 def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
     """Engine for the configured database with its schema at head.
 
@@ -110,17 +124,13 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
     show) pass `migrate=False`: they refuse a missing file or an old schema instead, so a typo in
     --db never creates an empty database and a QA lead's report never migrates a fleet's server.
     """
-    from db.engine import make_engine, ping, sqlite_path
-    from db.errors import DatabaseUnavailable, SchemaError
+    from db.engine import make_engine, ping
+    from db.errors import SchemaError
     from db.migrate import schema_state, upgrade
 
     url = settings.effective_database_url
-    path = sqlite_path(url)
-    if not migrate and path is not None and not path.exists():
-        raise DatabaseUnavailable(
-            f"no database at {path}: expected the file a station writes "
-            "(or one made by `station db upgrade`)"
-        )
+    if not migrate:
+        refuse_missing_database(settings)
     engine = make_engine(url)
     ping(engine)
     state = schema_state(engine)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from station.cli.common import ConfigOpt, DbOpt, settings_from
+from station.cli.common import ConfigOpt, DbOpt, refuse_missing_database, settings_from
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         from db.migrate import check
 
         settings = settings_from(config, database_url=db)
+        refuse_missing_database(settings)
         engine = make_engine(settings.effective_database_url)
         ping(engine)
         problems = check(engine)
@@ -68,8 +69,11 @@ def register(app: typer.Typer) -> None:
         """Copy a SQLite database consistently while the station keeps writing (online backup)."""
         from db.engine import make_engine
         from db.migrate import backup_sqlite
+        from station.cli.outputs import refuse_output, station_files
 
         settings = settings_from(config, database_url=db)
+        refuse_missing_database(settings)
+        refuse_output(path, "PATH", station_files(settings))
         engine = make_engine(settings.effective_database_url)
         dest = backup_sqlite(engine, path)
         typer.echo(f"backup written to {dest}")

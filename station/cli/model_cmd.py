@@ -170,7 +170,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train on an image folder and export a calibrated, hashed artifact."""
         from model import TrainConfig, train
+        from station.cli.outputs import Protected, bundled_model, refuse_output
 
+        refuse_output(
+            out,
+            "--out",
+            [Protected(data, "the training data (--data)", tree=True), bundled_model()],
+        )
         input_size = parse_wxh(size, "--size", "448x256") if size is not None else None
         okc = ok_class if ok_class is not None else settings_from(config).ok_class
         cfg = TrainConfig(
@@ -256,8 +262,20 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Accuracy, per-class precision/recall, AUROC, ECE and risk/coverage on a folder."""
         from model import Predictor, evaluate, write_report
+        from station.cli.outputs import Protected, bundled_model, refuse_output
 
-        predictor = Predictor.load(_artifact(artifact, config))
+        path = _artifact(artifact, config)
+        if out is not None:
+            refuse_output(
+                out,
+                "--out",
+                [
+                    Protected(path, "the model artifact it evaluates", tree=True),
+                    Protected(data, "the images it evaluates on (--data)", tree=True),
+                    bundled_model(),
+                ],
+            )
+        predictor = Predictor.load(path)
         report = evaluate(predictor, data, ok_class)
         _print_metrics(report)
         if report["data"]["skipped"]:

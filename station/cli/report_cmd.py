@@ -71,6 +71,7 @@ def register(app: typer.Typer) -> None:
             write_report,
         )
         from station.cli.common import open_database
+        from station.cli.outputs import refuse_output, station_files
 
         fmt = fmt.lower()
         if fmt not in CLI_FORMATS:
@@ -89,6 +90,8 @@ def register(app: typer.Typer) -> None:
             evidence_only=evidence_only,
         )
         settings = settings_from(config, database_url=db)
+        if out != "-":
+            refuse_output(out, "--out", station_files(settings))
         engine = open_database(settings, migrate=False)
         labels = settings.labels
         rules = settings.gates.rules

@@ -119,6 +119,8 @@ def simulate_cmd(
     if as_json:
         json.dump(summary.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
+        if summary.rejected:
+            raise typer.Exit(1)
         return
     s = summary
 
@@ -142,5 +144,12 @@ def simulate_cmd(
         lines.append(
             f"WARNING: {s.pending_writes} record(s) wait in the spool (database not writable)"
         )
+    if s.rejected:
+        lines.append(
+            f"ERROR: {s.rejected} record(s) refused by the database, kept aside in "
+            "decision-rejected.jsonl beside the spool"
+        )
     lines += [f"! {b}" for b in s.banners]
     typer.echo("\n".join(lines))
+    if s.rejected:
+        raise typer.Exit(1)

@@ -94,6 +94,11 @@ def register(app: typer.Typer) -> None:
             if not quiet and (done % step == 0 or done == total):
                 print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
 
+        from station.cli.common import settings_from
+        from station.cli.outputs import refuse_output, station_files
+
+        # --overwrite deletes folders in OUT: never the station's own files.
+        refuse_output(out, "--out", station_files(settings_from(None)), folder=True)
         summary = export_dataset(
             out, n, config, start=start, overwrite=overwrite, workers=workers, progress=progress
         )

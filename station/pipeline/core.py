@@ -24,7 +24,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from db.engine import session_scope
+from db.errors import IntegrityProblem
 from db.models import Level, LevelChange
+from station.errors import ModelRefused
 from station.levels import LevelWatch, demote_automatically
 from station.pipeline.assess import Assessed, Assessor, ModelHolder, ModelInUse
 from station.pipeline.desk import DecisionDesk
@@ -89,11 +91,20 @@ class StationCore:
     # ------------------------------------------------------------------ the model
 
     def use_model(self, model: ModelInUse) -> None:
-        """Put a loaded model in use (any thread) and record it as the station's champion (a
-        failure to record is only logged: every prediction names its model anyway)."""
+        """Put a loaded model in use (any thread) and record it as the station's champion.
+
+        Refused (ModelRefused, before any item) when the record already holds other weights
+        under the model's name and version: every prediction of it would be refused by the
+        database. Any other failure to record is only logged: each prediction names its model."""
         try:
             with session_scope(self.engine) as session:
                 ensure_champion(session=session, station_id=self.station_id, ref=model.info)
+        except IntegrityProblem as e:
+            model.worker.close()
+            raise ModelRefused(
+                f"{e} (retrain with `station model train --version ...`, or use the registered "
+                "artifact)"
+            ) from e
         except Exception as e:
             log.warning("could not record the champion deployment: %s", e)
         self.model.set(model)

@@ -45,8 +45,13 @@ from station.pipeline.records import (
 
 log = logging.getLogger(__name__)
 
-SPOOL_NAME = "decision-spool.jsonl"
-REJECTED_NAME = "decision-rejected.jsonl"
+#: A spool belongs to one database: its name carries the database's identity, so a record
+#: spooled for one database is never replayed into another that shares the folder.
+SPOOL_NAME = "decision-spool-{identity}.jsonl"
+REJECTED_NAME = "decision-rejected-{identity}.jsonl"
+#: The spool of versions that did not name it by database: never replayed (it may belong to
+#: any database that used the folder); a banner says where it is.
+UNCLAIMED_SPOOL = "decision-spool.jsonl"
 #: Tries of a record whose write fails for no database reason before it is set aside.
 MAX_UNEXPECTED_TRIES = 3
 
@@ -80,8 +85,11 @@ class Recorder:
     ) -> None:
         self.engine = engine
         self.ok_label = ok_label  # to read spools written before records carried defect types
-        self.spool_path = Path(spool_dir) / SPOOL_NAME
-        self.rejected_path = Path(spool_dir) / REJECTED_NAME
+        self.identity = _identity(engine)
+        self.spool_path = Path(spool_dir) / SPOOL_NAME.format(identity=self.identity)
+        self.rejected_path = Path(spool_dir) / REJECTED_NAME.format(identity=self.identity)
+        self.unclaimed_path = Path(spool_dir) / UNCLAIMED_SPOOL
+        self.unclaimed: str | None = None  # what to tell the operator about it
         self.on_ack = on_ack
         self.on_problem = on_problem
         self._pending: deque[Record] = deque()
@@ -90,6 +98,7 @@ class Recorder:
         self._failures: dict[str, int] = {}  # uid -> unexpected failures so far
         self._lock = threading.RLock()
         self.written = 0
+        self.rejected = 0  # records set aside in the rejected file (never silently dropped)
         self.last_error: str | None = None
         self._load_spool()
 
@@ -239,6 +248,12 @@ class Recorder:
     # ------------------------------------------------------------------ spool
 
     def _load_spool(self) -> None:
+        if self.unclaimed_path.exists() and self.unclaimed_path.stat().st_size > 0:
+            self.unclaimed = (
+                f"an earlier version's decision spool {self.unclaimed_path} is not replayed: it "
+                "names no database; replay it into the database it was written for by hand"
+            )
+            log.warning("%s", self.unclaimed)
         if not self.spool_path.exists():
             return
         bad = 0
@@ -289,6 +304,7 @@ class Recorder:
             self._report(f"cannot write the spool {self.spool_path}: {e.strerror}")
 
     def _reject(self, rec: Record, why: str) -> None:
+        self.rejected += 1
         log.error(
             "decision %s refused by the database (%s); kept in %s", rec.uid, why, self.rejected_path
         )
@@ -343,6 +359,18 @@ class _Rejected(Exception):
 
 class _Unexpected(Exception):
     pass
+
+
+def _identity(engine: Engine) -> str:
+    from sqlmodel import Session
+
+    from db.repo import database_identity
+
+    try:
+        with Session(engine) as session:
+            return database_identity(session=session)
+    except exc.DBAPIError as e:
+        raise DbError(f"cannot read the database's identity: {_describe(e)}") from e
 
 
 def _describe(e: BaseException) -> str:

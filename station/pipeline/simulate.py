@@ -89,6 +89,7 @@ class Summary:
     final_level: str = ""
     model: str | None = None
     pending_writes: int = 0
+    rejected: int = 0  # records the database refused, kept aside in the rejected file
     seconds: float = 0.0  # wall time of the whole run, start-up (model load, set-up) included
     items_per_s: float = 0.0  # items over the time spent processing them (start-up excluded)
     banners: list[str] = field(default_factory=list)
@@ -262,7 +263,7 @@ def simulate(
     )
 
     counter = _Counter(settings.ok_class)
-    recorder = Recorder(engine, spool_dir=settings.data_dir, ok_label=settings.ok_class)
+    recorder = Recorder(engine, spool_dir=settings.files_dir, ok_label=settings.ok_class)
     background = BackgroundRecorder(recorder)
 
     def sink(rec: Record | Deferred) -> None:
@@ -307,10 +308,9 @@ def simulate(
                     settings.labels,
                     timeout_s=settings.thresholds.model_timeout_s,
                 )
-        except Exception as e:  # any failure to load: the station falls back to humans
-            core.fallback.unusable(f"failed to load: {e}")
-        else:
             core.use_model(loaded)
+        except Exception as e:  # any failure to load or to register: humans decide
+            core.fallback.unusable(f"failed to load: {e}")
     in_use: ModelInUse | None = core.model.get()
 
     intake = Intake(
@@ -366,7 +366,10 @@ def simulate(
         f"{in_use.info.name} {in_use.info.short}" if in_use is not None and model_kept else None
     )
     summary.pending_writes = recorder.pending
+    summary.rejected = recorder.rejected
     summary.banners = list(core.status.banners.values())
+    if recorder.unclaimed:
+        summary.banners.append(recorder.unclaimed)
     t_end = time.perf_counter()
     summary.seconds = t_end - t_start
     loop_s = t_end - t_loop

@@ -89,7 +89,7 @@ class StationApp:
         self.bridge = RecorderBridge()
         self.recorder = Recorder(
             engine,
-            spool_dir=settings.data_dir,
+            spool_dir=settings.files_dir,
             on_ack=self.bridge.acked.emit,
             on_problem=self.bridge.problem.emit,
             ok_label=settings.ok_class,
@@ -104,8 +104,8 @@ class StationApp:
             operator_name=operator.name,
             sink=self.background.submit,
         )
-        if level_note:
-            self.core.status.notice(level_note)
+        if level_note or self.recorder.unclaimed:
+            self.core.status.notice(level_note or self.recorder.unclaimed)
         source = (source_factory or open_source)(settings.camera_source)
         intake = Intake(
             source,

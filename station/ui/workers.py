@@ -86,12 +86,12 @@ class PipelineWorker(QObject):
         assert self.load_model is not None
         try:
             model = self.load_model()
+            # In use from here, before the first frame, so no item slips past a model that is
+            # ready; the GUI thread then updates what it shows.
+            self.core.use_model(model)
         except Exception as e:
             self.model_failed.emit(f"{type(e).__name__}: {e}")
             return
-        # In use from here, before the first frame, so no item slips past a model that is ready;
-        # the GUI thread then updates what it shows.
-        self.core.use_model(model)
         self.model_ready.emit(model.info)
 
     def _live(self, frame: Frame) -> None:

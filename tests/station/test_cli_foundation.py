@@ -150,12 +150,14 @@ def test_db_check_fails_on_drift(cli, db_url: str) -> None:
 def test_bad_database_inputs_give_one_line_reasons(cli, tmp_path: Path) -> None:
     notes = tmp_path / "notes.db"
     notes.write_text("hello")
-    for url, expected in (
-        ("foo://bar", "unsupported database backend"),
-        (f"sqlite:///{notes}", "not a SQLite database"),
-        ("sqlite:////proc/nowhere/x.db", "cannot create the data directory"),
+    for command, url, expected in (
+        ("list", "foo://bar", "unsupported database backend"),
+        ("list", f"sqlite:///{notes}", "not a SQLite database"),
+        ("list", "sqlite:////proc/nowhere/x.db", "no database at /proc/nowhere/x.db"),
+        ("upgrade", "sqlite:////proc/nowhere/x.db", "cannot create the data directory"),
     ):
-        result = cli("user", "list", "--db", url)
+        group = "user" if command == "list" else "db"
+        result = cli(group, command, "--db", url)
         assert result.code == 2, url
         assert expected in result.err and len(result.err.strip().splitlines()) == 1
         _no_traceback(result)

@@ -3,6 +3,7 @@ and keeps, retries and replays decisions the database could not take."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 from sqlmodel import create_engine, select
@@ -10,7 +11,7 @@ from sqlmodel import create_engine, select
 from db.engine import session_scope
 from db.models import DecidedBy, Disposition, HumanDecision, Item, Level, Prediction
 from station.pipeline.predictor import FakePredictor, confident
-from station.pipeline.recorder import SPOOL_NAME, Recorder
+from station.pipeline.recorder import Recorder
 from station.pipeline.records import Deferred, from_json, to_json
 from station.pipeline.testing import make_rig, phone_image
 
@@ -24,6 +25,20 @@ def lock(path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN EXCLUSIVE")
     return conn
+
+
+@contextlib.contextmanager
+def database_locked(rig, tmp_path):
+    """The rig's decisions go to a recorder that finds its database locked: they are spooled."""
+    db = tmp_path / "station.db"
+    recorder = Recorder(locked_engine(db), spool_dir=tmp_path)
+    rig.core.desk.send = recorder.record
+    conn = lock(db)
+    try:
+        yield recorder
+    finally:
+        conn.rollback()
+        conn.close()
 
 
 def counts(engine):
@@ -86,7 +101,7 @@ def test_a_failing_write_keeps_the_decision_and_retries_it(tmp_path):
         uid = rig.core.desk.decide("scratch")
         assert rig.acks == [] and recorder.pending == 1
         assert problems and "locked" in problems[-1].message
-        spooled = (tmp_path / SPOOL_NAME).read_text().splitlines()
+        spooled = recorder.spool_path.read_text().splitlines()
         assert [from_json(line).uid for line in spooled] == [uid]
         rig.feed(phone_image(2))
         rig.core.desk.decide("ok")  # queues behind the first, order kept
@@ -96,7 +111,7 @@ def test_a_failing_write_keeps_the_decision_and_retries_it(tmp_path):
         conn.close()
     assert recorder.retry() == 2
     assert [a.uid for a in rig.acks][0] == uid
-    assert recorder.pending == 0 and not (tmp_path / SPOOL_NAME).exists()
+    assert recorder.pending == 0 and not recorder.spool_path.exists()
     assert problems[-1] is None
     with session_scope(rig.engine) as s:
         labels = [d.label for d in s.exec(select(HumanDecision).order_by(HumanDecision.id))]
@@ -105,20 +120,13 @@ def test_a_failing_write_keeps_the_decision_and_retries_it(tmp_path):
 
 def test_the_spool_is_replayed_on_restart_without_duplicates(tmp_path):
     rig = make_rig(tmp_path, level=Level.human_only)
-    db = tmp_path / "station.db"
-    first = Recorder(locked_engine(db), spool_dir=tmp_path)
-    rig.core.desk.send = first.record
-    conn = lock(db)
-    try:
+    with database_locked(rig, tmp_path) as first:
         for i in range(3):
             rig.feed(phone_image(i))
             rig.core.desk.decide("ok")
-    finally:
-        conn.rollback()
-        conn.close()
     assert first.pending == 3
     # The first record made it in before the crash, but the spool was not trimmed yet.
-    spooled = [from_json(x) for x in (tmp_path / SPOOL_NAME).read_text().splitlines()]
+    spooled = [from_json(x) for x in first.spool_path.read_text().splitlines()]
     Recorder(rig.engine, spool_dir=tmp_path / "other").record(spooled[0])
     acks = []
     second = Recorder(rig.engine, spool_dir=tmp_path, on_ack=acks.append)  # "restart"
@@ -180,18 +188,11 @@ def test_an_image_store_that_cannot_write_keeps_the_item_and_raises_a_banner(tmp
 
 def test_an_undo_of_a_spooled_decision_is_replayed_after_it_on_restart(tmp_path):
     rig = make_rig(tmp_path, level=Level.human_only)
-    db = tmp_path / "station.db"
-    first = Recorder(locked_engine(db), spool_dir=tmp_path)
-    rig.core.desk.send = first.record
-    conn = lock(db)
-    try:
+    with database_locked(rig, tmp_path) as first:
         rig.feed(phone_image())
         rig.core.desk.decide("scratch")
         assert rig.core.desk.undo()
         rig.core.desk.decide("ok")
-    finally:
-        conn.rollback()
-        conn.close()
     assert first.pending == 2
     second = Recorder(rig.engine, spool_dir=tmp_path)  # restart: nothing of the first in memory
     assert second.retry() == 2
@@ -266,7 +267,7 @@ def test_a_write_that_fails_unexpectedly_is_shown_retried_and_kept_in_order(tmp_
 
 
 def test_a_record_that_always_fails_is_set_aside_and_the_rest_are_written(tmp_path, monkeypatch):
-    from station.pipeline.recorder import MAX_UNEXPECTED_TRIES, REJECTED_NAME
+    from station.pipeline.recorder import MAX_UNEXPECTED_TRIES
 
     def the_first_record_always_fails(calls: list[str]) -> bool:
         return calls[-1] == calls[0]
@@ -278,7 +279,7 @@ def test_a_record_that_always_fails_is_set_aside_and_the_rest_are_written(tmp_pa
     assert wait_for(lambda: len(acks) == 2)
     assert [a.uid for a in acks] == uids[1:] and recorder.pending == 0
     assert labels_written(rig.engine) == ["ok", "dent"]
-    rejected = [from_json(x) for x in (tmp_path / REJECTED_NAME).read_text().splitlines()]
+    rejected = [from_json(x) for x in recorder.rejected_path.read_text().splitlines()]
     assert [r.uid for r in rejected] == uids[:1]  # on disk, not lost
     assert background.alive and MAX_UNEXPECTED_TRIES >= 2
     assert rig.write_calls.count(uids[0]) == MAX_UNEXPECTED_TRIES  # retried, then set aside
@@ -288,7 +289,7 @@ def test_a_record_that_always_fails_is_set_aside_and_the_rest_are_written(tmp_pa
 def test_a_record_that_cannot_be_built_is_kept_aside_and_the_thread_goes_on(tmp_path):
     import json
 
-    from station.pipeline.recorder import REJECTED_NAME, BackgroundRecorder
+    from station.pipeline.recorder import BackgroundRecorder
 
     rig = make_rig(tmp_path, level=Level.human_only)
     problems, acks = [], []
@@ -307,7 +308,7 @@ def test_a_record_that_cannot_be_built_is_kept_aside_and_the_thread_goes_on(tmp_
     assert wait_for(lambda: len(acks) == 1)
     assert background.alive and background.failures == 1
     assert any(p is not None and "image write never finished" in p.message for p in problems)
-    kept = [json.loads(x) for x in (tmp_path / REJECTED_NAME).read_text().splitlines()]
+    kept = [json.loads(x) for x in recorder.rejected_path.read_text().splitlines()]
     assert kept == [{"uid": "u-broken", "unbuildable": "ValueError: image write never finished"}]
     background.close()
 
@@ -329,3 +330,32 @@ def test_a_spool_from_before_defect_types_were_recorded_reads_with_the_stations_
     line = json.dumps(old)
     assert from_json(line, ok_label="good").decision.defect_types == ()
     assert from_json(line).decision.defect_types == ("good",)  # read as if ok were "ok"
+
+
+def test_a_spool_replays_only_into_the_database_it_was_written_for(tmp_path):
+    from station.pipeline.testing import open_station_db
+
+    rig = make_rig(tmp_path, level=Level.human_only)  # database X: tmp_path/station.db
+    with database_locked(rig, tmp_path) as first:
+        rig.feed(phone_image())
+        rig.core.desk.decide("dent")
+    assert first.pending == 1
+    y = open_station_db(f"sqlite:///{tmp_path / 'other.db'}")  # another database, same folder
+    at_y = Recorder(y, spool_dir=tmp_path)
+    assert at_y.pending == 0 and at_y.identity != first.identity
+    assert at_y.retry() == 0 and counts(y)["Item"] == 0  # X's decision never lands in Y
+    at_x = Recorder(rig.engine, spool_dir=tmp_path)
+    assert at_x.pending == 1 and at_x.retry() == 1 and counts(rig.engine)["Item"] == 1
+
+
+def test_an_earlier_versions_unnamed_spool_is_reported_not_replayed(tmp_path):
+    rig = make_rig(tmp_path, level=Level.human_only)
+    held = []
+    rig.core.desk.send = held.append
+    rig.feed(phone_image())
+    rig.core.desk.decide("ok")
+    rec = held[0].build() if isinstance(held[0], Deferred) else held[0]
+    (tmp_path / "decision-spool.jsonl").write_text(to_json(rec) + "\n")
+    recorder = Recorder(rig.engine, spool_dir=tmp_path)
+    assert recorder.pending == 0 and counts(rig.engine)["Item"] == 0
+    assert recorder.unclaimed is not None and "decision-spool.jsonl" in recorder.unclaimed

@@ -24,6 +24,7 @@ from db.models import (
 )
 from db.repo import find_operator
 from station.levels import level_of, set_level
+from station.pipeline.predictor import FAKE_CLASSES as CLASSES
 from station.pipeline.predictor import FakePredictor, confident
 from station.pipeline.simulate import SimulateConfig, simulate
 from station.pipeline.testing import (
@@ -278,3 +279,27 @@ def test_a_demotion_committed_during_a_run_is_obeyed_from_the_next_item(tmp_path
     assert by[:10] == [DecidedBy.model] * 10  # sure of every phone: full automation decides
     assert by[10:] == [DecidedBy.human] * 20 and set(levels[10:]) == {Level.human_only}
     assert s.final_level == "human_only" and s.human_decisions == 20
+
+
+def test_a_retrained_model_reusing_a_registered_version_is_refused_before_the_first_item(
+    tmp_path,
+):
+    from station.pipeline.predictor import ModelInfo
+
+    settings = Settings(data_dir=tmp_path)
+    engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
+    first = FakePredictor(confident("ok"), info=ModelInfo("m", "1", "a" * 64, CLASSES, "ok"))
+    s1 = simulate(
+        settings, engine, SimulateConfig(items=3, level=Level.shadow, **SMALL), predictor=first
+    )
+    assert s1.paired == 3 and s1.rejected == 0
+    retrained = FakePredictor(confident("ok"), info=ModelInfo("m", "1", "b" * 64, CLASSES, "ok"))
+    s2 = simulate(
+        settings, engine, SimulateConfig(items=3, level=Level.shadow, **SMALL), predictor=retrained
+    )
+    assert s2.items == 3 and s2.rejected == 0 and s2.pending_writes == 0  # nothing lost
+    assert s2.final_level == "human_only" and s2.paired == 0  # people decided, the model did not
+    banner = next(b for b in s2.banners if "MODEL UNUSABLE" in b)
+    assert "already registered" in banner and "--version" in banner
+    with session_scope(engine) as s:
+        assert len(s.exec(select(Item)).all()) == 6
