@@ -12,7 +12,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlmodel import Session, create_engine
 
-from db.errors import DatabaseUnavailable, DatabaseUrlError, NotADatabase
+from db.errors import CorruptDatabase, DatabaseUnavailable, DatabaseUrlError, NotADatabase
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 10_000
@@ -105,8 +105,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine for `url`; SQLite files are checked and tuned for durability."""
+def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite opens transactions itself only before INSERT/UPDATE/DELETE, so CREATE TABLE and
+    # friends would each commit on their own; the engine's "begin" below opens them instead.
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(conn: Any) -> None:
+    # IMMEDIATE: the write lock from the first statement, so two processes migrating (or
+    # creating) the same file queue up instead of racing; the second finds the work done.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, *, echo: bool = False, transactional_ddl: bool = False) -> Engine:
+    """Create an engine for `url`; SQLite files are checked and tuned for durability.
+
+    `transactional_ddl`: every transaction, schema changes included, is one real SQLite
+    transaction that takes the write lock at once (for migrations: all or nothing, one at a
+    time). PostgreSQL is transactional for DDL anyway."""
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(parsed)
@@ -118,6 +134,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        if transactional_ddl:
+            event.listen(engine, "connect", _no_implicit_transactions)
+            event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(parsed, echo=echo, pool_pre_ping=True, connect_args={"connect_timeout": 5})
 
@@ -136,6 +155,12 @@ def translate_error(e: exc.DBAPIError, engine: Engine) -> Exception:
     where = engine.url.render_as_string(hide_password=True)
     if "file is not a database" in text:
         return NotADatabase(f"{where} is not a SQLite database ({text})")
+    if "malformed" in text:
+        return CorruptDatabase(
+            f"{where} is corrupt ({text.strip().splitlines()[0]}): stop every station using "
+            "it, keep the damaged file aside, and copy the last good backup in its place "
+            "(`station db backup` makes them; a migration leaves one beside the file)"
+        )
     if "readonly" in text or "read-only" in text:
         return DatabaseUnavailable(
             f"{where} is read-only ({text}); the station must be able to write"

@@ -5,6 +5,7 @@ DbError                      -- anything wrong with the database of record
  +-- DatabaseUnavailable     -- the server or file cannot be reached / opened / written
  +-- NotADatabase            -- the file exists but is not a SQLite database
  +-- SchemaError             -- the schema is newer than this program, or differs from the models
+ +-- CorruptDatabase         -- SQLite's integrity check fails: restore the last good backup
  +-- IntegrityProblem        -- a record would break a rule (duplicate name, missing parent)
 """
 
@@ -28,6 +29,10 @@ class NotADatabase(DbError):
 
 
 class SchemaError(DbError):
+    pass
+
+
+class CorruptDatabase(DbError):
     pass
 
 

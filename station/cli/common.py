@@ -126,13 +126,15 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
     """
     from db.engine import make_engine, ping
     from db.errors import SchemaError
-    from db.migrate import schema_state, upgrade
+    from db.migrate import require_intact, schema_state, upgrade
 
     url = settings.effective_database_url
     if not migrate:
         refuse_missing_database(settings)
     engine = make_engine(url)
     ping(engine)
+    if migrate:  # a command that writes never writes into a corrupt file
+        require_intact(engine)
     state = schema_state(engine)
     if not state.up_to_date:
         if not migrate:

@@ -44,12 +44,13 @@ def register(app: typer.Typer) -> None:
     def check_cmd(db: DbOpt = None, config: ConfigOpt = None) -> None:
         """Exit 0 when the database schema equals the models, 1 with the differences otherwise."""
         from db.engine import make_engine, ping
-        from db.migrate import check
+        from db.migrate import check, require_intact
 
         settings = settings_from(config, database_url=db)
         refuse_missing_database(settings)
         engine = make_engine(settings.effective_database_url)
         ping(engine)
+        require_intact(engine, quick=False)
         problems = check(engine)
         if problems:
             typer.echo("schema differs from the models:", err=True)

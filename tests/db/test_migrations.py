@@ -66,19 +66,19 @@ def test_schema_from_a_newer_program_is_refused(engine) -> None:
         upgrade(engine)
 
 
-def test_upgrade_backs_up_a_file_that_already_holds_tables(tmp_path: Path) -> None:
+def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     legacy = sqlite3.connect(path)
     legacy.execute("CREATE TABLE notes (text TEXT)")
     legacy.execute("INSERT INTO notes VALUES ('shift 1 ok')")
     legacy.commit()
     legacy.close()
-    state, backup = upgrade(make_engine(f"sqlite:///{path}"))
-    assert state.up_to_date
-    assert backup is not None and backup.exists()
-    copy = sqlite3.connect(backup)
+    with pytest.raises(SchemaError, match="not made by this program"):
+        upgrade(make_engine(f"sqlite:///{path}"))
+    copy = sqlite3.connect(path)
     assert copy.execute("SELECT text FROM notes").fetchall() == [("shift 1 ok",)]
     assert copy.execute("SELECT name FROM sqlite_master WHERE name='item'").fetchall() == []
+    assert [p.name for p in tmp_path.iterdir() if ".bak" in p.name] == []
 
 
 def test_backup_into_a_folder_names_the_file(engine, tmp_path: Path) -> None:

@@ -140,3 +140,114 @@ def test_a_mistyped_database_path_is_refused_and_nothing_is_created(cli, tmp_pat
     result = cli(*args, "--db", f"sqlite:///{missing}")
     assert_refused(result, "no database at")
     assert not missing.exists() and not missing.parent.exists()
+
+
+# ------------------------------------------------------------------ creating a database
+
+
+def test_a_creation_killed_half_way_leaves_no_schema_and_the_next_open_makes_it(
+    tmp_path, monkeypatch
+):
+    import sqlite3
+    import uuid
+
+    from db.engine import make_engine
+    from db.migrate import head_revision, schema_state, upgrade
+
+    path = tmp_path / "new.db"
+    engine = make_engine(f"sqlite:///{path}")
+
+    def killed():  # the last migration dies half-way
+        raise RuntimeError("kill -9")
+
+    monkeypatch.setattr(uuid, "uuid4", killed)
+    with pytest.raises(RuntimeError):
+        upgrade(engine)
+    tables = sqlite3.connect(path).execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == []  # all or nothing
+    monkeypatch.undo()
+    upgrade(engine)
+    assert schema_state(engine).current == head_revision()
+
+
+def test_a_half_built_schema_from_an_older_version_is_made_again(tmp_path):
+    import sqlite3
+
+    from db.engine import make_engine
+    from db.migrate import head_revision, upgrade
+
+    path = tmp_path / "half.db"
+    conn = sqlite3.connect(path)  # what a kill during the old, statement-by-statement creation left
+    conn.execute("CREATE TABLE station (id INTEGER PRIMARY KEY, name VARCHAR(64))")
+    conn.execute("CREATE TABLE operator (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    engine = make_engine(f"sqlite:///{path}")
+    state, backup = upgrade(engine)
+    assert state.current == head_revision() and backup is not None and backup.exists()
+
+
+def test_two_processes_creating_one_new_database_at_once_both_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "fresh.db"
+    code = (
+        "from db.engine import make_engine; from db.migrate import ensure_schema;"
+        f"ensure_schema(make_engine('sqlite:///{path}')); print('ok')"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [r[1].decode()[-500:] for r in results]
+    import sqlite3
+
+    ids = sqlite3.connect(path).execute("SELECT id FROM database_identity").fetchall()
+    assert len(ids) == 1  # one database, made once
+
+
+# ------------------------------------------------------------------ a corrupt database
+
+
+@pytest.fixture
+def corrupt_db(station_db: Path) -> Path:
+    """A station database with some rows whose b-tree pages were then overwritten on disk."""
+    import sqlite3
+
+    conn = sqlite3.connect(station_db)
+    conn.execute("PRAGMA journal_mode=DELETE")  # everything in the main file
+    for i in range(3000):
+        conn.execute(
+            "INSERT INTO operator(name, role, secret_hash, active, created_at) "
+            "VALUES (?, 'inspector', ?, 1, '2026-01-01')",
+            (f"op{i}", "x" * 60),
+        )
+    conn.commit()
+    conn.close()
+    pages = station_db.stat().st_size // 4096
+    with station_db.open("r+b") as f:
+        for k in range(20, pages - 1, 7):
+            f.seek(4096 * k)
+            f.write(b"\xff" * 12)  # page headers: what a bad sector or a stray write leaves
+    return station_db
+
+
+def test_a_corrupt_database_is_refused_for_writing_checking_and_backing_up(
+    cli, corrupt_db: Path, tmp_path
+):
+    url = f"sqlite:///{corrupt_db}"
+    before = digest(corrupt_db)
+    add = cli("user", "add", "kim", "--role", "inspector", "--db", url, input="pw\n")
+    assert_refused(add, "is corrupt", "last good backup")
+    check = cli("db", "check", "--db", url)
+    assert_refused(check, "is corrupt")
+    backup = cli("db", "backup", str(tmp_path / "copy.db"), "--db", url)
+    assert_refused(backup, "is corrupt")
+    assert not (tmp_path / "copy.db").exists() and not (tmp_path / "copy.db.partial").exists()
+    upgrade = cli("db", "upgrade", "--db", url)
+    assert_refused(upgrade, "is corrupt")
+    assert digest(corrupt_db) == before  # nothing was written into it
