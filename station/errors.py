@@ -10,6 +10,7 @@
      +-- ModelRefused            -- other weights are registered under the model's name:version
      +-- LevelChangeRefused      -- no gate, no reason, no right, or the level moved meanwhile
      +-- SimulationRefused       -- `station simulate` asked to record into a real station
+     +-- LineStopped             -- decisions cannot be saved anywhere (a full disk): none taken
 
 db, model and review have hierarchies of their own (db.errors, model.errors, review.errors);
 the CLI catches all four at its top level.
@@ -56,3 +57,7 @@ class LevelChangeRefused(StationError):
 
 class SimulationRefused(StationError):
     pass
+
+
+class LineStopped(StationError):
+    """Neither the database nor the spool can take a decision: the station takes none."""

@@ -119,7 +119,7 @@ def simulate_cmd(
     if as_json:
         json.dump(summary.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
-        if summary.rejected:
+        if summary.rejected or summary.unsaved or summary.stopped:
             raise typer.Exit(1)
         return
     s = summary
@@ -140,10 +140,15 @@ def simulate_cmd(
     ]
     if s.model_errors or s.guard_failed:
         lines.append(f"model errors {s.model_errors}, frames refused by the guard {s.guard_failed}")
+    if s.stopped:
+        lines.append(f"ERROR: {s.stopped}")
     if s.pending_writes:
         lines.append(
-            f"WARNING: {s.pending_writes} record(s) wait in the spool (database not writable)"
+            f"WARNING: {s.pending_writes} record(s) wait in the spool file (database not "
+            "writable); they are written by the next station or simulate on this database"
         )
+    if s.unsaved:
+        lines.append(f"ERROR: {s.unsaved} decision(s) could not be saved anywhere and are lost")
     if s.rejected:
         lines.append(
             f"ERROR: {s.rejected} record(s) refused by the database, kept aside in "
@@ -151,5 +156,5 @@ def simulate_cmd(
         )
     lines += [f"! {b}" for b in s.banners]
     typer.echo("\n".join(lines))
-    if s.rejected:
+    if s.rejected or s.unsaved or s.stopped:
         raise typer.Exit(1)

@@ -32,7 +32,7 @@ from station.pipeline.assess import Assessed, Assessor, ModelHolder, ModelInUse
 from station.pipeline.desk import DecisionDesk
 from station.pipeline.guard import InputGuard
 from station.pipeline.intake import utc_now
-from station.pipeline.recorder import Ack
+from station.pipeline.recorder import Ack, Problem
 from station.pipeline.records import Deferred, Record, ensure_champion
 from station.pipeline.router import Route, Router
 from station.pipeline.status import ModelFallback, StationStatus
@@ -134,7 +134,17 @@ class StationCore:
     def acknowledge(self, ack: Ack) -> None:
         self.desk.acknowledge(ack)
         if self.desk.pending_writes == 0:
-            self.status.database(None)
+            self.database_problem(None)
+
+    def database_problem(self, problem: Problem | None) -> None:
+        """The recorder's news: the banner says it, and while decisions are on no disk at all
+        the desk takes no more (nothing is decided into the void)."""
+        self.status.database(problem)
+        self.desk.hold = (
+            f"decisions cannot be saved ({problem.message})"
+            if problem is not None and problem.unsaved
+            else None
+        )
 
     @property
     def level(self) -> Level:

@@ -16,6 +16,7 @@ from typing import Any
 
 from db.models import DecidedBy, Level
 from review.labels import LabelSet
+from station.errors import LineStopped
 from station.pipeline.assess import Assessed
 from station.pipeline.intake import utc_now
 from station.pipeline.recorder import Ack
@@ -113,6 +114,8 @@ class DecisionDesk:
         self.recent: deque[Outcome] = deque(maxlen=40)
         self.pending_writes = 0
         self.last_saved: int | None = None
+        # Why no decision can be taken now (decisions cannot be saved anywhere), or None.
+        self.hold: str | None = None
         self._last: tuple[Outcome, Waiting, float] | None = None
         self.listeners: list[Callable[[], None]] = []
 
@@ -124,6 +127,8 @@ class DecisionDesk:
         model answered, or by the station since) applies to it already; a promotion waits for
         the next item."""
         level = min(self.level(), assessed.level_after, key=lambda lv: lv.rank)
+        if self.hold is not None and level.rank > Level.shadow.rank:
+            level = Level.shadow  # the model decides nothing it could not record: all wait
         route = self._route(assessed, self._plan_at(level, assessed.plan))
         if route.decider is Decider.model and not route.audit:
             assert route.model_label is not None
@@ -179,6 +184,8 @@ class DecisionDesk:
         """The person's decision on the current item; returns the record's uid."""
         if label not in self.labels.all:
             raise ValueError(f"label {label!r} is not one of the station's {list(self.labels.all)}")
+        if self.hold is not None:
+            raise LineStopped(f"the line is stopped: {self.hold}")
         w = self.current
         if w is None:
             raise LookupError("no item is waiting for a decision")

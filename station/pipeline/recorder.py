@@ -19,6 +19,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ from pathlib import Path
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
-from db.engine import session_scope
+from db.engine import BUSY_TIMEOUT_MS, session_scope
 from db.errors import DbError, IntegrityProblem
 from db.models import DecidedBy, Disposition, Level
 from db.repo import effective_decision, record_human_decision
@@ -54,6 +56,13 @@ REJECTED_NAME = "decision-rejected-{identity}.jsonl"
 UNCLAIMED_SPOOL = "decision-spool.jsonl"
 #: Tries of a record whose write fails for no database reason before it is set aside.
 MAX_UNEXPECTED_TRIES = 3
+#: While records wait, the database is tried again at most this often.
+RETRY_EVERY_S = 2.0
+#: How long one write waits for a SQLite lock held by another process: long enough for a
+#: report's checkpoint, short enough that decisions never pile up in memory behind it (a
+#: retry waits less: the spool already holds what it retries).
+WRITE_LOCK_WAIT_MS = 2000
+RETRY_LOCK_WAIT_MS = 200
 
 
 @dataclass(frozen=True)
@@ -67,10 +76,13 @@ class Ack:
 
 @dataclass(frozen=True)
 class Problem:
-    """The database cannot take writes right now; `pending` records wait in the spool."""
+    """The database cannot take writes right now. `pending` records wait in the spool file, on
+    disk; `unsaved` more could not be written there either (a full disk) and are only in this
+    process's memory: the line must stop until they are on disk."""
 
     message: str
     pending: int
+    unsaved: int = 0
 
 
 class Recorder:
@@ -84,6 +96,7 @@ class Recorder:
         ok_label: str = "ok",
     ) -> None:
         self.engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
         self.ok_label = ok_label  # to read spools written before records carried defect types
         self.identity = _identity(engine)
         self.spool_path = Path(spool_dir) / SPOOL_NAME.format(identity=self.identity)
@@ -96,27 +109,43 @@ class Recorder:
         self._uid_to_ids: dict[str, tuple[int, int | None]] = {}
         self._model_ids: dict[str, int] = {}
         self._failures: dict[str, int] = {}  # uid -> unexpected failures so far
+        self._unsaved: set[str] = set()  # uids of pending records the spool could not take
+        self._next_retry = 0.0
         self._lock = threading.RLock()
         self.written = 0
         self.rejected = 0  # records set aside in the rejected file (never silently dropped)
         self.last_error: str | None = None
+        self.spool_error: str | None = None
         self._load_spool()
 
     # ------------------------------------------------------------------ public
 
     @property
     def pending(self) -> int:
+        """Records not yet in the database (in the spool file, or only in memory: `unsaved`)."""
         return len(self._pending)
 
+    @property
+    def unsaved(self) -> int:
+        """Pending records that are on no disk at all (the spool could not be written)."""
+        return len(self._unsaved)
+
     def record(self, rec: Record | Deferred) -> Ack | None:
-        """Write `rec` (after anything still pending); None if it had to wait in the spool."""
+        """Write `rec` (after anything still pending); None if it had to wait in the spool.
+
+        While records are pending, a new one goes straight to the spool file (on disk at once)
+        and the database is tried again at most every RETRY_EVERY_S, so a locked database never
+        makes records queue in memory."""
         if isinstance(rec, Deferred):
             rec = rec.build()
         with self._lock:
             if self._pending:
                 self._pending.append(rec)
                 self._append_spool(rec)
-                self.retry()
+                if time.monotonic() >= self._next_retry:
+                    self.retry()
+                else:
+                    self._report(self.last_error or "earlier decisions are still being retried")
                 return None
             try:
                 ack = self._write(rec, check_existing=False)
@@ -140,6 +169,7 @@ class Recorder:
     def retry(self) -> int:
         """Write what is pending, in order, stopping at the first failure; returns how many."""
         with self._lock:
+            self._next_retry = time.monotonic() + RETRY_EVERY_S
             done = 0
             while self._pending:
                 rec = self._pending[0]
@@ -181,24 +211,7 @@ class Recorder:
     def _write(self, rec: Record, *, check_existing: bool) -> Ack:
         try:
             with session_scope(self.engine) as session:
-                if isinstance(rec, InspectionRecord):
-                    if check_existing:
-                        old = find_item_by_uid(
-                            session=session, uid=rec.uid, image_sha256=rec.image_sha256
-                        )
-                        if old is not None:
-                            assert old.id is not None
-                            dec = effective_decision(session=session, item_id=old.id)
-                            ids = (old.id, dec.id if dec else None)
-                            self._uid_to_ids[rec.uid] = ids
-                            return Ack(rec.uid, *ids)
-                    item, dec = write_inspection(
-                        session=session, rec=rec, model_ids=self._model_ids
-                    )
-                    assert item.id is not None
-                    ids = (item.id, dec.id if dec is not None else None)
-                else:
-                    ids = self._write_correction(session, rec)
+                ids = self._write_in(session, rec, check_existing=check_existing)
         except (exc.OperationalError, exc.InterfaceError, OSError) as e:
             self._model_ids.clear()  # ids from a rolled-back transaction are not real
             raise _Retryable(_describe(e)) from e
@@ -216,7 +229,33 @@ class Recorder:
         self.written += 1
         return Ack(rec.uid, *ids)
 
-    def _write_correction(self, session, rec: CorrectionRecord) -> tuple[int, int | None]:  # type: ignore[no-untyped-def]
+    def _write_in(
+        self, session: Session, rec: Record, *, check_existing: bool
+    ) -> tuple[int, int | None]:
+        """The rows of `rec` in the caller's transaction; its ids (the existing ones when a
+        retried record turns out to be written already)."""
+        conn = session.connection()
+        if self._sqlite:
+            wait = RETRY_LOCK_WAIT_MS if check_existing else WRITE_LOCK_WAIT_MS
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
+        try:
+            if not isinstance(rec, InspectionRecord):
+                return self._write_correction(session, rec)
+            if check_existing:
+                old = find_item_by_uid(session=session, uid=rec.uid, image_sha256=rec.image_sha256)
+                if old is not None:
+                    assert old.id is not None
+                    dec = effective_decision(session=session, item_id=old.id)
+                    return (old.id, dec.id if dec else None)
+            item, dec = write_inspection(session=session, rec=rec, model_ids=self._model_ids)
+            assert item.id is not None
+            return (item.id, dec.id if dec is not None else None)
+        finally:
+            if self._sqlite:  # the pooled connection goes back with the engine's own wait
+                with contextlib.suppress(Exception):
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def _write_correction(self, session: Session, rec: CorrectionRecord) -> tuple[int, int | None]:
         ids = self._uid_to_ids.get(rec.corrects_uid)
         if ids is None:
             item = find_item_by_uid(session=session, uid=rec.corrects_uid)
@@ -276,8 +315,10 @@ class Recorder:
         try:
             self._append_line(self.spool_path, to_json(rec))
         except OSError as e:
-            # The record stays in memory; the banner says the journal is not on disk either.
-            self._report(f"cannot write the spool {self.spool_path}: {e.strerror}")
+            # The record stays in memory only; the banner says so and the line stops.
+            self._unsaved.add(rec.uid)
+            self.spool_error = f"cannot write the spool {self.spool_path}: {e.strerror}"
+            log.error("%s", self.spool_error)
 
     @staticmethod
     def _append_line(path: Path, line: str) -> None:
@@ -292,6 +333,8 @@ class Recorder:
             if not self._pending:
                 if self.spool_path.exists():
                     self.spool_path.unlink()
+                self._unsaved.clear()
+                self.spool_error = None
                 return
             tmp = self.spool_path.with_suffix(".tmp")
             with tmp.open("w", encoding="utf-8") as f:
@@ -301,7 +344,11 @@ class Recorder:
                 os.fsync(f.fileno())
             os.replace(tmp, self.spool_path)
         except OSError as e:
-            self._report(f"cannot write the spool {self.spool_path}: {e.strerror}")
+            self.spool_error = f"cannot write the spool {self.spool_path}: {e.strerror}"
+            log.error("%s", self.spool_error)
+            return
+        self._unsaved.clear()  # every pending record is in the file now
+        self.spool_error = None
 
     def _reject(self, rec: Record, why: str) -> None:
         self.rejected += 1
@@ -344,9 +391,17 @@ class Recorder:
 
     def _report(self, message: str) -> None:
         self.last_error = message
-        log.warning("database not writable: %s (%d decision(s) kept)", message, len(self._pending))
+        if self.spool_error is not None and self._unsaved:
+            message = f"{message}; {self.spool_error}"
+        on_disk = len(self._pending) - len(self._unsaved)
+        log.warning(
+            "database not writable: %s (%d decision(s) in the spool, %d only in memory)",
+            message,
+            on_disk,
+            len(self._unsaved),
+        )
         if self.on_problem is not None:
-            self.on_problem(Problem(message, len(self._pending)))
+            self.on_problem(Problem(message, on_disk, len(self._unsaved)))
 
 
 class _Retryable(Exception):
@@ -396,6 +451,17 @@ class BackgroundRecorder:
 
     def submit(self, rec: Record | Deferred) -> None:
         self._queue.put(rec)
+
+    @property
+    def backlog(self) -> int:
+        """Records handed over and not yet taken up (in memory only)."""
+        return self._queue.qsize()
+
+    def wait_for_backlog(self, limit: int) -> None:
+        """Block until at most `limit` records wait in memory (a headless run must not outrun
+        the database: what it decided is on disk, or it stops)."""
+        while self._queue.qsize() > limit and self._thread.is_alive():
+            time.sleep(0.005)
 
     @property
     def alive(self) -> bool:

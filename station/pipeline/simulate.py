@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 SHIFT_S = 8 * 3600.0  # simulated inspectors tire over a shift, then a fresh one starts
 DEFAULT_STATION = "sim"
+#: Records the loop may run ahead of the recorder (in memory, not yet on any disk).
+MAX_BACKLOG = 8
 #: Simulated inspectors are operators no one can log in as (not an argon2 hash).
 NO_LOGIN_HASH = "!no-login"
 
@@ -88,7 +90,9 @@ class Summary:
     level: str = ""
     final_level: str = ""
     model: str | None = None
-    pending_writes: int = 0
+    pending_writes: int = 0  # records waiting in the spool file, on disk
+    unsaved: int = 0  # records on no disk at all (the spool could not be written): lost
+    stopped: str | None = None  # why the run stopped before its last item
     rejected: int = 0  # records the database refused, kept aside in the rejected file
     seconds: float = 0.0  # wall time of the whole run, start-up (model load, set-up) included
     items_per_s: float = 0.0  # items over the time spent processing them (start-up excluded)
@@ -333,6 +337,7 @@ def simulate(
     # run; rendering runs ahead on the source's threads, statistics on the intake's, image
     # writes on its writers', database writes on the recorder's.
     t_loop = time.perf_counter()
+    stopped: str | None = None
     try:
         for captured in intake.items(should_stop=lambda: intake.items_out >= config.items, ahead=4):
             assessed = core.assessor.assess(captured)
@@ -351,6 +356,13 @@ def simulate(
             done[0] += 1
             if progress is not None:
                 progress(done[0])
+            background.wait_for_backlog(MAX_BACKLOG)
+            if recorder.unsaved:  # neither the database nor the spool takes decisions: stop
+                stopped = (
+                    f"stopped after {done[0]} item(s): decisions cannot be saved "
+                    f"({recorder.spool_error or recorder.last_error})"
+                )
+                break
     finally:
         # However the run ends (the last item, an error, Ctrl-C), what was decided is written or
         # spooled before this returns.
@@ -365,7 +377,9 @@ def simulate(
     summary.model = (
         f"{in_use.info.name} {in_use.info.short}" if in_use is not None and model_kept else None
     )
-    summary.pending_writes = recorder.pending
+    summary.pending_writes = recorder.pending - recorder.unsaved
+    summary.unsaved = recorder.unsaved
+    summary.stopped = stopped
     summary.rejected = recorder.rejected
     summary.banners = list(core.status.banners.values())
     if recorder.unclaimed:

@@ -68,10 +68,16 @@ class StationStatus:
     def database(self, problem: Problem | None) -> None:
         if problem is None:
             self.banners.pop(BannerKind.database, None)
+        elif problem.unsaved:
+            self.banners[BannerKind.database] = (
+                f"LINE STOPPED — decisions cannot be saved: {problem.message}. "
+                f"{problem.unsaved} decision(s) are only in this station's memory. Free disk "
+                "space or fix the data folder; deciding resumes once they are on disk."
+            )
         else:
             self.banners[BannerKind.database] = (
-                f"DATABASE NOT WRITABLE — {problem.message}. {problem.pending} decision(s) kept "
-                "on this station and retried; keep inspecting."
+                f"DATABASE NOT WRITABLE — {problem.message}. {problem.pending} decision(s) "
+                "saved in the spool file on this station and retried; keep inspecting."
             )
         self._changed()
 

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from db.models import DecidedBy, Level
+from station.errors import LineStopped
 from station.frames.types import CaptureState
 from station.pipeline.assess import Assessed
 from station.pipeline.core import StationCore
@@ -324,7 +325,7 @@ class StationWindow(QMainWindow):
         self.core.acknowledge(ack)
 
     def on_db_problem(self, problem: Problem | None) -> None:
-        self.core.status.database(problem)
+        self.core.database_problem(problem)
 
     def on_problem(self, message: str) -> None:
         self.core.status.notice(message)
@@ -340,7 +341,10 @@ class StationWindow(QMainWindow):
     def decide(self, label: str) -> bool:
         if self.desk.current is None:
             return False
-        self.desk.decide(label)
+        try:
+            self.desk.decide(label)
+        except LineStopped:
+            return False  # the banner says why; the item stays in front of the inspector
         self.heat_on = False
         return True
 
@@ -458,7 +462,7 @@ class StationWindow(QMainWindow):
             self._qimages = {k: v for k, v in self._qimages.items() if k in keep}
             self._heats = {k: v for k, v in self._heats.items() if k in keep}
         for b in (self.pass_button, *self.defect_buttons.values()):
-            b.setEnabled(has_item)
+            b.setEnabled(has_item and desk.hold is None)
         if w is not None:
             self._passing = None
             if self._shown_seq != w.seq or self.view.badge:

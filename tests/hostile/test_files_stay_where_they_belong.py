@@ -251,3 +251,124 @@ def test_a_corrupt_database_is_refused_for_writing_checking_and_backing_up(
     upgrade = cli("db", "upgrade", "--db", url)
     assert_refused(upgrade, "is corrupt")
     assert digest(corrupt_db) == before  # nothing was written into it
+
+
+# ------------------------------------------------------------------ a locked database, a full disk
+
+
+def test_while_the_database_is_locked_decisions_reach_the_spool_file_at_once(tmp_path):
+    import sqlite3
+    import time
+
+    from station.pipeline.recorder import BackgroundRecorder, Recorder
+    from station.pipeline.testing import make_rig
+
+    rig = make_rig(tmp_path)
+    problems = []
+    recorder = Recorder(rig.engine, spool_dir=tmp_path, on_problem=problems.append)
+    background = BackgroundRecorder(recorder)
+    rig.core.desk.send = background.submit
+    lock = sqlite3.connect(tmp_path / "station.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # another process holds the write lock for a long while
+    try:
+        t0 = time.monotonic()
+        for i in range(20):
+            rig.feed(phone_image(i))
+            rig.core.desk.decide("ok")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (
+            not recorder.spool_path.exists()
+            or len(recorder.spool_path.read_text().splitlines()) < 20
+        ):
+            time.sleep(0.05)
+        elapsed = time.monotonic() - t0
+        on_disk = len(recorder.spool_path.read_text().splitlines())
+    finally:
+        lock.rollback()
+        lock.close()
+    assert on_disk == 20 and elapsed < 8  # one lock wait (2 s), then straight to the file
+    last = [p for p in problems if p is not None][-1]
+    assert last.pending == 20 and last.unsaved == 0
+    background.close()
+    recorder.retry()
+    assert recorder.pending == 0 and not recorder.spool_path.exists()  # all written at last
+
+
+def test_when_nothing_can_be_saved_the_desk_stops_and_says_so(tmp_path, monkeypatch):
+    import os
+    import sqlite3
+
+    from sqlmodel import create_engine
+
+    from db.models import Level
+    from station.errors import LineStopped
+    from station.pipeline.predictor import FakePredictor, confident
+    from station.pipeline.recorder import Recorder
+    from station.pipeline.testing import make_rig
+
+    rig = make_rig(tmp_path, level=Level.full, predictor=FakePredictor(confident("ok", 0.999)))
+    locked = create_engine(f"sqlite:///{tmp_path / 'station.db'}", connect_args={"timeout": 0.05})
+
+    def disk_full(_fd):
+        raise OSError(28, "No space left on device")
+
+    recorder = Recorder(locked, spool_dir=tmp_path, on_problem=rig.core.database_problem)
+    monkeypatch.setattr(os, "fsync", disk_full)  # every write to disk now fails
+    rig.core.desk.send = recorder.record
+    lock = sqlite3.connect(tmp_path / "station.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        rig.feed(phone_image(1))  # sure of it: auto-passed, but its record has nowhere to go
+        assert recorder.unsaved == 1
+        banner = rig.core.status.banners["database"]
+        assert banner.startswith("LINE STOPPED") and "No space left" in banner
+        assert "1 decision(s) are only in this station's memory" in banner
+        route = rig.feed(phone_image(2))  # the model decides nothing more: it waits
+        assert route.decider.value == "human" and rig.core.desk.current is not None
+        with pytest.raises(LineStopped):
+            rig.core.desk.decide("ok")
+    finally:
+        lock.rollback()
+        lock.close()
+    monkeypatch.undo()
+    assert recorder.retry() == 1  # disk and database back: written, the line resumes
+    assert rig.core.desk.hold is None and "database" not in rig.core.status.banners
+    rig.core.desk.decide("ok")
+
+
+def test_simulate_on_a_full_disk_stops_and_counts_what_was_lost(tmp_path, monkeypatch):
+    import os
+    import sqlite3
+
+    from db.models import Level
+    from station.pipeline.simulate import SimulateConfig, simulate
+    from station.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'sim.db'}"
+    engine = open_station_db(url)
+    locks = []
+
+    def disk_fills_up(done):
+        if done == 3:  # the database locked by another program, and no room for the spool
+            conn = sqlite3.connect(tmp_path / "sim.db", isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+            locks.append(conn)
+
+            def full(_fd):
+                raise OSError(28, "No space left on device")
+
+            monkeypatch.setattr(os, "fsync", full)  # every write to disk now fails
+
+    try:
+        s = simulate(
+            Settings(data_dir=tmp_path),
+            engine,
+            SimulateConfig(items=40, level=Level.human_only, width=160, height=90),
+            progress=disk_fills_up,
+        )
+    finally:
+        for conn in locks:
+            conn.rollback()
+            conn.close()
+    assert s.stopped is not None and "No space left" in s.stopped
+    assert s.items < 40 and s.unsaved >= 1 and s.pending_writes == 0  # nothing called kept

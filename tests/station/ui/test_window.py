@@ -232,7 +232,7 @@ def test_a_failing_database_write_shows_a_banner_keeps_and_retries(qtbot, tmp_pa
         feed(rig, win)
         qtbot.keyClick(win, Qt.Key.Key_3)
         banner = [t for t in texts(win) if "database not writable" in t]
-        assert banner and "1 decision(s) kept" in banner[0]
+        assert banner and "1 decision(s) saved in the spool file" in banner[0]
         assert "saved" not in win.saved.text()
     finally:
         conn.rollback()
