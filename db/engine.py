@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,11 +53,14 @@ def sqlite_path(url: str | URL) -> Path | None:
     parsed = parse_url(url) if isinstance(url, str) else url
     if parsed.get_backend_name() != "sqlite":
         return None
-    return Path(str(parsed.database)).expanduser()
+    database = str(parsed.database)
+    if database.startswith("file:"):  # a URI filename (read-only engines)
+        database = urllib.parse.unquote(database[len("file:") :].split("?", 1)[0])
+    return Path(database).expanduser()
 
 
-def check_sqlite_file(path: Path) -> None:
-    """Refuse early, with a clear message, a path that cannot hold the database."""
+def check_sqlite_header(path: Path) -> None:
+    """Refuse a directory, or a file that is not a SQLite database, by its first bytes."""
     if path.is_dir():
         raise NotADatabase(f"{path} is a directory; expected a SQLite database file")
     if path.exists() and path.stat().st_size > 0:
@@ -66,6 +71,11 @@ def check_sqlite_file(path: Path) -> None:
                 f"{path} is not a SQLite database (its first bytes are {head[:16]!r}); "
                 "expected a file made by `station db upgrade`, or a path that does not exist yet"
             )
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse early, with a clear message, a path that cannot hold the database."""
+    check_sqlite_header(path)
     parent = path.parent
     if not parent.exists():
         try:
@@ -117,16 +127,64 @@ def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, echo: bool = False, transactional_ddl: bool = False) -> Engine:
+def _readable_only(path: Path) -> bool:
+    """True when an existing database file can be read but not written here (a read-only
+    mount, a copy on a DVD, a file the station's user owns)."""
+    if not path.is_file():
+        return False
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-probe-"):
+            pass
+        with path.open("r+b"):
+            pass
+    except OSError:
+        return os.access(path, os.R_OK)
+    return False
+
+
+def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.close()
+
+
+def read_only_uri(path: Path) -> str:
+    """The SQLite URI that opens `path` for reading only. Without a WAL beside it nobody can be
+    writing the file (nobody could create one there), so SQLite may skip locking (immutable);
+    with one, readers share the writer's WAL."""
+    quoted = urllib.parse.quote(str(path.resolve()))
+    flags = "mode=ro" if path.with_name(path.name + "-wal").exists() else "mode=ro&immutable=1"
+    return f"file:{quoted}?{flags}"
+
+
+def _read_only_engine(path: Path, echo: bool) -> Engine:
+    engine = create_engine(
+        f"sqlite:///{read_only_uri(path)}&uri=true",
+        echo=echo,
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+    event.listen(engine, "connect", _sqlite_read_pragmas)
+    return engine
+
+
+def make_engine(
+    url: str, *, echo: bool = False, transactional_ddl: bool = False, read_only: bool = False
+) -> Engine:
     """Create an engine for `url`; SQLite files are checked and tuned for durability.
 
     `transactional_ddl`: every transaction, schema changes included, is one real SQLite
     transaction that takes the write lock at once (for migrations: all or nothing, one at a
-    time). PostgreSQL is transactional for DDL anyway."""
+    time). PostgreSQL is transactional for DDL anyway.
+    `read_only`: the caller only reads, so a SQLite file that cannot be written here is opened
+    for reading instead of refused."""
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(parsed)
         assert path is not None
+        if read_only and _readable_only(path):
+            check_sqlite_header(path)
+            return _read_only_engine(path, echo)
         check_sqlite_file(path)
         engine = create_engine(
             parsed.set(database=str(path)),

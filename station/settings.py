@@ -235,14 +235,36 @@ def _suggest(key: str, known: set[str], *, env: bool = False) -> str:
     return f"; expected one of {', '.join(show(k) for k in sorted(known))} (`station config show` lists them)"
 
 
+#: A settings file is a few kilobytes; anything far larger is not one (or is /dev/zero).
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
+        if path.exists() and not path.is_file() and not path.is_dir():
+            raise SettingsError(f"config file {path} is not a regular file; expected a TOML file")
         with path.open("rb") as f:
-            return tomllib.load(f)
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError as e:
         raise SettingsError(f"config file {path} does not exist") from e
     except IsADirectoryError as e:
         raise SettingsError(f"config file {path} is a directory; expected a TOML file") from e
+    except OSError as e:  # /proc/self/mem, a device, a file that cannot be read
+        raise SettingsError(f"config file {path} cannot be read ({e.strerror or e})") from e
+    if len(data) > MAX_CONFIG_BYTES:
+        raise SettingsError(
+            f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; expected a "
+            "small TOML file"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SettingsError(
+            f"config file {path} is not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r}); "
+            "expected a TOML file saved as UTF-8"
+        ) from e
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"config file {path} is not valid TOML: {e}") from e
 

@@ -116,28 +116,30 @@ def refuse_missing_database(settings: Settings) -> None:
         )
 
 
-def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
+def open_database(settings: Settings, *, migrate: bool = True, read_only: bool = False) -> Engine:
     """Engine for the configured database with its schema at head.
 
     With `migrate`, a new database is created in place (the embedded defaults need no setup) and
     an older schema is migrated (after a backup). Commands that only read (reports, review, level
     show) pass `migrate=False`: they refuse a missing file or an old schema instead, so a typo in
     --db never creates an empty database and a QA lead's report never migrates a fleet's server.
+    `read_only`: the command writes nothing at all, so a file it may not write (a read-only
+    mount) is opened for reading instead of refused.
     """
     from db.engine import make_engine, ping
     from db.errors import SchemaError
     from db.migrate import require_intact, schema_state, upgrade
 
     url = settings.effective_database_url
-    if not migrate:
+    if not migrate or read_only:
         refuse_missing_database(settings)
-    engine = make_engine(url)
+    engine = make_engine(url, read_only=read_only)
     ping(engine)
-    if migrate:  # a command that writes never writes into a corrupt file
+    if migrate and not read_only:  # a command that writes never writes into a corrupt file
         require_intact(engine)
     state = schema_state(engine)
     if not state.up_to_date:
-        if not migrate:
+        if not migrate or read_only:
             raise SchemaError(
                 f"the database schema is at revision {state.current or 'none'}, this program "
                 f"needs {state.head}: run `station db upgrade` first (it backs a SQLite file up)"

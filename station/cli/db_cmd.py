@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
 
         settings = settings_from(config, database_url=db)
         refuse_missing_database(settings)
-        engine = make_engine(settings.effective_database_url)
+        engine = make_engine(settings.effective_database_url, read_only=True)
         ping(engine)
         require_intact(engine, quick=False)
         problems = check(engine)
@@ -75,6 +75,6 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(config, database_url=db)
         refuse_missing_database(settings)
         refuse_output(path, "PATH", station_files(settings))
-        engine = make_engine(settings.effective_database_url)
+        engine = make_engine(settings.effective_database_url, read_only=True)
         dest = backup_sqlite(engine, path)
         typer.echo(f"backup written to {dest}")

@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         from station.levels import level_of, resolve_station
 
         settings = settings_from(config, database_url=db)
-        engine = open_database(settings, migrate=False)
+        engine = open_database(settings, read_only=True)
         name = station or settings.station_name
         level = level_of(engine, settings, name)
         with session_scope(engine) as s:
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         from station.levels import resolve_station
 
         settings = settings_from(config, database_url=db)
-        engine = open_database(settings, migrate=False)
+        engine = open_database(settings, read_only=True)
         with session_scope(engine) as s:
             st = resolve_station(s, settings, station)
             assert st.id is not None  # resolve_station returns a stored row

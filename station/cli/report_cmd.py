@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(config, database_url=db)
         if out != "-":
             refuse_output(out, "--out", station_files(settings))
-        engine = open_database(settings, migrate=False)
+        engine = open_database(settings, read_only=True)
         labels = settings.labels
         rules = settings.gates.rules
         if out == "-":

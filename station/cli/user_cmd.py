@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         from db.repo import list_operators
 
         settings = settings_from(config, database_url=db)
-        engine = open_database(settings, migrate=False)
+        engine = open_database(settings, read_only=True)
         with session_scope(engine) as session:
             operators = list_operators(session=session)
             if not operators:

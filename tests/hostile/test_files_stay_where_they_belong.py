@@ -372,3 +372,45 @@ def test_simulate_on_a_full_disk_stops_and_counts_what_was_lost(tmp_path, monkey
             conn.close()
     assert s.stopped is not None and "No space left" in s.stopped
     assert s.items < 40 and s.unsaved >= 1 and s.pending_writes == 0  # nothing called kept
+
+
+# ------------------------------------------------------------------ a read-only database
+
+
+@pytest.fixture
+def read_only_db(tmp_path: Path):
+    """A station database (with one simulated shift) on a read-only mount."""
+    import subprocess
+
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "none", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a file system here (needs root); read-only mounts untested")
+    try:
+        db = mount / "st.db"
+        from station.pipeline.simulate import SimulateConfig, simulate
+        from station.settings import Settings
+
+        engine = open_station_db(f"sqlite:///{db}")
+        ensure_operator(engine, "lan")
+        simulate(Settings(data_dir=mount), engine, SimulateConfig(items=4, width=160, height=90))
+        engine.dispose()
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield db
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_commands_that_only_read_work_on_a_read_only_database(cli, read_only_db, tmp_path):
+    url = f"sqlite:///{read_only_db}"
+    assert "lan" in cli("user", "list", "--db", url).out
+    history = cli("level", "history", "--station", "sim", "--db", url)
+    assert history.code == 0 and "shadow" in history.out
+    report = cli("report", "--format", "json", "--out", str(tmp_path / "r.json"), "--db", url)
+    assert report.code == 0, report.err
+    assert '"items": 4' in (tmp_path / "r.json").read_text()
+    assert cli("db", "check", "--db", url).code == 0
+    backup = cli("db", "backup", str(tmp_path / "copy.db"), "--db", url)
+    assert backup.code == 0 and (tmp_path / "copy.db").exists(), backup.err
+    add = cli("user", "add", "kim", "--role", "inspector", "--db", url, input="pw\n")
+    assert_refused(add, "not writable")  # a command that writes is still refused, in one line
