@@ -253,6 +253,20 @@ class LevelChange(SQLModel, table=True):
     changed_at: datetime = Field(default_factory=utcnow)
 
 
+class LoginAttempt(SQLModel, table=True):
+    """Every login attempt, by the name typed (known or not): the throttle counts failures since
+    the last success or unlock, so a guessing run is slowed and locked across restarts."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_name_id", "name", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64)
+    at: datetime = Field(default_factory=utcnow)
+    succeeded: bool = False
+    note: str = Field(default="", max_length=256)  # e.g. "unlocked by eve"
+
+
 class DatabaseIdentity(SQLModel, table=True):
     """One row: this database's identity, made when its schema was created. Files that belong to
     one database and live outside it (the decision spool) are named by it, so they are replayed
@@ -266,6 +280,7 @@ class DatabaseIdentity(SQLModel, table=True):
 
 ALL_TABLES = [
     DatabaseIdentity,
+    LoginAttempt,
     Station,
     Operator,
     OperatorSession,

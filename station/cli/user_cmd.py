@@ -7,7 +7,42 @@ from typing import Annotated
 import typer
 
 from db.models import Role
-from station.cli.common import ConfigOpt, DbOpt, login, open_database, read_secret, settings_from
+from station.cli.common import (
+    ConfigOpt,
+    DbOpt,
+    UserOpt,
+    login,
+    open_database,
+    read_secret,
+    settings_from,
+)
+
+
+def check_operator_name(name: str) -> str:
+    """A login name people can read and type: 1-64 printable characters, no spaces, no
+    invisible ones (an "eng" with a zero-width space would display as "eng"), valid UTF-8."""
+    import unicodedata
+
+    from station.errors import StationError
+
+    name = name.strip()
+    problems = []
+    if not 1 <= len(name) <= 64:
+        problems.append(f"{len(name)} characters")
+    hidden = [
+        f"U+{ord(c):04X}"
+        for c in name
+        if c.isspace() or not c.isprintable() or unicodedata.category(c) in ("Cf", "Cs", "Co")
+    ]
+    if hidden:
+        problems.append("spaces, control or invisible characters (" + ", ".join(hidden[:5]) + ")")
+    if problems:
+        shown = name.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise StationError(
+            f"operator name {shown[:80]!r} has {' and '.join(problems)}: expected 1-64 visible "
+            "characters without spaces, e.g. lan or lan.nguyen"
+        )
+    return name
 
 
 def register(app: typer.Typer) -> None:
@@ -39,11 +74,7 @@ def register(app: typer.Typer) -> None:
         from station.auth import hash_secret, require
         from station.errors import AuthError
 
-        name = name.strip()
-        if not name or len(name) > 64 or any(c.isspace() for c in name):
-            raise typer.BadParameter(
-                f"{name!r}: expected 1-64 characters without spaces", param_hint="NAME"
-            )
+        name = check_operator_name(name)
         settings = settings_from(config, database_url=db)
         engine = open_database(settings)
         with session_scope(engine) as session:
@@ -68,6 +99,25 @@ def register(app: typer.Typer) -> None:
         with session_scope(engine) as session:
             add_operator(session=session, name=name, role=role, secret_hash=hash_secret(secret))
         typer.echo(f"added {name} ({role.value})")
+
+    @user_app.command("unlock")
+    def unlock_cmd(
+        name: Annotated[str, typer.Argument(help="The operator whose failed logins to forgive.")],
+        user: UserOpt,
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Lift the wait or lock that failed logins put on NAME (an engineer; recorded)."""
+        from db.engine import session_scope
+        from station.auth import throttle, unlock
+
+        settings = settings_from(config, database_url=db)
+        engine = open_database(settings)
+        engineer = login(engine, user)
+        with session_scope(engine) as session:
+            before = throttle(session=session, name=name)
+        unlock(engine, name, by=engineer)
+        typer.echo(f"unlocked {name} ({before.failures} failed login(s) in a row forgiven)")
 
     @user_app.command("list")
     def list_(db: DbOpt = None, config: ConfigOpt = None) -> None:

@@ -414,3 +414,59 @@ def test_commands_that_only_read_work_on_a_read_only_database(cli, read_only_db,
     assert backup.code == 0 and (tmp_path / "copy.db").exists(), backup.err
     add = cli("user", "add", "kim", "--role", "inspector", "--db", url, input="pw\n")
     assert_refused(add, "not writable")  # a command that writes is still refused, in one line
+
+
+@pytest.mark.parametrize(
+    "name", ["eng\u200b", "la\u0007n", "a" * 65, "bad\x1b[31mname", "two words", " "]
+)
+def test_an_operator_name_that_would_not_read_as_written_is_refused(cli, station_db, name):
+    result = cli(
+        "user",
+        "add",
+        name,
+        "--role",
+        "inspector",
+        "--user",
+        "lan",
+        "--db",
+        f"sqlite:///{station_db}",
+        input="pw\npw\npw\n",
+    )
+    assert_refused(result, "expected 1-64 visible characters")
+
+
+# ------------------------------------------------------------------ guessing secrets
+
+
+def test_guessing_a_secret_is_slowed_then_locked_across_restarts_until_an_engineer_unlocks(
+    cli, station_db
+):
+    from datetime import UTC, datetime, timedelta
+
+    from db.engine import make_engine, session_scope
+    from db.models import LoginAttempt, Role
+    from station.auth import LOCK_AFTER, authenticate
+    from station.errors import AuthError
+
+    url = f"sqlite:///{station_db}"
+    engine = make_engine(url)
+    ensure_operator(engine, "eve", Role.engineer)
+    for i in range(3):
+        with pytest.raises(AuthError, match="wrong secret"), session_scope(engine) as s:
+            authenticate(session=s, name="lan", secret=f"guess{i}")
+    with pytest.raises(AuthError, match="try again in 5 s"), session_scope(engine) as s:
+        authenticate(session=s, name="lan", secret="pw")  # even the right one: too soon
+    # ... a long guessing run later (its failures spaced past each wait), from another process
+    with session_scope(engine) as s:
+        long_ago = datetime.now(UTC) - timedelta(minutes=1)
+        for _ in range(LOCK_AFTER - 3):
+            s.add(LoginAttempt(name="lan", at=long_ago, succeeded=False))
+    # a fresh process, the right secret: still locked
+    result = cli(
+        "level", "set", "shadow", "--reason", "x", "--user", "lan", "--db", url, input="pw\n"
+    )
+    assert_refused(result, "is locked after 10 failed logins", "station user unlock lan")
+    unlocked = cli("user", "unlock", "lan", "--user", "eve", "--db", url, input="pw\n")
+    assert unlocked.code == 0 and "10 failed login(s)" in unlocked.out
+    with session_scope(engine) as s:
+        assert authenticate(session=s, name="lan", secret="pw").name == "lan"
