@@ -208,6 +208,30 @@ class Disposition(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class ChosenFor(enum.StrEnum):
+    """Why an item went to adjudication: only the truth sample is a random draw, so only its
+    adjudications estimate the line's escape rate; the others are chosen by what they show."""
+
+    truth_sample = "truth_sample"  # drawn at random (probability recorded) among model passes
+    disagreement = "disagreement"  # human and model differed
+    challenge = "challenge"  # an inspector challenged an automatic decision
+
+
+class AdjudicationRequest(SQLModel, table=True):
+    """An item queued for a QA lead's adjudication, with why and with what chance it was drawn."""
+
+    __tablename__ = "adjudication_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True)
+    station_id: int = Field(foreign_key="station.id", index=True)
+    reason: str = Field(max_length=32)  # a ChosenFor value (plain text: no database enum type)
+    probability: float = 1.0  # the chance this item had of being chosen for this reason
+    model_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    operator_id: int | None = Field(default=None, foreign_key="operator.id")  # who challenged
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Adjudication(SQLModel, table=True):
     __table_args__ = (Index("ix_adjudication_item_id_id", "item_id", "id"),)
 
@@ -217,6 +241,7 @@ class Adjudication(SQLModel, table=True):
     label: str = Field(max_length=64)
     reason_code: str = Field(max_length=64)
     note: str = ""
+    chosen_for: str = Field(default=ChosenFor.disagreement.value, max_length=32)  # ChosenFor
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -234,6 +259,26 @@ class GateEvaluation(SQLModel, table=True):
     numbers: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
     operator_id: int | None = Field(default=None, foreign_key="operator.id")
     evaluated_at: datetime = Field(default_factory=utcnow)
+
+
+class ThresholdSet(SQLModel, table=True):
+    """A rule for the model's own decisions (review.rules.DecisionRule's values), proposed on
+    evidence and approved by an engineer; the newest approved set of a station for its champion
+    is the one its router runs. Append-only: approving writes `approved_*` once."""
+
+    __tablename__ = "threshold_set"
+
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int = Field(foreign_key="station.id", index=True)
+    model_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    version: str = Field(max_length=32, index=True)  # DecisionRule.version
+    values: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
+    evidence: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
+    proposed_at: datetime = Field(default_factory=utcnow)
+    proposed_by: int | None = Field(default=None, foreign_key="operator.id")
+    approved_at: datetime | None = None
+    approved_by: int | None = Field(default=None, foreign_key="operator.id")
+    note: str = ""
 
 
 class LevelChange(SQLModel, table=True):
@@ -290,7 +335,9 @@ ALL_TABLES = [
     Prediction,
     HumanDecision,
     Disposition,
+    AdjudicationRequest,
     Adjudication,
     GateEvaluation,
+    ThresholdSet,
     LevelChange,
 ]

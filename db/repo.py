@@ -314,3 +314,30 @@ def level_history(
     if since is not None:
         query = query.where(LevelChange.changed_at >= since)
     return session.exec(query.order_by(col(LevelChange.id))).all()
+
+
+def champion_version(session: Session, station_id: int) -> ModelVersion | None:
+    """The model version whose evidence a promotion rests on: the deployed champion, else the
+    version behind this station's latest champion prediction."""
+    deployment = session.exec(
+        select(Deployment)
+        .where(
+            Deployment.station_id == station_id,
+            Deployment.slot == Slot.champion,
+            col(Deployment.ended_at).is_(None),
+        )
+        .order_by(col(Deployment.id).desc())
+    ).first()
+    if deployment is not None:
+        return session.get(ModelVersion, deployment.model_version_id)
+    latest = session.exec(
+        select(Prediction.model_version_id)
+        .join(Item, col(Item.id) == col(Prediction.item_id))
+        .where(
+            Item.station_id == station_id,
+            Prediction.slot == Slot.champion,
+            col(Prediction.model_version_id).is_not(None),
+        )
+        .order_by(col(Prediction.id).desc())
+    ).first()
+    return session.get(ModelVersion, latest) if latest is not None else None

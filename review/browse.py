@@ -18,7 +18,16 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from db.engine import session_scope
-from db.models import Adjudication, Item, Level, ModelVersion, Operator, Station
+from db.models import (
+    Adjudication,
+    AdjudicationRequest,
+    ChosenFor,
+    Item,
+    Level,
+    ModelVersion,
+    Operator,
+    Station,
+)
 from db.permissions import allowed, refusal
 from db.repo import current_level, final_disposition, record_adjudication
 from review import query as Q
@@ -305,6 +314,18 @@ def suggest_reason(human: str | None, model: str | None, label: str, ok: str = "
     return f"{side}_missed" if said == ok else f"{side}_false_reject"
 
 
+def chosen_for_item(session: Any, item_id: int) -> str:
+    """Why this item is being adjudicated: the truth sample when it was drawn into it (whatever
+    else it shows: dropping its disagreements would bias the sample), else a challenge, else a
+    disagreement (what the review window lists)."""
+    req = AdjudicationRequest.__table__  # type: ignore[attr-defined]
+    reasons = set(session.execute(select(req.c.reason).where(req.c.item_id == item_id)).scalars())
+    for reason in (ChosenFor.truth_sample, ChosenFor.challenge):
+        if reason.value in reasons:
+            return reason.value
+    return ChosenFor.disagreement.value
+
+
 def adjudicate(
     engine: Engine,
     *,
@@ -334,6 +355,7 @@ def adjudicate(
         item = session.get(Item, item_id)
         if item is None:
             raise AdjudicationRefused(f"no item #{item_id} in the database")
+        chosen_for = chosen_for_item(session, item_id)
         last = final_disposition(session=session, item_id=item_id)
         if last is not None:
             level, threshold_version = Level(last.level), last.threshold_version
@@ -348,6 +370,7 @@ def adjudicate(
                 label=label,
                 reason_code=reason_code,
                 note=note.strip(),
+                chosen_for=chosen_for,
             ),
             level=level,
             threshold_version=threshold_version,

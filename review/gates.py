@@ -92,7 +92,7 @@ class Evidence(TypedDict, total=False):
     """What the gates look at, all from unbiased items (human decided without the suggestion).
 
     Everything but `audited` / `audit_escapes` is estimated on the uniformly sampled ones (shadow,
-    blind checks, golden samples). Audits are drawn only from the model's own (high-confidence)
+    blind checks; golden samples measure inspectors only). Audits are drawn only from the model's own (high-confidence)
     decisions: pooled with the rest they would overstate coverage and understate risk.
     """
 
@@ -109,7 +109,27 @@ class Evidence(TypedDict, total=False):
     selective_threshold: float | None
     selective_coverage: float
     selective_escape_upper95: float | None
-    # Audits (blind human checks) of auto-decided items, and escapes found among them.
+    # The approved rule in force (review.rules.judge_rule): coverage on the uniform items after
+    # its holdout; escapes on its truth sample, with an anytime-valid bound.
+    rule_version: str | None
+    rule: dict[str, Any]
+    rule_holdout_after_item: int | None
+    rule_items: int
+    rule_coverage: float
+    rule_auto_passes: int
+    rule_auto_fails: int
+    rule_truth_drawn: int
+    rule_truth_pending: int
+    rule_truth_checked: int
+    rule_escapes: int
+    rule_escape_rate: float | None
+    rule_escape_weighted: float | None
+    rule_escape_upper95: float | None
+    rule_escape_evalue: float
+    rule_escape_reference: str
+    rule_escape_vs_inspector: dict[str, Any]
+    rule_escape_known_truth: dict[str, Any] | None
+    # Audits (blind human checks) of auto-passed items, and escapes found among them.
     audited: int
     audit_escapes: int
     drift_alarm_open: bool | None  # None: unknown, which fails the partial -> full gate
@@ -226,21 +246,27 @@ def _shadow_to_assist(ev: Mapping[str, Any], r: GateRules) -> list[Check]:
 
 
 def _escape_checks(ev: Mapping[str, Any], r: GateRules, min_coverage: float) -> list[Check]:
-    found = ev.get("selective_threshold") is not None
+    """The rule the station runs, as approved (caps included), measured on uniform items: a
+    gate certifies exactly that rule, never a threshold found by its own search."""
+    version = ev.get("rule_version")
+    in_force = version is not None
     return [
         Check(
-            "selective-risk threshold found",
-            ev.get("selective_threshold"),
-            f"a threshold whose escape upper 95% bound is <= {r.max_escape_upper95:g}",
-            found,
+            "approved thresholds in force",
+            version,
+            "an approved set (`station thresholds fit`, then `approve`)",
+            in_force,
         ),
         _at_least(
-            "coverage at that threshold",
-            ev.get("selective_coverage", 0.0) if found else 0.0,
+            "coverage of the rule in force",
+            ev.get("rule_coverage", 0.0) if in_force else 0.0,
             min_coverage,
         ),
         _at_most(
-            "escape rate upper 95% bound", ev.get("selective_escape_upper95"), r.max_escape_upper95
+            "escape rate of the rule in force, upper 95% bound on its truth sample "
+            "(valid at any number of looks)",
+            ev.get("rule_escape_upper95") if in_force else None,
+            r.max_escape_upper95,
         ),
     ]
 
@@ -253,7 +279,7 @@ def _partial_to_full(ev: Mapping[str, Any], r: GateRules) -> list[Check]:
     drift = ev.get("drift_alarm_open")
     return [
         *_escape_checks(ev, r, r.partial_to_full_min_coverage),
-        _at_least("audited auto-decisions", ev.get("audited"), r.partial_to_full_min_audited),
+        _at_least("audited auto-passes", ev.get("audited"), r.partial_to_full_min_audited),
         _at_most(
             "escapes found by audits", ev.get("audit_escapes"), r.partial_to_full_max_audit_escapes
         ),

@@ -215,22 +215,25 @@ def _thumbnail(image_root: Path | None, rel: str | None, size: int = 142) -> str
 
 
 def _gates(g: Mapping[str, Any]) -> str:
+    """The gate to the station's next level: the block `station gate check --format json`
+    prints (review.report.gate_check), checks, the rule it judged and what each rate is
+    measured against."""
+    if "checks" not in g:
+        return f"<p class='muted'>{_e(g.get('note', 'no gate'))}</p>"
     out = [
-        f"<p class='muted'>{_e(g.get('basis'))}. Station: {_e(g.get('station') or 'all')}; "
-        f"current level: {_e(g.get('current_level') or 'unknown (filter by station)')}.</p>"
+        f"<p class='muted'>{_e(g.get('basis'))}. Station: {_e(g.get('station'))}; current "
+        f"level: {_e(g.get('current_level'))}; model version: "
+        f"{_e(g.get('model_version') or 'none')}.</p>"
     ]
-    for step in g.get("steps", []):
-        verdict = (
-            "<span class='pass'>PASS</span>" if step["passed"] else "<span class='fail'>FAIL</span>"
-        )
-        out.append(f"<h3>{_e(step['from_level'])} &rarr; {_e(step['to_level'])}: {verdict}</h3>")
-        if not step["checks"]:
-            out.append("<p class='muted'>no evidence needed</p>")
-            continue
+    verdict = "<span class='pass'>PASS</span>" if g["passed"] else "<span class='fail'>FAIL</span>"
+    out.append(f"<h3>{_e(g['from_level'])} &rarr; {_e(g['to_level'])}: {verdict}</h3>")
+    if g.get("note"):
+        out.append(f"<p class='muted'>{_e(g['note'])}</p>")
+    if g["checks"]:
         out.append(
             "<table><tr><th class='l'>check</th><th>value</th><th>required</th><th></th></tr>"
         )
-        for c in step["checks"]:
+        for c in g["checks"]:
             v = c["value"]
             vs = _num(v, 4) if isinstance(v, float) else _e("unknown" if v is None else v)
             mark = (
@@ -241,6 +244,58 @@ def _gates(g: Mapping[str, Any]) -> str:
                 f"<td>{mark}</td></tr>"
             )
         out.append("</table>")
+    n = g.get("numbers", {})
+    thr = g.get("thresholds") or {}
+    if thr.get("version"):
+        v = thr.get("values") or {}
+        out.append(
+            f"<p>Rule in force {_e(thr['version'])}: auto-pass at P(ok) &ge; "
+            f"{_num(v.get('auto_pass'), 4)}, auto-fail at P(defect) &ge; "
+            f"{_num(v.get('auto_fail'), 4)}, never pass above {_e(v.get('never_pass_above'))}; "
+            f"coverage {_pct(n.get('rule_coverage'))} of {n.get('rule_items', 0)} uniform items"
+            + (
+                f" after item #{n['rule_holdout_after_item']} (its fit)"
+                if n.get("rule_holdout_after_item") is not None
+                else ""
+            )
+            + ".</p>"
+        )
+        rows: list[tuple[str, Any, Any, Any, Any]] = [
+            (
+                "truth sample (adjudicated)",
+                n.get("rule_escapes"),
+                n.get("rule_truth_checked"),
+                n.get("rule_escape_upper95"),
+                n.get("rule_escape_reference"),
+            )
+        ]
+        against: Mapping[str, Any] = n.get("rule_escape_vs_inspector") or {}
+        rows.append(
+            (
+                "the inspector",
+                against.get("k"),
+                against.get("n"),
+                against.get("upper95"),
+                against.get("reference"),
+            )
+        )
+        kt = n.get("rule_escape_known_truth")
+        if kt:
+            rows.append(("known truth", kt["k"], kt["n"], None, kt["reference"]))
+        out.append(
+            "<table><tr><th class='l'>escapes of its auto-passes, against</th><th>escapes</th>"
+            "<th>of</th><th>upper 95%</th><th class='l'>reference</th></tr>"
+        )
+        for name, k, total, upper, ref in rows:
+            out.append(
+                f"<tr><td class='l'>{_e(name)}</td><td>{_e(k)}</td><td>{_e(total)}</td>"
+                f"<td>{_pct(upper, 2)}</td><td class='l'>{_e(ref)}</td></tr>"
+            )
+        out.append("</table>")
+        out.append(
+            f"<p class='muted'>{n.get('rule_truth_pending', 0)} drawn into the truth sample "
+            "wait for adjudication.</p>"
+        )
     return "".join(out)
 
 
@@ -251,7 +306,8 @@ def _summary_cards(b: Mapping[str, Any]) -> str:
         f"<div class='card'>agreement<b>{_pct(ag['rate'])}</b><span class='muted'>95%"
         f"{_ci(ag['ci95'])} (n={ag.get('n', 0)})</span></div>"
         f"<div class='card'>Cohen's kappa<b>{_num(ka['value'])}</b><span class='muted'>95%"
-        f"{_ci(ka['ci95'], pct=False)}</span></div>"
+        f"{_ci(ka['ci95'], pct=False)} (gate); standard"
+        f"{_ci(ka.get('ci95_standard'), pct=False)}</span></div>"
     ]
     for key, label in (
         ("escape_rate", "escape rate"),

@@ -271,11 +271,14 @@ def frame(
     )
     evidence = and_(paired, unbiased)
     golden = or_(hd.c.golden == true(), _item.c.golden == true())
+    # The line's own stream, sampled uniformly: shadow items and blind checks. Golden samples
+    # (known-truth stills) measure inspectors only, never the line's estimates.
     uniform = and_(
         paired,
         hd.c.suggestion_shown == false(),
         hd.c.audit == false(),
-        or_(d.c.level == Level.shadow.name, hd.c.blind == true(), golden),
+        ~golden,
+        or_(d.c.level == Level.shadow.name, hd.c.blind == true()),
     )
     reference = reference_label_sql(a.c.label, hd.c.label)
     score = case(
@@ -294,6 +297,8 @@ def frame(
         p.c.confidence.label("model_confidence"),
         p.c.p_defect.label("p_defect"),
         d.c.level.label("level"),
+        # Not in the CSV: what a decision rule is measured on (review.rules)
+        p.c.probabilities.label("probabilities"),
         hd.c.suggestion_shown.label("shown"),
         case((evidence, 1), else_=0).label("evidence"),
         case((_mv.c.id.is_not(None), _mv.c.name + literal(":") + _mv.c.version), else_=None).label(
@@ -303,6 +308,8 @@ def frame(
         d.c.decided_by.label("decided_by"),
         a.c.label.label("adjudicated_label"),
         case((hd.c.audit == true(), 1), else_=0).label("audit"),
+        # Not in the CSV: why the adjudication in force was made (db.models.ChosenFor)
+        a.c.chosen_for.label("adjudicated_for"),
         # Not in the CSV, used by the aggregates:
         case((paired, 1), else_=0).label("paired"),
         case((uniform, 1), else_=0).label("uniform"),
@@ -403,7 +410,8 @@ CSV_COLUMNS = [
     "final_label",
     "decided_by",
     "adjudicated_label",
-    "audit",  # with `evidence` it tells the uniform sample apart
+    "audit",  # with `evidence` and `golden` it tells the uniform sample apart
+    "golden",  # golden samples measure inspectors only, never the line's estimates
 ]
 
 

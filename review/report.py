@@ -21,12 +21,13 @@ import numpy as np
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.selectable import FromClause
 
-from db.models import Level
+from db.models import Level, Station
 from review import query as Q
 from review import stats as S
 from review.errors import ReportFormatError, ReviewError
-from review.gates import Evidence, GateRules, evaluate_gate
+from review.gates import Evidence, GateResult, GateRules, evaluate_gate, parse_level
 from review.labels import LabelSet, reference_label
+from review.rules import EvidenceRow, RuleInForce, judge_rule, rule_in_force
 
 FORMATS = ("json", "csv", "html")
 
@@ -37,8 +38,8 @@ DEFINITIONS = {
         "blind check, audit or golden sample; other items are reported but are not evidence"
     ),
     "evidence_uniform": (
-        "evidence items that are not audits (shadow, blind checks, golden samples): drawn from "
-        "the whole stream. Audits are drawn only from items the model decided itself (high "
+        "evidence items that are neither audits nor golden samples (shadow, blind checks): drawn "
+        "from the whole stream; golden samples measure inspectors only. Audits are drawn only from items the model decided itself (high "
         "confidence), so they are kept apart: they feed only the audited-escape check and the "
         "`audits` block"
     ),
@@ -52,8 +53,10 @@ DEFINITIONS = {
     "escape_rate": "among items the model passes, the share the reference calls defective",
     "miss_rate": "among items the reference calls defective, the share the model passes",
     "false_reject_rate": "among items the reference calls ok, the share the model fails",
-    "kappa_ci": "Fleiss-Cohen-Everitt (1969) large-sample variance, widened to at least the "
-    "Wilson interval of observed agreement mapped onto the kappa scale",
+    "kappa_ci": "ci95_standard: Wald interval with the Fleiss-Cohen-Everitt (1969) large-sample "
+    "variance; ci95 (what the gate uses): that interval widened to at least the exact "
+    "(Clopper-Pearson) interval of observed agreement mapped onto the kappa scale",
+    "ci95": "two-sided 95% exact (Clopper-Pearson) interval of a proportion",
     "upper95": "one-sided 95% Clopper-Pearson upper bound",
     "risk_coverage": (
         "threshold on the calibrated confidence of the model's label, over uniform evidence "
@@ -69,8 +72,8 @@ DEFINITIONS = {
 
 
 BASIS_UNIFORM = (
-    "evidence only (unbiased, uniformly sampled: shadow, blind checks, golden samples; "
-    "audits apart)"
+    "evidence only (unbiased, uniformly sampled: shadow and blind checks; audits and golden "
+    "samples apart)"
 )
 BASIS_TEXT = {
     "evidence_uniform": BASIS_UNIFORM,
@@ -252,13 +255,74 @@ def gate_evidence(
     labels: LabelSet,
     rules: GateRules | None = None,
     drift_alarm_open: bool | None = None,
+    rule: RuleInForce | None = None,
 ) -> tuple[Evidence, dict[str, Any]]:
-    """Everything the gates look at, from unbiased items only, plus the SGR result in full."""
+    """Everything the gates look at, from unbiased items only, plus the SGR result in full.
+
+    `rule`: the approved rule in force, judged on the uniform evidence after its holdout and on
+    its truth sample (review.rules.judge_rule: what the partial and full gates judge); None: no
+    rule is in force, and those gates fail."""
+    rules = rules or GateRules()
     ev_filters = dataclasses.replace(filters, evidence_only=True)
     with Q.materialized(conn, ev_filters) as f:
-        return _evidence_from(
-            conn, f, list(labels.all), labels.ok, rules or GateRules(), drift_alarm_open
+        ev, sel = _evidence_from(conn, f, list(labels.all), labels.ok, rules, drift_alarm_open)
+    ev.update(rule_evidence(conn, ev_filters, labels.ok, rule, rules.max_escape_upper95))  # type: ignore[typeddict-item]
+    return ev, sel
+
+
+def rule_evidence(
+    conn: Connection,
+    filters: Q.ReportFilters,
+    ok: str,
+    rule: RuleInForce | None,
+    target_escape: float,
+) -> dict[str, Any]:
+    if rule is None:
+        return {"rule_version": None}
+    from sqlalchemy import select
+
+    from db.models import AdjudicationRequest, ChosenFor
+
+    f = Q.frame(
+        conn,
+        filters,
+        columns=[
+            "item_id",
+            "probabilities",
+            "human_label",
+            "adjudicated_label",
+            "adjudicated_for",
+            "ground_truth",
+            "uniform",
+        ],
+    )
+    req = AdjudicationRequest.__table__  # type: ignore[attr-defined]
+    drawn = {
+        int(item_id): float(p)
+        for item_id, p in conn.execute(
+            select(req.c.item_id, req.c.probability).where(
+                req.c.reason == ChosenFor.truth_sample.value,
+                req.c.item_id.in_(select(f.c.item_id)),
+            )
         )
+    }
+    rows = (
+        EvidenceRow(
+            item_id=int(r["item_id"]),
+            probabilities={str(k): float(v) for k, v in dict(r["probabilities"]).items()},
+            human=r["human_label"],
+            adjudicated=r["adjudicated_label"],
+            adjudicated_for=r["adjudicated_for"],
+            ground_truth=r["ground_truth"],
+            truth_probability=drawn.get(int(r["item_id"])),
+        )
+        for r in conn.execute(f.select().order_by(f.c.item_id)).mappings()
+        if r["uniform"] and r["probabilities"]
+    )
+    judged = judge_rule(
+        rows, rule.rule, ok, target_escape=target_escape, holdout_after=rule.holdout_after
+    )
+    return {"rule_version": rule.version, "rule": rule.rule.to_dict(), **judged}
 
 
 def _evidence_from(
@@ -301,13 +365,13 @@ def _evidence(
     for g in uniform:
         ref = reference_label(g["adjudicated"], g["human"])
         per_class[ref] = per_class.get(ref, 0) + g["n"]
+    # Only audited auto-passes can reveal an escape: an audited auto-fail cannot.
     audited = audit_escapes = 0
     for g in groups:
-        if g["audit"] and g["evidence"]:
+        if g["audit"] and g["evidence"] and g["model"] == ok:
             ref = reference_label(g["adjudicated"], g["human"])
             audited += g["n"]
-            if g["model"] == ok and ref != ok:
-                audit_escapes += g["n"]
+            audit_escapes += g["n"] * (ref != ok)
     sel = S.select_threshold(_histogram(scores), rules.max_escape_upper95)
     per_day = {str(d["day"]): int(d["uniform"]) for d in days if d["uniform"] > 0}
     ev: Evidence = {
@@ -329,31 +393,112 @@ def _evidence(
     return ev, sel.to_dict()
 
 
+def thresholds_numbers(numbers: Mapping[str, Any]) -> dict[str, Any]:
+    """The rule a partial / full gate judged, with its values (stored with the result)."""
+    return {
+        "version": numbers.get("rule_version"),
+        "values": numbers.get("rule"),
+        "coverage": numbers.get("rule_coverage"),
+        "escape_upper95": numbers.get("rule_escape_upper95"),
+        "escape_reference": numbers.get("rule_escape_reference"),
+        "truth_checked": numbers.get("rule_truth_checked"),
+        "items": numbers.get("rule_items"),
+        "holdout_after_item": numbers.get("rule_holdout_after_item"),
+    }
+
+
+GATE_BASIS = (
+    BASIS_UNIFORM + "; audits (auto-passes only) for the audited-escape check; scoped to the "
+    "station's champion model version and its approved rule; the report's other filters do "
+    "not apply"
+)
+
+
+def gate_check(
+    conn: Connection,
+    station: str,
+    to_level: Level | str | None = None,
+    *,
+    labels: LabelSet,
+    rules: GateRules | None = None,
+    default_level: Level = Level.human_only,
+    drift_alarm_open: bool | None = None,
+) -> tuple[GateResult, dict[str, Any]]:
+    """The gate from the station's level now to `to_level` (None: the next level up), on the
+    evidence of its champion model version and the approved rule in force for it: the one
+    function behind `station gate check`, the level service and the report's gates block.
+    Returns the result and a JSON-ready block (the result, thresholds, evidence, scope)."""
+    from sqlmodel import Session, select
+
+    from db.repo import champion_version
+    from review.errors import FilterError
+
+    rules = rules or GateRules()
+    with Session(bind=conn) as s:
+        row = s.exec(select(Station).where(Station.name == station)).first()
+        if row is None or row.id is None:
+            raise FilterError(f"no station is named {station!r}")
+        mv = champion_version(s, row.id)
+        spec = f"{mv.name}:{mv.version}" if mv is not None else None
+        in_force = rule_in_force(s, row.id, mv.id if mv is not None else None)
+    level = Q.current_level(conn, station) or default_level
+    ladder = list(Level)
+    target = (
+        parse_level(to_level)
+        if to_level is not None
+        else ladder[min(level.rank + 1, len(ladder) - 1)]
+    )
+    evidence, selective = gate_evidence(
+        conn,
+        Q.ReportFilters(station=station, model_version=spec),
+        labels=labels,
+        rules=rules,
+        drift_alarm_open=drift_alarm_open,
+        rule=in_force,
+    )
+    result = evaluate_gate(level, target, evidence, rules)
+    block = {
+        **result.to_dict(),
+        "station": station,
+        "current_level": level.value,
+        "model_version": spec,
+        "basis": GATE_BASIS,
+        "thresholds": thresholds_numbers(result.numbers),
+        "selective_threshold": selective,
+    }
+    return result, _jsonable(block)
+
+
 def _gates(
     conn: Connection,
-    evidence: tuple[Evidence, dict[str, Any]],
     filters: Q.ReportFilters,
+    labels: LabelSet,
     rules: GateRules,
-) -> dict[str, Any]:
-    ev, sel = evidence
-    level = Q.current_level(conn, filters.station) if filters.station else None
-    ladder = list(Level)
-    steps = [
-        evaluate_gate(a, b, ev, rules).to_dict() for a, b in zip(ladder, ladder[1:], strict=False)
-    ]
-    nxt = None
-    if level is not None and level != Level.full:
-        nxt = evaluate_gate(level, ladder[level.rank + 1], ev, rules).to_dict()
-    return {
-        "basis": BASIS_UNIFORM + "; audits for the audited-escape check; other filters apply",
-        "station": filters.station,
-        "current_level": level.value if level else None,
-        "next": nxt,
-        "steps": steps,
-        "evidence": dict(ev),
-        "selective_threshold": sel,
-        "rules": rules.to_dict(),
-    }
+    default_level: Level,
+    drift_alarm_open: bool | None,
+) -> Any:
+    """The report's gates block: `gate_check` to the next level, for the report's station (or
+    the only one there is); None with a reason when the report spans several stations."""
+    station = filters.station
+    if station is None:
+        table = Station.__table__  # type: ignore[attr-defined]
+        names = [
+            str(r[0]) for r in conn.execute(table.select().with_only_columns(table.c.name).limit(2))
+        ]
+        if len(names) != 1:
+            return {"note": "gates are per station: filter the report by --station"}
+        station = names[0]
+    try:
+        return gate_check(
+            conn,
+            station,
+            labels=labels,
+            rules=rules,
+            default_level=default_level,
+            drift_alarm_open=drift_alarm_open,
+        )[1]
+    except ReviewError as e:
+        return {"note": str(e)}
 
 
 # --------------------------------------------------------------------------- the report
@@ -367,8 +512,10 @@ def build_report(
     rules: GateRules | None = None,
     drift_alarm_open: bool | None = None,
     disagreement_limit: int = 60,
+    default_level: Level = Level.human_only,
 ) -> dict[str, Any]:
-    """The whole report as a JSON-ready dict: counts, matrices, rates with bounds, gates."""
+    """The whole report as a JSON-ready dict: counts, matrices, rates with bounds, gates.
+    `default_level`: a station's level before any change was recorded (settings)."""
     if isinstance(engine, Engine):
         with engine.connect() as conn:
             return build_report(
@@ -378,15 +525,18 @@ def build_report(
                 rules=rules,
                 drift_alarm_open=drift_alarm_open,
                 disagreement_limit=disagreement_limit,
+                default_level=default_level,
             )
     conn = engine
     filters = filters or Q.ReportFilters()
     rules = rules or GateRules()
     order = S.label_order(list(labels.all), labels.ok)
     with Q.materialized(conn, filters) as f:
-        return _report_from(
+        report = _report_from(
             conn, f, filters, order, labels.ok, rules, drift_alarm_open, disagreement_limit
         )
+    report["gates"] = _gates(conn, filters, labels, rules, default_level, drift_alarm_open)
+    return report
 
 
 def _report_from(
@@ -487,20 +637,6 @@ def _report_from(
         "inspectors": _inspectors(Q.inspector_hour_rows(conn, f)),
         "by_day": days,
         "disagreements": Q.disagreements(conn, f, disagreement_limit),
-        "gates": _gates(
-            conn,
-            _evidence(
-                [g for g in groups if g["evidence"]],
-                uniform_scores,
-                days,
-                labels,
-                ok,
-                rules,
-                drift_alarm_open,
-            ),
-            filters,
-            rules,
-        ),
         "definitions": DEFINITIONS,
     }
     return _jsonable(report)  # type: ignore[no-any-return]
@@ -561,6 +697,7 @@ def write_report(
     labels: LabelSet,
     rules: GateRules | None = None,
     image_root: Path | None = None,
+    default_level: Level = Level.human_only,
 ) -> dict[str, Any]:
     """Write the report in `fmt` to `out_path` (atomically); returns a short summary."""
     fmt = fmt.lower()
@@ -577,7 +714,9 @@ def write_report(
             with tmp.open("w", newline="", encoding="utf-8") as fh:
                 summary["rows"] = write_csv(engine, filters, fh)
         else:
-            report = build_report(engine, filters, labels=labels, rules=rules)
+            report = build_report(
+                engine, filters, labels=labels, rules=rules, default_level=default_level
+            )
             if fmt == "json":
                 text = dumps(report)
             else:

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,15 +22,10 @@ from sqlmodel import Session, col, select
 
 from db.engine import session_scope
 from db.models import (
-    Deployment,
     GateEvaluation,
-    Item,
     Level,
     LevelChange,
-    ModelVersion,
     Operator,
-    Prediction,
-    Slot,
     Station,
 )
 from db.repo import (
@@ -90,33 +86,6 @@ def level_of(engine: Engine, settings: Settings, station_name: str | None = None
         )
 
 
-def champion_version(session: Session, station_id: int) -> ModelVersion | None:
-    """The model version whose evidence a promotion rests on: the deployed champion, else the
-    version behind this station's latest champion prediction."""
-    deployment = session.exec(
-        select(Deployment)
-        .where(
-            Deployment.station_id == station_id,
-            Deployment.slot == Slot.champion,
-            col(Deployment.ended_at).is_(None),
-        )
-        .order_by(col(Deployment.id).desc())
-    ).first()
-    if deployment is not None:
-        return session.get(ModelVersion, deployment.model_version_id)
-    latest = session.exec(
-        select(Prediction.model_version_id)
-        .join(Item, col(Item.id) == col(Prediction.item_id))
-        .where(
-            Item.station_id == station_id,
-            Prediction.slot == Slot.champion,
-            col(Prediction.model_version_id).is_not(None),
-        )
-        .order_by(col(Prediction.id).desc())
-    ).first()
-    return session.get(ModelVersion, latest) if latest is not None else None
-
-
 def evaluate(
     engine: Engine,
     settings: Settings,
@@ -125,39 +94,32 @@ def evaluate(
     station_name: str | None = None,
     operator: Operator | None = None,
     store: bool = True,
-) -> tuple[GateResult, int | None]:
-    """Evaluate the gate from the station's current level to `to_level` on the recorded evidence.
+) -> tuple[GateResult, int | None, dict[str, Any]]:
+    """Evaluate the gate from the station's current level to `to_level` on the recorded evidence
+    (review.report.gate_check: the same function the report's gates block is), store it, and
+    return (result, evaluation id, the whole block).
 
-    The evidence is the unbiased items (shadow, blind checks, audits, golden) of this station for
-    the model version that would be promoted, so evidence gathered for an older model never
-    promotes a newer one. It is read on its own connection, closed before the evaluation is
-    written: a long read transaction could not be upgraded to a write while the station commits.
+    The evidence is read on its own connection, closed before the evaluation is written: a long
+    read transaction could not be upgraded to a write while the station commits.
     """
-    from review.gates import evaluate_gate
-    from review.query import ReportFilters
-    from review.report import gate_evidence
+    from review.report import gate_check
 
     target = parse_level(to_level)
-    rules = settings.gates.rules
     with session_scope(engine) as s:
         station = resolve_station(s, settings, station_name)
         assert station.id is not None
         station_id, name = station.id, station.name
-        source = current_level(
-            session=s, station_id=station_id, default=Level(settings.levels.default)
-        )
-        version = champion_version(s, station_id)
-        version_spec = f"{version.name}:{version.version}" if version is not None else None
     with engine.connect() as conn:
-        evidence, selective = gate_evidence(
+        result, block = gate_check(
             conn,
-            ReportFilters(station=name, model_version=version_spec),
+            name,
+            target,
             labels=settings.labels,
-            rules=rules,
+            rules=settings.gates.rules,
+            default_level=Level(settings.levels.default),
             drift_alarm_open=None,  # drift monitoring is not built yet: unknown fails partial -> full
         )
         conn.rollback()
-    result = evaluate_gate(source, target, evidence, rules)
     evaluation_id = None
     if store:
         with session_scope(engine) as s:
@@ -165,21 +127,22 @@ def evaluate(
                 session=s,
                 evaluation=GateEvaluation(
                     station_id=station_id,
-                    from_level=source,
-                    to_level=target,
+                    from_level=Level(result.from_level),
+                    to_level=Level(result.to_level),
                     passed=result.passed,
                     rules=result.rules,
                     numbers={
                         **result.numbers,
-                        "model_version": version_spec,
-                        "selective": selective,
+                        "model_version": block["model_version"],
+                        "thresholds": block["thresholds"],
+                        "selective": block["selective_threshold"],
                         "checks": [c.to_dict() for c in result.checks],
                     },
                     operator_id=operator.id if operator else None,
                 ),
             )
             evaluation_id = evaluation.id
-    return result, evaluation_id
+    return result, evaluation_id, block
 
 
 def set_level(
@@ -205,7 +168,7 @@ def set_level(
     gate: GateResult | None = None
     evaluation_id: int | None = None
     if target.rank > source.rank:
-        gate, evaluation_id = evaluate(
+        gate, evaluation_id, _ = evaluate(
             engine, settings, target, station_name=name, operator=operator
         )
         if not gate.passed and not override:

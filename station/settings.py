@@ -47,9 +47,36 @@ class LevelSettings(_Section):
     blind_share_assist: Share = Field(0.10, ge=0.0, le=1.0)
     audit_share_partial: Share = Field(0.05, ge=0.0, le=1.0)
     audit_share_full: Share = Field(0.02, ge=0.0, le=1.0)
+    # Partial and full: the share of items sent to the inspector blind whatever the model says
+    # (the model's call is recorded, not shown, not in force): a uniform sample of the stream,
+    # on which coverage and risk are estimated again after the model has taken over.
+    blind_share_auto: Share = Field(0.02, ge=0.0, le=1.0)
+    # The truth sample: the share of uniform items (shadow, blind checks) the model would pass
+    # that is queued for adjudication, whatever the inspector said. Escape rates for the gates
+    # are measured on it (review.rules), never against the inspector alone.
+    truth_share: Share = Field(0.05, ge=0.0, le=1.0)
     # Chance that a golden sample (a known-truth still that measures inspectors) follows a line
     # item: 0.05 makes about one item in 21 a golden sample.
     golden_share: Share = Field(0.0, ge=0.0, le=1.0)
+
+
+class AuditSettings(_Section):
+    """Wald's sequential probability ratio test on audited auto-passes (partial and full): it
+    demotes the station as soon as the audits show an escape rate of `sprt_p1` rather than
+    `sprt_p0`, with error chances `sprt_alpha` (demoting a good station) and `sprt_beta`."""
+
+    sprt_p0: float = Field(0.005, gt=0.0, lt=1.0, description="acceptable escape rate")
+    sprt_p1: float = Field(0.03, gt=0.0, lt=1.0, description="escape rate that must demote")
+    sprt_alpha: float = Field(0.01, gt=0.0, lt=0.5)
+    sprt_beta: float = Field(0.10, gt=0.0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _p0_below_p1(self) -> AuditSettings:
+        if not self.sprt_p0 < self.sprt_p1:
+            raise ValueError(
+                f"audits.sprt_p0 ({self.sprt_p0}) must be below audits.sprt_p1 ({self.sprt_p1})"
+            )
+        return self
 
 
 class ThresholdSettings(_Section):
@@ -133,6 +160,7 @@ class Settings(_Section):
     thresholds: ThresholdSettings = Field(default_factory=lambda: ThresholdSettings())
     guard: GuardSettings = Field(default_factory=lambda: GuardSettings())
     gates: GateSettings = Field(default_factory=lambda: GateSettings())
+    audits: AuditSettings = Field(default_factory=lambda: AuditSettings())
 
     @model_validator(mode="after")
     def _classes_consistent(self) -> Settings:

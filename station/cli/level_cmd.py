@@ -38,9 +38,10 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{fmt!r}: expected text or json", param_hint="--format")
         settings = settings_from(config, database_url=db)
         engine = open_database(settings, migrate=False)
-        result, evaluation_id = evaluate(engine, settings, to, station_name=station)
+        result, evaluation_id, block = evaluate(engine, settings, to, station_name=station)
         if fmt == "json":
-            typer.echo(json.dumps({**result.to_dict(), "evaluation_id": evaluation_id}, indent=2))
+            # The same block as the report's `gates` (review.report.gate_check), plus its id.
+            typer.echo(json.dumps({**block, "evaluation_id": evaluation_id}, indent=2))
         else:
             typer.echo(result.summary())
             typer.echo(f"stored as gate evaluation #{evaluation_id}")

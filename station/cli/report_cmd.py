@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Agreement matrices, kappa, escape / miss / false-reject rates, risk/coverage and gates."""
+        from db.models import Level
         from review.errors import ReportFormatError
         from review.query import ReportFilters
         from review.report import (
@@ -95,6 +96,7 @@ def register(app: typer.Typer) -> None:
         engine = open_database(settings, read_only=True)
         labels = settings.labels
         rules = settings.gates.rules
+        default_level = Level(settings.levels.default)
         if out == "-":
             if fmt in ("html", "pdf"):
                 raise ReportFormatError(
@@ -103,7 +105,9 @@ def register(app: typer.Typer) -> None:
             if fmt == "csv":
                 write_csv(engine, filters, sys.stdout)
             else:
-                report = build_report(engine, filters, labels=labels, rules=rules)
+                report = build_report(
+                    engine, filters, labels=labels, rules=rules, default_level=default_level
+                )
                 typer.echo(dumps(report))
             return
         if fmt == "pdf":
@@ -126,6 +130,7 @@ def register(app: typer.Typer) -> None:
                 labels=labels,
                 rules=rules,
                 image_root=settings.image_dir,
+                default_level=default_level,
             )
         if "rows" in summary:
             typer.echo(f"wrote {summary['rows']} rows to {summary['path']}")

@@ -23,7 +23,7 @@ from station.pipeline.predictor import (
 )
 from station.pipeline.recorder import Ack, BackgroundRecorder, Problem, Recorder
 from station.pipeline.records import CorrectionRecord, Deferred, InspectionRecord
-from station.pipeline.router import Decider, ModelCall, Plan, Route, Router, thresholds_version
+from station.pipeline.router import Decider, ModelCall, Plan, Route, Router
 from station.pipeline.simulate import SimulateConfig, Summary, simulate
 from station.pipeline.status import BannerKind, ModelFallback, StationStatus
 from station.pipeline.worker import InferenceResult, InferenceWorker
@@ -73,5 +73,4 @@ __all__ = [
     "load_predictor",
     "open_model",
     "simulate",
-    "thresholds_version",
 ]

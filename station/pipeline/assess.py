@@ -15,6 +15,7 @@ import numpy as np
 
 from db.models import Level
 from review.labels import LabelSet
+from review.rules import DecisionRule
 from station.pipeline.guard import GuardResult, InputGuard
 from station.pipeline.intake import Captured
 from station.pipeline.predictor import (
@@ -90,11 +91,13 @@ class Assessor:
         guard: InputGuard,
         level: Callable[[], Level],
         model: ModelHolder,
+        rule: Callable[[], DecisionRule | None] = lambda: None,
     ) -> None:
         self.router = router
         self.guard = guard
         self.level = level
         self.model = model
+        self.rule = rule
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -104,7 +107,10 @@ class Assessor:
         guard = self.guard.check(captured.stats)
         in_use = self.model.get()
         plan = self.router.plan(
-            self.level(), golden=captured.golden, model_available=in_use is not None
+            self.level(),
+            golden=captured.golden,
+            model_available=in_use is not None,
+            rule=self.rule(),
         )
         inference = None
         level_after = plan.level

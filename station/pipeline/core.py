@@ -26,6 +26,8 @@ from sqlalchemy.engine import Engine
 from db.engine import session_scope
 from db.errors import IntegrityProblem
 from db.models import Level, LevelChange
+from review.audits import AuditSPRT, Verdict
+from review.rules import DecisionRule
 from station.errors import ModelRefused
 from station.levels import LevelWatch, demote_automatically
 from station.pipeline.assess import Assessed, Assessor, ModelHolder, ModelInUse
@@ -37,6 +39,7 @@ from station.pipeline.records import Deferred, Record, ensure_champion
 from station.pipeline.router import Route, Router
 from station.pipeline.status import ModelFallback, StationStatus
 from station.settings import Settings
+from station.thresholds import RuleWatch
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +66,9 @@ class StationCore:
         self.labels = settings.labels
         self.levels = LevelWatch(engine, station_id, Level(settings.levels.default))
         self.router = Router(
-            levels=settings.levels,
-            thresholds=settings.thresholds,
-            ok_class=settings.ok_class,
-            rng=rng or random.Random(),
+            levels=settings.levels, ok_class=settings.ok_class, rng=rng or random.Random()
         )
+        self.rules = RuleWatch(engine, station_id)
         self.model = ModelHolder()
         self.status = StationStatus(clock)
         self.assessor = Assessor(
@@ -75,6 +76,7 @@ class StationCore:
             guard=InputGuard(settings.guard),
             level=self.levels.read,
             model=self.model,
+            rule=self._rule,
         )
         self.desk = DecisionDesk(
             router=self.router,
@@ -87,6 +89,9 @@ class StationCore:
             now=now,
         )
         self.fallback = ModelFallback(model=self.model, status=self.status, demote=self._demote)
+        a = settings.audits
+        self.audit_test = AuditSPRT(a.sprt_p0, a.sprt_p1, a.sprt_alpha, a.sprt_beta)
+        self.desk.on_audit = self._audited
 
     # ------------------------------------------------------------------ the model
 
@@ -96,9 +101,11 @@ class StationCore:
         Refused (ModelRefused, before any item) when the record already holds other weights
         under the model's name and version: every prediction of it would be refused by the
         database. Any other failure to record is only logged: each prediction names its model."""
+        champion_id: int | None = None
         try:
             with session_scope(self.engine) as session:
-                ensure_champion(session=session, station_id=self.station_id, ref=model.info)
+                mv = ensure_champion(session=session, station_id=self.station_id, ref=model.info)
+                champion_id = mv.id
         except IntegrityProblem as e:
             model.worker.close()
             raise ModelRefused(
@@ -107,8 +114,14 @@ class StationCore:
             ) from e
         except Exception as e:
             log.warning("could not record the champion deployment: %s", e)
+        self.rules.follow(champion_id)  # its own approved rule, or none: it decides nothing
         self.model.set(model)
         self.levels.cap(None)  # a usable model again: the record's level holds
+
+    def _rule(self) -> DecisionRule | None:
+        """The approved rule in force, read before each item is planned (pipeline thread)."""
+        found = self.rules.read()
+        return found.rule if found is not None else None
 
     def _demote(self, cause: str) -> LevelChange | None:
         # Held here first: items already on their way are routed as human_only even if the
@@ -119,6 +132,30 @@ class StationCore:
         )
         self.levels.note(Level.human_only)
         return change
+
+    def _audited(self, escaped: bool) -> None:
+        """An audited auto-pass was decided (desk thread): the SPRT weighs it, and a reject
+        steps the station down to assist through the level service (recorded as automatic)."""
+        if self.audit_test.update(escaped) is not Verdict.reject:
+            return
+        cause = f"audits show too many escapes: {self.audit_test.describe()}"
+        self.levels.cap(Level.assist)
+        try:
+            demote_automatically(
+                self.engine,
+                station_id=self.station_id,
+                cause=cause,
+                to_level=Level.assist,
+                default=self.levels.default,
+            )
+        except Exception as e:  # held locally (the cap stays) until it can be recorded
+            log.error("could not record the demotion (%s): %s", cause, e)
+        else:
+            self.levels.note(Level.assist)
+            self.levels.cap(None)  # the record says assist now; a later promotion is gated
+        self.audit_test = AuditSPRT(
+            self.audit_test.p0, self.audit_test.p1, self.audit_test.alpha, self.audit_test.beta
+        )
 
     # ------------------------------------------------------------------ one thread from here
 

@@ -29,7 +29,7 @@ from station.pipeline.records import (
     inspection_record,
     new_uid,
 )
-from station.pipeline.router import Decider, Plan, Route, Router
+from station.pipeline.router import Decider, ModelCall, Plan, Route, Router
 
 UNDO_WINDOW_S = 5.0
 
@@ -118,6 +118,8 @@ class DecisionDesk:
         self.hold: str | None = None
         self._last: tuple[Outcome, Waiting, float] | None = None
         self.listeners: list[Callable[[], None]] = []
+        # Told of every audited auto-pass as it is decided: True when the auditor found a defect.
+        self.on_audit: Callable[[bool], None] | None = None
 
     # ------------------------------------------------------------------ items in
 
@@ -146,7 +148,9 @@ class DecisionDesk:
         """`plan`, or the plan of the lower `level` when the station was demoted since."""
         if level.rank >= plan.level.rank:
             return plan
-        return self.router.plan(level, golden=plan.golden, model_available=plan.run_model)
+        return self.router.plan(
+            level, golden=plan.golden, model_available=plan.run_model, rule=plan.rule
+        )
 
     def _route(self, assessed: Assessed, plan: Plan) -> Route:
         pred = assessed.prediction
@@ -216,12 +220,20 @@ class DecisionDesk:
                 decision=decision,
                 final_label=final,
                 level=w.route.plan.level.value,
-                threshold_version=self.router.thresholds_version,
+                threshold_version=w.route.plan.rule_version,
                 decided_by=by.value,
             )
         else:
-            rec = self._record(w.assessed, w.route, decision, final, by)
+            truth = self.router.truth_sample(w.route)
+            rec = self._record(w.assessed, w.route, decision, final, by, truth_sample=truth)
         outcome = Outcome(rec.uid, w.seq, label, DecidedBy.human)
+        if (
+            self.on_audit is not None
+            and w.route.audit
+            and w.route.model_call is ModelCall.auto_pass
+            and w.corrects is None
+        ):
+            self.on_audit(label != self.labels.ok)
         # An undo corrects the item's first record; the correction's own uid is only for acks.
         self._last = (replace(outcome, uid=w.corrects or rec.uid), w, t)
         self._sent(rec, outcome)
@@ -256,6 +268,8 @@ class DecisionDesk:
         decision: DecisionRecord | None,
         final_label: str,
         decided_by: DecidedBy,
+        *,
+        truth_sample: float | None = None,
     ) -> InspectionRecord | Deferred:
         """The item's record; Deferred (built by the recorder's thread) while its image is still
         being written, so this thread never waits for the disk."""
@@ -270,7 +284,8 @@ class DecisionDesk:
                 decision=decision,
                 final_label=final_label,
                 decided_by=decided_by,
-                threshold_version=self.router.thresholds_version,
+                threshold_version=route.plan.rule_version,
+                truth_sample=truth_sample,
             )
 
         return build() if assessed.captured.stored.done() else Deferred(uid, build)

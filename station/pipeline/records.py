@@ -15,6 +15,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from db.models import (
+    AdjudicationRequest,
+    ChosenFor,
     DecidedBy,
     Disposition,
     HumanDecision,
@@ -88,6 +90,8 @@ class InspectionRecord:
     level: str
     threshold_version: str
     kind: str = "item"
+    # Drawn into the truth sample (queued for adjudication): the chance it had; None: not drawn.
+    truth_sample: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ def inspection_record(
     final_label: str,
     decided_by: DecidedBy,
     threshold_version: str,
+    truth_sample: float | None = None,
 ) -> InspectionRecord:
     """The record of a new item: what was captured, what the guard and the model said, who
     decided what, at which level. Waits for the image store (call it off the GUI thread, or once
@@ -181,6 +186,7 @@ def inspection_record(
         decided_by=decided_by.value,
         level=route.plan.level.value,
         threshold_version=threshold_version,
+        truth_sample=truth_sample,
     )
 
 
@@ -361,4 +367,15 @@ def write_inspection(
         decision=decision,
         disposition=disposition,
     )
+    if rec.truth_sample is not None:
+        assert item.id is not None
+        session.add(
+            AdjudicationRequest(
+                item_id=item.id,
+                station_id=rec.station_id,
+                reason=ChosenFor.truth_sample.value,
+                probability=float(rec.truth_sample),
+                model_version_id=disposition.model_version_id,
+            )
+        )
     return item, decision

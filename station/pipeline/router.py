@@ -2,29 +2,25 @@
 
 Before inference `plan()` says whether the model runs, whether the inspector will see its
 suggestion (assist, except a blind-check share) and whether the item is a golden sample. After
-inference `route()` says who decides: the model (auto-pass / auto-fail, partial and full, only
-above the thresholds on calibrated confidence) or a human (everything else, including every
+inference `route()` says who decides: the model (auto-pass / auto-fail, partial and full, only by
+the approved rule in force: review.rules.DecisionRule, the same function the gates measure) or a
+human (everything else, including every
 error: a missing, failed, raising or slow model, or a frame the input guard refused). The model
 never auto-passes on an error.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from db.models import Level
-from station.settings import LevelSettings, ThresholdSettings
+from review.rules import DecisionRule, ModelCall
+from station.settings import LevelSettings
 
-
-class ModelCall(StrEnum):
-    auto_pass = "auto_pass"
-    auto_fail = "auto_fail"
-    review = "review"
+__all__ = ["NO_RULE", "Decider", "ModelCall", "Plan", "Route", "Router"]
 
 
 class Decider(StrEnum):
@@ -32,44 +28,8 @@ class Decider(StrEnum):
     model = "model"
 
 
-def thresholds_version(thresholds: ThresholdSettings) -> str:
-    """A short stable hash of the decision thresholds, stored on every disposition."""
-    data = thresholds.model_dump(mode="json")
-    data.pop("model_timeout_s", None)  # how long we wait is not part of what we decide
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return "thr-" + hashlib.sha256(blob).hexdigest()[:12]
-
-
-def three_state(
-    probabilities: Mapping[str, float], thresholds: ThresholdSettings, ok_class: str
-) -> tuple[ModelCall, str, str]:
-    """(call, label, why) from calibrated per-class probabilities.
-
-    auto-pass: P(ok) >= auto_pass and no class over its never-pass cap (e.g. a possible crack);
-    auto-fail: P(defect) >= auto_fail, labelled with the most probable defect; else review.
-    """
-    if not probabilities:
-        return ModelCall.review, "", "no probabilities"
-    p_ok = float(probabilities.get(ok_class, 0.0))
-    p_defect = 1.0 - p_ok
-    defects = {k: float(v) for k, v in probabilities.items() if k != ok_class}
-    top_defect = max(defects, key=lambda k: defects[k]) if defects else ""
-    if p_ok >= thresholds.auto_pass:
-        for cls, cap in thresholds.never_pass_above.items():
-            if defects.get(cls, 0.0) > cap:
-                return (
-                    ModelCall.review,
-                    ok_class,
-                    f"P({cls}) {defects[cls]:.3f} above its never-pass cap {cap}",
-                )
-        return ModelCall.auto_pass, ok_class, f"P(ok) {p_ok:.3f} >= {thresholds.auto_pass}"
-    if p_defect >= thresholds.auto_fail and top_defect:
-        return (
-            ModelCall.auto_fail,
-            top_defect,
-            f"P(defect) {p_defect:.3f} >= {thresholds.auto_fail}",
-        )
-    return ModelCall.review, max(probabilities, key=lambda k: probabilities[k]), "below thresholds"
+#: What a disposition records when no rule was in force (the model decided nothing alone).
+NO_RULE = "none"
 
 
 @dataclass(frozen=True)
@@ -79,8 +39,14 @@ class Plan:
     level: Level
     run_model: bool
     show_suggestion: bool  # if the model answers and the frame passed the guard
-    blind: bool  # assist: the model runs but is hidden, to keep an unbiased sample
+    blind: bool  # the model runs but is hidden and not in force: a uniform unbiased sample
     golden: bool
+    # The approved rule the model may decide by (partial / full); None: it decides nothing.
+    rule: DecisionRule | None = None
+
+    @property
+    def rule_version(self) -> str:
+        return self.rule.version if self.rule is not None else NO_RULE
 
 
 @dataclass(frozen=True)
@@ -107,19 +73,23 @@ class Router:
         self,
         *,
         levels: LevelSettings,
-        thresholds: ThresholdSettings,
         ok_class: str,
         rng: random.Random | None = None,
         show_suggestion_in_partial: bool = False,
     ) -> None:
         self.levels = levels
-        self.thresholds = thresholds
         self.ok_class = ok_class
         self.rng = rng or random.Random()
         self.show_suggestion_in_partial = show_suggestion_in_partial
-        self.thresholds_version = thresholds_version(thresholds)
 
-    def plan(self, level: Level, *, golden: bool = False, model_available: bool = True) -> Plan:
+    def plan(
+        self,
+        level: Level,
+        *,
+        golden: bool = False,
+        model_available: bool = True,
+        rule: DecisionRule | None = None,
+    ) -> Plan:
         level = Level(level)
         run = level is not Level.human_only and model_available
         blind = False
@@ -127,9 +97,39 @@ class Router:
         if run and level is Level.assist:
             blind = golden or self.rng.random() < self.levels.blind_share_assist
             show = not blind
-        elif run and level is Level.partial:
-            show = self.show_suggestion_in_partial and not golden
-        return Plan(level=level, run_model=run, show_suggestion=show, blind=blind, golden=golden)
+        elif run and level in (Level.partial, Level.full):
+            # The uniform blind share: the inspector decides without the model, whatever it
+            # would have called; what coverage and risk are re-estimated on at these levels.
+            blind = not golden and self.rng.random() < self.levels.blind_share_auto
+            show = level is Level.partial and self.show_suggestion_in_partial and not golden
+            show = show and not blind
+        decides = run and level in (Level.partial, Level.full)
+        return Plan(
+            level=level,
+            run_model=run,
+            show_suggestion=show,
+            blind=blind,
+            golden=golden,
+            rule=rule if decides else None,
+        )
+
+    def truth_sample(self, route: Route) -> float | None:
+        """Draw a decided item into the truth sample: the chance it had (recorded with it) when
+        drawn, else None. Candidates are the uniform items (shadow, blind checks; never golden
+        samples or audits) that the model labels defect-free, whatever the inspector said: the
+        escapes a gate counts are found among them by adjudication, not by the inspector."""
+        share = self.levels.truth_share
+        uniform = route.plan.level is Level.shadow or route.blind
+        if (
+            share <= 0.0
+            or not uniform
+            or route.golden
+            or route.audit
+            or route.show_suggestion
+            or route.model_label != self.ok_class
+        ):
+            return None
+        return share if self.rng.random() < share else None
 
     def route(
         self,
@@ -163,8 +163,12 @@ class Router:
             return human(f"input guard: {guard_reason}")
         if plan.level in (Level.shadow, Level.assist):
             return human(plan.level.value, show=plan.show_suggestion)
-        call, label, why = three_state(probabilities, self.thresholds, self.ok_class)
+        if plan.rule is None:
+            return human("no approved thresholds: the model decides nothing alone")
+        call, label, why = plan.rule.call(probabilities, self.ok_class)
         model_label = label or model_label
+        if plan.blind:
+            return human(f"blind check (the model would {call.value.replace('_', '-')})", call)
         if call is ModelCall.review or plan.golden:
             # Golden samples measure inspectors and the model alike: always to a human.
             reason = "golden sample" if plan.golden else f"review: {why}"

@@ -35,6 +35,7 @@ from station.pipeline.predictor import ModelInfo, Predictor
 from station.pipeline.recorder import BackgroundRecorder, Recorder
 from station.pipeline.records import Deferred, InspectionRecord, Record
 from station.settings import Settings
+from station.thresholds import approve_for_simulation, proposal_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +316,16 @@ def simulate(
             core.use_model(loaded)
         except Exception as e:  # any failure to load or to register: humans decide
             core.fallback.unusable(f"failed to load: {e}")
+        else:
+            decides = config.level in (Level.partial, Level.full)
+            if decides and core.rules.model_version_id is not None:
+                # A simulation decides by the settings' proposal, approved for its own station.
+                approve_for_simulation(
+                    engine,
+                    station_id=station_id,
+                    model_version_id=core.rules.model_version_id,
+                    rule=proposal_from_settings(settings),
+                )
     in_use: ModelInUse | None = core.model.get()
 
     intake = Intake(

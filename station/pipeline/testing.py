@@ -137,8 +137,22 @@ def make_rig(
                 loader=lambda _p: (predictor, info),
             )
         )
+        approve_settings_rule(engine, settings)
     store = ImageStore(settings.image_dir)
     return Rig(settings, engine, core, recorder, predictor, store, acks)
+
+
+def approve_settings_rule(engine: Engine, settings: Settings) -> None:
+    """Put the settings' proposed thresholds in force for the station's champion (a test's
+    set-up, through the real propose / approve path)."""
+    from station.thresholds import approve, proposal_from_settings, propose
+
+    ensure_operator(engine, "rig-engineer", Role.engineer)
+    with session_scope(engine) as session:
+        engineer = find_operator(session=session, name="rig-engineer")
+    assert engineer is not None
+    row = propose(engine, settings, proposal_from_settings(settings), note="test set-up")
+    approve(engine, settings, row.version, operator=engineer, reason="test set-up")
 
 
 def phone_image(seed: int = 0, h: int = 96, w: int = 128) -> np.ndarray:

@@ -15,6 +15,7 @@ from review.errors import GateRuleError, UnknownLevel
 from review.gates import GateRules, evaluate_gate
 from review.query import ReportFilters
 from review.report import gate_evidence
+from review.rules import DecisionRule, EvidenceRow, judge_rule
 from station.settings import GateSettings
 
 SHADOW_OK = {
@@ -73,28 +74,67 @@ def test_unknown_evidence_fails_rather_than_passes() -> None:
     assert [c.name for c in result.failed_checks] == ["kappa lower 95% bound"]
 
 
-def _selective_evidence(n: int, escape_p: float, seed: int = 0) -> dict[str, object]:
+RULE = DecisionRule(auto_pass=0.95, auto_fail=0.95)
+
+
+def _rule_evidence(n: int, escape_p: float, *, truth_share: float = 1.0, seed: int = 0) -> dict:
+    """Evidence of RULE over n uniform items: 90% auto-passed, of which `escape_p` are defective
+    (the inspector misses all of them); a `truth_share` of the passes is adjudicated."""
     rng = np.random.default_rng(seed)
-    scores = rng.uniform(0.9, 1.0, n)
-    model_pass = rng.random(n) < 0.9
-    escapes = model_pass & (rng.random(n) < escape_p)
-    sel = S.select_threshold(S.score_histogram(scores, escapes, model_pass), 0.005)
-    return {
-        "selective_threshold": sel.threshold,
-        "selective_coverage": sel.coverage,
-        "selective_escape_upper95": sel.bound if sel.met else None,
-    }
+    rows = []
+    for i in range(n):
+        passes = rng.random() < 0.9
+        probs = {"ok": 0.99, "scratch": 0.01} if passes else {"ok": 0.3, "scratch": 0.7}
+        defective = passes and rng.random() < escape_p
+        truth = "scratch" if defective or not passes else "ok"
+        drawn = passes and rng.random() < truth_share
+        rows.append(
+            EvidenceRow(
+                item_id=i + 1,
+                probabilities=probs,
+                human="ok" if passes else "scratch",  # the inspector misses every escape
+                adjudicated=truth if drawn else None,
+                adjudicated_for="truth_sample" if drawn else None,
+                ground_truth=truth,
+                truth_probability=truth_share if drawn else None,
+            )
+        )
+    judged = judge_rule(rows, RULE, "ok", target_escape=0.005)
+    return {"rule_version": RULE.version, "rule": RULE.to_dict(), **judged}
 
 
 def test_assist_to_partial_needs_a_bounded_escape_rate_at_enough_coverage() -> None:
-    assert not evaluate_gate("assist", "partial", _selective_evidence(300, 0.0)).passed
-    assert evaluate_gate("assist", "partial", _selective_evidence(6000, 0.0)).passed
-    bad = evaluate_gate("assist", "partial", _selective_evidence(6000, 0.02))
+    assert not evaluate_gate("assist", "partial", _rule_evidence(300, 0.0)).passed
+    assert evaluate_gate("assist", "partial", _rule_evidence(3000, 0.0)).passed
+    bad = evaluate_gate("assist", "partial", _rule_evidence(6000, 0.02))
     assert not bad.passed
 
 
+def test_escapes_are_counted_against_the_truth_sample_not_the_inspector() -> None:
+    ev = _rule_evidence(6000, 0.02)
+    assert ev["rule_escapes"] > 50  # adjudication finds them
+    assert ev["rule_escape_vs_inspector"]["k"] == 0  # the inspector passed every one
+    assert "inspector" in ev["rule_escape_vs_inspector"]["reference"]
+    assert ev["rule_escape_known_truth"]["k"] == ev["rule_escapes"]
+
+
+def test_no_truth_sample_no_pass() -> None:
+    ev = _rule_evidence(6000, 0.0, truth_share=0.0)
+    assert ev["rule_truth_checked"] == 0 and ev["rule_escape_upper95"] is None
+    result = evaluate_gate("assist", "partial", ev)
+    assert not result.passed
+    assert any("truth sample" in c.name for c in result.failed_checks)
+
+
+def test_without_a_rule_in_force_the_escape_gates_fail() -> None:
+    result = evaluate_gate("assist", "partial", {"rule_version": None})
+    assert not result.passed
+    assert "approved thresholds in force" in {c.name for c in result.failed_checks}
+
+
 def test_partial_to_full_needs_audits_and_a_known_clear_drift_state() -> None:
-    ev = _selective_evidence(8000, 0.0) | {"audited": 650, "audit_escapes": 0}
+    ev = _rule_evidence(8000, 0.0) | {"audited": 650, "audit_escapes": 0}
+    ev["rule_coverage"] = 0.97  # the partial -> full coverage minimum is 0.95
     assert not evaluate_gate("partial", "full", ev).passed  # drift state unknown
     assert evaluate_gate("partial", "full", ev | {"drift_alarm_open": False}).passed
     one_escape = evaluate_gate(
@@ -185,11 +225,8 @@ def test_audits_do_not_inflate_coverage_or_shrink_the_escape_bound(engine: Engin
     assert ev["audited"] == 2000 and ev["audit_escapes"] == 0
     result = evaluate_gate("partial", "full", ev)
     assert not result.passed
-    assert {c.name for c in result.failed_checks} == {
-        "selective-risk threshold found",
-        "coverage at that threshold",
-        "escape rate upper 95% bound",
-    }
+    # No rule is in force: the escape checks fail; audits are not the uniform sample.
+    assert "approved thresholds in force" in {c.name for c in result.failed_checks}
     assert not evaluate_gate("assist", "partial", ev).passed
 
 

@@ -72,7 +72,9 @@ def test_json_equals_what_the_csv_rows_add_up_to(mixed_engine: Engine, filters: 
         "items": len(rows),
         "paired": len(every),
         "evidence": sum(r["evidence"] == "1" for r in every),
-        "evidence_uniform": sum(r["evidence"] == "1" and r["audit"] == "0" for r in every),
+        "evidence_uniform": sum(
+            r["evidence"] == "1" and r["audit"] == "0" and r["golden"] == "0" for r in every
+        ),
         "audited": sum(r["evidence"] == "1" and r["audit"] == "1" for r in every),
     }
     labels = rep["matrix"]["labels"]
@@ -80,9 +82,9 @@ def test_json_equals_what_the_csv_rows_add_up_to(mixed_engine: Engine, filters: 
     expected_all = [[cells_all[(h, m)] for m in labels] for h in labels]
     assert rep["by_basis"]["all"]["matrix"]["counts"] == expected_all
     assert rep["by_basis"]["all"]["agreement"]["n"] == len(every)
-    # The headline is the uniform evidence: evidence rows that are not audits.
+    # The headline is the uniform evidence: evidence rows that are neither audits nor golden.
     assert rep["basis"].startswith("evidence only")
-    paired = [r for r in every if r["evidence"] == "1" and r["audit"] == "0"]
+    paired = [r for r in every if r["evidence"] == "1" and r["audit"] == "0" and r["golden"] == "0"]
     cells = Counter((r["human_label"], r["model_label"]) for r in paired)
     expected = [[cells[(h, m)] for m in labels] for h in labels]
     assert rep["matrix"]["counts"] == expected
@@ -223,7 +225,8 @@ def test_empty_database_gives_a_report_with_a_message(engine: Engine) -> None:
     assert rep["agreement"]["rate"] is None and rep["kappa"]["value"] is None
     assert rep["escape_rate"]["upper95"] is None
     assert rep["risk_coverage"] == [] and rep["inspectors"] == []
-    assert all(not s["passed"] for s in rep["gates"]["steps"][1:])
+    # No station yet: the gates block says gates are per station instead of passing anything.
+    assert "checks" not in rep["gates"] and "per station" in rep["gates"]["note"]
 
 
 def test_filters_that_match_nothing_say_so(engine: Engine, fill) -> None:
@@ -349,8 +352,8 @@ def test_audits_are_reported_apart_from_the_uniform_headline(engine: Engine, fil
     assert rep["escape_rate"]["k"] == rep["escape_rate"]["n"] == 4  # not diluted by audits
     assert rep["by_basis"]["audits"]["escape_rate"]["n"] == 6
     assert rep["risk_coverage"][-1]["n_covered"] == 4
-    assert rep["gates"]["evidence"]["audited"] == 6
-    assert rep["gates"]["evidence"]["paired"] == 4
+    assert rep["gates"]["numbers"]["audited"] == 6
+    assert rep["gates"]["numbers"]["paired"] == 4
 
 
 def test_writing_to_a_folder_is_refused_before_anything_is_written(

@@ -106,7 +106,7 @@ def test_promotion_passes_with_enough_agreeing_shadow_evidence(engine, settings,
     engineer, inspector = people
     _to_shadow(engine, settings, engineer)
     add_shadow_evidence(engine, inspector.id, 720, agree=0.97)
-    result, _ = evaluate(engine, settings, "assist", store=False)
+    result, _, _ = evaluate(engine, settings, "assist", store=False)
     assert result.passed, result.summary()
     assert result.numbers["paired"] == 720 and result.numbers["kappa_lower95"] > 0.6
     outcome = set_level(engine, settings, "assist", operator=engineer, reason="gate passed")
@@ -118,7 +118,7 @@ def test_poor_agreement_fails_the_kappa_check(engine, settings, people) -> None:
     engineer, inspector = people
     _to_shadow(engine, settings, engineer)
     add_shadow_evidence(engine, inspector.id, 720, agree=0.5)
-    result, _ = evaluate(engine, settings, "assist", store=False)
+    result, _, _ = evaluate(engine, settings, "assist", store=False)
     assert not result.passed
     assert any("kappa" in c.name for c in result.failed_checks)
 
@@ -224,7 +224,7 @@ def test_evidence_for_an_older_model_does_not_promote_a_newer_one(engine, settin
             model=s.get(ModelVersion, v2.id),
             slot=Slot.champion,
         )
-    result, evaluation_id = evaluate(engine, settings, "assist")
+    result, evaluation_id, _ = evaluate(engine, settings, "assist")
     assert not result.passed and result.numbers["paired"] == 0
     with Session(engine) as s:
         assert s.get(GateEvaluation, evaluation_id).numbers["model_version"] == "d:2"

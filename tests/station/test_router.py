@@ -11,39 +11,39 @@ from sqlmodel import select
 
 from db.engine import session_scope
 from db.models import DecidedBy, Disposition, Level, LevelChange, Prediction
+from review.rules import DecisionRule
 from station.pipeline.predictor import FakePredictor, confident
-from station.pipeline.router import Decider, ModelCall, Router, three_state, thresholds_version
+from station.pipeline.router import Decider, ModelCall, Router
 from station.pipeline.testing import make_rig, phone_image
-from station.settings import LevelSettings, ThresholdSettings
+from station.settings import LevelSettings
 
-T = ThresholdSettings()
+RULE = DecisionRule(0.98, 0.98, {"crack": 0.01})  # the settings' default proposal
 
 
 def router(seed: int = 0, **levels: float) -> Router:
-    return Router(
-        levels=LevelSettings(**levels), thresholds=T, ok_class="ok", rng=random.Random(seed)
-    )
+    return Router(levels=LevelSettings(**levels), ok_class="ok", rng=random.Random(seed))
 
 
 def test_three_state_auto_passes_only_above_the_pass_threshold():
-    assert three_state(confident("ok", 0.995), T, "ok")[0] is ModelCall.auto_pass
-    assert three_state(confident("ok", 0.90), T, "ok")[0] is ModelCall.review
+    assert RULE.call(confident("ok", 0.995), "ok")[0] is ModelCall.auto_pass
+    assert RULE.call(confident("ok", 0.90), "ok")[0] is ModelCall.review
 
 
 def test_three_state_auto_fails_with_the_most_likely_defect():
-    call, label, _ = three_state(confident("dent", 0.99), T, "ok")
+    call, label, _ = RULE.call(confident("dent", 0.99), "ok")
     assert call is ModelCall.auto_fail and label == "dent"
 
 
 def test_a_possible_crack_is_never_auto_passed():
     probs = {"ok": 0.985, "crack": 0.015, "scratch": 0.0, "dent": 0.0, "stain": 0.0, "missing": 0.0}
-    call, _, why = three_state(probs, T, "ok")
+    call, _, why = RULE.call(probs, "ok")
     assert call is ModelCall.review and "crack" in why
 
 
-def test_thresholds_version_changes_with_the_thresholds_only():
-    assert thresholds_version(T) == thresholds_version(ThresholdSettings(model_timeout_s=9))
-    assert thresholds_version(T) != thresholds_version(ThresholdSettings(auto_pass=0.99))
+def test_a_rules_version_changes_with_its_values_only():
+    assert RULE.version == DecisionRule(0.98, 0.98, {"crack": 0.01}).version
+    assert RULE.version != DecisionRule(0.99, 0.98, {"crack": 0.01}).version
+    assert RULE.version != DecisionRule(0.98, 0.98, {}).version
 
 
 def test_human_only_runs_no_model():
@@ -67,9 +67,9 @@ def test_assist_blind_share_is_close_to_the_setting():
 
 
 def test_partial_audit_share_is_close_to_the_setting():
-    r = router(seed=2, audit_share_partial=0.05)
+    r = router(seed=2, audit_share_partial=0.05, blind_share_auto=0.0)
     routes = [
-        r.route(r.plan(Level.partial), probabilities=confident("ok"), model_label="ok")
+        r.route(r.plan(Level.partial, rule=RULE), probabilities=confident("ok"), model_label="ok")
         for _ in range(4000)
     ]
     assert all(x.decider is Decider.model for x in routes)
@@ -81,21 +81,24 @@ def test_partial_audit_share_is_close_to_the_setting():
 @pytest.mark.parametrize("level", [Level.partial, Level.full])
 def test_an_error_never_auto_passes(level):
     r = router()
-    route = r.route(r.plan(level), probabilities=None, error="model raised")
+    route = r.route(r.plan(level, rule=RULE), probabilities=None, error="model raised")
     assert route.decider is Decider.human and route.model_call is None
 
 
 def test_a_frame_failing_the_guard_goes_to_a_human_even_if_the_model_is_sure():
     r = router()
     route = r.route(
-        r.plan(Level.full), probabilities=confident("ok"), guard_passed=False, guard_reason="dark"
+        r.plan(Level.full, rule=RULE),
+        probabilities=confident("ok"),
+        guard_passed=False,
+        guard_reason="dark",
     )
     assert route.decider is Decider.human and not route.show_suggestion
 
 
 def test_golden_samples_always_go_to_a_human():
     r = router()
-    plan = r.plan(Level.full, golden=True)
+    plan = r.plan(Level.full, golden=True, rule=RULE)
     route = r.route(plan, probabilities=confident("ok"), model_label="ok")
     assert route.needs_human and route.golden and route.decider is Decider.human
 
@@ -204,3 +207,50 @@ def test_a_model_taken_out_of_use_mid_item_answers_with_an_error_not_an_exceptio
     result = worker.infer(phone_image())
     assert not result.ok and result.error == "model taken out of use"
     assert worker.explain(phone_image()) is None
+
+
+@pytest.mark.parametrize("level", [Level.partial, Level.full])
+def test_without_an_approved_rule_the_model_decides_nothing(level):
+    r = router()
+    route = r.route(r.plan(level), probabilities=confident("ok", 0.9999), model_label="ok")
+    assert route.decider is Decider.human and "no approved thresholds" in route.reason
+
+
+def test_an_auto_decision_records_the_version_of_the_approved_rule_it_followed(tmp_path):
+    rig = make_rig(tmp_path, level=Level.full, predictor=FakePredictor(confident("ok", 0.999)))
+    rig.core.router.levels = LevelSettings(audit_share_full=0.0)
+    assert rig.feed(phone_image()).decider is Decider.model
+    with session_scope(rig.engine) as s:
+        disp = s.exec(select(Disposition)).one()
+    assert disp.decided_by is DecidedBy.model and disp.threshold_version == RULE.version
+
+
+def test_partial_and_full_send_a_uniform_blind_share_to_the_inspector():
+    for level in (Level.partial, Level.full):
+        r = router(seed=3, blind_share_auto=0.02)
+        routes = [
+            r.route(r.plan(level, rule=RULE), probabilities=confident("ok"), model_label="ok")
+            for _ in range(5000)
+        ]
+        blind = [x for x in routes if x.blind]
+        assert 60 < len(blind) < 140  # 2% of 5000 = 100
+        # a blind check: the inspector decides without the suggestion, the model's call is not
+        # in force, and it is recorded for the estimate
+        assert all(x.decider is Decider.human and not x.show_suggestion for x in blind)
+        assert all(x.model_call is ModelCall.auto_pass for x in blind)
+
+
+def test_truth_sample_draws_only_uniform_model_passes_at_its_share():
+    r = router(seed=4, truth_share=0.25)
+    shadow = r.plan(Level.shadow)
+    passes = [r.route(shadow, probabilities=confident("ok"), model_label="ok") for _ in range(4000)]
+    drawn = [r.truth_sample(x) for x in passes]
+    assert 850 < sum(d is not None for d in drawn) < 1150
+    assert {d for d in drawn if d is not None} == {0.25}
+    fails = [
+        r.route(shadow, probabilities=confident("dent"), model_label="dent") for _ in range(200)
+    ]
+    assert all(r.truth_sample(x) is None for x in fails)
+    assist = r.plan(Level.assist)  # the suggestion shown: not uniform
+    shown = [r.route(assist, probabilities=confident("ok"), model_label="ok") for _ in range(400)]
+    assert all(r.truth_sample(x) is None for x in shown if x.show_suggestion)

@@ -494,9 +494,10 @@ def test_a_demotion_reaches_the_running_station_through_its_pipeline_thread(qtbo
     from station.ui.app import StationApp
 
     settings = Settings(data_dir=tmp_path, levels=LevelSettings(audit_share_full=0))
-    rig = make_rig(tmp_path, level=Level.full, settings=settings, with_model=False)
-    eve = engineer(rig.engine)
     fake = FakePredictor(confident("ok", 0.999))
+    # the fake is this station's champion, with the settings' thresholds approved for it
+    rig = make_rig(tmp_path, level=Level.full, settings=settings, predictor=fake)
+    eve = engineer(rig.engine)
     gate = threading.Event()
     images = [phone_image(i) for i in range(6)]
 

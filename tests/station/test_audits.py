@@ -1,0 +1,68 @@
+"""Audits at partial and full: only audited auto-passes are weighed, by a Wald SPRT whose reject
+demotes the running station through the level service (recorded as automatic)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlmodel import select
+
+from db.engine import session_scope
+from db.models import Level, LevelChange
+from review.audits import AuditSPRT, Verdict
+from station.levels import level_of
+from station.pipeline.predictor import FakePredictor, confident
+from station.pipeline.testing import make_rig, phone_image
+from station.settings import LevelSettings, Settings
+
+
+def _first_verdict(rate: float, rng: np.random.Generator) -> Verdict:
+    test = AuditSPRT(p0=0.005, p1=0.03, alpha=0.01, beta=0.10)
+    while True:
+        verdict = test.update(bool(rng.random() < rate))
+        if verdict is not Verdict.continue_:
+            return verdict
+
+
+def test_the_sprt_keeps_its_error_chances() -> None:
+    rng = np.random.default_rng(5)
+    good = [_first_verdict(0.005, rng) for _ in range(1000)]
+    bad = [_first_verdict(0.03, rng) for _ in range(1000)]
+    assert sum(v is Verdict.reject for v in good) / 1000 <= 0.02  # alpha = 0.01
+    assert sum(v is Verdict.accept for v in bad) / 1000 <= 0.13  # beta = 0.10
+
+
+def _audited_partial(tmp_path):
+    """A station at partial whose model auto-passes every phone, each one audited."""
+    settings = Settings(
+        data_dir=tmp_path,
+        levels=LevelSettings(audit_share_partial=1.0, blind_share_auto=0.0, truth_share=0.0),
+    )
+    predictor = FakePredictor(confident("ok", 0.999))
+    return settings, make_rig(tmp_path, level=Level.partial, settings=settings, predictor=predictor)
+
+
+def test_escapes_found_by_audits_demote_the_running_station_to_assist(tmp_path) -> None:
+    settings, rig = _audited_partial(tmp_path)
+    for i in range(3):  # every auto-pass is audited; the auditor finds a dent each time
+        route = rig.feed(phone_image(i))
+        assert (
+            route.audit and route.model_call is not None and route.model_call.value == "auto_pass"
+        )
+        assert level_of(rig.engine, settings) is Level.partial
+        rig.core.desk.decide("dent")
+    assert level_of(rig.engine, settings) is Level.assist
+    with session_scope(rig.engine) as s:
+        change = s.exec(select(LevelChange).order_by(LevelChange.id.desc())).first()  # type: ignore[union-attr]
+    assert change is not None and change.automatic and change.to_level is Level.assist
+    assert "3 escapes in 3 audited auto-passes" in change.reason
+    # The next item is routed at assist: the model decides nothing alone any more.
+    assert rig.feed(phone_image(9)).decider.value == "human"
+
+
+def test_audits_that_find_nothing_leave_the_station_where_it_is(tmp_path) -> None:
+    settings, rig = _audited_partial(tmp_path)
+    for i in range(100):
+        rig.feed(phone_image(i))
+        rig.core.desk.decide("ok")
+    assert level_of(rig.engine, settings) is Level.partial
+    assert rig.core.audit_test.history == [Verdict.accept]  # 91 clean audits accept p0
