@@ -33,7 +33,7 @@ from db.repo import current_level, final_disposition, record_adjudication
 from review import query as Q
 from review import stats as S
 from review.errors import AdjudicationRefused
-from review.gates import GateRules, evaluate_gate
+from review.gates import GateRules
 from review.labels import LabelSet
 
 #: Reason codes of an adjudication, with the key that picks each in the window and what it means.
@@ -44,6 +44,8 @@ REASON_CODES: dict[str, tuple[str, str]] = {
     "model_false_reject": ("R", "the model failed a good item (or named the wrong defect)"),
     "ambiguous": ("A", "the image does not settle it; label is the best judgement"),
     "bad_image": ("B", "blurred, dark or framed badly: the image is not fit to judge"),
+    # A truth-sample item where both were right: the common case of a random draw.
+    "confirmed": ("C", "human and model were both right: the label they gave"),
 }
 
 DEFAULT_ITEM_LIMIT = 200
@@ -62,6 +64,7 @@ class CellMatrix:
     paired: int = 0
     evidence: int = 0
     messages: list[str] = field(default_factory=list)
+    awaiting: int = 0  # queued for adjudication (truth sample, challenges), not adjudicated yet
 
     @property
     def total(self) -> int:
@@ -128,6 +131,7 @@ def matrix_cells(
         paired=n["paired"],
         evidence=n["evidence"],
         messages=_empty_messages(conn, filters, n),
+        awaiting=awaiting_adjudication(conn, filters),
     )
 
 
@@ -187,31 +191,51 @@ def items(
     human_label: str | None = None,
     model_label: str | None = None,
     disagreements_only: bool = False,
+    requested: bool = False,
     limit: int = DEFAULT_ITEM_LIMIT,
     offset: int = 0,
 ) -> list[ItemRow]:
     """Paired items of the filtered selection, not yet adjudicated first, then newest first.
 
     `human_label` / `model_label` pick a row / column of the matrix (both: one cell);
-    `disagreements_only` keeps the off-diagonal items.
+    `disagreements_only` keeps the off-diagonal items. `requested`: instead, the items queued
+    for adjudication and not adjudicated yet (the truth sample and challenged automatic
+    decisions, paired or not), oldest first.
     """
     f = Q.frame(conn, filters)
-    conds = [f.c.paired == 1]
+    if requested:
+        req = AdjudicationRequest.__table__  # type: ignore[attr-defined]
+        queued = [f.c.item_id.in_(select(req.c.item_id)), f.c.adjudicated_label.is_(None)]
+        return _item_rows(conn, f, queued, (f.c.item_id,), limit, offset)
+    conds: list[Any] = [f.c.paired == 1]
     if human_label is not None:
         conds.append(f.c.human_label == human_label)
     if model_label is not None:
         conds.append(f.c.model_label == model_label)
     if disagreements_only:
         conds.append(f.c.human_label != f.c.model_label)
+    order = (f.c.adjudicated_label.is_not(None), f.c.captured_at.desc(), f.c.item_id.desc())
+    return _item_rows(conn, f, conds, order, limit, offset)
+
+
+def awaiting_adjudication(conn: Connection, filters: Q.ReportFilters) -> int:
+    """How many items of the selection are queued for adjudication and not adjudicated yet."""
+    f = Q.frame(conn, filters, columns=["item_id", "adjudicated_label"])
+    req = AdjudicationRequest.__table__  # type: ignore[attr-defined]
+    q = select(func.count()).where(
+        f.c.item_id.in_(select(req.c.item_id)), f.c.adjudicated_label.is_(None)
+    )
+    return int(conn.execute(q).scalar() or 0)
+
+
+def _item_rows(
+    conn: Connection, f: Any, conds: list[Any], order: Any, limit: int, offset: int
+) -> list[ItemRow]:
     names = [fld.name for fld in dataclasses.fields(ItemRow)]
     q = (
         select(*(f.c[name] for name in names))
         .where(and_(*conds))
-        .order_by(
-            f.c.adjudicated_label.is_not(None),
-            f.c.captured_at.desc(),
-            f.c.item_id.desc(),
-        )
+        .order_by(*order)
         .limit(max(0, int(limit)))
         .offset(max(0, int(offset)))
     )
@@ -304,10 +328,12 @@ def may_adjudicate(operator: Operator) -> bool:
 def suggest_reason(human: str | None, model: str | None, label: str, ok: str = "ok") -> str | None:
     """The reason code that follows from who was wrong, or None when it takes judgement.
 
-    Only one side wrong has an obvious code; both right (no disagreement) or both wrong is left to
-    the QA lead (ambiguous, bad_image, or the side that matters more).
+    Only one side wrong has an obvious code, and both right is "confirmed" (a truth-sample
+    item); both wrong is left to the QA lead (ambiguous, bad_image, or the side that matters more).
     """
     human_wrong, model_wrong = human != label, model != label
+    if not human_wrong and not model_wrong:
+        return "confirmed"
     if human_wrong == model_wrong:
         return None
     side, said = ("human", human) if human_wrong else ("model", model)
@@ -420,12 +446,13 @@ def gate_status(
     rules: GateRules | None = None,
     default_level: Level = Level.human_only,
 ) -> GateStatus:
-    """The gate from the station's current level to the next, on all its unbiased items.
+    """The gate from the station's current level to the next: review.report.gate_check, the
+    function behind `station gate check` and the report's gates block.
 
     The station is the filter's, or the only one in the database. Other filters do not apply: a
-    gate is judged on the whole evidence of its station, as `station gate check` does.
+    gate is judged on the whole evidence of its station's champion.
     """
-    from review.report import gate_evidence
+    from review.report import gate_check
 
     station = filters.station
     if station is None:
@@ -439,8 +466,9 @@ def gate_status(
     if level == Level.full:
         return GateStatus(station, level.value, None, None, f"station {station}: full automation")
     nxt = list(Level)[level.rank + 1]
-    ev, _ = gate_evidence(conn, Q.ReportFilters(station=station), labels=labels, rules=rules)
-    result = evaluate_gate(level, nxt, ev, rules)
+    result, _ = gate_check(
+        conn, station, nxt, labels=labels, rules=rules, default_level=default_level
+    )
     text = f"station {station} at {level.value}: gate to {nxt.value} "
     if result.passed:
         text += "PASSES"

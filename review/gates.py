@@ -104,6 +104,8 @@ class Evidence(TypedDict, total=False):
     # Lower end of kappa's two-sided 95% interval (so a one-sided 97.5% bound: conservative).
     kappa_lower95: float | None
     per_class: dict[str, int]  # reference-label counts among them
+    # The fixed evaluation sample the numbers above are over (review.samples).
+    kappa_sample: dict[str, Any]
     classes: list[str]  # the classes that must each reach the per-class minimum
     # The selective-risk threshold for the target escape rate (review.stats.select_threshold).
     selective_threshold: float | None

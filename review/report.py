@@ -28,6 +28,7 @@ from review.errors import ReportFormatError, ReviewError
 from review.gates import Evidence, GateResult, GateRules, evaluate_gate, parse_level
 from review.labels import LabelSet, reference_label
 from review.rules import EvidenceRow, RuleInForce, judge_rule, rule_in_force
+from review.samples import SampleRow, kappa_sample
 
 FORMATS = ("json", "csv", "html")
 
@@ -333,7 +334,7 @@ def _evidence_from(
     rules: GateRules,
     drift_alarm_open: bool | None,
 ) -> tuple[Evidence, dict[str, Any]]:
-    return _evidence(
+    ev, sel = _evidence(
         [g for g in Q.label_groups(conn, f) if g["evidence"]],
         [r for r in Q.score_rows(conn, f, ok=ok) if r["uniform"]],
         Q.day_rows(conn, f, ok=ok),
@@ -342,6 +343,48 @@ def _evidence_from(
         rules,
         drift_alarm_open,
     )
+    ev.update(_sample_evidence(conn, f, labels, ok, rules))  # type: ignore[typeddict-item]
+    return ev, sel
+
+
+def _sample_evidence(
+    conn: Connection, f: FromClause, labels: Sequence[str], ok: str, rules: GateRules
+) -> dict[str, Any]:
+    """The shadow -> assist numbers on its fixed evaluation sample (review.samples): the first
+    uniform items that complete it, read in capture order and no further."""
+    from sqlalchemy import select
+
+    q = (
+        select(f.c.item_id, f.c.day, f.c.human_label, f.c.model_label, f.c.reference_label)
+        .where(f.c.uniform == 1)
+        .order_by(f.c.item_id)
+    )
+    result = conn.execution_options(stream_results=True, yield_per=2000).execute(q)
+    sample = kappa_sample(
+        (SampleRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in result),
+        labels,
+        min_items=rules.shadow_to_assist_min_items,
+        min_days=rules.shadow_to_assist_min_days,
+        min_per_class=rules.shadow_to_assist_min_per_class,
+    )
+    result.close()
+    kappa = sample.kappa(ok)
+    return {
+        "paired": sample.n,
+        "days": len(sample.per_day),
+        "per_day": dict(sample.per_day),
+        "per_class": dict(sample.per_class),
+        "kappa": kappa.value,
+        "kappa_lower95": kappa.ci95[0] if kappa.ci95 else None,
+        "kappa_sample": {
+            "complete": sample.complete,
+            "through_item": sample.through_item,
+            "rule": (
+                "the first uniform paired items of the champion, in capture order, that reach "
+                "the minimum items, days and items per class; fixed once complete"
+            ),
+        },
+    }
 
 
 def _evidence(

@@ -113,8 +113,11 @@ class Selection:
     human: str | None = None
     model: str | None = None
     disagreements: bool = True
+    requested: bool = False  # the adjudication queue: truth sample and challenges
 
     def describe(self) -> str:
+        if self.requested:
+            return "awaiting adjudication (truth sample, challenges)"
         if self.human is not None and self.model is not None:
             return f"human {self.human} × model {self.model}"
         if self.human is not None:
@@ -284,6 +287,7 @@ class Loader(QObject):
                     human_label=sel.human,
                     model_label=sel.model,
                     disagreements_only=sel.disagreements,
+                    requested=sel.requested,
                     limit=self.config.item_limit,
                 )
                 if not req.matrix:
@@ -412,6 +416,11 @@ class ReviewWindow(QMainWindow):
         self.summary.setWordWrap(True)
         self.disagreements_button = QPushButton("All disagreements")
         self.disagreements_button.clicked.connect(lambda: self.show_items(Selection()))
+        # The truth sample first: only its adjudications measure the escape rate the gates judge.
+        self.awaiting_button = QPushButton("Awaiting adjudication")
+        self.awaiting_button.clicked.connect(
+            lambda: self.show_items(Selection(disagreements=False, requested=True))
+        )
         hint = QLabel("Click a cell to list its items; a header lists a whole row or column.")
         hint.setObjectName("note")
         hint.setWordWrap(True)
@@ -419,6 +428,7 @@ class ReviewWindow(QMainWindow):
         lay.addWidget(self.matrix, 1)
         lay.addWidget(self.summary)
         lay.addWidget(self.disagreements_button)
+        lay.addWidget(self.awaiting_button)
         lay.addWidget(hint)
         return frame
 
@@ -488,7 +498,9 @@ class ReviewWindow(QMainWindow):
             grid.addWidget(b, i // 2, i % 2)
 
         self.reason_box = QComboBox()
-        self.reason_box.setPlaceholderText("reason: H M F R A B")
+        self.reason_box.setPlaceholderText(
+            "reason: " + " ".join(k for k, _ in browse.REASON_CODES.values())
+        )
         for code, (key, meaning) in browse.REASON_CODES.items():
             self.reason_box.addItem(f"{key} · {code}", code)
             self.reason_box.setItemData(
@@ -691,6 +703,7 @@ class ReviewWindow(QMainWindow):
         else:
             self.summary.setText(f"{cells.items} items · no paired item")
         self.disagreements_button.setText(f"All disagreements ({cells.total - cells.agreeing})")
+        self.awaiting_button.setText(f"Awaiting adjudication ({cells.awaiting})")
 
     def _show_gate(self, gate: browse.GateStatus) -> None:
         state = "none" if gate.passed is None else ("pass" if gate.passed else "fail")
@@ -714,6 +727,8 @@ class ReviewWindow(QMainWindow):
         c, s = self.cells, self.selection
         if c is None:
             return None
+        if s.requested:
+            return c.awaiting
         if s.human is not None and s.model is not None:
             return c.count(s.human, s.model)
         if s.human is not None:

@@ -21,6 +21,7 @@ from station.pipeline.assess import Assessed
 from station.pipeline.intake import utc_now
 from station.pipeline.recorder import Ack
 from station.pipeline.records import (
+    ChallengeRecord,
     CorrectionRecord,
     DecisionRecord,
     Deferred,
@@ -87,6 +88,7 @@ class Outcome:
     label: str
     decided_by: DecidedBy
     saved_item_id: int | None = None
+    challenged: bool = False  # an automatic decision the inspector sent to adjudication
 
 
 class DecisionDesk:
@@ -238,6 +240,24 @@ class DecisionDesk:
         self._last = (replace(outcome, uid=w.corrects or rec.uid), w, t)
         self._sent(rec, outcome)
         return rec.uid
+
+    def challenge(self) -> Outcome | None:
+        """The inspector doubts the newest automatic decision still on the strip: it goes to a
+        QA lead for adjudication (recorded, durable like a decision). None when there is no
+        automatic decision to challenge, or it was challenged already."""
+        for o in self.recent:
+            if o.decided_by is DecidedBy.model and not o.challenged:
+                o.challenged = True
+                rec = ChallengeRecord(
+                    uid=new_uid(), item_uid=o.uid, operator_id=self.operator_id, at=self.now()
+                )
+                self.pending_writes += 1
+                result = self.send(rec)
+                if isinstance(result, Ack):
+                    self.acknowledge(result)
+                self._changed()
+                return o
+        return None
 
     def undo_seconds_left(self) -> float:
         if self._last is None:

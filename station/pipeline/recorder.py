@@ -27,13 +27,14 @@ from pathlib import Path
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from db.engine import BUSY_TIMEOUT_MS, session_scope
 from db.errors import DbError, IntegrityProblem
-from db.models import DecidedBy, Disposition, Level
+from db.models import AdjudicationRequest, ChosenFor, DecidedBy, Disposition, Item, Level
 from db.repo import effective_decision, record_human_decision
 from station.pipeline.records import (
+    ChallengeRecord,
     CorrectionRecord,
     Deferred,
     InspectionRecord,
@@ -239,6 +240,8 @@ class Recorder:
             wait = RETRY_LOCK_WAIT_MS if check_existing else WRITE_LOCK_WAIT_MS
             conn.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
         try:
+            if isinstance(rec, ChallengeRecord):
+                return self._write_challenge(session, rec)
             if not isinstance(rec, InspectionRecord):
                 return self._write_correction(session, rec)
             if check_existing:
@@ -254,6 +257,35 @@ class Recorder:
             if self._sqlite:  # the pooled connection goes back with the engine's own wait
                 with contextlib.suppress(Exception):
                     conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def _write_challenge(self, session: Session, rec: ChallengeRecord) -> tuple[int, int | None]:
+        """The item goes to adjudication, once however often it is challenged or retried."""
+        ids = self._uid_to_ids.get(rec.item_uid)
+        item = (
+            session.get(Item, ids[0])
+            if ids is not None
+            else find_item_by_uid(session=session, uid=rec.item_uid)
+        )
+        if item is None or item.id is None:
+            raise IntegrityProblem(f"cannot challenge decision {rec.item_uid}: item not found")
+        already = session.exec(
+            select(AdjudicationRequest).where(
+                AdjudicationRequest.item_id == item.id,
+                AdjudicationRequest.reason == ChosenFor.challenge.value,
+            )
+        ).first()
+        if already is None:
+            session.add(
+                AdjudicationRequest(
+                    item_id=item.id,
+                    station_id=item.station_id,
+                    reason=ChosenFor.challenge.value,
+                    probability=1.0,
+                    operator_id=rec.operator_id,
+                    created_at=rec.at,
+                )
+            )
+        return item.id, None
 
     def _write_correction(self, session: Session, rec: CorrectionRecord) -> tuple[int, int | None]:
         ids = self._uid_to_ids.get(rec.corrects_uid)

@@ -110,7 +110,19 @@ class CorrectionRecord:
     kind: str = "correction"
 
 
-Record = InspectionRecord | CorrectionRecord
+@dataclass(frozen=True)
+class ChallengeRecord:
+    """An inspector doubts an automatic decision: the item goes to adjudication (a request
+    with reason "challenge"); it is never a decision, and never uniform evidence."""
+
+    uid: str
+    item_uid: str  # the uid of the item's record
+    operator_id: int
+    at: datetime
+    kind: str = "challenge"
+
+
+Record = InspectionRecord | CorrectionRecord | ChallengeRecord
 
 
 @dataclass(frozen=True)
@@ -221,6 +233,8 @@ def _decision(d: dict[str, Any] | None, ok_label: str) -> DecisionRecord | None:
 def from_json(line: str, *, ok_label: str = "ok") -> Record:
     """A spooled record; `ok_label` is the station's defect-free label (for old spools)."""
     d = json.loads(line, object_hook=_hook)
+    if d.get("kind") == "challenge":
+        return ChallengeRecord(**d)
     if d.get("kind") == "correction":
         dec = _decision(d.pop("decision"), ok_label)
         assert dec is not None

@@ -351,6 +351,10 @@ class StationWindow(QMainWindow):
     def undo(self) -> bool:
         return self.desk.undo()
 
+    def challenge(self) -> bool:
+        """X: the newest automatic decision goes to a QA lead (partial / full)."""
+        return self.desk.challenge() is not None
+
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt API)
         key = event.key()
         label = self.labels.from_key(key_text(key))
@@ -370,6 +374,8 @@ class StationWindow(QMainWindow):
             self.view.reset_zoom()
         elif key == Qt.Key.Key_C and self.request_capture is not None:
             self.request_capture()
+        elif key == Qt.Key.Key_X:
+            self.challenge()
         else:
             super().keyPressEvent(event)
 
@@ -520,13 +526,18 @@ class StationWindow(QMainWindow):
         for o in list(desk.recent)[:12]:
             s = self.labels.short(o.label)
             if o.decided_by is DecidedBy.model:
-                s, auto = s + "*", True
+                s, auto = s + ("?" if o.challenged else "*"), True
             colour = theme.FAIL if self.labels.is_defect(o.label) else theme.PASS
             strip.append(f'<span style="color:{colour}">{s}</span>')
         self.recent.setText(
             "last items (newest first):<br>"
             + (" ".join(strip) if strip else "—")
-            + ("<br><span style='font-size:18px'>* = auto-decided</span>" if auto else "")
+            + (
+                "<br><span style='font-size:18px'>* = auto-decided · X challenges the newest "
+                "(? = sent to QA)</span>"
+                if auto
+                else ""
+            )
         )
         self.queue_label.setText(f"waiting: {len(desk.queue)}")
         self.footer.setText(

@@ -277,7 +277,7 @@ def test_item_detail_gives_probabilities_and_adjudication_history(engine: Engine
         ("ok", "dent", "ok", "model_false_reject"),
         ("dent", "scratch", "scratch", "human_false_reject"),  # named the wrong defect
         ("ok", "dent", "stain", None),  # both wrong: judgement
-        ("ok", "ok", "ok", None),
+        ("ok", "ok", "ok", "confirmed"),  # a truth-sample item where both were right
     ],
 )
 def test_suggested_reason_follows_from_who_was_wrong(
@@ -285,3 +285,38 @@ def test_suggested_reason_follows_from_who_was_wrong(
 ) -> None:
     assert browse.suggest_reason(human, model, label) == reason
     assert reason is None or reason in browse.REASON_CODES
+
+
+def test_the_adjudication_queue_lists_the_truth_sample_and_challenges(engine: Engine, fill) -> None:
+    """Items queued for adjudication (paired or not) are listed until adjudicated, and the
+    adjudication records why the item was chosen."""
+    from db.models import AdjudicationRequest, ChosenFor
+
+    ids: list[int] = []
+
+    def build(r: Records) -> None:
+        for i in range(6):
+            ids.append(r.item("ok", "ok"))
+
+    fill(build)
+    with Session(engine) as s:
+        s.add(
+            AdjudicationRequest(
+                item_id=ids[1], station_id=1, reason="truth_sample", probability=0.05
+            )
+        )
+        s.add(AdjudicationRequest(item_id=ids[4], station_id=1, reason="challenge"))
+        s.commit()
+    with engine.connect() as conn:
+        queued = browse.items(conn, ReportFilters(), requested=True)
+        assert [r.item_id for r in queued] == [ids[1], ids[4]]
+        assert browse.matrix_cells(conn, ReportFilters(), labels=LABELS).awaiting == 2
+    qa = _operator(engine, "quynh", Role.qa_lead)
+    browse.adjudicate(
+        engine, item_id=ids[1], operator=qa, label="ok", reason_code="confirmed", labels=LABELS
+    )
+    with Session(engine) as s:
+        adj = s.exec(select(Adjudication).where(Adjudication.item_id == ids[1])).one()
+    assert adj.chosen_for == ChosenFor.truth_sample.value
+    with engine.connect() as conn:
+        assert [r.item_id for r in browse.items(conn, ReportFilters(), requested=True)] == [ids[4]]

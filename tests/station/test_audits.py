@@ -66,3 +66,27 @@ def test_audits_that_find_nothing_leave_the_station_where_it_is(tmp_path) -> Non
         rig.core.desk.decide("ok")
     assert level_of(rig.engine, settings) is Level.partial
     assert rig.core.audit_test.history == [Verdict.accept]  # 91 clean audits accept p0
+
+
+def test_an_inspector_challenges_an_automatic_decision_with_one_key(tmp_path) -> None:
+    from db.models import AdjudicationRequest, ChosenFor
+    from station.pipeline.records import ChallengeRecord, from_json, to_json
+
+    settings = Settings(
+        data_dir=tmp_path,
+        levels=LevelSettings(audit_share_partial=0.0, blind_share_auto=0.0, truth_share=0.0),
+    )
+    predictor = FakePredictor(confident("ok", 0.999))
+    rig = make_rig(tmp_path, level=Level.partial, settings=settings, predictor=predictor)
+    route = rig.feed(phone_image(1))
+    assert route.decider.value == "model" and not route.needs_human
+    challenged = rig.core.desk.challenge()
+    assert challenged is not None and challenged.challenged
+    assert rig.core.desk.challenge() is None  # nothing else to challenge
+    with session_scope(rig.engine) as s:
+        (req,) = s.exec(select(AdjudicationRequest)).all()
+        assert req.reason == ChosenFor.challenge.value
+        assert req.operator_id == rig.core.desk.operator_id and req.item_id == rig.acks[0].item_id
+    # durable like a decision: it survives the spool's JSON
+    rec = ChallengeRecord(uid="c1", item_uid="i1", operator_id=3, at=req.created_at)
+    assert from_json(to_json(rec)) == rec

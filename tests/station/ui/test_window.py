@@ -612,3 +612,27 @@ def test_items_waiting_through_a_demotion_are_shown_as_the_lower_level_shows_the
             d.suggestion_shown for d in s.exec(select(HumanDecision).order_by(HumanDecision.id))
         ]
     assert shown == [True, False, False]
+
+
+def test_x_challenges_the_last_auto_decision_and_marks_it(qtbot, tmp_path):
+    from db.models import AdjudicationRequest
+
+    rig, win = open_window(
+        qtbot,
+        tmp_path,
+        Level.partial,
+        FakePredictor(lambda _i: confident("ok", 0.999)),
+        audit_share_partial=0,
+        blind_share_auto=0,
+    )
+    feed(rig, win)
+    assert win.view.badge.startswith("AUTO PASS")
+    qtbot.keyClick(win, Qt.Key.Key_X)
+    win.refresh()
+    assert "ok?" in win.recent.text().lower() and "sent to qa" in win.recent.text().lower()
+    with session_scope(rig.engine) as s:
+        (req,) = s.exec(select(AdjudicationRequest)).all()
+    assert req.reason == "challenge"
+    qtbot.keyClick(win, Qt.Key.Key_X)  # once per decision
+    with session_scope(rig.engine) as s:
+        assert len(s.exec(select(AdjudicationRequest)).all()) == 1
