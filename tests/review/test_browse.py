@@ -295,7 +295,7 @@ def test_the_adjudication_queue_lists_the_truth_sample_and_challenges(engine: En
     ids: list[int] = []
 
     def build(r: Records) -> None:
-        for i in range(6):
+        for _ in range(6):
             ids.append(r.item("ok", "ok"))
 
     fill(build)
