@@ -281,6 +281,25 @@ class ThresholdSet(SQLModel, table=True):
     note: str = ""
 
 
+class GoldenSample(SQLModel, table=True):
+    """A real labelled image a QA lead registered as a golden sample (`station golden add`):
+    slipped in among line items to measure inspectors, never the line's estimates. The image
+    lives in the image store by its hash."""
+
+    __tablename__ = "golden_sample"
+    __table_args__ = (UniqueConstraint("set_name", "image_sha256", name="uq_golden_set_image"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    set_name: str = Field(max_length=64, index=True)
+    label: str = Field(max_length=64)
+    image_sha256: str = Field(max_length=64)
+    image_path: str = ""  # relative to the image store root
+    source_path: str = ""  # where it was registered from (for the record only)
+    added_by: int | None = Field(default=None, foreign_key="operator.id")
+    added_at: datetime = Field(default_factory=utcnow)
+    active: bool = True
+
+
 class LevelChange(SQLModel, table=True):
     """Every change of a station's automation level; the latest row is the level in force."""
 
@@ -339,5 +358,6 @@ ALL_TABLES = [
     Adjudication,
     GateEvaluation,
     ThresholdSet,
+    GoldenSample,
     LevelChange,
 ]

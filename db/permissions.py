@@ -10,6 +10,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "inspect": frozenset({Role.inspector, Role.qa_lead, Role.engineer}),
     "review": frozenset({Role.qa_lead, Role.engineer}),
     "adjudicate": frozenset({Role.qa_lead}),
+    "register_golden": frozenset({Role.qa_lead}),
     "set_level": frozenset({Role.engineer}),
     "override_gate": frozenset({Role.engineer}),
     "deploy_model": frozenset({Role.engineer}),

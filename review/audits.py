@@ -12,8 +12,14 @@ is p0 is demoted within one test, beta the chance one at p1 is accepted in it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from db.models import HumanDecision, Item, LevelChange, Prediction, Slot
 
 
 class Verdict(StrEnum):
@@ -73,3 +79,45 @@ class AuditSPRT:
         if verdict is Verdict.accept:
             self.llr, self.audits, self.escapes = 0.0, 0, 0
         return verdict
+
+
+def audit_outcomes(conn: Connection, station_id: int, ok: str) -> list[bool]:
+    """The audited auto-passes of the station since its last level change, oldest first: True
+    where the auditor found a defect. What a station replays into its SPRT when it starts, so a
+    restart does not wipe the evidence against the model."""
+    lc = LevelChange.__table__  # type: ignore[attr-defined]
+    hd = HumanDecision.__table__  # type: ignore[attr-defined]
+    item = Item.__table__  # type: ignore[attr-defined]
+    pred = Prediction.__table__  # type: ignore[attr-defined]
+    since = conn.execute(
+        select(lc.c.changed_at)
+        .where(lc.c.station_id == station_id)
+        .order_by(lc.c.id.desc())
+        .limit(1)
+    ).scalar()
+    q = (
+        select(hd.c.label)
+        .select_from(hd.join(item, item.c.id == hd.c.item_id))
+        .where(
+            item.c.station_id == station_id,
+            hd.c.audit.is_(True),
+            hd.c.supersedes_id.is_(None),
+            hd.c.item_id.in_(
+                select(pred.c.item_id).where(pred.c.slot == Slot.champion.name, pred.c.label == ok)
+            ),
+        )
+        .order_by(hd.c.id)
+    )
+    if since is not None:
+        q = q.where(hd.c.decided_at >= since)
+    return [str(label) != ok for (label,) in conn.execute(q)]
+
+
+def replay(test: AuditSPRT, outcomes: Iterable[bool]) -> Verdict:
+    """Feed recorded outcomes into a fresh test; the last verdict (reject: demote now)."""
+    verdict = Verdict.continue_
+    for escaped in outcomes:
+        verdict = test.update(escaped)
+        if verdict is Verdict.reject:
+            break
+    return verdict

@@ -22,11 +22,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from db.engine import session_scope
 from db.errors import IntegrityProblem
 from db.models import Level, LevelChange
-from review.audits import AuditSPRT, Verdict
+from review.audits import AuditSPRT, Verdict, audit_outcomes, replay
 from review.rules import DecisionRule
 from station.errors import ModelRefused
 from station.levels import LevelWatch, demote_automatically
@@ -92,6 +93,7 @@ class StationCore:
         a = settings.audits
         self.audit_test = AuditSPRT(a.sprt_p0, a.sprt_p1, a.sprt_alpha, a.sprt_beta)
         self.desk.on_audit = self._audited
+        self._replay_audits(settings.ok_class)
 
     # ------------------------------------------------------------------ the model
 
@@ -133,11 +135,25 @@ class StationCore:
         self.levels.note(Level.human_only)
         return change
 
+    def _replay_audits(self, ok: str) -> None:
+        """The audits since the last level change, into the SPRT: a restart keeps the evidence
+        (and demotes at once when it already says so)."""
+        try:
+            with self.engine.connect() as conn:
+                outcomes = audit_outcomes(conn, self.station_id, ok)
+        except SQLAlchemyError as e:
+            log.warning("could not read the audits since the last level change: %s", e)
+            return
+        if replay(self.audit_test, outcomes) is Verdict.reject:
+            self._demote_for_audits()
+
     def _audited(self, escaped: bool) -> None:
         """An audited auto-pass was decided (desk thread): the SPRT weighs it, and a reject
         steps the station down to assist through the level service (recorded as automatic)."""
-        if self.audit_test.update(escaped) is not Verdict.reject:
-            return
+        if self.audit_test.update(escaped) is Verdict.reject:
+            self._demote_for_audits()
+
+    def _demote_for_audits(self) -> None:
         cause = f"audits show too many escapes: {self.audit_test.describe()}"
         self.levels.cap(Level.assist)
         try:

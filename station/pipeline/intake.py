@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -89,9 +89,20 @@ class Captured:
         return result.error if isinstance(result, Unstored) else None
 
 
+class GoldenSource(Protocol):
+    """Where golden samples come from: `draw()` after each line item (None: none this time)."""
+
+    source_name: str
+
+    def draw(self) -> Frame | None: ...
+
+
 class GoldenSamples:
     """Known-truth stills from the synthetic line (at their own seed), drawn after a line item
-    with chance `share`; the inspector cannot tell them from line items."""
+    with chance `share`; the inspector cannot tell them from line items. Only for the synthetic
+    line: a real line draws from its registered sets (station.golden.RegisteredGolden)."""
+
+    source_name = GOLDEN_SOURCE
 
     def __init__(
         self, share: float, *, seed: int = 7919, size: tuple[int, int] = (1280, 720)
@@ -128,7 +139,7 @@ class Intake:
         store: ImageStore | None,
         source_name: str | None = None,
         trigger: Trigger | None = None,
-        golden: GoldenSamples | None = None,
+        golden: GoldenSource | None = None,
         now: Callable[[], datetime] = utc_now,
         on_state: Callable[[CaptureState, str], None] | None = None,
         on_frame: Callable[[Frame], None] | None = None,
@@ -236,7 +247,10 @@ class Intake:
                 yield self._captured(item, self.source_name, golden=False)
                 golden = self.golden.draw() if self.golden is not None else None
                 if golden is not None and not should_stop():
-                    yield self._captured(item_from_frame(golden), GOLDEN_SOURCE, golden=True)
+                    assert self.golden is not None
+                    yield self._captured(
+                        item_from_frame(golden), self.golden.source_name, golden=True
+                    )
         finally:
             capture.stop()
             self._pool.shutdown(wait=True)

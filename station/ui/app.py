@@ -27,10 +27,11 @@ from station.errors import AuthError, StationError
 from station.frames.sources import open_source
 from station.frames.store import ImageStore
 from station.frames.types import FrameSource
+from station.golden import golden_source
 from station.levels import set_level
 from station.pipeline.assess import ModelInUse, open_model
 from station.pipeline.core import StationCore
-from station.pipeline.intake import GoldenSamples, Intake
+from station.pipeline.intake import Intake
 from station.pipeline.predictor import ModelInfo, Predictor, load_predictor
 from station.pipeline.recorder import BackgroundRecorder, Recorder
 from station.settings import Settings
@@ -107,13 +108,18 @@ class StationApp:
         if level_note or self.recorder.unclaimed:
             self.core.status.notice(level_note or self.recorder.unclaimed)
         source = (source_factory or open_source)(settings.camera_source)
+        store = ImageStore(settings.image_dir)
+        golden, golden_note = golden_source(
+            engine, settings.levels.golden_share, store, camera_source=settings.camera_source
+        )
+        if golden_note:  # beside any notice already up
+            earlier = level_note or self.recorder.unclaimed
+            self.core.status.notice(f"{earlier}; {golden_note}" if earlier else golden_note)
         intake = Intake(
             source,
-            store=ImageStore(settings.image_dir),
+            store=store,
             source_name=settings.camera_source,
-            golden=GoldenSamples(settings.levels.golden_share)
-            if settings.levels.golden_share > 0
-            else None,
+            golden=golden,
             keep_trying_to_open=True,
         )
 

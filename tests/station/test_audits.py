@@ -90,3 +90,27 @@ def test_an_inspector_challenges_an_automatic_decision_with_one_key(tmp_path) ->
     # durable like a decision: it survives the spool's JSON
     rec = ChallengeRecord(uid="c1", item_uid="i1", operator_id=3, at=req.created_at)
     assert from_json(to_json(rec)) == rec
+
+
+def test_a_restart_keeps_the_audit_evidence(tmp_path) -> None:
+    """Two escapes, a restart, one more: the station is demoted (the SPRT is replayed from the
+    record at start, not wiped)."""
+    from station.pipeline.core import StationCore
+
+    settings, rig = _audited_partial(tmp_path)
+    for i in range(2):
+        rig.feed(phone_image(i))
+        rig.core.desk.decide("dent")
+    assert level_of(rig.engine, settings) is Level.partial
+    restarted = make_rig(
+        tmp_path,
+        level=Level.partial,
+        settings=settings,
+        predictor=rig.predictor,
+        engine=rig.engine,
+    )
+    assert isinstance(restarted.core, StationCore)
+    assert restarted.core.audit_test.escapes == 2
+    restarted.feed(phone_image(5))
+    restarted.core.desk.decide("dent")
+    assert level_of(rig.engine, settings) is Level.assist
