@@ -341,3 +341,29 @@ def champion_version(session: Session, station_id: int) -> ModelVersion | None:
         .order_by(col(Prediction.id).desc())
     ).first()
     return session.get(ModelVersion, latest) if latest is not None else None
+
+
+def record_automatic_demotion(
+    *,
+    session: Session,
+    station_id: int,
+    cause: str,
+    to_level: Level,
+    default: Level = Level.human_only,
+) -> LevelChange | None:
+    """The system steps a station down to `to_level` (recorded as automatic, with its cause);
+    nothing when it is already at or below it. Never a promotion. The one writer behind
+    station.levels.demote_automatically and the audit test of review.audits."""
+    now = current_level(session=session, station_id=station_id, default=default)
+    if now.rank <= to_level.rank:
+        return None
+    return record_level_change(
+        session=session,
+        change=LevelChange(
+            station_id=station_id,
+            from_level=now,
+            to_level=to_level,
+            reason=cause,
+            automatic=True,
+        ),
+    )

@@ -1,7 +1,8 @@
 """Watching the model after it has taken over: Wald's sequential probability ratio test on the
 audits of its auto-passes (partial and full automation).
 
-Each audited auto-pass is an escape (the blind auditor found a defect) or not. The test weighs
+Each audited auto-pass is an escape or not: not when the blind auditor passed it, and, when the
+auditor flagged it, as its adjudication says (`audit_outcomes`). The test weighs
 "the escape rate is p1" (too many: demote) against "it is p0" (acceptable) after every audit:
 it rejects (demotes) when the log likelihood ratio reaches log((1 - beta) / alpha), and when it
 falls to log(beta / (1 - alpha)) the rate is accepted as p0 and the test starts again (a repeated
@@ -18,8 +19,10 @@ from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlmodel import Session
 
-from db.models import HumanDecision, Item, LevelChange, Prediction, Slot
+from db.models import Adjudication, HumanDecision, Item, Level, LevelChange, Prediction, Slot
+from db.repo import record_automatic_demotion
 
 
 class Verdict(StrEnum):
@@ -30,10 +33,11 @@ class Verdict(StrEnum):
 
 @dataclass
 class AuditSPRT:
-    p0: float
-    p1: float
-    alpha: float
-    beta: float
+    # Defaults: station.settings.AuditSettings'.
+    p0: float = 0.005
+    p1: float = 0.03
+    alpha: float = 0.01
+    beta: float = 0.10
     llr: float = 0.0
     audits: int = 0  # in the test now running
     escapes: int = 0
@@ -82,21 +86,33 @@ class AuditSPRT:
 
 
 def audit_outcomes(conn: Connection, station_id: int, ok: str) -> list[bool]:
-    """The audited auto-passes of the station since its last level change, oldest first: True
-    where the auditor found a defect. What a station replays into its SPRT when it starts, so a
-    restart does not wipe the evidence against the model."""
+    """The final outcomes of the station's audited auto-passes since its last level change,
+    oldest first: True for an escape.
+
+    An audit the auditor passed is final (not an escape). One the auditor flagged is queued for
+    adjudication and counts only once adjudicated, as the adjudication says: an auditor's false
+    alarm (a good phone called defective, 5% of the time for a 95% inspector) must not demote a
+    model that made no mistake. Flagged audits still waiting are left out."""
     lc = LevelChange.__table__  # type: ignore[attr-defined]
     hd = HumanDecision.__table__  # type: ignore[attr-defined]
     item = Item.__table__  # type: ignore[attr-defined]
     pred = Prediction.__table__  # type: ignore[attr-defined]
+    adj = Adjudication.__table__  # type: ignore[attr-defined]
     since = conn.execute(
         select(lc.c.changed_at)
         .where(lc.c.station_id == station_id)
         .order_by(lc.c.id.desc())
         .limit(1)
     ).scalar()
+    latest_adj = (
+        select(adj.c.label)
+        .where(adj.c.item_id == hd.c.item_id)
+        .order_by(adj.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     q = (
-        select(hd.c.label)
+        select(hd.c.label, latest_adj)
         .select_from(hd.join(item, item.c.id == hd.c.item_id))
         .where(
             item.c.station_id == station_id,
@@ -110,14 +126,43 @@ def audit_outcomes(conn: Connection, station_id: int, ok: str) -> list[bool]:
     )
     if since is not None:
         q = q.where(hd.c.decided_at >= since)
-    return [str(label) != ok for (label,) in conn.execute(q)]
+    out: list[bool] = []
+    for auditor, adjudicated in conn.execute(q):
+        if adjudicated is not None:
+            out.append(str(adjudicated) != ok)
+        elif str(auditor) == ok:
+            out.append(False)
+    return out
 
 
 def replay(test: AuditSPRT, outcomes: Iterable[bool]) -> Verdict:
-    """Feed recorded outcomes into a fresh test; the last verdict (reject: demote now)."""
+    """Feed outcomes into a fresh test; the verdict that stopped it (reject: demote now)."""
     verdict = Verdict.continue_
     for escaped in outcomes:
         verdict = test.update(escaped)
         if verdict is Verdict.reject:
             break
     return verdict
+
+
+def check_audits(
+    conn: Connection, station_id: int, ok: str, test: AuditSPRT
+) -> tuple[Verdict, str]:
+    """Run the SPRT over the station's final audit outcomes (since its last level change):
+    the verdict, and the words for a demotion."""
+    verdict = replay(test, audit_outcomes(conn, station_id, ok))
+    return verdict, f"audits show too many escapes: {test.describe()}"
+
+
+def demote_on_audits(
+    session: Session, station_id: int, ok: str, test: AuditSPRT
+) -> LevelChange | None:
+    """After an audit's outcome became final (its adjudication): a reject steps a station at
+    partial or full down to assist, recorded as automatic. A running station follows within a
+    second (its level watch)."""
+    verdict, cause = check_audits(session.connection(), station_id, ok, test)
+    if verdict is not Verdict.reject:
+        return None
+    return record_automatic_demotion(
+        session=session, station_id=station_id, cause=cause, to_level=Level.assist
+    )

@@ -9,6 +9,7 @@ in the window and the same cell in an exported report count the same items.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from db.models import (
     Adjudication,
     AdjudicationRequest,
     ChosenFor,
+    HumanDecision,
     Item,
     Level,
     ModelVersion,
@@ -32,6 +34,7 @@ from db.permissions import allowed, refusal
 from db.repo import current_level, final_disposition, record_adjudication
 from review import query as Q
 from review import stats as S
+from review.audits import AuditSPRT, demote_on_audits
 from review.errors import AdjudicationRefused
 from review.gates import GateRules
 from review.labels import LabelSet
@@ -340,6 +343,14 @@ def suggest_reason(human: str | None, model: str | None, label: str, ok: str = "
     return f"{side}_missed" if said == ok else f"{side}_false_reject"
 
 
+def _was_audited(session: Any, item_id: int) -> bool:
+    hd = HumanDecision.__table__  # type: ignore[attr-defined]
+    found = session.execute(
+        select(hd.c.id).where(hd.c.item_id == item_id, hd.c.audit.is_(True)).limit(1)
+    ).first()
+    return found is not None
+
+
 def chosen_for_item(session: Any, item_id: int) -> str:
     """Why this item is being adjudicated: the truth sample when it was drawn into it (whatever
     else it shows: dropping its disagreements would bias the sample), else a challenge, else a
@@ -361,6 +372,7 @@ def adjudicate(
     reason_code: str,
     note: str = "",
     labels: LabelSet,
+    audit_test: Callable[[], AuditSPRT] = AuditSPRT,
 ) -> Adjudication:
     """Record a QA lead's label for an item; it becomes the item's final disposition (the truth
     later retraining uses). The level and threshold version of the item's disposition carry over."""
@@ -388,7 +400,7 @@ def adjudicate(
         else:
             level = current_level(session=session, station_id=item.station_id)
             threshold_version = ""
-        return record_adjudication(
+        recorded = record_adjudication(
             session=session,
             adjudication=Adjudication(
                 item_id=item_id,
@@ -401,6 +413,10 @@ def adjudicate(
             level=level,
             threshold_version=threshold_version,
         )
+        if _was_audited(session, item_id):
+            # An audit's outcome is final now: the SPRT on the station's audits may demote it.
+            demote_on_audits(session, item.station_id, labels.ok, audit_test())
+        return recorded
 
 
 # --------------------------------------------------------------------------- filters, gate, export

@@ -32,6 +32,7 @@ from db.repo import (
     current_level,
     find_station,
     get_or_create_station,
+    record_automatic_demotion,
     record_gate_evaluation,
     record_level_change,
 )
@@ -220,18 +221,8 @@ def demote_automatically(
     """The system steps the station down to `to_level` (recorded as automatic, with its cause);
     nothing when the station is already at or below it. Never a promotion."""
     with session_scope(engine) as s:
-        now = current_level(session=s, station_id=station_id, default=default)
-        if now.rank <= to_level.rank:
-            return None
-        return record_level_change(
-            session=s,
-            change=LevelChange(
-                station_id=station_id,
-                from_level=now,
-                to_level=to_level,
-                reason=cause,
-                automatic=True,
-            ),
+        return record_automatic_demotion(
+            session=s, station_id=station_id, cause=cause, to_level=to_level, default=default
         )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from db.errors import DbError
 from db.models import Level, Operator
 from review import browse
+from review.audits import AuditSPRT
 from review.errors import ReviewError
 from review.gates import GateRules
 from review.labels import LabelSet
@@ -104,6 +105,8 @@ class ReviewConfig:
     default_level: Level = Level.human_only
     item_limit: int = browse.DEFAULT_ITEM_LIMIT
     filters: ReportFilters = field(default_factory=ReportFilters)
+    # The audit SPRT an adjudication of an audit runs (settings [audits]).
+    audit_test: Callable[[], AuditSPRT] = AuditSPRT
 
 
 @dataclass(frozen=True)
@@ -968,6 +971,7 @@ class ReviewWindow(QMainWindow):
                 reason_code=reason,
                 note=self.note_edit.text(),
                 labels=self.label_set,
+                audit_test=self.config.audit_test,
             )
         except (ReviewError, DbError, SQLAlchemyError) as e:
             self._say(f"not saved: {e}", error=True)

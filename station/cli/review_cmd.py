@@ -65,13 +65,16 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
 
+        from review.audits import AuditSPRT
         from review.ui import ReviewConfig, run
 
+        a = settings.audits
         config_ = ReviewConfig(
             image_root=settings.image_dir,
             labels=settings.labels,
             rules=settings.gates.rules,
             default_level=Level(settings.levels.default),
             filters=filters,
+            audit_test=lambda: AuditSPRT(a.sprt_p0, a.sprt_p1, a.sprt_alpha, a.sprt_beta),
         )
         raise typer.Exit(run(engine, operator, config_))

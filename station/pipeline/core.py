@@ -22,12 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from db.engine import session_scope
 from db.errors import IntegrityProblem
 from db.models import Level, LevelChange
-from review.audits import AuditSPRT, Verdict, audit_outcomes, replay
 from review.rules import DecisionRule
 from station.errors import ModelRefused
 from station.levels import LevelWatch, demote_automatically
@@ -90,10 +88,6 @@ class StationCore:
             now=now,
         )
         self.fallback = ModelFallback(model=self.model, status=self.status, demote=self._demote)
-        a = settings.audits
-        self.audit_test = AuditSPRT(a.sprt_p0, a.sprt_p1, a.sprt_alpha, a.sprt_beta)
-        self.desk.on_audit = self._audited
-        self._replay_audits(settings.ok_class)
 
     # ------------------------------------------------------------------ the model
 
@@ -134,44 +128,6 @@ class StationCore:
         )
         self.levels.note(Level.human_only)
         return change
-
-    def _replay_audits(self, ok: str) -> None:
-        """The audits since the last level change, into the SPRT: a restart keeps the evidence
-        (and demotes at once when it already says so)."""
-        try:
-            with self.engine.connect() as conn:
-                outcomes = audit_outcomes(conn, self.station_id, ok)
-        except SQLAlchemyError as e:
-            log.warning("could not read the audits since the last level change: %s", e)
-            return
-        if replay(self.audit_test, outcomes) is Verdict.reject:
-            self._demote_for_audits()
-
-    def _audited(self, escaped: bool) -> None:
-        """An audited auto-pass was decided (desk thread): the SPRT weighs it, and a reject
-        steps the station down to assist through the level service (recorded as automatic)."""
-        if self.audit_test.update(escaped) is Verdict.reject:
-            self._demote_for_audits()
-
-    def _demote_for_audits(self) -> None:
-        cause = f"audits show too many escapes: {self.audit_test.describe()}"
-        self.levels.cap(Level.assist)
-        try:
-            demote_automatically(
-                self.engine,
-                station_id=self.station_id,
-                cause=cause,
-                to_level=Level.assist,
-                default=self.levels.default,
-            )
-        except Exception as e:  # held locally (the cap stays) until it can be recorded
-            log.error("could not record the demotion (%s): %s", cause, e)
-        else:
-            self.levels.note(Level.assist)
-            self.levels.cap(None)  # the record says assist now; a later promotion is gated
-        self.audit_test = AuditSPRT(
-            self.audit_test.p0, self.audit_test.p1, self.audit_test.alpha, self.audit_test.beta
-        )
 
     # ------------------------------------------------------------------ one thread from here
 

@@ -30,7 +30,7 @@ from station.pipeline.records import (
     inspection_record,
     new_uid,
 )
-from station.pipeline.router import Decider, ModelCall, Plan, Route, Router
+from station.pipeline.router import Decider, Plan, Route, Router
 
 UNDO_WINDOW_S = 5.0
 
@@ -120,8 +120,6 @@ class DecisionDesk:
         self.hold: str | None = None
         self._last: tuple[Outcome, Waiting, float] | None = None
         self.listeners: list[Callable[[], None]] = []
-        # Told of every audited auto-pass as it is decided: True when the auditor found a defect.
-        self.on_audit: Callable[[bool], None] | None = None
 
     # ------------------------------------------------------------------ items in
 
@@ -227,15 +225,13 @@ class DecisionDesk:
             )
         else:
             truth = self.router.truth_sample(w.route)
-            rec = self._record(w.assessed, w.route, decision, final, by, truth_sample=truth)
+            # An auditor who disagrees with the model's call sends the item to adjudication:
+            # the audit counts (review.audits) once a QA lead has settled it.
+            flagged = w.route.audit and label != w.route.model_label
+            rec = self._record(
+                w.assessed, w.route, decision, final, by, truth_sample=truth, audit_flagged=flagged
+            )
         outcome = Outcome(rec.uid, w.seq, label, DecidedBy.human)
-        if (
-            self.on_audit is not None
-            and w.route.audit
-            and w.route.model_call is ModelCall.auto_pass
-            and w.corrects is None
-        ):
-            self.on_audit(label != self.labels.ok)
         # An undo corrects the item's first record; the correction's own uid is only for acks.
         self._last = (replace(outcome, uid=w.corrects or rec.uid), w, t)
         self._sent(rec, outcome)
@@ -290,6 +286,7 @@ class DecisionDesk:
         decided_by: DecidedBy,
         *,
         truth_sample: float | None = None,
+        audit_flagged: bool = False,
     ) -> InspectionRecord | Deferred:
         """The item's record; Deferred (built by the recorder's thread) while its image is still
         being written, so this thread never waits for the disk."""
@@ -306,6 +303,7 @@ class DecisionDesk:
                 decided_by=decided_by,
                 threshold_version=route.plan.rule_version,
                 truth_sample=truth_sample,
+                audit_flagged=audit_flagged,
             )
 
         return build() if assessed.captured.stored.done() else Deferred(uid, build)

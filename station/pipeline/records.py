@@ -92,6 +92,8 @@ class InspectionRecord:
     kind: str = "item"
     # Drawn into the truth sample (queued for adjudication): the chance it had; None: not drawn.
     truth_sample: float | None = None
+    # An audit whose auditor disagreed with the model's call: queued for adjudication.
+    audit_flagged: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ def inspection_record(
     decided_by: DecidedBy,
     threshold_version: str,
     truth_sample: float | None = None,
+    audit_flagged: bool = False,
 ) -> InspectionRecord:
     """The record of a new item: what was captured, what the guard and the model said, who
     decided what, at which level. Waits for the image store (call it off the GUI thread, or once
@@ -199,6 +202,7 @@ def inspection_record(
         level=route.plan.level.value,
         threshold_version=threshold_version,
         truth_sample=truth_sample,
+        audit_flagged=audit_flagged,
     )
 
 
@@ -381,14 +385,19 @@ def write_inspection(
         decision=decision,
         disposition=disposition,
     )
+    queued = []
     if rec.truth_sample is not None:
+        queued.append((ChosenFor.truth_sample, float(rec.truth_sample)))
+    if rec.audit_flagged:
+        queued.append((ChosenFor.disagreement, 1.0))
+    for reason, probability in queued:
         assert item.id is not None
         session.add(
             AdjudicationRequest(
                 item_id=item.id,
                 station_id=rec.station_id,
-                reason=ChosenFor.truth_sample.value,
-                probability=float(rec.truth_sample),
+                reason=reason.value,
+                probability=probability,
                 model_version_id=disposition.model_version_id,
             )
         )
