@@ -36,6 +36,9 @@ class GateRules:
     partial_to_full_min_coverage: float = 0.95
     partial_to_full_min_audited: int = 600
     partial_to_full_max_audit_escapes: int = 0
+    # Per critical class, the most its miss rate's upper 95% bound may be at partial and full
+    # (review.misses), e.g. {"crack": 0.02}. Empty: no per-class condition.
+    max_miss_upper95: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> GateRules:
@@ -48,6 +51,9 @@ class GateRules:
             )
         values: dict[str, Any] = {}
         for key, raw in data.items():
+            if key == "max_miss_upper95":
+                values[key] = _class_limits(raw)
+                continue
             want = int if known[key].type in ("int", int) else float
             try:
                 if isinstance(raw, bool):
@@ -81,11 +87,30 @@ class GateRules:
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} = {getattr(self, name)} (expected >= 0)")
+        for cls, limit in self.max_miss_upper95.items():
+            if not 0.0 < limit < 1.0:
+                problems.append(f"max_miss_upper95[{cls}] = {limit} (expected in (0, 1))")
         if problems:
             raise GateRuleError("bad gate rules: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["max_miss_upper95"] = dict(self.max_miss_upper95)
+        return d
+
+
+def _class_limits(raw: Any) -> dict[str, float]:
+    if not isinstance(raw, Mapping):
+        raise GateRuleError(
+            f"gate rule max_miss_upper95 = {raw!r}: expected a table of class = rate, "
+            "e.g. {crack = 0.02}"
+        )
+    out: dict[str, float] = {}
+    for cls, limit in raw.items():
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            raise GateRuleError(f"gate rule max_miss_upper95[{cls}] = {limit!r}: expected a number")
+        out[str(cls)] = float(limit)
+    return out
 
 
 class Evidence(TypedDict, total=False):
@@ -131,6 +156,7 @@ class Evidence(TypedDict, total=False):
     rule_escape_reference: str
     rule_escape_vs_inspector: dict[str, Any]
     rule_escape_known_truth: dict[str, Any] | None
+    rule_miss_by_class: dict[str, dict[str, Any]]  # review.misses.miss_rates
     # Audits (blind human checks) of auto-passed items, and escapes found among them.
     audited: int
     audit_escapes: int
@@ -252,6 +278,15 @@ def _escape_checks(ev: Mapping[str, Any], r: GateRules, min_coverage: float) -> 
     gate certifies exactly that rule, never a threshold found by its own search."""
     version = ev.get("rule_version")
     in_force = version is not None
+    misses: Mapping[str, Mapping[str, Any]] = ev.get("rule_miss_by_class") or {}
+    per_class = [
+        _at_most(
+            f"miss rate of class {cls}, upper 95% bound (truth sample, any number of looks)",
+            (misses.get(cls) or {}).get("upper95") if in_force else None,
+            limit,
+        )
+        for cls, limit in sorted(r.max_miss_upper95.items())
+    ]
     return [
         Check(
             "approved thresholds in force",
@@ -270,6 +305,7 @@ def _escape_checks(ev: Mapping[str, Any], r: GateRules, min_coverage: float) -> 
             ev.get("rule_escape_upper95") if in_force else None,
             r.max_escape_upper95,
         ),
+        *per_class,
     ]
 
 

@@ -293,9 +293,24 @@ def _gates(g: Mapping[str, Any]) -> str:
             )
         out.append("</table>")
         out.append(
-            f"<p class='muted'>{n.get('rule_truth_pending', 0)} drawn into the truth sample "
-            "wait for adjudication.</p>"
+            f"<p class='muted'>Items drawn into the truth sample still waiting for a QA lead: "
+            f"{n.get('rule_truth_pending', 0)}.</p>"
         )
+        misses: Mapping[str, Mapping[str, Any]] = n.get("rule_miss_by_class") or {}
+        if misses:
+            out.append(
+                "<table><tr><th class='l'>class</th><th>miss rate</th><th>upper 95%</th>"
+                "<th>missed in truth sample</th><th>failed by the model</th></tr>"
+            )
+            for cls, m in misses.items():
+                out.append(
+                    f"<tr><td class='l'>{_e(cls)}</td><td>{_pct(m.get('rate'), 2)}</td>"
+                    f"<td>{_pct(m.get('upper95'), 2)}</td><td>{_e(m.get('truth_misses'))}</td>"
+                    f"<td>{_e(m.get('failed_by_model'))}</td></tr>"
+                )
+            out.append("</table>")
+            first = next(iter(misses.values()))
+            out.append(f"<p class='muted'>miss rates: {_e(first.get('reference'))}</p>")
     return "".join(out)
 
 

@@ -267,7 +267,10 @@ def gate_evidence(
     ev_filters = dataclasses.replace(filters, evidence_only=True)
     with Q.materialized(conn, ev_filters) as f:
         ev, sel = _evidence_from(conn, f, list(labels.all), labels.ok, rules, drift_alarm_open)
-    ev.update(rule_evidence(conn, ev_filters, labels.ok, rule, rules.max_escape_upper95))  # type: ignore[typeddict-item]
+    judged = rule_evidence(
+        conn, ev_filters, labels.ok, rule, rules.max_escape_upper95, labels.defects
+    )
+    ev.update(judged)  # type: ignore[typeddict-item]
     return ev, sel
 
 
@@ -277,6 +280,7 @@ def rule_evidence(
     ok: str,
     rule: RuleInForce | None,
     target_escape: float,
+    classes: Sequence[str] = (),
 ) -> dict[str, Any]:
     if rule is None:
         return {"rule_version": None}
@@ -321,7 +325,12 @@ def rule_evidence(
         if r["uniform"] and r["probabilities"]
     )
     judged = judge_rule(
-        rows, rule.rule, ok, target_escape=target_escape, holdout_after=rule.holdout_after
+        rows,
+        rule.rule,
+        ok,
+        target_escape=target_escape,
+        holdout_after=rule.holdout_after,
+        classes=classes,
     )
     return {"rule_version": rule.version, "rule": rule.rule.to_dict(), **judged}
 

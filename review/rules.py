@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from db.models import ThresholdSet
 from review.errors import GateRuleError
+from review.misses import miss_rates, tally
 from review.stats import clopper_pearson_upper
 
 
@@ -289,9 +290,10 @@ def judge_rule(
     *,
     target_escape: float,
     holdout_after: int | None = None,
+    classes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """What the gates need to know of a rule on uniform evidence items (review.gates.Evidence's
-    rule_* keys).
+    rule_* keys). `classes`: the defect classes to give miss rates for (review.misses).
 
     Coverage is measured on every uniform item after the holdout. The escape rate a gate judges
     is measured on the truth sample only: the rule's auto-passes that were drawn at random for
@@ -301,11 +303,22 @@ def judge_rule(
     n = auto_pass = auto_fail = drawn = checked = escapes = 0
     human_n = human_escapes = truth_n = truth_escapes = 0
     weight_sum = weighted_escapes = 0.0
+    per_item: list[tuple[str, bool, str | None, str | None]] = []  # for review.misses
     for r in rows:
         if holdout_after is not None and r.item_id <= holdout_after:
             continue
         n += 1
         call, _, _ = rule.call(r.probabilities, ok)
+        top = max(r.probabilities, key=lambda k: r.probabilities[k])
+        settled = r.adjudicated is not None and r.adjudicated_for == "truth_sample"
+        per_item.append(
+            (
+                "pass" if top == ok else "fail",
+                call is ModelCall.auto_pass,
+                r.adjudicated if settled and r.truth_probability is not None else None,
+                r.adjudicated if r.adjudicated is not None else r.human,
+            )
+        )
         if call is ModelCall.auto_fail:
             auto_fail += 1
         if call is not ModelCall.auto_pass:
@@ -328,8 +341,13 @@ def judge_rule(
         w = 1.0 / r.truth_probability if r.truth_probability > 0 else 0.0
         weight_sum += w
         weighted_escapes += w * escaped
+    tallies, stratum, stratum_checked = tally(per_item)
+    wanted = list(classes) or sorted({c for c in tallies if c != ok})
     return {
         "rule_holdout_after_item": holdout_after,
+        "rule_miss_by_class": miss_rates(
+            tallies, stratum_items=stratum, checked=stratum_checked, classes=wanted
+        ),
         **judged_counts(
             items=n,
             auto_pass=auto_pass,

@@ -137,6 +137,17 @@ class GateSettings(_Section):
     partial_to_full_min_coverage: float = Field(_RULES.partial_to_full_min_coverage, ge=0.0, le=1.0)
     partial_to_full_min_audited: int = Field(_RULES.partial_to_full_min_audited, ge=0)
     partial_to_full_max_audit_escapes: int = Field(_RULES.partial_to_full_max_audit_escapes, ge=0)
+    # Per critical defect class, the most its miss rate's upper 95% bound may be at partial and
+    # full, e.g. {crack = 0.02}; measured on the truth sample (review.misses).
+    max_miss_upper95: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("max_miss_upper95")
+    @classmethod
+    def _miss_limits_are_rates(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, p in v.items():
+            if not 0.0 < p < 1.0:
+                raise ValueError(f"miss limit for {k!r} must be a rate in (0, 1), got {p}")
+        return v
 
     @property
     def rules(self) -> GateRules:
@@ -175,6 +186,12 @@ class Settings(_Section):
             # A typo here would silently drop a safety cap ("never auto-pass a possible crack").
             raise ValueError(
                 f"thresholds.never_pass_above names {unknown}, which are not defect classes "
+                f"(expected some of {self.defect_classes})"
+            )
+        unknown = sorted(set(self.gates.max_miss_upper95) - set(self.defect_classes))
+        if unknown:  # a typo would silently drop a per-class gate condition
+            raise ValueError(
+                f"gates.max_miss_upper95 names {unknown}, which are not defect classes "
                 f"(expected some of {self.defect_classes})"
             )
         return self

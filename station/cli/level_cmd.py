@@ -44,6 +44,15 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps({**block, "evaluation_id": evaluation_id}, indent=2))
         else:
             typer.echo(result.summary())
+            n = block["numbers"]
+            if n.get("rule_version"):
+                vs = n.get("rule_escape_vs_inspector") or {}
+                typer.echo(
+                    f"  rule {n['rule_version']}: {n.get('rule_escapes')} escape(s) in "
+                    f"{n.get('rule_truth_checked')} auto-passes adjudicated from its truth sample "
+                    f"({n.get('rule_truth_pending')} waiting for a QA lead); against the "
+                    f"inspector alone {vs.get('k')} of {vs.get('n')} (not judged)"
+                )
             typer.echo(f"stored as gate evaluation #{evaluation_id}")
         raise typer.Exit(0 if result.passed else 1)
 
