@@ -160,6 +160,7 @@ def fit_rule(
     target_false_fail: float,
     caps: Mapping[str, float],
     delta: float = 0.05,
+    pass_items: Sequence[tuple[Mapping[str, float], str]] | None = None,
 ) -> tuple[DecisionRule, RuleEvidence, dict[str, Any]]:
     """Thresholds of largest coverage whose bounds stay within the targets on `items`.
 
@@ -173,8 +174,15 @@ def fit_rule(
     def capped(probs: Mapping[str, float]) -> bool:
         return all(float(probs.get(c, 0.0)) <= cap for c, cap in caps.items())
 
+    # The auto-pass side on `pass_items` where given (the truth sample: the inspector's labels
+    # hide the defects both miss and count its false alarms as escapes).
     pass_scores = sorted(
-        ((float(p.get(ok, 0.0)), ref != ok) for p, ref in items if capped(p)), reverse=True
+        (
+            (float(p.get(ok, 0.0)), ref != ok)
+            for p, ref in (pass_items if pass_items is not None else items)
+            if capped(p)
+        ),
+        reverse=True,
     )
     fail_scores = sorted(
         ((1.0 - float(p.get(ok, 0.0)), ref == ok) for p, ref in items), reverse=True

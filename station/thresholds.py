@@ -40,6 +40,10 @@ class ThresholdsRefused(StationError):
     pass
 
 
+#: Adjudicated truth-sample items wanted before the auto-pass side is fitted on them.
+MIN_TRUTH_FOR_FIT = 200
+
+
 def proposal_from_settings(settings: Settings) -> DecisionRule:
     t = settings.thresholds
     return DecisionRule(t.auto_pass, t.auto_fail, dict(t.never_pass_above))
@@ -52,20 +56,24 @@ def evidence_items(
     ok: str,
     *,
     through_item_id: int | None = None,
+    truth_sample: bool = False,
 ) -> Iterator[tuple[dict[str, float], str]]:
     """(calibrated probabilities, reference label) of the station's uniform evidence items for
-    that model version (up to `through_item_id`), one at a time."""
+    that model version (up to `through_item_id`), one at a time; `truth_sample`: only those
+    adjudicated from the truth sample (the reference is then the adjudication)."""
     from review import query as Q
     from review.query import ReportFilters
 
     f = Q.frame(
         conn,
         ReportFilters(station=station, model_version=model_version, evidence_only=True),
-        columns=["item_id", "probabilities", "reference_label", "uniform"],
+        columns=["item_id", "probabilities", "reference_label", "uniform", "adjudicated_for"],
     )
     query = f.select()
     if through_item_id is not None:
         query = query.where(f.c.item_id <= through_item_id)
+    if truth_sample:
+        query = query.where(f.c.adjudicated_for == "truth_sample")
     for r in conn.execute(query).mappings():
         if r["uniform"] and r["probabilities"] and r["reference_label"] is not None:
             probs = {str(k): float(v) for k, v in dict(r["probabilities"]).items()}
@@ -120,13 +128,31 @@ def fit(
             f"station {name} has no uniform evidence for {spec} (shadow items, blind checks): "
             "collect some before fitting thresholds"
         )
+    with engine.connect() as conn:
+        truth = list(
+            evidence_items(
+                conn, name, spec, settings.ok_class, through_item_id=through, truth_sample=True
+            )
+        )
     caps = dict(settings.thresholds.never_pass_above)
+    use_truth = len(truth) >= MIN_TRUTH_FOR_FIT
     rule, evidence, info = fit_rule(
         items,
         settings.ok_class,
         target_escape=target,
         target_false_fail=target_false_fail,
         caps=caps,
+        pass_items=truth if use_truth else None,
+    )
+    info["auto_pass_fitted_on"] = (
+        f"the truth sample ({len(truth)} adjudicated model passes)"
+        if use_truth
+        else (
+            f"the inspector's labels ({len(items)} items; only {len(truth)} adjudicated from the "
+            f"truth sample, {MIN_TRUTH_FOR_FIT} wanted): defects both miss stay hidden and the "
+            "inspector's false alarms count as escapes; the gate judges the rule on the truth "
+            "sample whatever it was fitted on"
+        )
     )
     row = _store(
         engine,

@@ -90,6 +90,7 @@ def register(app: typer.Typer) -> None:
             f"{_pct(evidence.escape_upper95)}), {evidence.false_fails} good item(s) in "
             f"{evidence.auto_fail} auto-fails"
         )
+        typer.echo(f"auto-pass fitted on {info['auto_pass_fitted_on']}")
         typer.echo(
             f"not in force: approve with `station thresholds approve {row.version} "
             "--reason TEXT --user ENGINEER`"

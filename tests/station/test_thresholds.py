@@ -204,3 +204,41 @@ def test_the_reports_gates_block_is_gate_check_and_escapes_come_from_the_truth_s
     assert "truth sample" in judged["rule_escape_reference"]
     assert "inspector" in judged["rule_escape_vs_inspector"]["reference"]
     assert gate["thresholds"]["version"] == proposal.version
+
+
+def test_the_pass_side_is_fitted_on_the_truth_sample_once_there_is_enough(tmp_path, monkeypatch):
+    from sqlmodel import select
+
+    import station.thresholds as T
+    from db.models import AdjudicationRequest, Item
+    from review.browse import adjudicate
+
+    settings = Settings(data_dir=tmp_path, station_name="A1", levels=LevelSettings(truth_share=1.0))
+    engine = open_station_db(f"sqlite:///{tmp_path / 'st.db'}")
+    simulate(
+        settings,
+        engine,
+        SimulateConfig(items=200, level=Level.shadow, station="sim", **SMALL),
+        predictor=FakePredictor(mixed),
+    )
+    ensure_operator(engine, "quinn", Role.qa_lead)
+    with session_scope(engine) as s:
+        quinn = find_operator(session=s, name="quinn")
+        drawn = [
+            (r.item_id, s.get(Item, r.item_id).ground_truth)  # type: ignore[union-attr]
+            for r in s.exec(select(AdjudicationRequest)).all()
+        ]
+    _, _, info = fit(engine, settings, station_name="sim")
+    assert "inspector's labels" in info["auto_pass_fitted_on"]
+    for item_id, truth in drawn:
+        adjudicate(
+            engine,
+            item_id=item_id,
+            operator=quinn,
+            label=truth or "ok",
+            reason_code="confirmed",
+            labels=settings.labels,
+        )
+    monkeypatch.setattr(T, "MIN_TRUTH_FOR_FIT", 50)
+    _, _, info = fit(engine, settings, station_name="sim")
+    assert info["auto_pass_fitted_on"].startswith(f"the truth sample ({len(drawn)} adjudicated")
