@@ -27,7 +27,13 @@ from review import stats as S
 from review.errors import ReportFormatError, ReviewError
 from review.gates import Evidence, GateResult, GateRules, evaluate_gate, parse_level
 from review.labels import LabelSet, reference_label
-from review.rules import EvidenceRow, RuleInForce, judge_rule, rule_in_force
+from review.rules import (
+    KNOWN_TRUTH_REFERENCE,
+    EvidenceRow,
+    RuleInForce,
+    judge_rule,
+    rule_in_force,
+)
 from review.samples import SampleRow, kappa_sample
 
 FORMATS = ("json", "csv", "html")
@@ -72,6 +78,12 @@ DEFINITIONS = {
 }
 
 
+#: What the report's headline escape / miss / false-reject rates are measured against.
+RATE_REFERENCE = (
+    "the adjudicated label where one exists, else the inspector's: not the truth (the gates "
+    "judge the rule in force on the truth sample: gates.numbers.rule_*)"
+)
+
 BASIS_UNIFORM = (
     "evidence only (unbiased, uniformly sampled: shadow and blind checks; audits and golden "
     "samples apart)"
@@ -112,19 +124,27 @@ def _agreement_block(
     order, mat = S.matrix_from_counts(
         [(g["human"], g["model"], g["n"]) for g in groups], labels, ok
     )
-    confusion = {
-        "ref_ok_model_ok": 0,
-        "ref_defect_model_ok": 0,
-        "ref_ok_model_defect": 0,
-        "ref_defect_model_defect": 0,
-    }
+    keys = (
+        "ref_ok_model_ok",
+        "ref_defect_model_ok",
+        "ref_ok_model_defect",
+        "ref_defect_model_defect",
+    )
+    confusion = dict.fromkeys(keys, 0)
+    known = dict.fromkeys(keys, 0)  # against the known truth, where the line knows it
     for g in groups:
+        model = "_model_defect" if g["model"] != ok else "_model_ok"
         ref = reference_label(g["adjudicated"], g["human"])
-        key = ("ref_defect" if ref != ok else "ref_ok") + (
-            "_model_defect" if g["model"] != ok else "_model_ok"
-        )
-        confusion[key] += g["n"]
-    rates = S.error_rates(confusion)
+        confusion[("ref_defect" if ref != ok else "ref_ok") + model] += g["n"]
+        if g.get("ground_truth") is not None:
+            known[("ref_defect" if g["ground_truth"] != ok else "ref_ok") + model] += g["n"]
+    rates = {
+        name: {**r.to_dict(), "reference": RATE_REFERENCE}
+        for name, r in S.error_rates(confusion).items()
+    }
+    if sum(known.values()):
+        for name, r in S.error_rates(known).items():
+            rates[name]["known_truth"] = {**r.to_dict(), "reference": KNOWN_TRUTH_REFERENCE}
     return {
         "labels": order,
         "matrix": {"rows": "human", "cols": "model", "labels": order, "counts": mat.tolist()},
@@ -132,7 +152,7 @@ def _agreement_block(
         "agreement": S.observed_agreement(mat).to_dict(),
         "kappa": S.cohens_kappa(mat).to_dict(),
         "confusion_vs_reference": confusion,
-        **{name: r.to_dict() for name, r in rates.items()},
+        **rates,
     }
 
 

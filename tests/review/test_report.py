@@ -152,6 +152,7 @@ def test_report_numbers_match_a_hand_count(engine: Engine, fill) -> None:
     }
     assert rep["agreement"]["rate"] == pytest.approx(0.7)
     # Reference: 8 ok (7 passed, 1 failed by the model), 2 defects (1 passed, 1 caught).
+    assert "not the truth" in rep["escape_rate"].pop("reference")  # each rate says against what
     assert rep["escape_rate"] == pytest.approx(
         {"rate": 1 / 8, "upper95": rep["escape_rate"]["upper95"], "n": 8, "k": 1}
     )
@@ -369,3 +370,19 @@ def test_writing_to_a_folder_is_refused_before_anything_is_written(
         )
     assert list(tmp_path.parent.glob(tmp_path.name + ".partial")) == []
     assert not (tmp_path / "missing").exists()
+
+
+def test_on_the_synthetic_line_each_rate_shows_the_known_truth_beside_it(
+    engine: Engine, fill
+) -> None:
+    def build(r: Records) -> None:
+        for _ in range(5):  # the inspector fails good phones the model passes: "escapes"
+            r.item("scratch", "ok", ground_truth="ok")
+        for _ in range(5):
+            r.item("ok", "ok", ground_truth="ok")
+
+    fill(build)
+    esc = _report(engine)["escape_rate"]
+    assert esc["k"] == 5  # against the inspector
+    assert esc["known_truth"]["k"] == 0 and esc["known_truth"]["n"] == 10
+    assert "synthetic line" in esc["known_truth"]["reference"]
