@@ -142,8 +142,11 @@ def load_weights(path: Path | str) -> dict[str, torch.Tensor]:
             f"{path} holds pickled Python objects (a full model?), not a plain state_dict; "
             "refusing to load it (export the state_dict instead)"
         ) from e
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise ArtifactError(f"{path} is not a readable torch weights file: {e}") from e
+    except Exception as e:  # an untrusted file: whatever the unpickler trips on (KeyError, ...)
+        raise ArtifactError(
+            f"{path} is not a readable torch weights file ({type(e).__name__}: {e}): expected a "
+            "state_dict saved with torch.save"
+        ) from e
     if not isinstance(sd, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()
     ):

@@ -40,6 +40,7 @@ from review.gates import GateResult, parse_level
 from station.auth import require
 from station.errors import LevelChangeRefused, StationError
 from station.settings import Settings
+from station.text import readable
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,8 @@ def set_level(
     """Change the level as `operator` (an engineer). A promotion runs the gate first and is refused
     when it fails, unless `override` (recorded as such, with the reason)."""
     require(operator, "set_level")
-    if not reason.strip():
+    reason = readable(reason, "--reason")
+    if not reason:
         raise LevelChangeRefused(
             "a level change needs a reason (--reason TEXT); it is kept in the record"
         )

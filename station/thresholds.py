@@ -32,6 +32,7 @@ from station.auth import require
 from station.errors import StationError
 from station.levels import resolve_station
 from station.settings import Settings
+from station.text import readable
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,8 @@ def approve(
 ) -> ThresholdSet:
     """An engineer puts a proposed set in force (recorded: who, when, why)."""
     require(operator, "set_thresholds")
-    if not reason.strip():
+    reason = readable(reason, "--reason")
+    if not reason:
         raise ThresholdsRefused("approving thresholds needs a reason (--reason TEXT)")
     with session_scope(engine) as s:
         station = resolve_station(s, settings, station_name)

@@ -170,13 +170,15 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         max_items: Annotated[
-            int, typer.Option("--max-items", min=1, help="Stop after this many items.")
+            int, typer.Option("--max-items", min=1, max=10**8, help="Stop after this many items.")
         ] = 10,
         max_frames: Annotated[
-            int | None, typer.Option("--max-frames", min=1, help="Stop after this many frames.")
+            int | None,
+            typer.Option("--max-frames", min=1, max=10**10, help="Stop after this many frames."),
         ] = None,
         timeout_s: Annotated[
-            float | None, typer.Option("--timeout-s", min=0.0, help="Stop after this many seconds.")
+            float | None,
+            typer.Option("--timeout-s", min=0.0, max=10**7, help="Stop after this many seconds."),
         ] = None,
         plain: Annotated[
             bool,
@@ -194,7 +196,10 @@ def register(app: typer.Typer) -> None:
         max_reconnects: Annotated[
             int,
             typer.Option(
-                "--max-reconnects", min=0, help="Give up on a lost camera after this many attempts."
+                "--max-reconnects",
+                min=0,
+                max=10**6,
+                help="Give up on a lost camera after this many attempts.",
             ),
         ] = 10,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,

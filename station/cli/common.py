@@ -161,6 +161,11 @@ def read_secret(prompt: str = "secret: ", *, confirm: bool = False) -> str:
             raise AuthError("the two secrets differ; nothing was saved")
     if not secret:
         raise AuthError("empty secret: expected at least one character")
+    try:
+        secret.encode("utf-8")
+    except UnicodeEncodeError:
+        # stdin decodes undecodable bytes to surrogates; they could never be hashed or typed
+        raise AuthError("the secret is not valid UTF-8 text: expected what you type") from None
     return secret
 
 

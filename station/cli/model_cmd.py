@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         arch: Annotated[str, typer.Option("--arch", help="Architecture name.")] = (
             "mobilenet_v3_small"
         ),
-        epochs: Annotated[int, typer.Option("--epochs", min=1)] = 12,
+        epochs: Annotated[int, typer.Option("--epochs", min=1, max=10_000)] = 12,
         ok_class: OkClassOpt = None,
         init_weights: Annotated[
             Path | None,
@@ -104,7 +104,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         long_side: Annotated[
-            int, typer.Option("--long-side", min=32, help="Served resolution's long side (px).")
+            int,
+            typer.Option(
+                "--long-side", min=32, max=8192, help="Served resolution's long side (px)."
+            ),
         ] = 448,
         size: Annotated[
             str | None, typer.Option("--size", help="Input size WxH (overrides --long-side).")
@@ -153,16 +156,19 @@ def register(app: typer.Typer) -> None:
                 "in validation); auto is defect_nll where validation holds both kinds, else nll.",
             ),
         ] = SelectOn.auto,
-        batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=2, max=4096)] = 16,
         lr: Annotated[float, typer.Option("--lr")] = 3e-3,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         val_fraction: Annotated[float, typer.Option("--val-fraction")] = 0.2,
         group_by: Annotated[
             str, typer.Option("--group-by", help="auto, none (each image alone) or tiles.")
         ] = "auto",
-        patience: Annotated[int, typer.Option("--patience", min=1)] = 4,
+        patience: Annotated[int, typer.Option("--patience", min=1, max=1000)] = 4,
         threads: Annotated[
-            int, typer.Option("--threads", min=1, help="torch threads (1 on a shared machine).")
+            int,
+            typer.Option(
+                "--threads", min=1, max=256, help="torch threads (1 on a shared machine)."
+            ),
         ] = 1,
         name: Annotated[str, typer.Option("--name")] = "defect-model",
         version: Annotated[str, typer.Option("--version")] = "1",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Annotated
 
 import typer
 
 from station.cli.common import ConfigOpt, DbOpt, UserOpt, login, open_database, settings_from
+from station.cli.display import window_problem
 from station.errors import StationError
 
 
@@ -18,15 +17,9 @@ class NoDisplay(StationError):
 
 def display_problem() -> str | None:
     """Why no window can open here, or None. Qt would abort the process instead of raising."""
-    platform = os.environ.get("QT_QPA_PLATFORM", "")
-    if platform or sys.platform in ("win32", "darwin"):
-        return None
-    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-        return None
-    return (
-        "no display: `station review` opens a window, and neither DISPLAY nor WAYLAND_DISPLAY is "
-        "set. Run it on a desktop, or under a virtual display (`xvfb-run station review ...`), "
-        "or write the report to a file instead: `station report --format html --out review.html`"
+    return window_problem(
+        "station review",
+        "or write the report to a file instead: `station report --format html --out review.html`",
     )
 
 

@@ -3,41 +3,20 @@ SQLite in the data dir) or on --source / --db / --model."""
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Annotated
 
 import typer
 
 from db.models import Level
 from station.cli.common import ConfigOpt, DbOpt, open_database, settings_from
+from station.cli.display import window_problem
 from station.errors import StationError
 
 LEVELS = [lv.value for lv in Level]
-NO_DISPLAY = (
-    "no display: the station window needs a screen. Set DISPLAY (X11) or WAYLAND_DISPLAY, or run "
-    "it under a virtual one (`xvfb-run station run`); to run the pipeline headless use "
-    "`station simulate`"
-)
 
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run_cmd)
-
-
-def has_display(environ: dict[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    if env.get("QT_QPA_PLATFORM", "").split(":")[0] in (
-        "offscreen",
-        "minimal",
-        "vnc",
-        "eglfs",
-        "linuxfb",
-    ):
-        return True
-    if sys.platform in ("win32", "darwin"):
-        return True
-    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
 
 
 def run_cmd(
@@ -78,8 +57,9 @@ def run_cmd(
                 f"unknown level {level!r}: expected one of {', '.join(LEVELS)}"
             ) from e
     settings = settings_from(config, database_url=db, camera_source=source, model_path=model)
-    if not has_display():
-        raise StationError(NO_DISPLAY)
+    problem = window_problem("station run", "to run the pipeline headless use `station simulate`")
+    if problem:
+        raise StationError(problem)
     from station.frames.sources import parse_source_spec
 
     parse_source_spec(settings.camera_source)  # a malformed spec is refused before any window

@@ -42,7 +42,9 @@ def _share(name: str, value: float) -> float:
 
 
 def simulate_cmd(
-    items: Annotated[int, typer.Option("--items", min=1, help="How many phones to run.")] = 500,
+    items: Annotated[
+        int, typer.Option("--items", min=1, max=10_000_000, help="How many phones to run.")
+    ] = 500,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the line, routing and inspectors.")
     ] = 0,
@@ -78,7 +80,8 @@ def simulate_cmd(
         str | None, typer.Option("--model", help="Model folder (default: settings, else bundled).")
     ] = None,
     interval_s: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Simulated seconds between phones.")
+        float,
+        typer.Option("--interval", min=0.1, max=86_400.0, help="Simulated seconds between phones."),
     ] = 4.0,
     size: Annotated[
         str,

@@ -14,7 +14,9 @@ from station.errors import SourceError
 def register(app: typer.Typer) -> None:
     @app.command("synth")
     def synth(
-        n: Annotated[int, typer.Option("--n", min=1, help="How many items to render.")],
+        n: Annotated[
+            int, typer.Option("--n", min=1, max=1_000_000, help="How many items to render.")
+        ],
         out: Annotated[
             Path, typer.Option("--out", help="Folder to write (new or empty).", file_okay=False)
         ],
@@ -39,7 +41,9 @@ def register(app: typer.Typer) -> None:
         height: Annotated[
             int | None, typer.Option("--height", help="Image height (default 720).")
         ] = None,
-        start: Annotated[int, typer.Option("--start", min=0, help="Index of the first item.")] = 0,
+        start: Annotated[
+            int, typer.Option("--start", min=0, max=10**12, help="Index of the first item.")
+        ] = 0,
         options: Annotated[
             str,
             typer.Option(
