@@ -129,7 +129,44 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
         raise ArtifactError(
             f"{mpath}: defect-free class {m['ok_class']!r} is not one of the classes {classes}"
         )
+    _check_field_types(m, mpath)
     return m
+
+
+#: Manifest fields and the JSON types they must have (a manifest edited and re-hashed by hand
+#: must fail here, in one line, not deep in the loader or in `model info`).
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "version": (str,),
+    "architecture": (str,),
+    "thresholds": (dict,),
+    "metrics": (dict,),
+    "calibration": (dict,),
+    "input": (dict,),
+    "training": (dict,),
+    "summary": (str,),
+    "explain": (str,),
+}
+
+
+def _check_field_types(m: dict[str, Any], mpath: Path) -> None:
+    for key, types in FIELD_TYPES.items():
+        if key in m and m[key] is not None and not isinstance(m[key], types):
+            want = " or ".join("a JSON object" if t is dict else "text" for t in types)
+            raise ArtifactError(f"{mpath}: {key!r} = {str(m[key])[:60]!r}: expected {want}")
+    if not all(isinstance(c, str) and c for c in m["classes"]):
+        raise ArtifactError(f"{mpath}: expected class names as text, found {m['classes']!r}")
+    t = m.get("temperature", 1.0)
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 1e-3 <= float(t) <= 1e3:
+        raise ArtifactError(
+            f"{mpath}: 'temperature' = {str(t)[:60]!r}: expected a number in [0.001, 1000]"
+        )
+    for side, entry in (m.get("thresholds") or {}).items():
+        if not isinstance(entry, dict | int | float) or isinstance(entry, bool):
+            raise ArtifactError(
+                f"{mpath}: thresholds[{side!r}] = {str(entry)[:60]!r}: expected a number or an "
+                "object"
+            )
 
 
 def load_weights(path: Path | str) -> dict[str, torch.Tensor]:

@@ -4,6 +4,8 @@ are not UTF-8, a text file as weights, a malformed database URL, a display that 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -119,3 +121,31 @@ def test_a_display_that_is_not_there_is_named_instead_of_a_qt_abort(cli, db) -> 
     _one_line_error(result, "cannot open on ':97'", "station simulate")
     result = cli("review", "--user", "eve", "--db", db, env=env, input=TEST_SECRET + "\n")
     _one_line_error(result, "cannot open on ':97'", "station report")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("thresholds", "bad", ("'thresholds'", "JSON object")),
+        ("temperature", "hot", ("'temperature'",)),
+        ("temperature", 1e-4, ("'temperature'", "0.001")),
+        ("classes", [1, 2, 3], ("classes",)),
+    ],
+)
+def test_a_manifest_edited_and_rehashed_by_hand_is_refused_in_one_line(
+    cli, tmp_path, field, value, words
+) -> None:
+    import json
+    import shutil
+
+    from model.artifact import manifest_sha256
+
+    root = Path(__file__).resolve().parents[2] / "model" / "bundled"
+    bundled = next(p for p in root.iterdir() if p.is_dir())
+    art = tmp_path / "art"
+    shutil.copytree(bundled, art)
+    m = json.loads((art / "manifest.json").read_text())
+    m[field] = value
+    m["sha256"] = manifest_sha256(m)
+    (art / "manifest.json").write_text(json.dumps(m))
+    _one_line_error(cli("model", "info", str(art)), *words)
