@@ -618,7 +618,7 @@ def iter_item_rows(
 ) -> Iterator[Sequence[Any]]:
     """The CSV rows, streamed from a server-side cursor in batches (bounded memory)."""
     q = select(*(f.c[name] for name in CSV_COLUMNS)).order_by(f.c.item_id)
-    result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
+    result = conn.execute(q.execution_options(stream_results=True, yield_per=batch))
     for part in result.partitions(batch):
         yield from part
 

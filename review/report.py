@@ -388,7 +388,9 @@ def _sample_evidence(
         .where(f.c.uniform == 1)
         .order_by(f.c.item_id)
     )
-    result = conn.execution_options(stream_results=True, yield_per=2000).execute(q)
+    # Statement-level options: on a Connection they would stay set and put the temporary
+    # table's DROP into a PostgreSQL server-side cursor.
+    result = conn.execute(q.execution_options(stream_results=True, yield_per=2000))
     sample = kappa_sample(
         (SampleRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in result),
         labels,

@@ -44,4 +44,16 @@ def test_migrations_and_an_inspection_on_postgres() -> None:
         )
     with Session(engine) as s:
         assert s.exec(select(Item)).one().image_sha256 == "0" * 64
+    # The report and the gate on PostgreSQL: temporary tables, streamed reads, the truth-sample
+    # and audit queries (a connection-wide stream_results once put a DROP in a server cursor).
+    from review.labels import LabelSet
+    from review.query import ReportFilters
+    from review.report import build_report, gate_check
+
+    labels = LabelSet.of("ok", ["crack", "scratch"])
+    report = build_report(engine, ReportFilters(station="PG1"), labels=labels)
+    assert report["counts"]["items"] == 1 and report["gates"]["station"] == "PG1"
+    with engine.connect() as conn:
+        result, block = gate_check(conn, "PG1", "partial", labels=labels)
+    assert not result.passed and block["to_level"] == "partial" and block["station"] == "PG1"
     engine.dispose()
