@@ -544,6 +544,7 @@ class StationWindow(QMainWindow):
             f"items/h {c.status.items_per_hour:.0f}   |   queue {len(desk.queue)}   |   "
             f"keys: Space pass · 1-{len(self.labels.defects)} defect · Backspace undo · +/- zoom"
             + (" · H heat-map" if self.suggestion is not None else "")
+            + (" · X challenge" if c.level in (Level.partial, Level.full) else "")
         )
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
