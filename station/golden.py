@@ -119,6 +119,26 @@ def register_folder(
     return out
 
 
+def retire_set(engine: Engine, set_name: str, *, operator: Operator) -> int:
+    """Stop drawing from a golden set (its rows stay, marked inactive); how many were retired."""
+    require(operator, "register_golden")
+    with session_scope(engine) as s:
+        rows = s.exec(
+            select(GoldenSample).where(
+                GoldenSample.set_name == set_name, col(GoldenSample.active).is_(True)
+            )
+        ).all()
+        if not rows:
+            known = sorted(set(s.exec(select(GoldenSample.set_name)).all()))
+            raise GoldenRefused(
+                f"no active golden set {set_name!r}: known are {', '.join(known) or 'none'}"
+            )
+        for row in rows:
+            row.active = False
+            s.add(row)
+        return len(rows)
+
+
 def registered_samples(engine: Engine) -> list[GoldenSample]:
     """Every active golden sample, oldest first."""
     with session_scope(engine) as s:

@@ -60,6 +60,22 @@ def register(app: typer.Typer) -> None:
         if not out.added and not out.already:
             raise typer.Exit(1)
 
+    @golden_app.command("retire")
+    def retire_cmd(
+        name: Annotated[str, typer.Option("--name", help="The set to stop drawing from.")],
+        user: UserOpt,
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Stop drawing golden samples from a set (QA leads only; its record stays)."""
+        from station.golden import retire_set
+
+        settings = settings_from(config, database_url=db)
+        engine = open_database(settings, migrate=False)
+        operator = login(engine, user)
+        n = retire_set(engine, name, operator=operator)
+        typer.echo(f"golden set {name!r} retired: {n} images no longer drawn")
+
     @golden_app.command("list")
     def list_cmd(
         fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
