@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -41,7 +41,6 @@ class AuditSPRT:
     llr: float = 0.0
     audits: int = 0  # in the test now running
     escapes: int = 0
-    history: list[Verdict] = field(default_factory=list)  # verdicts of finished tests
 
     def __post_init__(self) -> None:
         if not 0.0 < self.p0 < self.p1 < 1.0:
@@ -67,9 +66,10 @@ class AuditSPRT:
         else:
             self.llr += math.log((1.0 - self.p1) / (1.0 - self.p0))
         if self.llr >= self.upper:
-            return self._finish(Verdict.reject)
-        if self.llr <= self.lower:
-            return self._finish(Verdict.accept)
+            return Verdict.reject
+        if self.llr <= self.lower:  # the rate looks like p0: a fresh test watches on
+            self.llr, self.audits, self.escapes = 0.0, 0, 0
+            return Verdict.accept
         return Verdict.continue_
 
     def describe(self) -> str:
@@ -77,12 +77,6 @@ class AuditSPRT:
             f"{self.escapes} escapes in {self.audits} audited auto-passes (SPRT p0={self.p0}, "
             f"p1={self.p1}, alpha={self.alpha}, beta={self.beta})"
         )
-
-    def _finish(self, verdict: Verdict) -> Verdict:
-        self.history.append(verdict)
-        if verdict is Verdict.accept:
-            self.llr, self.audits, self.escapes = 0.0, 0, 0
-        return verdict
 
 
 def audit_outcomes(conn: Connection, station_id: int, ok: str) -> list[bool]:
@@ -145,24 +139,15 @@ def replay(test: AuditSPRT, outcomes: Iterable[bool]) -> Verdict:
     return verdict
 
 
-def check_audits(
-    conn: Connection, station_id: int, ok: str, test: AuditSPRT
-) -> tuple[Verdict, str]:
-    """Run the SPRT over the station's final audit outcomes (since its last level change):
-    the verdict, and the words for a demotion."""
-    verdict = replay(test, audit_outcomes(conn, station_id, ok))
-    return verdict, f"audits show too many escapes: {test.describe()}"
-
-
 def demote_on_audits(
     session: Session, station_id: int, ok: str, test: AuditSPRT
 ) -> LevelChange | None:
     """After an audit's outcome became final (its adjudication): a reject steps a station at
     partial or full down to assist, recorded as automatic. A running station follows within a
     second (its level watch)."""
-    verdict, cause = check_audits(session.connection(), station_id, ok, test)
-    if verdict is not Verdict.reject:
+    if replay(test, audit_outcomes(session.connection(), station_id, ok)) is not Verdict.reject:
         return None
+    cause = f"audits show too many escapes: {test.describe()}"
     return record_automatic_demotion(
         session=session, station_id=station_id, cause=cause, to_level=Level.assist
     )

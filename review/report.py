@@ -366,7 +366,6 @@ def _evidence_from(
     ev, sel = _evidence(
         [g for g in Q.label_groups(conn, f) if g["evidence"]],
         [r for r in Q.score_rows(conn, f, ok=ok) if r["uniform"]],
-        Q.day_rows(conn, f, ok=ok),
         labels,
         ok,
         rules,
@@ -421,24 +420,15 @@ def _sample_evidence(
 def _evidence(
     groups: Sequence[Mapping[str, Any]],
     scores: Sequence[Mapping[str, Any]],
-    days: Sequence[Mapping[str, Any]],
     labels: Sequence[str],
     ok: str,
     rules: GateRules,
     drift_alarm_open: bool | None,
 ) -> tuple[Evidence, dict[str, Any]]:
-    """The gate evidence from label groups of evidence items and score rows of uniform ones.
-
-    Everything but the audit check is estimated on the uniform evidence items (shadow, blind
-    checks, golden samples): audits are drawn from the model's own high-confidence decisions only,
-    and pooling them unweighted would overstate coverage and understate the escape rate.
-    """
-    uniform = [g for g in groups if g["uniform"]]
-    block = _agreement_block(uniform, labels, ok)
-    per_class: dict[str, int] = dict.fromkeys(labels, 0)
-    for g in uniform:
-        ref = reference_label(g["adjudicated"], g["human"])
-        per_class[ref] = per_class.get(ref, 0) + g["n"]
+    """The audit check and the selective-risk search, from label groups of evidence items and
+    score rows of uniform ones (the shadow -> assist numbers come from `_sample_evidence`, the
+    rule's from `rule_evidence`). Audits are drawn from the model's own decisions only: pooled
+    unweighted with the uniform items they would overstate coverage and understate risk."""
     # Only audited auto-passes can reveal an escape: an audited auto-fail cannot.
     audited = audit_escapes = 0
     for g in groups:
@@ -447,15 +437,8 @@ def _evidence(
             audited += g["n"]
             audit_escapes += g["n"] * (ref != ok)
     sel = S.select_threshold(_histogram(scores), rules.max_escape_upper95)
-    per_day = {str(d["day"]): int(d["uniform"]) for d in days if d["uniform"] > 0}
     ev: Evidence = {
         "basis": BASIS_UNIFORM,
-        "paired": sum(g["n"] for g in uniform),
-        "days": len(per_day),
-        "per_day": per_day,
-        "kappa": block["kappa"]["value"],
-        "kappa_lower95": block["kappa"]["ci95"][0] if block["kappa"]["ci95"] else None,
-        "per_class": per_class,
         "classes": list(labels),
         "selective_threshold": sel.threshold,
         "selective_coverage": sel.coverage,

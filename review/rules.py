@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from db.models import ThresholdSet
+from db.models import ChosenFor, ThresholdSet
 from review.errors import GateRuleError
 from review.misses import miss_rates, tally
 from review.stats import clopper_pearson_upper
@@ -318,7 +318,7 @@ def judge_rule(
         n += 1
         call, _, _ = rule.call(r.probabilities, ok)
         top = max(r.probabilities, key=lambda k: r.probabilities[k])
-        settled = r.adjudicated is not None and r.adjudicated_for == "truth_sample"
+        settled = r.adjudicated is not None and r.adjudicated_for == ChosenFor.truth_sample.value
         per_item.append(
             (
                 "pass" if top == ok else "fail",
@@ -341,7 +341,7 @@ def judge_rule(
         if r.truth_probability is None:
             continue
         drawn += 1
-        if r.adjudicated is None or r.adjudicated_for != "truth_sample":
+        if r.adjudicated is None or r.adjudicated_for != ChosenFor.truth_sample.value:
             continue
         checked += 1
         escaped = r.adjudicated != ok

@@ -12,6 +12,7 @@ Only a new model version (a new champion) starts a new sample.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -37,7 +38,7 @@ class KappaSample:
     through_item: int | None = None
     per_day: dict[str, int] = field(default_factory=dict)
     per_class: dict[str, int] = field(default_factory=dict)
-    pairs: list[tuple[str, str]] = field(default_factory=list)
+    pairs: Counter[tuple[str, str]] = field(default_factory=Counter)  # (human, model) -> n
 
     @property
     def complete(self) -> bool:
@@ -52,10 +53,12 @@ class KappaSample:
         self.through_item = row.item_id
         self.per_day[row.day] = self.per_day.get(row.day, 0) + 1
         self.per_class[row.reference] = self.per_class.get(row.reference, 0) + 1
-        self.pairs.append((row.human, row.model))
+        self.pairs[(row.human, row.model)] += 1
 
     def kappa(self, ok: str) -> S.Kappa:
-        _, counts = S.matrix_from_counts([(h, m, 1) for h, m in self.pairs], self.labels, ok)
+        _, counts = S.matrix_from_counts(
+            [(h, m, n) for (h, m), n in self.pairs.items()], self.labels, ok
+        )
         return S.cohens_kappa(counts)
 
 

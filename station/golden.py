@@ -31,9 +31,6 @@ from station.pipeline.intake import GoldenSource
 
 log = logging.getLogger(__name__)
 
-#: A set smaller than this measures too little to be worth drawing from.
-MIN_PER_LABEL = 1
-
 
 class GoldenRefused(StationError):
     pass

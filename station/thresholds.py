@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from db.engine import session_scope
-from db.models import Operator, Station, ThresholdSet
+from db.models import ChosenFor, Operator, Station, ThresholdSet
 from db.repo import champion_version
 from review.rules import (
     DecisionRule,
@@ -74,7 +74,7 @@ def evidence_items(
     if through_item_id is not None:
         query = query.where(f.c.item_id <= through_item_id)
     if truth_sample:
-        query = query.where(f.c.adjudicated_for == "truth_sample")
+        query = query.where(f.c.adjudicated_for == ChosenFor.truth_sample.value)
     for r in conn.execute(query).mappings():
         if r["uniform"] and r["probabilities"] and r["reference_label"] is not None:
             probs = {str(k): float(v) for k, v in dict(r["probabilities"]).items()}

@@ -120,30 +120,23 @@ def test_golden_add_and_list_from_the_command_line(tmp_path, cli):
     assert "added 5 (3 ok, 2 scratch)" in added.out and "skipped" in added.out
     listed = cli("golden", "list", "--format", "json", "--db", url, env=env)
     assert json.loads(listed.out) == {"w49": {"ok": 3, "scratch": 2}}
-    retired = cli(
-        "golden",
-        "retire",
-        "--name",
-        "w49",
-        "--user",
-        "quinn",
-        "--db",
-        url,
-        input=TEST_SECRET + "\n",
-        env=env,
-    )
+
+    def retire():
+        return cli(
+            "golden",
+            "retire",
+            "--name",
+            "w49",
+            "--user",
+            "quinn",
+            "--db",
+            url,
+            input=TEST_SECRET + "\n",
+            env=env,
+        )
+
+    retired = retire()
     assert retired.code == 0 and "5 images" in retired.out
     assert json.loads(cli("golden", "list", "--format", "json", "--db", url, env=env).out) == {}
-    again = cli(
-        "golden",
-        "retire",
-        "--name",
-        "w49",
-        "--user",
-        "quinn",
-        "--db",
-        url,
-        input=TEST_SECRET + "\n",
-        env=env,
-    )
+    again = retire()
     assert again.code == 2 and "no active golden set 'w49'" in again.err
