@@ -51,7 +51,7 @@ class Slot(enum.StrEnum):
     champion = "champion"  # decides / suggests
     challenger = "challenger"  # runs in shadow beside the champion, never shown
     canary = "canary"  # takes a share of traffic in place of the champion
-    standby = "standby"  # the previous champion, kept loaded for instant rollback (blue/green)
+    standby = "standby"  # the previous champion ("previous"), kept loaded for instant rollback
 
 
 class DecidedBy(enum.StrEnum):
@@ -108,6 +108,9 @@ class ModelVersion(SQLModel, table=True):
     metrics: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     registered_at: datetime = Field(default_factory=utcnow)
+    # Who put it in the registry (`station model register`); None: recorded by a station that
+    # ran it before the registry existed, or by a simulation.
+    registered_by: int | None = Field(default=None, foreign_key="operator.id")
 
 
 class Deployment(SQLModel, table=True):

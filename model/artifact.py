@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,10 @@ def load_weights(path: Path | str) -> dict[str, torch.Tensor]:
     """A state_dict from `path`, never unpickling code: full pickled models are refused."""
     path = Path(path)
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about a plain pickle before refusing it: the refusal below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise PickledModel(
             f"{path} holds pickled Python objects (a full model?), not a plain state_dict; "

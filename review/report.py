@@ -526,6 +526,51 @@ def gate_check(
     return result, _jsonable(block)
 
 
+def supported_level(
+    conn: Connection,
+    station: str,
+    ceiling: Level,
+    *,
+    labels: LabelSet,
+    rules: GateRules | None = None,
+    drift_alarm_open: bool | None = None,
+) -> tuple[Level, str]:
+    """The highest level up to `ceiling` that the station's champion's own evidence (and its
+    approved rule) supports: every gate from human_only up to it passes. With the level it
+    names the checks that failed one step above (for the record), or "" when `ceiling` holds."""
+    from sqlmodel import Session, select
+
+    from db.repo import champion_version
+    from review.errors import FilterError
+
+    rules = rules or GateRules()
+    with Session(bind=conn) as s:
+        row = s.exec(select(Station).where(Station.name == station)).first()
+        if row is None or row.id is None:
+            raise FilterError(f"no station is named {station!r}")
+        mv = champion_version(s, row.id)
+        spec = f"{mv.name}:{mv.version}" if mv is not None else None
+        in_force = rule_in_force(s, row.id, mv.id if mv is not None else None)
+    evidence, _ = gate_evidence(
+        conn,
+        Q.ReportFilters(station=station, model_version=spec),
+        labels=labels,
+        rules=rules,
+        drift_alarm_open=drift_alarm_open,
+        rule=in_force,
+    )
+    best = Level.human_only
+    for level in list(Level)[1 : ceiling.rank + 1]:
+        result = evaluate_gate(best, level, evidence, rules)
+        if not result.passed:
+            failed = "; ".join(
+                f"{c.name} = {c.value} (required {c.required})" for c in result.failed_checks
+            )
+            return best, f"{best.value} -> {level.value} fails: {failed}"
+        best = level
+    return best, ""
+
+
 def _gates(
     conn: Connection,
     filters: Q.ReportFilters,

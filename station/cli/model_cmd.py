@@ -1,4 +1,5 @@
-"""`station model train | evaluate | info`: the defect model from the command line.
+"""`station model train | evaluate | info` (a model artifact) and `station model register | list
+| deploy | rollback | retire | history` (the registry and the roles at a station).
 
 torch is imported inside the commands, so `station --help` stays fast.
 """
@@ -12,7 +13,16 @@ from typing import Annotated, Any
 
 import typer
 
-from station.cli.common import ConfigOpt, parse_list, parse_wxh, settings_from
+from station.cli.common import (
+    ConfigOpt,
+    DbOpt,
+    UserOpt,
+    login,
+    open_database,
+    parse_list,
+    parse_wxh,
+    settings_from,
+)
 
 ArtifactArg = Annotated[
     Path | None,
@@ -85,8 +95,13 @@ class SelectOn(StrEnum):  # model.train.SELECT_ON, likewise
 
 
 def register(app: typer.Typer) -> None:
-    model_app = typer.Typer(help="Train, evaluate and inspect defect models.", no_args_is_help=True)
+    model_app = typer.Typer(
+        help="Train, evaluate and inspect defect models; register them and change their roles "
+        "at a station.",
+        no_args_is_help=True,
+    )
     app.add_typer(model_app, name="model")
+    register_lifecycle(model_app)
 
     @model_app.command("train")
     def train_cmd(
@@ -335,3 +350,206 @@ def register(app: typer.Typer) -> None:
                 f"trained on    {data.get('root')} sha256 {str(data.get('sha256'))[:16]}.."
             )
         typer.echo("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- the registry
+
+StationOpt = Annotated[
+    str | None, typer.Option("--station", help="Station name (default: settings station_name).")
+]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; kept in the record.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="text | json")]
+
+
+class Role(StrEnum):
+    champion = "champion"
+    challenger = "challenger"
+    canary = "canary"
+
+
+def _format(fmt: str) -> str:
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter(f"{fmt!r}: expected text or json", param_hint="--format")
+    return fmt
+
+
+def register_lifecycle(model_app: typer.Typer) -> None:
+    @model_app.command("register")
+    def register_cmd(
+        artifact: Annotated[Path, typer.Argument(help="Model artifact folder to register.")],
+        user: UserOpt,
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Verify an artifact and register it as NAME:VERSION (engineers only).
+
+        Checks every hash, that the weights load into their architecture and that its classes
+        are the station's labels; copies it into the store beside the database. The same name
+        and version with other weights is refused."""
+        from station.registry import register_artifact
+
+        settings = settings_from(config, database_url=db)
+        engine = open_database(settings)
+        operator = login(engine, user)
+        done = register_artifact(engine, settings, artifact, operator=operator)
+        how = "registered" if done.new else "already registered (same weights)"
+        typer.echo(f"{done.spec} {how}: sha256 {done.sha256[:16]}.. stored at {done.path}")
+
+    @model_app.command("list")
+    def list_cmd(
+        station: StationOpt = None,
+        fmt: FormatOpt = "text",
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """The registered versions and the role each holds at the station now."""
+        from db.engine import session_scope
+        from station.levels import resolve_station
+        from station.registry import lineup, registered, spec_of
+
+        _format(fmt)
+        settings = settings_from(config, database_url=db)
+        engine = open_database(settings, read_only=True)
+        with session_scope(engine) as s:
+            st = resolve_station(s, settings, station)
+            assert st.id is not None
+            now = lineup(s, st.id)
+            rows = registered(s)
+        roles: dict[str, str] = {}
+        if now.champion is not None:
+            roles[spec_of(now.champion)] = "champion"
+        if now.challenger is not None:
+            roles[spec_of(now.challenger)] = (
+                f"canary {now.weight:g}%" if now.weight > 0 else "challenger"
+            )
+        if now.previous is not None:
+            roles[spec_of(now.previous)] = "previous"
+        for r in rows:
+            r["role"] = roles.get(r["version"])
+        if fmt == "json":
+            typer.echo(json.dumps({"station": st.name, "versions": rows}, indent=2))
+            return
+        if not rows:
+            typer.echo("no model versions registered (`station model register ARTIFACT`)")
+        for r in rows:
+            acc = r["validation"]
+            typer.echo(
+                f"{r['version']:<32} {r['role'] or '-':<12} sha256 {r['sha256'][:12]}..  "
+                f"{r['architecture']:<20} registered {r['registered_at']} by "
+                f"{r['registered_by'] or 'the station'}"
+                + (f"  val accuracy {acc:.3f}" if isinstance(acc, float) else "")
+            )
+
+    @model_app.command("deploy")
+    def deploy_cmd(
+        version: Annotated[str, typer.Argument(help="Registered version, NAME:VERSION.")],
+        role: Annotated[Role, typer.Option("--as", help="champion | challenger | canary")],
+        reason: ReasonOpt,
+        user: UserOpt,
+        weight: Annotated[
+            float | None,
+            typer.Option("--weight", help="Canary: the share of items it decides, in percent."),
+        ] = None,
+        station: StationOpt = None,
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Give a registered version a role at the station (engineers only).
+
+        A running station follows from its next item. A new champion keeps the old one as
+        previous, and the level drops to what the new champion's own evidence supports."""
+        from station.registry import deploy_version
+
+        settings = settings_from(config, database_url=db)
+        engine = open_database(settings)
+        operator = login(engine, user)
+        change = deploy_version(
+            engine,
+            settings,
+            version,
+            role.value,
+            operator=operator,
+            reason=reason,
+            weight=weight,
+            station_name=station,
+        )
+        what = f"canary at {change.weight:g}%" if role is Role.canary else change.role
+        typer.echo(
+            f"{change.spec} is now the {what}"
+            + (f" (replacing {change.replaced})" if change.replaced else "")
+        )
+        _say_level(change.level_change)
+
+    @model_app.command("rollback")
+    def rollback_cmd(
+        reason: ReasonOpt,
+        user: UserOpt,
+        station: StationOpt = None,
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """The previous champion decides again from the next item (engineers only)."""
+        from station.registry import rollback
+
+        settings = settings_from(config, database_url=db)
+        engine = open_database(settings)
+        operator = login(engine, user)
+        change = rollback(engine, settings, operator=operator, reason=reason, station_name=station)
+        typer.echo(f"rolled back: {change.spec} is the champion again (was {change.replaced})")
+        _say_level(change.level_change)
+
+    @model_app.command("retire")
+    def retire_cmd(
+        reason: ReasonOpt,
+        user: UserOpt,
+        station: StationOpt = None,
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Stop the challenger (or canary) at the station (engineers only)."""
+        from station.registry import retire_challenger
+
+        settings = settings_from(config, database_url=db)
+        engine = open_database(settings)
+        operator = login(engine, user)
+        spec = retire_challenger(
+            engine, settings, operator=operator, reason=reason, station_name=station
+        )
+        typer.echo(f"{spec} no longer runs at the station")
+
+    @model_app.command("history")
+    def history_cmd(
+        station: StationOpt = None,
+        fmt: FormatOpt = "text",
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Which version held which role at the station, when, who and why (append-only)."""
+        from db.engine import session_scope
+        from station.levels import resolve_station
+        from station.registry import history
+
+        _format(fmt)
+        settings = settings_from(config, database_url=db)
+        engine = open_database(settings, read_only=True)
+        with session_scope(engine) as s:
+            st = resolve_station(s, settings, station)
+            assert st.id is not None
+            rows = history(s, st.id)
+        if fmt == "json":
+            typer.echo(json.dumps({"station": st.name, "history": rows}, indent=2))
+            return
+        if not rows:
+            typer.echo("no model has run at this station yet")
+        for r in rows:
+            role = f"canary {r['weight']:g}%" if r["weight"] is not None else r["role"]
+            until = f" until {r['until']}" if r["until"] else " (now)"
+            typer.echo(f"{r['at']} {r['version']} {role}{until} by {r['by']}: {r['reason']}")
+
+
+def _say_level(change: Any) -> None:
+    if change is not None:
+        typer.echo(
+            f"station level {change.from_level.value} -> {change.to_level.value} "
+            f"(automatic): {change.reason}"
+        )

@@ -27,7 +27,12 @@ def run_cmd(
         ),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Model folder (default: the bundled model).")
+        str | None,
+        typer.Option(
+            "--model",
+            help="Model folder a new station starts with (default: the bundled model); after "
+            "that the station runs its deployed champion (`station model deploy`).",
+        ),
     ] = None,
     level: Annotated[
         str | None,
@@ -64,6 +69,8 @@ def run_cmd(
 
     parse_source_spec(settings.camera_source)  # a malformed spec is refused before any window
     engine = open_database(settings)
+    if settings.model_path:
+        _refuse_a_model_that_is_not_the_champion(settings, engine)
     if demo:
         _create_demo_operator(engine)
     from station.ui.app import run_window  # Qt only from here on
@@ -93,3 +100,17 @@ def _create_demo_operator(engine) -> None:  # type: ignore[no-untyped-def]
         "add real operators with `station user add` before using it on a line",
         err=True,
     )
+
+
+def _refuse_a_model_that_is_not_the_champion(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    """--model / model_path name the model a station starts with on its first start; after that
+    the record's champion runs, and another model is refused here, before any window."""
+    from db.engine import session_scope
+    from db.repo import find_station
+    from station.pipeline.lineup import model_to_run
+
+    with session_scope(engine) as session:
+        station = find_station(session=session, name=settings.station_name)
+        station_id = station.id if station is not None else None
+    if station_id is not None:
+        model_to_run(engine, settings, station_id)

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from station.pipeline.predictor import (
 )
 from station.pipeline.router import Plan, Router
 from station.pipeline.worker import InferenceResult, InferenceWorker
+
+if TYPE_CHECKING:
+    from station.pipeline.lineup import ShadowJob, ShadowRunner
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Assessed:
     inference: InferenceResult | None
     model: ModelInfo | None  # the model that answered, when the plan ran one
     level_after: Level  # the level in force once the model had answered (a demotion meanwhile)
+    shadow: ShadowJob | None = None  # the challenger's answer, on its way (never shown)
 
     @property
     def prediction(self) -> Prediction | None:
@@ -92,8 +97,14 @@ class Assessor:
         level: Callable[[], Level],
         model: ModelHolder,
         rule: Callable[[], DecisionRule | None] = lambda: None,
+        before: Callable[[], None] = lambda: None,
+        challenger: ModelHolder | None = None,
+        shadow: ShadowRunner | None = None,
     ) -> None:
         self.router = router
+        self.before = before  # follows the model lineup: a swap happens here, between items
+        self.challenger = challenger
+        self.shadow = shadow
         self.guard = guard
         self.level = level
         self.model = model
@@ -104,6 +115,7 @@ class Assessor:
     def assess(self, captured: Captured) -> Assessed:
         """Guard, plan at the level in force now, and inference where the plan asks for it
         (blocking up to the model's timeout). `level` reads the record: this thread may wait."""
+        self.before()
         guard = self.guard.check(captured.stats)
         in_use = self.model.get()
         plan = self.router.plan(
@@ -113,8 +125,12 @@ class Assessor:
             rule=self.rule(),
         )
         inference = None
+        shadow = None
         level_after = plan.level
         if plan.run_model and in_use is not None:
+            challenger = self.challenger.get() if self.challenger is not None else None
+            if challenger is not None and self.shadow is not None:
+                shadow = self.shadow.submit(challenger, captured.image)  # None: it fell behind
             inference = in_use.worker.infer(captured.image)
             level_after = self.level()  # the model took a while: read again
         with self._lock:
@@ -127,6 +143,7 @@ class Assessor:
             inference=inference,
             model=in_use.info if plan.run_model and in_use is not None else None,
             level_after=level_after,
+            shadow=shadow,
         )
 
     def heatmap(self, assessed: Assessed) -> np.ndarray | None:

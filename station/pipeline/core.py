@@ -29,7 +29,8 @@ from db.models import Level, LevelChange
 from review.rules import DecisionRule
 from station.errors import ModelRefused
 from station.levels import LevelWatch, demote_automatically
-from station.pipeline.assess import Assessed, Assessor, ModelHolder, ModelInUse
+from station.pipeline.assess import Assessed, Assessor, ModelHolder, ModelInUse, open_model
+from station.pipeline.lineup import LineupWatch, Opener, ShadowRunner
 from station.pipeline.desk import DecisionDesk
 from station.pipeline.guard import InputGuard
 from station.pipeline.intake import utc_now
@@ -57,6 +58,7 @@ class StationCore:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utc_now,
+        opener: Opener | None = None,
     ) -> None:
         self.engine = engine
         self.station_id = station_id
@@ -69,6 +71,20 @@ class StationCore:
         )
         self.rules = RuleWatch(engine, station_id)
         self.model = ModelHolder()
+        self.lineup = LineupWatch(
+            engine,
+            settings,
+            station_id,
+            champion=self.model,
+            open_model=opener
+            or (
+                lambda path: open_model(
+                    path, settings.labels, timeout_s=settings.thresholds.model_timeout_s
+                )
+            ),
+            on_champion=lambda version_id, _m: self.rules.follow(version_id),
+        )
+        self.shadow = ShadowRunner()
         self.status = StationStatus(clock)
         self.assessor = Assessor(
             router=self.router,
@@ -76,6 +92,9 @@ class StationCore:
             level=self.levels.read,
             model=self.model,
             rule=self._rule,
+            before=self.lineup.check,
+            challenger=self.lineup.challenger,
+            shadow=self.shadow,
         )
         self.desk = DecisionDesk(
             router=self.router,
@@ -102,6 +121,9 @@ class StationCore:
             with session_scope(self.engine) as session:
                 mv = ensure_champion(session=session, station_id=self.station_id, ref=model.info)
                 champion_id = mv.id
+        except ModelRefused:
+            model.worker.close()
+            raise
         except IntegrityProblem as e:
             model.worker.close()
             raise ModelRefused(
@@ -112,6 +134,7 @@ class StationCore:
             log.warning("could not record the champion deployment: %s", e)
         self.rules.follow(champion_id)  # its own approved rule, or none: it decides nothing
         self.model.set(model)
+        self.lineup.started_with(champion_id, model)
         self.levels.cap(None)  # a usable model again: the record's level holds
 
     def _rule(self) -> DecisionRule | None:
@@ -166,6 +189,8 @@ class StationCore:
 
     def close(self) -> None:
         self.levels.stop()
+        self.shadow.close()
+        self.lineup.close()
         in_use = self.model.set(None)
         if in_use is not None:
             in_use.worker.close()

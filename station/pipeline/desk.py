@@ -306,7 +306,10 @@ class DecisionDesk:
                 audit_flagged=audit_flagged,
             )
 
-        return build() if assessed.captured.stored.done() else Deferred(uid, build)
+        ready = assessed.captured.stored.done() and (
+            assessed.shadow is None or assessed.shadow.future.done()
+        )
+        return build() if ready else Deferred(uid, build)
 
     def _sent(self, rec: Record | Deferred, outcome: Outcome) -> None:
         self.recent.appendleft(outcome)

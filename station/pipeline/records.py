@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeout
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
@@ -28,9 +30,13 @@ from db.models import (
     Station,
 )
 from db.repo import active_deployments, deploy, record_inspection, register_model_version
+from station.errors import ModelRefused
 from station.pipeline.assess import Assessed
 from station.pipeline.predictor import ModelInfo
 from station.pipeline.router import Route
+
+if TYPE_CHECKING:
+    from station.pipeline.lineup import ShadowJob
 
 UID_KEY = "record_uid"
 
@@ -178,6 +184,8 @@ def inspection_record(
                     latency_ms=assessed.inference.latency_ms,
                 ),
             )
+    if assessed.shadow is not None:
+        predictions = (*predictions, challenger_prediction(assessed.shadow))
     stats = cap.stats.as_dict()
     return InspectionRecord(
         uid=uid,
@@ -203,6 +211,44 @@ def inspection_record(
         threshold_version=threshold_version,
         truth_sample=truth_sample,
         audit_flagged=audit_flagged,
+    )
+
+
+#: How long a record being built waits for the challenger's answer (the recorder's thread: the
+#: inspector never waits for it). Its worker answers or times out well within this.
+SHADOW_WAIT_S = 30.0
+
+
+def challenger_prediction(job: ShadowJob) -> PredictionRecord:
+    """The challenger's answer on the item, recorded beside the champion's (slot challenger)."""
+    try:
+        result = job.future.result(timeout=SHADOW_WAIT_S)
+    except FutureTimeout:
+        return PredictionRecord(
+            model=job.model,
+            slot=Slot.challenger.value,
+            error=f"no answer within {SHADOW_WAIT_S:g} s",
+        )
+    except CancelledError:
+        return PredictionRecord(
+            model=job.model, slot=Slot.challenger.value, error="the station stopped first"
+        )
+    pred = result.prediction
+    if pred is None:
+        return PredictionRecord(
+            model=job.model,
+            slot=Slot.challenger.value,
+            error=result.error,
+            latency_ms=result.latency_ms,
+        )
+    return PredictionRecord(
+        model=job.model,
+        slot=Slot.challenger.value,
+        label=pred.label,
+        probabilities={k: float(v) for k, v in pred.probabilities.items()},
+        p_defect=float(pred.p_defect),
+        confidence=float(pred.confidence),
+        latency_ms=float(pred.latency_ms),
     )
 
 
@@ -277,19 +323,31 @@ def ensure_model_version(*, session: Session, ref: ModelInfo) -> ModelVersion:
 
 def ensure_champion(*, session: Session, station_id: int, ref: ModelInfo) -> ModelVersion:
     """Register the model version and, unless it already holds the champion slot at the station,
-    deploy it there (the deployment history then says which model decided when)."""
+    deploy it there: on a station's first start (no champion yet), or on a simulation's own
+    station. Refused (ModelRefused) when a real station's record names another champion: only
+    an engineer changes it (`station model deploy`)."""
     mv = ensure_model_version(session=session, ref=ref)
-    for d in active_deployments(session=session, station_id=station_id):
-        if d.slot == Slot.champion and d.model_version_id == mv.id:
-            return mv
     station = session.get(Station, station_id)
     assert station is not None
+    for d in active_deployments(session=session, station_id=station_id):
+        if d.slot == Slot.champion:
+            if d.model_version_id == mv.id:
+                return mv
+            if not station.simulated:
+                other = session.get(ModelVersion, d.model_version_id)
+                name = f"{other.name}:{other.version}" if other is not None else "another model"
+                raise ModelRefused(
+                    f"this station's champion is {name}, not {ref.name}:{ref.version}: an "
+                    "engineer changes it with `station model deploy NAME:VERSION --as champion`"
+                )
     deploy(
         session=session,
         station=station,
         model=mv,
         slot=Slot.champion,
-        reason="loaded by the station at start",
+        reason="the configured model, at the station's first start"
+        if not station.simulated
+        else "station simulate",
     )
     return mv
 

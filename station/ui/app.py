@@ -30,6 +30,7 @@ from station.frames.types import FrameSource
 from station.golden import golden_source
 from station.levels import set_level
 from station.pipeline.assess import ModelInUse, open_model
+from station.pipeline.lineup import model_to_run
 from station.pipeline.core import StationCore
 from station.pipeline.intake import Intake
 from station.pipeline.predictor import ModelInfo, Predictor, load_predictor
@@ -104,6 +105,12 @@ class StationApp:
             operator_id=operator.id,
             operator_name=operator.name,
             sink=self.background.submit,
+            opener=lambda path: open_model(
+                path,
+                settings.labels,
+                timeout_s=settings.thresholds.model_timeout_s,
+                loader=loader or load_predictor,
+            ),
         )
         if level_note or self.recorder.unclaimed:
             self.core.status.notice(level_note or self.recorder.unclaimed)
@@ -124,8 +131,9 @@ class StationApp:
         )
 
         def model_loader() -> ModelInUse:
+            # The record's champion (or, on a first start, the configured model).
             return open_model(
-                settings.model_path or None,
+                model_to_run(engine, settings, self.station_id),
                 settings.labels,
                 timeout_s=settings.thresholds.model_timeout_s,
                 loader=loader or load_predictor,

@@ -358,8 +358,11 @@ def test_assist_with_the_real_bundled_model_shows_its_suggestion(qtbot, tmp_path
     from station.synth.config import SynthConfig
     from station.synth.render import render_item
 
-    rig, win = open_window(qtbot, tmp_path, Level.assist, blind_share_assist=0)
-    rig.core.use_model(open_model(None, rig.settings.labels, timeout_s=30))
+    settings = Settings(data_dir=tmp_path, levels=LevelSettings(blind_share_assist=0))
+    rig = make_rig(tmp_path, level=Level.assist, settings=settings, with_model=False)
+    win = StationWindow(rig.core)
+    qtbot.addWidget(win)
+    rig.core.use_model(open_model(None, rig.settings.labels, timeout_s=30))  # its first start
     item = render_item(SynthConfig(seed=11, realtime=False), 0)
     win.on_item(rig.assess(item.image, truth=item.label))
     panels = win.findChildren(SuggestionPanel)
