@@ -31,17 +31,6 @@ def people(engine):
     return eve, lan
 
 
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("artifacts")
-    return {
-        "v3": variant(root / "v3", "3", nudge=0.01),
-        "v4": variant(root / "v4", "4", nudge=0.02),
-        "v5": variant(root / "v5", "5", nudge=0.04),
-        "v3-other": variant(root / "v3-other", "3", nudge=0.03),  # same name:version, new weights
-    }
-
-
 def settings_for(db_url: str):
     return load_settings(overrides={"database_url": db_url})[0]
 

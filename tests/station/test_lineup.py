@@ -1,0 +1,107 @@
+"""A running station follows its model lineup: a challenger runs hidden beside the champion and
+its answers are recorded against the same items; a new champion or a rollback decides from the
+next item on, whole; a configured model that is not the champion is refused."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import col, select
+
+from db.engine import session_scope
+from db.models import Level, ModelVersion, Prediction, Role, Slot
+from db.repo import find_operator
+from station.errors import ModelRefused
+from station.pipeline.assess import open_model
+from station.pipeline.lineup import model_to_run
+from station.pipeline.testing import ensure_operator, make_rig, phone_image
+from station.registry import deploy_version, register_artifact, rollback
+from station.settings import Settings
+
+
+@pytest.fixture
+def station(tmp_path, artifacts):
+    """A station at shadow whose champion is v3, registered and deployed by an engineer, and
+    started the way `station run` starts it (the record's champion)."""
+    rig = make_rig(tmp_path, level=Level.shadow, with_model=False)
+    ensure_operator(rig.engine, "eve", Role.engineer)
+    with session_scope(rig.engine) as s:
+        eve = find_operator(session=s, name="eve")
+    for key in ("v3", "v4"):
+        register_artifact(rig.engine, rig.settings, artifacts[key], operator=eve)
+    deploy_version(
+        rig.engine, rig.settings, "synthetic-line:3", "champion", operator=eve, reason="a"
+    )
+    path = model_to_run(rig.engine, rig.settings, rig.core.station_id)
+    rig.core.use_model(open_model(path, rig.settings.labels, timeout_s=30))
+    yield rig, eve
+    rig.core.close()
+
+
+def inspect(rig, n: int, seed: int = 0) -> None:
+    """n phones through the station, each decided by the inspector (shadow)."""
+    for i in range(n):
+        rig.feed(phone_image(seed + i), truth="ok")
+        rig.core.lineup.wait_loaded()
+        rig.core.desk.decide("ok")
+
+
+def predictions(engine) -> list[tuple[int, str, str]]:
+    """(item, slot, version) of every recorded prediction, in order."""
+    with session_scope(engine) as s:
+        rows = s.exec(
+            select(Prediction.item_id, Prediction.slot, ModelVersion.version)
+            .join(ModelVersion, col(ModelVersion.id) == col(Prediction.model_version_id))
+            .order_by(col(Prediction.id))
+        ).all()
+        return [(i, Slot(slot).value, v) for i, slot, v in rows]
+
+
+def test_a_challenger_runs_hidden_beside_the_champion_on_the_same_items(station):
+    rig, eve = station
+    inspect(rig, 1)
+    deploy_version(
+        rig.engine, rig.settings, "synthetic-line:4", "challenger", operator=eve, reason="b"
+    )
+    inspect(rig, 1, seed=1)  # the lineup is read before this item; v4 loads meanwhile
+    inspect(rig, 2, seed=2)
+    got = predictions(rig.engine)
+    champion = [(i, v) for i, slot, v in got if slot == "champion"]
+    challenger = [(i, v) for i, slot, v in got if slot == "challenger"]
+    assert [v for _, v in champion] == ["3", "3", "3", "3"]
+    assert [v for _, v in challenger][-2:] == ["4", "4"]  # at the latest from the third item
+    assert {i for i, _ in challenger} <= {i for i, _ in champion}
+    # never shown: the inspector's suggestion is the champion's, or none (shadow: none)
+    assert rig.core.desk.recent[0].decided_by.value == "human"
+    assert rig.core.shadow.dropped == 0
+
+
+def test_a_new_champion_and_a_rollback_decide_from_the_next_item(station):
+    rig, eve = station
+    inspect(rig, 1)
+    deploy_version(
+        rig.engine, rig.settings, "synthetic-line:4", "champion", operator=eve, reason="b"
+    )
+    rig.core.lineup.check()
+    rig.core.lineup.wait_loaded()
+    inspect(rig, 1, seed=1)
+    assert rig.core.rules.model_version_id == rig.core.lineup.champion_id
+    rollback(rig.engine, rig.settings, operator=eve, reason="escapes")
+    inspect(rig, 1, seed=2)  # v3 stayed loaded as previous: no wait, the very next item
+    champion = [v for _, slot, v in predictions(rig.engine) if slot == "champion"]
+    assert champion == ["3", "4", "3"]
+    roles = rig.core.lineup.roles()
+    assert (roles.champion, roles.previous) == ("synthetic-line:3", "synthetic-line:4")
+
+
+def test_a_configured_model_that_is_not_the_champion_is_refused(station, artifacts):
+    rig, _ = station
+    other = Settings(data_dir=rig.settings.data_dir, model_path=str(artifacts["v4"]))
+    with pytest.raises(ModelRefused, match="champion is synthetic-line:3; the configured model"):
+        model_to_run(rig.engine, other, rig.core.station_id)
+    same = Settings(data_dir=rig.settings.data_dir, model_path=str(artifacts["v3"]))
+    assert model_to_run(rig.engine, same, rig.core.station_id).endswith(
+        rig.core.model.get().info.sha256
+    )
+    # loading another model into the running station is refused the same way
+    with pytest.raises(ModelRefused, match="an engineer changes it"):
+        rig.core.use_model(open_model(str(artifacts["v4"]), rig.settings.labels, timeout_s=30))
