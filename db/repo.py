@@ -199,7 +199,8 @@ def record_inspection(
     """Write one inspected item with everything decided about it, inside the caller's transaction.
 
     The foreign keys between the rows are filled in here, so callers build plain objects. Which
-    prediction the disposition rests on is `disposition.prediction_id` if set, else the champion's.
+    prediction the disposition rests on is `disposition.prediction_id` if set, else the first one
+    of the champion or canary slot (the answer acted on; a hidden model's answer follows it).
     The objects get their ids but are not attached to the session (they are history, not state).
     """
     item_id = _insert(session, item, "item")
@@ -207,7 +208,7 @@ def record_inspection(
     for p in predictions:
         p.item_id = item_id
         _insert(session, p, "prediction")
-        if p.slot == Slot.champion and champion is None:
+        if p.slot in (Slot.champion, Slot.canary) and champion is None:
             champion = p
     if decision is not None:
         decision.item_id = item_id

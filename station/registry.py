@@ -230,6 +230,8 @@ class Lineup:
     weight: float  # the canary's share of items in percent; 0: a hidden challenger
     previous: ModelVersion | None
     deployment_ids: tuple[int, ...]  # changes whenever any role changes
+    canary_salt: str = ""  # the canary deployment's id: each step draws its arm afresh
+    canary_since: datetime | None = None  # when the canary's current step began
 
 
 def lineup(session: Session, station_id: int) -> Lineup:
@@ -246,6 +248,8 @@ def lineup(session: Session, station_id: int) -> Lineup:
         weight=canary[1].traffic_share * 100.0 if canary is not None else 0.0,
         previous=held[Slot.standby][0] if Slot.standby in held else None,
         deployment_ids=tuple(sorted(d.id for _, d in held.values() if d.id is not None)),
+        canary_salt=f"canary-{canary[1].id}" if canary is not None else "",
+        canary_since=canary[1].started_at if canary is not None else None,
     )
 
 

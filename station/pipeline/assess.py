@@ -80,7 +80,8 @@ class Assessed:
     inference: InferenceResult | None
     model: ModelInfo | None  # the model that answered, when the plan ran one
     level_after: Level  # the level in force once the model had answered (a demotion meanwhile)
-    shadow: ShadowJob | None = None  # the challenger's answer, on its way (never shown)
+    shadow: ShadowJob | None = None  # the other model's answer, on its way (never shown)
+    canary: bool = False  # the canary, not the champion, answered for this item (its arm)
 
     @property
     def prediction(self) -> Prediction | None:
@@ -96,15 +97,19 @@ class Assessor:
         guard: InputGuard,
         level: Callable[[], Level],
         model: ModelHolder,
-        rule: Callable[[], DecisionRule | None] = lambda: None,
+        rule: Callable[[bool], DecisionRule | None] = lambda _canary: None,
         before: Callable[[], None] = lambda: None,
         challenger: ModelHolder | None = None,
         shadow: ShadowRunner | None = None,
+        canary_share: Callable[[Captured], float] = lambda _c: 0.0,
     ) -> None:
         self.router = router
         self.before = before  # follows the model lineup: a swap happens here, between items
         self.challenger = challenger
         self.shadow = shadow
+        # The canary's share for this item: 1.0 when its salted hash falls in the canary's arm
+        # (station/pipeline/lineup.py canary_arm); 0.0 otherwise.
+        self.canary_share = canary_share
         self.guard = guard
         self.level = level
         self.model = model
@@ -117,20 +122,27 @@ class Assessor:
         (blocking up to the model's timeout). `level` reads the record: this thread may wait."""
         self.before()
         guard = self.guard.check(captured.stats)
-        in_use = self.model.get()
+        champion = self.model.get()
+        challenger = self.challenger.get() if self.challenger is not None else None
+        # The canary's arm: it answers (and, by its own approved rule, may decide) in the
+        # champion's place; the champion then answers hidden, so every item stays paired.
+        canary = champion is not None and challenger is not None and self.canary_share(captured) > 0
+        in_use, hidden = (challenger, champion) if canary else (champion, challenger)
         plan = self.router.plan(
             self.level(),
             golden=captured.golden,
             model_available=in_use is not None,
-            rule=self.rule(),
+            rule=self.rule(canary),
         )
         inference = None
         shadow = None
         level_after = plan.level
         if plan.run_model and in_use is not None:
-            challenger = self.challenger.get() if self.challenger is not None else None
-            if challenger is not None and self.shadow is not None:
-                shadow = self.shadow.submit(challenger, captured.image)  # None: it fell behind
+            if hidden is not None and self.shadow is not None:
+                # None: the hidden model fell behind (counted); the item goes without it
+                shadow = self.shadow.submit(
+                    hidden, captured.image, slot="champion" if canary else "challenger"
+                )
             inference = in_use.worker.infer(captured.image)
             level_after = self.level()  # the model took a while: read again
         with self._lock:
@@ -144,6 +156,7 @@ class Assessor:
             model=in_use.info if plan.run_model and in_use is not None else None,
             level_after=level_after,
             shadow=shadow,
+            canary=canary and plan.run_model,
         )
 
     def heatmap(self, assessed: Assessed) -> np.ndarray | None:

@@ -70,6 +70,7 @@ class StationCore:
             levels=settings.levels, ok_class=settings.ok_class, rng=rng or random.Random()
         )
         self.rules = RuleWatch(engine, station_id)
+        self.canary_rules = RuleWatch(engine, station_id)  # the challenger's, for a canary's arm
         self.model = ModelHolder()
         self.lineup = LineupWatch(
             engine,
@@ -83,6 +84,7 @@ class StationCore:
                 )
             ),
             on_champion=lambda version_id, _m: self.rules.follow(version_id),
+            on_challenger=lambda version_id: self.canary_rules.follow(version_id),
         )
         self.shadow = ShadowRunner()
         self.status = StationStatus(clock)
@@ -95,6 +97,7 @@ class StationCore:
             before=self.lineup.check,
             challenger=self.lineup.challenger,
             shadow=self.shadow,
+            canary_share=self.lineup.canary_share,
         )
         self.desk = DecisionDesk(
             router=self.router,
@@ -137,9 +140,10 @@ class StationCore:
         self.lineup.started_with(champion_id, model)
         self.levels.cap(None)  # a usable model again: the record's level holds
 
-    def _rule(self) -> DecisionRule | None:
-        """The approved rule in force, read before each item is planned (pipeline thread)."""
-        found = self.rules.read()
+    def _rule(self, canary: bool = False) -> DecisionRule | None:
+        """The approved rule in force for the model that answers (the champion's, or the
+        canary's in its arm), read before each item is planned (pipeline thread)."""
+        found = (self.canary_rules if canary else self.rules).read()
         return found.rule if found is not None else None
 
     def _demote(self, cause: str) -> LevelChange | None:

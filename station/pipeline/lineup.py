@@ -15,6 +15,7 @@ The record is written by station/registry.py (engineers' commands) and read here
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from db.engine import session_scope
 from db.models import Deployment, ModelVersion
 from station.errors import ModelRefused
 from station.pipeline.assess import ModelHolder, ModelInUse
+from station.pipeline.intake import Captured
 from station.pipeline.predictor import ModelInfo
 from station.pipeline.worker import InferenceResult
 from station.registry import Lineup, artifact_dir, lineup, spec_of
@@ -70,6 +72,18 @@ def model_to_run(engine: Engine, settings: Settings, station_id: int) -> str | N
 Opener = Callable[[str | Path | None], ModelInUse]
 
 
+def canary_arm(salt: str, captured: Captured, weight: float) -> bool:
+    """Whether this item is in the canary's arm at `weight` percent: a salted hash of the item's
+    identity (its source, capture time and frame), so the draw is uniform, independent of what
+    the image shows, and the same for the same item whenever it is asked. The salt is the canary
+    deployment's: each step of a ramp draws afresh."""
+    if weight <= 0.0:
+        return False
+    key = f"{salt}|{captured.source}|{captured.captured_at.isoformat()}|{captured.frame_index}"
+    draw = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2.0**64
+    return draw < weight / 100.0
+
+
 @dataclass(frozen=True)
 class Roles:
     """What the station runs now, as the window shows it."""
@@ -94,6 +108,7 @@ class LineupWatch:
         champion: ModelHolder,
         open_model: Opener,
         on_champion: Callable[[int | None, ModelInUse], None],
+        on_challenger: Callable[[int | None], None] = lambda _id: None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -102,6 +117,7 @@ class LineupWatch:
         self.challenger = ModelHolder()
         self.open_model = open_model
         self.on_champion = on_champion  # the core follows the new champion's approved rule
+        self.on_challenger = on_challenger  # ... and the canary's, for the items in its arm
         self.champion_id: int | None = None
         self.challenger_id: int | None = None
         self.wanted: Lineup | None = None
@@ -163,6 +179,7 @@ class LineupWatch:
         chall = wanted.challenger
         chall_id = chall.id if chall is not None else None
         if chall_id != self.challenger_id and (chall_id is None or chall_id in loaded):
+            self.on_challenger(chall_id)
             self.challenger.set(loaded[chall_id] if chall_id is not None else None)
             self.challenger_id = chall_id
         keep = {mv.id for mv in need} | {self.champion_id, self.challenger_id}
@@ -206,6 +223,15 @@ class LineupWatch:
                 model.worker.close()
                 return
             self._loaded[mv.id] = model
+
+    def canary_share(self, captured: Captured) -> float:
+        """1.0 when the item falls in the canary's arm (pipeline thread, after `check`)."""
+        w = self.wanted
+        if w is None or w.weight <= 0.0 or self.challenger.get() is None:
+            return 0.0
+        if w.challenger is None or w.challenger.id != self.challenger_id:
+            return 0.0  # the canary named in the record is not the one loaded yet
+        return 1.0 if canary_arm(w.canary_salt, captured, w.weight) else 0.0
 
     def wait_loaded(self, timeout_s: float = 30.0) -> bool:
         """Until nothing is loading (tests and the simulation, which must be reproducible)."""
@@ -254,10 +280,12 @@ def _name(info: ModelInfo) -> str:
 
 @dataclass(frozen=True)
 class ShadowJob:
-    """The challenger's answer on one item, on its way."""
+    """A hidden model's answer on one item, on its way: the challenger's, or the champion's on
+    an item the canary answered (`slot`)."""
 
     model: ModelInfo
     future: Future[InferenceResult]
+    slot: str = "challenger"
 
 
 class ShadowRunner:
@@ -270,7 +298,9 @@ class ShadowRunner:
         self.dropped = 0  # items that went without the challenger's answer: it fell behind
         self.submitted = 0
 
-    def submit(self, model: ModelInUse, image: np.ndarray) -> ShadowJob | None:
+    def submit(
+        self, model: ModelInUse, image: np.ndarray, *, slot: str = "challenger"
+    ) -> ShadowJob | None:
         if not self._slots.acquire(blocking=False):
             self.dropped += 1
             return None
@@ -281,7 +311,7 @@ class ShadowRunner:
             self._slots.release()
             return None
         future.add_done_callback(lambda _f: self._slots.release())
-        return ShadowJob(model.info, future)
+        return ShadowJob(model.info, future, slot)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -163,12 +163,16 @@ def inspection_record(
     `assessed.captured.stored` is done)."""
     cap = assessed.captured
     predictions: tuple[PredictionRecord, ...] = ()
+    # The answer acted on comes first (the disposition rests on it): the champion's, or the
+    # canary's in its arm; a hidden model's answer follows (shadow).
+    slot = Slot.canary.value if assessed.canary else Slot.champion.value
     if assessed.plan.run_model and assessed.inference is not None:
         pred = assessed.prediction
         if pred is not None:
             predictions = (
                 PredictionRecord(
                     model=assessed.model,
+                    slot=slot,
                     label=pred.label,
                     probabilities={k: float(v) for k, v in pred.probabilities.items()},
                     p_defect=float(pred.p_defect),
@@ -180,6 +184,7 @@ def inspection_record(
             predictions = (
                 PredictionRecord(
                     model=assessed.model,
+                    slot=slot,
                     error=assessed.inference.error,
                     latency_ms=assessed.inference.latency_ms,
                 ),
@@ -220,30 +225,31 @@ SHADOW_WAIT_S = 30.0
 
 
 def challenger_prediction(job: ShadowJob) -> PredictionRecord:
-    """The challenger's answer on the item, recorded beside the champion's (slot challenger)."""
+    """A hidden model's answer on the item, recorded beside the one acted on (slot challenger;
+    champion on an item the canary answered)."""
     try:
         result = job.future.result(timeout=SHADOW_WAIT_S)
     except FutureTimeout:
         return PredictionRecord(
             model=job.model,
-            slot=Slot.challenger.value,
+            slot=job.slot,
             error=f"no answer within {SHADOW_WAIT_S:g} s",
         )
     except CancelledError:
         return PredictionRecord(
-            model=job.model, slot=Slot.challenger.value, error="the station stopped first"
+            model=job.model, slot=job.slot, error="the station stopped first"
         )
     pred = result.prediction
     if pred is None:
         return PredictionRecord(
             model=job.model,
-            slot=Slot.challenger.value,
+            slot=job.slot,
             error=result.error,
             latency_ms=result.latency_ms,
         )
     return PredictionRecord(
         model=job.model,
-        slot=Slot.challenger.value,
+        slot=job.slot,
         label=pred.label,
         probabilities={k: float(v) for k, v in pred.probabilities.items()},
         p_defect=float(pred.p_defect),
@@ -426,14 +432,14 @@ def write_inspection(
         guard_passed=rec.guard_passed,
         guard_reason=rec.guard_reason,
     )
-    champion = next((p for p in predictions if p.slot == Slot.champion), None)
+    acted = predictions[0] if predictions else None  # the champion's, or the canary's
     disposition = Disposition(
         item_id=0,
         final_label=rec.final_label,
         decided_by=DecidedBy(rec.decided_by),
         level=Level(rec.level),
         threshold_version=rec.threshold_version,
-        model_version_id=champion.model_version_id if champion is not None else None,
+        model_version_id=acted.model_version_id if acted is not None else None,
     )
     decision = None if rec.decision is None else human_decision_row(rec.decision)
     record_inspection(

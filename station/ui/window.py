@@ -422,6 +422,13 @@ class StationWindow(QMainWindow):
         in_use = c.model.get()
         if may_show and in_use is not None:
             parts.append(f"model {in_use.info.name} {in_use.info.short}")
+            roles = c.lineup.roles()
+            if roles.challenger is not None:
+                parts.append(
+                    f"canary {roles.challenger} {roles.weight:g}%"
+                    if roles.weight > 0
+                    else f"challenger {roles.challenger}"
+                )
         camera = c.status.camera
         cam = (
             "STARTING"

@@ -105,3 +105,51 @@ def test_a_configured_model_that_is_not_the_champion_is_refused(station, artifac
     # loading another model into the running station is refused the same way
     with pytest.raises(ModelRefused, match="an engineer changes it"):
         rig.core.use_model(open_model(str(artifacts["v4"]), rig.settings.labels, timeout_s=30))
+
+
+def test_a_canary_answers_for_its_share_of_items_with_the_champion_hidden_beside_it(station):
+    from db.models import Disposition
+
+    rig, eve = station
+    deploy_version(
+        rig.engine, rig.settings, "synthetic-line:4", "canary", operator=eve, reason="c", weight=50
+    )
+    rig.core.lineup.check()
+    rig.core.lineup.wait_loaded()
+    inspect(rig, 12)
+    with session_scope(rig.engine) as s:
+        acted = {d.item_id: d.prediction_id for d in s.exec(select(Disposition)).all()}
+        rows = s.exec(select(Prediction).order_by(col(Prediction.id))).all()
+        by_item: dict[int, list[tuple[str, int]]] = {}
+        for p in rows:
+            by_item.setdefault(p.item_id, []).append((Slot(p.slot).value, p.id))
+    arms = [slots[0][0] for slots in by_item.values()]
+    assert set(arms) == {"champion", "canary"}  # 12 items at 50%: both arms (p of not: 5e-4)
+    for item, slots in by_item.items():
+        first_slot, first_id = slots[0]
+        assert acted[item] == first_id  # the disposition rests on the answer acted on
+        other = {"canary": "champion", "champion": "challenger"}[first_slot]
+        assert [s for s, _ in slots] == [first_slot, other]  # every item stays paired
+    assert rig.core.lineup.roles().weight == 50
+
+
+def test_the_canary_arm_is_sticky_uniform_and_drawn_afresh_at_each_step():
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from station.pipeline.lineup import canary_arm
+
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    items = [
+        SimpleNamespace(source="synthetic", captured_at=t0 + timedelta(seconds=i), frame_index=i)
+        for i in range(4000)
+    ]
+    arm = [canary_arm("canary-7", c, 5.0) for c in items]
+    assert arm == [canary_arm("canary-7", c, 5.0) for c in items]  # the same item, the same arm
+    assert 0.04 < sum(arm) / len(items) < 0.06
+    afresh = [canary_arm("canary-8", c, 5.0) for c in items]
+    assert arm != afresh
+    # a step up keeps most of the arm's items in it (a growing share, not a reshuffle) only
+    # within one salt: the 25% arm of a salt holds its 5% arm
+    wider = [canary_arm("canary-7", c, 25.0) for c in items]
+    assert all(w for a, w in zip(arm, wider, strict=True) if a)
