@@ -232,6 +232,7 @@ class Lineup:
     deployment_ids: tuple[int, ...]  # changes whenever any role changes
     canary_salt: str = ""  # the canary deployment's id: each step draws its arm afresh
     canary_since: datetime | None = None  # when the canary's current step began
+    champion_since: datetime | None = None  # when the champion became champion
 
 
 def lineup(session: Session, station_id: int) -> Lineup:
@@ -250,6 +251,7 @@ def lineup(session: Session, station_id: int) -> Lineup:
         deployment_ids=tuple(sorted(d.id for _, d in held.values() if d.id is not None)),
         canary_salt=f"canary-{canary[1].id}" if canary is not None else "",
         canary_since=canary[1].started_at if canary is not None else None,
+        champion_since=held[Slot.champion][1].started_at if Slot.champion in held else None,
     )
 
 
@@ -262,7 +264,7 @@ class RoleChange:
     level_change: LevelChange | None  # the station dropped: the new champion's evidence
 
 
-def _station(session: Session, settings: Settings, name: str | None) -> Station:
+def station_row(session: Session, settings: Settings, name: str | None) -> Station:
     from station.levels import resolve_station
 
     return resolve_station(session, settings, name)
@@ -321,7 +323,7 @@ def deploy_version(
         if not 0.0 < weight <= 100.0:
             raise RegistryRefused(f"--weight {weight:g}: expected a share of items in (0, 100]")
     with session_scope(engine) as s:
-        station = _station(s, settings, station_name)
+        station = station_row(s, settings, station_name)
         assert station.id is not None
         mv = find_version(s, spec)
         _check_stored(settings, mv)
@@ -334,7 +336,7 @@ def deploy_version(
                 raise RegistryRefused(f"{spec_of(mv)} is already the champion here")
             replaced = now.champion
             if same(now.challenger):
-                _end(s, station.id, (Slot.challenger, Slot.canary))
+                end_roles(s, station.id, (Slot.challenger, Slot.canary))
             if replaced is not None:
                 deploy(
                     session=s,
@@ -345,7 +347,7 @@ def deploy_version(
                     reason=f"replaced by {spec_of(mv)}: {text}",
                 )
             elif same(now.previous):
-                _end(s, station.id, (Slot.standby,))
+                end_roles(s, station.id, (Slot.standby,))
             deploy(
                 session=s,
                 station=station,
@@ -365,7 +367,7 @@ def deploy_version(
                     f"a canary is already running ({spec_of(now.challenger)} at "  # type: ignore[arg-type]
                     f"{now.weight:g}%): retire it or let its ramp end first"
                 )
-            _end(s, station.id, (Slot.challenger, Slot.canary))
+            end_roles(s, station.id, (Slot.challenger, Slot.canary))
             deploy(
                 session=s,
                 station=station,
@@ -383,7 +385,7 @@ def deploy_version(
     return RoleChange(spec_of(mv), role, weight or 0.0, replaced_spec, change)
 
 
-def _end(session: Session, station_id: int, slots: tuple[Slot, ...]) -> None:
+def end_roles(session: Session, station_id: int, slots: tuple[Slot, ...]) -> None:
     from db.models import utcnow
 
     for d in active_deployments(session=session, station_id=station_id):
@@ -407,7 +409,7 @@ def rollback(
         require(operator, "deploy_model")
     text = _reason(reason)
     with session_scope(engine) as s:
-        station = _station(s, settings, station_name)
+        station = station_row(s, settings, station_name)
         assert station.id is not None
         now = lineup(s, station.id)
         if now.previous is None:
@@ -428,7 +430,7 @@ def rollback(
                 reason=f"rolled back: {text}",
             )
         else:
-            _end(s, station.id, (Slot.standby,))
+            end_roles(s, station.id, (Slot.standby,))
         deploy(
             session=s,
             station=station,
@@ -457,12 +459,12 @@ def retire_challenger(
     require(operator, "deploy_model")
     text = _reason(reason)
     with session_scope(engine) as s:
-        station = _station(s, settings, station_name)
+        station = station_row(s, settings, station_name)
         assert station.id is not None
         now = lineup(s, station.id)
         if now.challenger is None:
             raise RegistryRefused(f"station {station.name} runs no challenger or canary")
-        _end(s, station.id, (Slot.challenger, Slot.canary))
+        end_roles(s, station.id, (Slot.challenger, Slot.canary))
         # The end is a row of its own (weight 0, the reason), so history says who and why.
         deploy(
             session=s,
@@ -473,7 +475,7 @@ def retire_challenger(
             operator_id=operator.id,
             reason=f"retired: {text}",
         )
-        _end(s, station.id, (Slot.challenger,))
+        end_roles(s, station.id, (Slot.challenger,))
         return spec_of(now.challenger)
 
 
@@ -489,7 +491,7 @@ def settle_level(
     from review.report import supported_level
 
     with session_scope(engine) as s:
-        station = _station(s, settings, station_name)
+        station = station_row(s, settings, station_name)
         assert station.id is not None
         station_id = station.id
         level = current_level(

@@ -79,6 +79,46 @@ class AuditSettings(_Section):
         return self
 
 
+class LifecycleSettings(_Section):
+    """Model lifecycle at the station: the canary's ramp (review.canary.CanaryRules) and the
+    limits whose breach rolls a new champion back to the previous one."""
+
+    canary_steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
+    min_items: int = Field(200, ge=1, description="items in the canary's arm per step")
+    min_minutes: float = Field(60.0, ge=0.0, description="baking time per step")
+    min_reference: int = Field(50, ge=1, description="paired items with a known truth per step")
+    max_worse: float = Field(0.02, ge=0.0, lt=1.0, description="non-inferiority margin")
+    alpha: float = Field(0.01, gt=0.0, lt=0.5, description="one-sided McNemar: it is worse")
+    max_error_rate: float = Field(0.02, ge=0.0, lt=1.0, description="errors and timeouts")
+    latency_p95_ms: float = Field(1500.0, gt=0.0)
+    min_answers: int = Field(20, ge=1, description="answers before errors or latency judge")
+    check_every_items: int = Field(50, ge=1, description="how often a running station checks")
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _steps_rise_to_100(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0.0 < w <= 100.0 for w in v) or sorted(set(v)) != v or v[-1] != 100:
+            raise ValueError(
+                f"lifecycle.canary_steps must rise strictly within (0, 100] and end at 100, got {v}"
+            )
+        return v
+
+    @property
+    def canary_rules(self):  # -> review.canary.CanaryRules (review is imported lazily)
+        from review.canary import CanaryRules
+
+        return CanaryRules(
+            min_items=self.min_items,
+            min_minutes=self.min_minutes,
+            min_reference=self.min_reference,
+            max_worse=self.max_worse,
+            alpha=self.alpha,
+            max_error_rate=self.max_error_rate,
+            latency_p95_ms=self.latency_p95_ms,
+            min_answers=self.min_answers,
+        )
+
+
 class ThresholdSettings(_Section):
     """When the model may decide alone (partial / full), on calibrated confidence."""
 
@@ -172,6 +212,7 @@ class Settings(_Section):
     guard: GuardSettings = Field(default_factory=lambda: GuardSettings())
     gates: GateSettings = Field(default_factory=lambda: GateSettings())
     audits: AuditSettings = Field(default_factory=lambda: AuditSettings())
+    lifecycle: LifecycleSettings = Field(default_factory=lambda: LifecycleSettings())
 
     @model_validator(mode="after")
     def _classes_consistent(self) -> Settings:

@@ -141,6 +141,17 @@ def simulate_cmd(
         f" (pass/fail {pct(s.agreement_pass_fail)})",
         f"accuracy vs truth: humans {pct(s.human_accuracy)}, model {pct(s.model_accuracy)}",
     ]
+    if s.champion_after:
+        lineup = f"champion {s.champion_after}"
+        if s.challenger_after:
+            lineup += (
+                f", canary {s.challenger_after} at {s.canary_weight_after:g}%"
+                if s.canary_weight_after > 0
+                else f", challenger {s.challenger_after} (hidden)"
+            )
+        lines.append(f"models at the end: {lineup}")
+    if s.lifecycle:
+        lines.append(f"lifecycle: {s.lifecycle}")
     if s.model_errors or s.guard_failed:
         lines.append(f"model errors {s.model_errors}, frames refused by the guard {s.guard_failed}")
     if s.stopped:

@@ -61,7 +61,10 @@ class StationCore:
         opener: Opener | None = None,
     ) -> None:
         self.engine = engine
+        self.settings = settings
         self.station_id = station_id
+        self._items_since_check = 0
+        self.lifecycle_news: str | None = None  # the last automatic change of role, in words
         self.station_name = station_name
         self.operator_name = operator_name
         self.labels = settings.labels
@@ -94,7 +97,7 @@ class StationCore:
             level=self.levels.read,
             model=self.model,
             rule=self._rule,
-            before=self.lineup.check,
+            before=self._before_item,
             challenger=self.lineup.challenger,
             shadow=self.shadow,
             canary_share=self.lineup.canary_share,
@@ -139,6 +142,30 @@ class StationCore:
         self.model.set(model)
         self.lineup.started_with(champion_id, model)
         self.levels.cap(None)  # a usable model again: the record's level holds
+
+    def _before_item(self) -> None:
+        """Pipeline thread, before each item is planned: every `lifecycle.check_every_items`
+        items the canary's step is judged and the champion's health checked (station/ramp.py,
+        the system's own recorded changes of role); then the lineup in the record is followed."""
+        self._items_since_check += 1
+        if self._items_since_check >= self.settings.lifecycle.check_every_items:
+            self._items_since_check = 0
+            self._check_lifecycle()
+        self.lineup.check()
+
+    def _check_lifecycle(self) -> None:
+        from station.ramp import canary_step, watch_champion
+
+        try:
+            step = canary_step(self.engine, self.settings, station_name=self.station_name)
+            if step is not None and step.applied:
+                self.lifecycle_news = f"canary {step.canary}: step at {step.weight:g}% {step.outcome.value}"
+                log.warning("%s (%s)", self.lifecycle_news, step.reason)
+            rolled = watch_champion(self.engine, self.settings, self.station_id)
+            if rolled is not None:
+                self.lifecycle_news = rolled
+        except Exception as e:  # the line goes on; the next check tries again
+            log.warning("could not check the model lifecycle: %s", e)
 
     def _rule(self, canary: bool = False) -> DecisionRule | None:
         """The approved rule in force for the model that answers (the champion's, or the

@@ -29,6 +29,7 @@ from station.frames.store import ImageStore
 from station.frames.types import FrameSource
 from station.levels import set_simulated_level
 from station.pipeline.assess import ModelInUse, open_model
+from station.registry import artifact_dir, lineup
 from station.pipeline.core import StationCore
 from station.pipeline.intake import GoldenSamples, Intake
 from station.pipeline.predictor import ModelInfo, Predictor
@@ -98,6 +99,11 @@ class Summary:
     seconds: float = 0.0  # wall time of the whole run, start-up (model load, set-up) included
     items_per_s: float = 0.0  # items over the time spent processing them (start-up excluded)
     banners: list[str] = field(default_factory=list)
+    # The lineup once the run ended: the canary's ramp and the champion's watch run in it.
+    champion_after: str | None = None
+    challenger_after: str | None = None
+    canary_weight_after: float = 0.0
+    lifecycle: str | None = None  # the last automatic change of role, in words
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,6 +200,22 @@ def check_labels_fit_the_line(settings: Settings) -> None:
             f"name {list(settings.labels.all)}: simulate with the default ok_class and "
             "defect_classes"
         )
+
+
+def simulated_model(
+    engine: Engine, settings: Settings, station_id: int, given: str | None
+) -> str | None:
+    """The model a simulation runs: --model when given (its own station's champion from then
+    on), else the station's champion in the record, else the configured or bundled model."""
+    if given:
+        return given
+    with session_scope(engine) as session:
+        champion = lineup(session, station_id).champion
+    if champion is not None:
+        path = artifact_dir(settings, champion)
+        if path is not None:
+            return str(path)
+    return settings.model_path or None
 
 
 def simulation_station(engine: Engine, name: str) -> int:
@@ -309,11 +331,15 @@ def simulate(
                 )
             else:
                 loaded = open_model(
-                    config.model_path or settings.model_path or None,
+                    simulated_model(engine, settings, station_id, config.model_path),
                     settings.labels,
                     timeout_s=settings.thresholds.model_timeout_s,
                 )
             core.use_model(loaded)
+            # The rest of the lineup (previous, challenger or canary) loaded before the first
+            # item, so a seed gives the same run.
+            core.lineup.check()
+            core.lineup.wait_loaded()
         except Exception as e:  # any failure to load or to register: humans decide
             core.fallback.unusable(f"failed to load: {e}")
         else:
@@ -379,6 +405,7 @@ def simulate(
         # spooled before this returns.
         background.close(timeout_s=600)
         model_kept = core.model.get() is not None
+        roles = core.lineup.roles()
         core.close()
 
     summary = counter.summary()
@@ -388,6 +415,10 @@ def simulate(
     summary.model = (
         f"{in_use.info.name} {in_use.info.short}" if in_use is not None and model_kept else None
     )
+    summary.champion_after = roles.champion
+    summary.challenger_after = roles.challenger
+    summary.canary_weight_after = roles.weight
+    summary.lifecycle = core.lifecycle_news
     summary.pending_writes = recorder.pending - recorder.unsaved
     summary.unsaved = recorder.unsaved
     summary.stopped = stopped

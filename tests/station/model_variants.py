@@ -11,9 +11,13 @@ from model import bundled_model_path
 from model.artifact import MANIFEST, save_artifact
 
 
-def variant(out: Path, version: str, *, nudge: float = 0.01, **changes: Any) -> Path:
-    """The bundled model as NAME:VERSION `version`, its classifier scaled by 1 + `nudge` (other
-    weights, same behaviour near enough); `changes` edit the manifest (classes, name, ...)."""
+def variant(
+    out: Path, version: str, *, nudge: float = 0.01, weak: bool = False, **changes: Any
+) -> Path:
+    """The bundled model as NAME:VERSION `version`, its defect-type head scaled by 1 + `nudge`
+    (other weights, the same pass/fail calls); `weak`: its defect map negated as well, so it
+    calls good phones defective and defective ones good (a model that must not ship);
+    `changes` edit the manifest (classes, name, ...)."""
     import torch
 
     src = Path(bundled_model_path())
@@ -21,6 +25,9 @@ def variant(out: Path, version: str, *, nudge: float = 0.01, **changes: Any) -> 
     weights = torch.load(src / "weights.pt", map_location="cpu", weights_only=True)
     last = sorted(k for k in weights if k.endswith(".weight") and weights[k].dim() == 2)[-1]
     weights[last] = weights[last] * (1.0 + nudge)
+    if weak:
+        weights["map_head.weight"] = -weights["map_head.weight"]
+        weights["map_head.bias"] = -weights["map_head.bias"]
     body = {k: v for k, v in manifest.items() if k not in ("files", "sha256", "weights_sha256")}
     body.update(version=version, **changes)
     save_artifact(out, weights, body)
