@@ -184,9 +184,7 @@ def _adjudicated(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
     out: dict[int, str] = {}
     for chunk in _chunks(list(ids)):
         latest = (
-            select(func.max(_adj.c.id))
-            .where(_adj.c.item_id.in_(chunk))
-            .group_by(_adj.c.item_id)
+            select(func.max(_adj.c.id)).where(_adj.c.item_id.in_(chunk)).group_by(_adj.c.item_id)
         )
         for item_id, label in conn.execute(
             select(_adj.c.item_id, _adj.c.label).where(_adj.c.id.in_(latest))
@@ -195,18 +193,16 @@ def _adjudicated(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
     return out
 
 
-def _unprompted_decisions(conn: Connection, ids: Sequence[int], exclude: set[int]) -> dict[int, str]:
+def _unprompted_decisions(
+    conn: Connection, ids: Sequence[int], exclude: set[int]
+) -> dict[int, str]:
     """The inspector's latest decision where no model's answer was on screen."""
     out: dict[int, str] = {}
     wanted = [i for i in ids if i not in exclude]
     for chunk in _chunks(wanted):
-        latest = (
-            select(func.max(_hd.c.id)).where(_hd.c.item_id.in_(chunk)).group_by(_hd.c.item_id)
-        )
+        latest = select(func.max(_hd.c.id)).where(_hd.c.item_id.in_(chunk)).group_by(_hd.c.item_id)
         for item_id, label, shown in conn.execute(
-            select(_hd.c.item_id, _hd.c.label, _hd.c.suggestion_shown).where(
-                _hd.c.id.in_(latest)
-            )
+            select(_hd.c.item_id, _hd.c.label, _hd.c.suggestion_shown).where(_hd.c.id.in_(latest))
         ):
             if not shown:
                 out[int(item_id)] = str(label)
@@ -264,7 +260,9 @@ def judge_step(cmp: Comparison, minutes: float, rules: CanaryRules) -> StepVerdi
         return StepVerdict(
             Outcome.inconclusive,
             f"cannot yet show it errs at most {rules.max_worse:.1%} more often than the champion "
-            f"(upper 95% bound {up:.1%})" if up is not None else "no pair with a known truth",
+            f"(upper 95% bound {up:.1%})"
+            if up is not None
+            else "no pair with a known truth",
             numbers,
         )
     return StepVerdict(
@@ -273,3 +271,66 @@ def judge_step(cmp: Comparison, minutes: float, rules: CanaryRules) -> StepVerdi
         f"referenced pairs (its extra error at most {up:.1%}), {cmp.arm} items in its arm",
         numbers,
     )
+
+
+# --------------------------------------------------------------------------- the report's block
+
+
+def _active_roles(conn: Connection, station_id: int) -> dict[str, dict[str, Any]]:
+    """slot -> {id, version, weight, since} of the deployments in force at the station."""
+    from db.models import Deployment, ModelVersion
+
+    dep = Deployment.__table__  # type: ignore[attr-defined]
+    mv = ModelVersion.__table__  # type: ignore[attr-defined]
+    rows = conn.execute(
+        select(dep.c.slot, dep.c.traffic_share, dep.c.started_at, mv.c.id, mv.c.name, mv.c.version)
+        .join(mv, mv.c.id == dep.c.model_version_id)
+        .where(dep.c.station_id == station_id, dep.c.ended_at.is_(None))
+        .order_by(dep.c.id)
+    ).all()
+    out: dict[str, dict[str, Any]] = {}
+    for slot, share, since, vid, name, version in rows:
+        out[Slot(slot).value] = {
+            "id": int(vid),
+            "version": f"{name}:{version}",
+            "weight": float(share) * 100.0,
+            "since": since,
+        }
+    return out
+
+
+def models_block(
+    conn: Connection, station_id: int, *, ok: str, rules: CanaryRules | None = None
+) -> dict[str, Any]:
+    """The station's lineup and, when a challenger or canary runs, its paired comparison with
+    the champion on every item both answered (and the canary's current step, judged)."""
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    roles = _active_roles(conn, station_id)
+    challenger = roles.get("canary") or roles.get("challenger")
+    champion = roles.get("champion")
+    block: dict[str, Any] = {
+        "champion": champion["version"] if champion else None,
+        "challenger": challenger["version"] if challenger else None,
+        "canary_weight": roles["canary"]["weight"] if "canary" in roles else 0.0,
+        "previous": roles["standby"]["version"] if "standby" in roles else None,
+    }
+    if champion is None or challenger is None:
+        return block
+    cmp = compare(conn, station_id=station_id, new=challenger["id"], old=champion["id"], ok=ok)
+    block["comparison"] = cmp.to_dict()
+    if "canary" in roles:
+        since = roles["canary"]["since"]
+        since = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+        step = compare(
+            conn,
+            station_id=station_id,
+            new=challenger["id"],
+            old=champion["id"],
+            ok=ok,
+            since=since,
+        )
+        minutes = (dt.now(UTC) - since).total_seconds() / 60.0
+        block["canary_step"] = judge_step(step, minutes, rules or CanaryRules()).to_dict()
+    return block

@@ -214,6 +214,51 @@ def _thumbnail(image_root: Path | None, rel: str | None, size: int = 142) -> str
     return f"<img alt='item' src='data:image/jpeg;base64,{data}'>"
 
 
+def _models(m: Mapping[str, Any]) -> str:
+    """The station's lineup and the challenger (or canary) against the champion, paired."""
+    if "champion" not in m:
+        return f"<p class='muted'>{_e(m.get('note', 'no model has run here'))}</p>"
+    lineup = [f"champion <b>{_e(m['champion'] or 'none')}</b>"]
+    if m.get("challenger"):
+        w = m.get("canary_weight") or 0
+        lineup.append(
+            f"canary <b>{_e(m['challenger'])}</b> at {_num(w, 0)}%"
+            if w
+            else f"challenger <b>{_e(m['challenger'])}</b> (hidden)"
+        )
+    if m.get("previous"):
+        lineup.append(f"previous {_e(m['previous'])}")
+    out = [f"<p>{' &middot; '.join(lineup)}</p>"]
+    c = m.get("comparison")
+    if c:
+        out.append(
+            "<table><tr><th class='l'>on the items both answered</th><th>value</th></tr>"
+            f"<tr><td class='l'>paired items</td><td>{c['paired']}</td></tr>"
+            f"<tr><td class='l'>same pass/fail call</td><td>{_rate_cell(c['agreement'])}</td></tr>"
+            f"<tr><td class='l'>pairs with a known truth</td><td>{c['referenced']}</td></tr>"
+            f"<tr><td class='l'>{_e(m['challenger'])} wrong</td><td>{_rate_cell(c['new_error'])}</td></tr>"
+            f"<tr><td class='l'>{_e(m['champion'])} wrong</td><td>{_rate_cell(c['old_error'])}</td></tr>"
+            f"<tr><td class='l'>discordant (new wrong / old wrong)</td><td>{c['b']} / {c['c']}"
+            f" (exact McNemar p = {_num(c['mcnemar']['p_value'], 3)})</td></tr>"
+            f"<tr><td class='l'>its errors and timeouts</td><td>{_rate_cell(c['error_rate'])}</td></tr>"
+            "</table>"
+        )
+    step = m.get("canary_step")
+    if step:
+        out.append(
+            f"<p>Canary step: <b>{_e(step['outcome'])}</b> &middot; {_e(step['reason'])}</p>"
+        )
+    return "\n".join(out)
+
+
+def _rate_cell(r: Mapping[str, Any]) -> str:
+    if not r or r.get("rate") is None:
+        return "n/a"
+    ci = r.get("ci95")
+    bounds = f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""
+    return f"{_pct(r['rate'])} ({r['k']}/{r['n']}){bounds}"
+
+
 def _gates(g: Mapping[str, Any]) -> str:
     """The gate to the station's next level: the block `station gate check --format json`
     prints (review.report.gate_check), checks, the rule it judged and what each rate is
@@ -486,6 +531,8 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
 
     parts.append("<h2>Gates</h2>")
     parts.append(_gates(r["gates"]))
+    parts.append("<h2>Models</h2>")
+    parts.append(_models(r.get("models") or {}))
     parts.append("<h2>Definitions</h2><table>")
     for k, v in r.get("definitions", {}).items():
         parts.append(f"<tr><td class='l'>{_e(k)}</td><td class='l'>{_e(v)}</td></tr>")

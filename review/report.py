@@ -24,6 +24,7 @@ from sqlalchemy.sql.selectable import FromClause
 from db.models import Level, Station
 from review import query as Q
 from review import stats as S
+from review.canary import CanaryRules, models_block
 from review.errors import ReportFormatError, ReviewError
 from review.gates import Evidence, GateResult, GateRules, evaluate_gate, parse_level
 from review.labels import LabelSet, reference_label
@@ -615,9 +616,12 @@ def build_report(
     drift_alarm_open: bool | None = None,
     disagreement_limit: int = 60,
     default_level: Level = Level.human_only,
+    canary_rules: CanaryRules | None = None,
 ) -> dict[str, Any]:
-    """The whole report as a JSON-ready dict: counts, matrices, rates with bounds, gates.
-    `default_level`: a station's level before any change was recorded (settings)."""
+    """The whole report as a JSON-ready dict: counts, matrices, rates with bounds, gates, the
+    station's models (lineup, challenger against champion, the canary's step).
+    `default_level`: a station's level before any change was recorded (settings);
+    `canary_rules`: what a canary step needs (settings [lifecycle])."""
     if isinstance(engine, Engine):
         with engine.connect() as conn:
             return build_report(
@@ -628,6 +632,7 @@ def build_report(
                 drift_alarm_open=drift_alarm_open,
                 disagreement_limit=disagreement_limit,
                 default_level=default_level,
+                canary_rules=canary_rules,
             )
     conn = engine
     filters = filters or Q.ReportFilters()
@@ -638,7 +643,22 @@ def build_report(
             conn, f, filters, order, labels.ok, rules, drift_alarm_open, disagreement_limit
         )
     report["gates"] = _gates(conn, filters, labels, rules, default_level, drift_alarm_open)
+    report["models"] = _models(conn, filters, labels.ok, canary_rules)
     return report
+
+
+def _models(
+    conn: Connection, filters: Q.ReportFilters, ok: str, canary_rules: CanaryRules | None
+) -> dict[str, Any]:
+    """The report's models block (review.canary.models_block) for its one station."""
+    table = Station.__table__  # type: ignore[attr-defined]
+    query = table.select().with_only_columns(table.c.id, table.c.name)
+    if filters.station is not None:
+        query = query.where(table.c.name == filters.station)
+    rows = conn.execute(query.limit(2)).all()
+    if len(rows) != 1:
+        return {"note": "models are per station: filter the report by --station"}
+    return _jsonable(models_block(conn, int(rows[0][0]), ok=ok, rules=canary_rules))
 
 
 def _report_from(
@@ -800,6 +820,7 @@ def write_report(
     rules: GateRules | None = None,
     image_root: Path | None = None,
     default_level: Level = Level.human_only,
+    canary_rules: CanaryRules | None = None,
 ) -> dict[str, Any]:
     """Write the report in `fmt` to `out_path` (atomically); returns a short summary."""
     fmt = fmt.lower()
@@ -817,7 +838,12 @@ def write_report(
                 summary["rows"] = write_csv(engine, filters, fh)
         else:
             report = build_report(
-                engine, filters, labels=labels, rules=rules, default_level=default_level
+                engine,
+                filters,
+                labels=labels,
+                rules=rules,
+                default_level=default_level,
+                canary_rules=canary_rules,
             )
             if fmt == "json":
                 text = dumps(report)

@@ -161,7 +161,11 @@ def canary_step(
                 reason=f"canary step at {weight:g}% successful: {verdict.reason}; champion",
             )
             promoted = True
-    change = settle_level(engine, settings, name, why=f"new champion {canary_spec}") if promoted else None
+    change = (
+        settle_level(engine, settings, name, why=f"new champion {canary_spec}")
+        if promoted
+        else None
+    )
     return StepResult(
         name,
         canary_spec,

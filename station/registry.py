@@ -154,7 +154,9 @@ def register_artifact(
     manifest = read_manifest(artifact)
     with session_scope(engine) as s:
         _refuse_other_weights(s, info.name, info.version, info.sha256)
-    stored = _copy_into_store(artifact, store_root(settings), info.sha256, sorted(manifest["files"]))
+    stored = _copy_into_store(
+        artifact, store_root(settings), info.sha256, sorted(manifest["files"])
+    )
     relative = stored.relative_to(settings.files_dir).as_posix()
     with session_scope(engine) as s:
         existing = _find(s, info.name, info.version)
@@ -328,9 +330,10 @@ def deploy_version(
         mv = find_version(s, spec)
         _check_stored(settings, mv)
         now = lineup(s, station.id)
-        same = (
-            lambda other: other is not None and other.id == mv.id  # noqa: E731
-        )
+
+        def same(other: ModelVersion | None) -> bool:
+            return other is not None and other.id == mv.id
+
         if role == "champion":
             if same(now.champion):
                 raise RegistryRefused(f"{spec_of(mv)} is already the champion here")
@@ -548,9 +551,7 @@ def history(session: Session, station_id: int) -> list[dict[str, Any]]:
     """Which version held which role at the station, when, who and why: one entry per deployment
     row, oldest first (append-only: a role is ended by the next holder, never rewritten)."""
     rows = session.exec(
-        select(Deployment)
-        .where(Deployment.station_id == station_id)
-        .order_by(col(Deployment.id))
+        select(Deployment).where(Deployment.station_id == station_id).order_by(col(Deployment.id))
     ).all()
     out = []
     for d in rows:

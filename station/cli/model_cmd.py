@@ -517,6 +517,75 @@ def register_lifecycle(model_app: typer.Typer) -> None:
         )
         typer.echo(f"{spec} no longer runs at the station")
 
+    @model_app.command("compare")
+    def compare_cmd(
+        station: StationOpt = None,
+        fmt: FormatOpt = "text",
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """The challenger (or canary) against the champion on the items both answered.
+
+        Paired: agreement, each one's pass/fail error against the known truth (adjudication,
+        known ground truth, or an inspector who saw no model's answer) with exact bounds, the
+        exact McNemar test on the discordant pairs, and the canary's current step, judged."""
+        from db.engine import session_scope
+        from review.canary import models_block
+        from station.levels import resolve_station
+
+        _format(fmt)
+        settings = settings_from(config, database_url=db)
+        engine = open_database(settings, read_only=True)
+        with session_scope(engine) as s:
+            st = resolve_station(s, settings, station)
+            assert st.id is not None
+            station_id, name = st.id, st.name
+        with engine.connect() as conn:
+            block = models_block(
+                conn,
+                station_id,
+                ok=settings.ok_class,
+                rules=settings.lifecycle.canary_rules,
+            )
+        if fmt == "json":
+            typer.echo(json.dumps({"station": name, **block}, indent=2, default=str))
+            return
+        typer.echo(
+            f"station {name}: champion {block['champion'] or 'none'}"
+            + (f", previous {block['previous']}" if block["previous"] else "")
+        )
+        c = block.get("comparison")
+        if c is None:
+            typer.echo("no challenger or canary runs here (`station model deploy ... --as`)")
+            return
+        w = block["canary_weight"]
+        who = (
+            f"canary {block['challenger']} at {w:g}%" if w else f"challenger {block['challenger']}"
+        )
+
+        def rate(r: dict[str, Any]) -> str:
+            if r["rate"] is None:
+                return "n/a"
+            lo, hi = r["ci95"]
+            return f"{r['rate']:.1%} ({r['k']}/{r['n']}, 95% CI {lo:.1%}-{hi:.1%})"
+
+        typer.echo(
+            "\n".join(
+                [
+                    f"{who} against the champion on {c['paired']} items both answered",
+                    f"  same pass/fail call      {rate(c['agreement'])}",
+                    f"  wrong (known truth)      {block['challenger']} {rate(c['new_error'])}; "
+                    f"{block['champion']} {rate(c['old_error'])}",
+                    f"  discordant pairs         {c['b']} only it got wrong, {c['c']} only the "
+                    f"champion got wrong (exact McNemar p = {c['mcnemar']['p_value']:.3g})",
+                    f"  its errors and timeouts  {rate(c['error_rate'])}",
+                ]
+            )
+        )
+        step = block.get("canary_step")
+        if step:
+            typer.echo(f"canary step at {w:g}%: {step['outcome']}: {step['reason']}")
+
     @model_app.command("history")
     def history_cmd(
         station: StationOpt = None,

@@ -106,7 +106,12 @@ def register(app: typer.Typer) -> None:
                 write_csv(engine, filters, sys.stdout)
             else:
                 report = build_report(
-                    engine, filters, labels=labels, rules=rules, default_level=default_level
+                    engine,
+                    filters,
+                    labels=labels,
+                    rules=rules,
+                    default_level=default_level,
+                    canary_rules=settings.lifecycle.canary_rules,
                 )
                 typer.echo(dumps(report))
             return
@@ -131,6 +136,7 @@ def register(app: typer.Typer) -> None:
                 rules=rules,
                 image_root=settings.image_dir,
                 default_level=default_level,
+                canary_rules=settings.lifecycle.canary_rules,
             )
         if "rows" in summary:
             typer.echo(f"wrote {summary['rows']} rows to {summary['path']}")

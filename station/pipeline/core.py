@@ -30,10 +30,10 @@ from review.rules import DecisionRule
 from station.errors import ModelRefused
 from station.levels import LevelWatch, demote_automatically
 from station.pipeline.assess import Assessed, Assessor, ModelHolder, ModelInUse, open_model
-from station.pipeline.lineup import LineupWatch, Opener, ShadowRunner
 from station.pipeline.desk import DecisionDesk
 from station.pipeline.guard import InputGuard
 from station.pipeline.intake import utc_now
+from station.pipeline.lineup import LineupWatch, Opener, ShadowRunner
 from station.pipeline.recorder import Ack, Problem
 from station.pipeline.records import Deferred, Record, ensure_champion
 from station.pipeline.router import Route, Router
@@ -159,7 +159,9 @@ class StationCore:
         try:
             step = canary_step(self.engine, self.settings, station_name=self.station_name)
             if step is not None and step.applied:
-                self.lifecycle_news = f"canary {step.canary}: step at {step.weight:g}% {step.outcome.value}"
+                self.lifecycle_news = (
+                    f"canary {step.canary}: step at {step.weight:g}% {step.outcome.value}"
+                )
                 log.warning("%s (%s)", self.lifecycle_news, step.reason)
             rolled = watch_champion(self.engine, self.settings, self.station_id)
             if rolled is not None:

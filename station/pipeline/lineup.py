@@ -194,9 +194,7 @@ class LineupWatch:
             if mv.id in self._loaded or mv.id in self._loading or mv.id in self._failed:
                 return
             self._loading.add(mv.id)
-        threading.Thread(
-            target=self._load, args=(mv,), name=f"load-{mv.name}", daemon=True
-        ).start()
+        threading.Thread(target=self._load, args=(mv,), name=f"load-{mv.name}", daemon=True).start()
 
     def _load(self, mv: ModelVersion) -> None:
         assert mv.id is not None

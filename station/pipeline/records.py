@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -236,9 +236,7 @@ def challenger_prediction(job: ShadowJob) -> PredictionRecord:
             error=f"no answer within {SHADOW_WAIT_S:g} s",
         )
     except CancelledError:
-        return PredictionRecord(
-            model=job.model, slot=job.slot, error="the station stopped first"
-        )
+        return PredictionRecord(model=job.model, slot=job.slot, error="the station stopped first")
     pred = result.prediction
     if pred is None:
         return PredictionRecord(

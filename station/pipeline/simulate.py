@@ -29,12 +29,12 @@ from station.frames.store import ImageStore
 from station.frames.types import FrameSource
 from station.levels import set_simulated_level
 from station.pipeline.assess import ModelInUse, open_model
-from station.registry import artifact_dir, lineup
 from station.pipeline.core import StationCore
 from station.pipeline.intake import GoldenSamples, Intake
 from station.pipeline.predictor import ModelInfo, Predictor
 from station.pipeline.recorder import BackgroundRecorder, Recorder
 from station.pipeline.records import Deferred, InspectionRecord, Record
+from station.registry import artifact_dir, lineup
 from station.settings import Settings
 from station.thresholds import approve_for_simulation, proposal_from_settings
 

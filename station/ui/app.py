@@ -30,9 +30,9 @@ from station.frames.types import FrameSource
 from station.golden import golden_source
 from station.levels import set_level
 from station.pipeline.assess import ModelInUse, open_model
-from station.pipeline.lineup import model_to_run
 from station.pipeline.core import StationCore
 from station.pipeline.intake import Intake
+from station.pipeline.lineup import model_to_run
 from station.pipeline.predictor import ModelInfo, Predictor, load_predictor
 from station.pipeline.recorder import BackgroundRecorder, Recorder
 from station.settings import Settings

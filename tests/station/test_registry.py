@@ -20,7 +20,6 @@ from station.auth import hash_secret
 from station.levels import level_of, set_level
 from station.registry import RegistryRefused, deploy_version, register_artifact, rollback
 from station.settings import load_settings
-from tests.station.model_variants import variant
 
 
 @pytest.fixture
