@@ -139,6 +139,10 @@ def replay(test: AuditSPRT, outcomes: Iterable[bool]) -> Verdict:
     return verdict
 
 
+#: How a reject's automatic demotion begins its cause (station/ramp.py rolls a champion back on it).
+AUDIT_REJECT = "audits show too many escapes"
+
+
 def demote_on_audits(
     session: Session, station_id: int, ok: str, test: AuditSPRT
 ) -> LevelChange | None:
@@ -147,7 +151,7 @@ def demote_on_audits(
     second (its level watch)."""
     if replay(test, audit_outcomes(session.connection(), station_id, ok)) is not Verdict.reject:
         return None
-    cause = f"audits show too many escapes: {test.describe()}"
+    cause = f"{AUDIT_REJECT}: {test.describe()}"
     return record_automatic_demotion(
         session=session, station_id=station_id, cause=cause, to_level=Level.assist
     )

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from db.engine import session_scope
 from db.models import LevelChange, Prediction, Slot
 from db.repo import deploy
+from review.audits import AUDIT_REJECT
 from review.canary import Outcome, compare, judge_step
 from station.registry import end_roles, lineup, rollback, settle_level, spec_of, station_row
 from station.settings import Settings
@@ -194,8 +195,9 @@ HEALTH_WINDOW = 200
 
 
 def champion_health(engine: Engine, settings: Settings, station_id: int) -> ChampionHealth | None:
-    """The champion's errors, timeouts and latency over its latest answers since it became
-    champion; None when it has no previous one to roll back to."""
+    """The champion's health since it became champion: a reject of the audit SPRT on its
+    auto-passes (review.audits), or its errors, timeouts and latency over its latest answers;
+    None when it has no previous one to roll back to."""
     life = settings.lifecycle
     with session_scope(engine) as s:
         roles = lineup(s, station_id)
@@ -222,8 +224,8 @@ def champion_health(engine: Engine, settings: Settings, station_id: int) -> Cham
     errors = sum(1 for e, label, _ in rows if e is not None or label is None)
     lat = [float(ms) for _, _, ms in rows if ms is not None]
     p95 = float(np.percentile(lat, 95)) if lat else None
-    breach = None
-    if answers >= life.min_answers:
+    breach = _audits_rejected(engine, station_id, since)
+    if breach is None and answers >= life.min_answers:
         if errors / answers > life.max_error_rate:
             breach = (
                 f"errors or timeouts on {errors} of its last {answers} answers "
@@ -235,6 +237,26 @@ def champion_health(engine: Engine, settings: Settings, station_id: int) -> Cham
                 f"{life.latency_p95_ms:.0f} ms)"
             )
     return ChampionHealth(spec, answers, errors, p95, breach)
+
+
+def _audits_rejected(engine: Engine, station_id: int, since: datetime) -> str | None:
+    """The audit SPRT rejected (and demoted the station) since the champion took over."""
+    from db.models import LevelChange as LC
+
+    table = LC.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa_select(table.c.reason)
+            .where(
+                table.c.station_id == station_id,
+                table.c.automatic.is_(True),
+                table.c.changed_at >= since,
+                table.c.reason.like(f"{AUDIT_REJECT}%"),
+            )
+            .order_by(table.c.id.desc())
+            .limit(1)
+        ).first()
+    return str(row[0]) if row is not None else None
 
 
 def watch_champion(engine: Engine, settings: Settings, station_id: int) -> str | None:

@@ -643,3 +643,36 @@ def test_x_challenges_the_last_auto_decision_and_marks_it(qtbot, tmp_path):
     qtbot.keyClick(win, Qt.Key.Key_X)  # once per decision
     with session_scope(rig.engine) as s:
         assert len(s.exec(select(AdjudicationRequest)).all()) == 1
+
+
+def test_the_status_bar_names_the_champion_and_the_canary_with_its_weight(
+    qtbot, tmp_path, artifacts
+):
+    from db.repo import find_operator
+    from station.pipeline.assess import open_model
+    from station.pipeline.lineup import model_to_run
+    from station.registry import deploy_version, register_artifact
+
+    rig = make_rig(tmp_path, level=Level.full, with_model=False)
+    ensure_operator(rig.engine, "eve", Role.engineer)
+    with session_scope(rig.engine) as s:
+        eve = find_operator(session=s, name="eve")
+    for key in ("v3", "v4"):
+        register_artifact(rig.engine, rig.settings, artifacts[key], operator=eve)
+    deploy_version(
+        rig.engine, rig.settings, "synthetic-line:3", "champion", operator=eve, reason="a"
+    )
+    deploy_version(
+        rig.engine, rig.settings, "synthetic-line:4", "canary", operator=eve, reason="b", weight=5
+    )
+    path = model_to_run(rig.engine, rig.settings, rig.core.station_id)
+    rig.core.use_model(open_model(path, rig.settings.labels, timeout_s=30))
+    rig.core.lineup.check()
+    rig.core.lineup.wait_loaded()
+    rig.core.lineup.check()
+    win = StationWindow(rig.core)
+    qtbot.addWidget(win)
+    win.refresh()
+    status = win.status.text()
+    assert "model synthetic-line 3" in status and "canary synthetic-line:4 5%" in status
+    rig.core.close()
