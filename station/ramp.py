@@ -8,7 +8,7 @@
                      or its latency p95 breach the limits ([lifecycle])
 
 A running station (and `station simulate`) calls both every `lifecycle.check_every_items` items
-(StationCore); `station model canary` shows the judgement without applying it.
+(StationCore); `station model compare` shows the judgement without applying it.
 """
 
 from __future__ import annotations
