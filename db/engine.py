@@ -236,3 +236,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# Every session chains the rows that carry authority as it flushes them (tamper evidence).
+import db.chain  # noqa: E402,F401

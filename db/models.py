@@ -334,6 +334,23 @@ class LoginAttempt(SQLModel, table=True):
     note: str = Field(default="", max_length=256)  # e.g. "unlocked by eve"
 
 
+class AuditChainEntry(SQLModel, table=True):
+    """One link of a tamper-evidence chain (db/chain.py): a chained row as it was written."""
+
+    __tablename__ = "audit_chain"
+    __table_args__ = (UniqueConstraint("chain", "seq", name="uq_audit_chain_chain_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(max_length=64)  # "station:<id>" or "operators"
+    seq: int  # 1, 2, ... within the chain
+    table_name: str = Field(max_length=64)
+    row_id: int
+    row_hash: str = Field(max_length=64)
+    prev_hash: str = Field(max_length=64)
+    entry_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class DatabaseIdentity(SQLModel, table=True):
     """One row: this database's identity, made when its schema was created. Files that belong to
     one database and live outside it (the decision spool) are named by it, so they are replayed
@@ -363,4 +380,5 @@ ALL_TABLES = [
     ThresholdSet,
     GoldenSample,
     LevelChange,
+    AuditChainEntry,
 ]

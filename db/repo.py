@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import exc, func
 from sqlmodel import Session, SQLModel, col, select
 
+from db.chain import append_rows
 from db.errors import IntegrityProblem
 from db.models import (
     Adjudication,
@@ -188,6 +189,17 @@ def _insert(session: Session, row: SQLModel, what: str) -> int:
     return new_id
 
 
+def _chain_rows(session: Session, station_id: int, rows: Sequence[SQLModel]) -> None:
+    """Chain rows written by Core inserts (the session's chain hook does not see them), from the
+    values written: the same columns and types the database gives back."""
+    table_rows = []
+    for row in rows:
+        table = row.__table__  # type: ignore[attr-defined]
+        values = {c.name: getattr(row, c.name) for c in table.columns}
+        table_rows.append((table.name, int(values["id"]), values))
+    append_rows(session.connection(), f"station:{station_id}", table_rows)
+
+
 def record_inspection(
     *,
     session: Session,
@@ -221,6 +233,9 @@ def record_inspection(
             disposition.prediction_id = champion.id
             disposition.model_version_id = disposition.model_version_id or champion.model_version_id
         _insert(session, disposition, "disposition")
+    chained = [r for r in (decision, disposition) if r is not None]
+    if chained:
+        _chain_rows(session, item.station_id, chained)
     return item
 
 

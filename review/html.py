@@ -214,6 +214,25 @@ def _thumbnail(image_root: Path | None, rel: str | None, size: int = 142) -> str
     return f"<img alt='item' src='data:image/jpeg;base64,{data}'>"
 
 
+def _chain(c: Mapping[str, Any]) -> str:
+    """The tamper-evidence chains' heads: keep them; `station audit verify` walks every row."""
+    if not c:
+        return "<p class='muted'>no chained rows yet</p>"
+    rows = "".join(
+        f"<tr><td class='l'>{_e(name)}</td><td>{h['length']}</td>"
+        f"<td class='l'><code>{_e(h['head'])}</code></td></tr>"
+        for name, h in sorted(c.items())
+    )
+    return (
+        "<p class='muted'>Each chain links every level change, gate evaluation, threshold set, "
+        "model deployment, decision, disposition, adjudication and operator to the one before. "
+        "`station audit verify` checks every row against it; a head kept from this report must "
+        "still be in the chain later.</p>"
+        f"<table><tr><th class='l'>chain</th><th>entries</th><th class='l'>head</th></tr>{rows}"
+        "</table>"
+    )
+
+
 def _models(m: Mapping[str, Any]) -> str:
     """The station's lineup and the challenger (or canary) against the champion, paired."""
     if "champion" not in m:
@@ -533,6 +552,8 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
     parts.append(_gates(r["gates"]))
     parts.append("<h2>Models</h2>")
     parts.append(_models(r.get("models") or {}))
+    parts.append("<h2>Record integrity</h2>")
+    parts.append(_chain(r.get("chain") or {}))
     parts.append("<h2>Definitions</h2><table>")
     for k, v in r.get("definitions", {}).items():
         parts.append(f"<tr><td class='l'>{_e(k)}</td><td class='l'>{_e(v)}</td></tr>")

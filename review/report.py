@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.selectable import FromClause
 
+from db.chain import heads as chain_heads
 from db.models import Level, Station
 from review import query as Q
 from review import stats as S
@@ -644,6 +645,9 @@ def build_report(
         )
     report["gates"] = _gates(conn, filters, labels, rules, default_level, drift_alarm_open)
     report["models"] = _models(conn, filters, labels.ok, canary_rules)
+    # Each tamper-evidence chain's length and head (db/chain.py; `station audit verify` walks
+    # them): a head kept from an earlier report must be a prefix of this one's chain.
+    report["chain"] = chain_heads(conn)
     return report
 
 

@@ -17,6 +17,7 @@ from station.cli.common import run_guarded
 COMMAND_MODULES = [
     "station.cli.config_cmd",
     "station.cli.db_cmd",
+    "station.cli.audit_cmd",
     "station.cli.model_cmd",
     "station.cli.report_cmd",
     "station.cli.review_cmd",

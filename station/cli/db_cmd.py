@@ -42,7 +42,10 @@ def register(app: typer.Typer) -> None:
 
     @db_app.command("check")
     def check_cmd(db: DbOpt = None, config: ConfigOpt = None) -> None:
-        """Exit 0 when the database schema equals the models, 1 with the differences otherwise."""
+        """Exit 0 when the schema equals the models and the record is intact, 1 otherwise.
+
+        Runs SQLite's full integrity check, compares the schema with the models and walks the
+        tamper-evidence chain (`station audit verify`)."""
         from db.engine import make_engine, ping
         from db.migrate import check, require_intact
 
@@ -58,6 +61,15 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  {p}", err=True)
             raise typer.Exit(1)
         typer.echo("schema matches the models")
+        from db.chain import verify
+        from station.cli.audit_cmd import say
+
+        with engine.connect() as conn:
+            chain = verify(conn)
+        if not chain.intact:
+            typer.echo(f"the record was tampered with:\n{say(chain)}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"record intact: {chain.rows_checked} chained rows verified")
 
     @db_app.command("backup")
     def backup_cmd(

@@ -56,4 +56,14 @@ def test_migrations_and_an_inspection_on_postgres() -> None:
     with engine.connect() as conn:
         result, block = gate_check(conn, "PG1", "partial", labels=labels)
     assert not result.passed and block["to_level"] == "partial" and block["station"] == "PG1"
+    # The tamper-evidence chain on PostgreSQL: intact as written, an edit found.
+    from db.chain import verify
+
+    with engine.connect() as conn:
+        assert verify(conn).intact and report["chain"]["station:1"]["length"] == 2
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE disposition SET final_label = 'crack'"))
+    with engine.connect() as conn:
+        problems = verify(conn).problems
+    assert any("disposition #1 differs" in p for p in problems), problems
     engine.dispose()

@@ -124,6 +124,8 @@ def test_canary_fails_then_ramps_to_champion_then_rolls_back(cli, tmp_path):
         ("4", "previous", None, "eve"),
         ("2", "champion", None, "eve"),
     ]
+    # every role change, decision and level change of the story is in the tamper-evidence chain
+    assert cli("audit", "verify", "--db", db).code == 0
     reasons = [h["reason"] for h in story["history"]]
     assert "McNemar" in reasons[2] and "failed" in reasons[2]
     assert "successful" in reasons[4] and "ramped to 50%" in reasons[4]
