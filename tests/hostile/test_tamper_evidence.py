@@ -85,8 +85,8 @@ def test_a_record_written_by_the_program_verifies_intact(cli, line):
             "has no chain entry",
         ),
         (
-            "UPDATE audit_chain SET row_hash = 'f' || substr(row_hash, 2) WHERE seq = 2 AND "
-            "chain = 'station:1'",
+            "UPDATE audit_chain SET row_hash = (CASE WHEN substr(row_hash, 1, 1) = '0' THEN '1' "
+            "ELSE '0' END) || substr(row_hash, 2) WHERE seq = 2 AND chain = 'station:1'",
             "does not link to the one before it",
         ),
         ("DELETE FROM audit_chain WHERE seq = 3 AND chain = 'station:1'", "missing"),
