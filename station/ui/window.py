@@ -198,6 +198,10 @@ class StationWindow(QMainWindow):
         outer.setSpacing(8)
         self.status = QLabel()
         self.status.setObjectName("status")
+        # A long status (model, canary, camera) is clipped, never widens the window past the
+        # screen: the decision buttons on the right must stay on it.
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.setMinimumWidth(0)
         outer.addWidget(self.status)
         self.banner_box = QVBoxLayout()
         outer.addLayout(self.banner_box)
@@ -421,14 +425,15 @@ class StationWindow(QMainWindow):
         )
         in_use = c.model.get()
         if may_show and in_use is not None:
-            parts.append(f"model {in_use.info.name} {in_use.info.short}")
+            model = f"model {in_use.info.name}:{in_use.info.version}"
             roles = c.lineup.roles()
             if roles.challenger is not None:
-                parts.append(
-                    f"canary {roles.challenger} {roles.weight:g}%"
+                model += (
+                    f" · canary {roles.challenger} {roles.weight:g}%"
                     if roles.weight > 0
-                    else f"challenger {roles.challenger}"
+                    else f" · challenger {roles.challenger}"
                 )
+            parts.append(model)
         camera = c.status.camera
         cam = (
             "STARTING"

@@ -674,5 +674,5 @@ def test_the_status_bar_names_the_champion_and_the_canary_with_its_weight(
     qtbot.addWidget(win)
     win.refresh()
     status = win.status.text()
-    assert "model synthetic-line 3" in status and "canary synthetic-line:4 5%" in status
+    assert "model synthetic-line:3 · canary synthetic-line:4 5%" in status
     rig.core.close()
