@@ -116,7 +116,7 @@ def test_a_canary_answers_for_its_share_of_items_with_the_champion_hidden_beside
     )
     rig.core.lineup.check()
     rig.core.lineup.wait_loaded()
-    inspect(rig, 12)
+    inspect(rig, 24)
     with session_scope(rig.engine) as s:
         acted = {d.item_id: d.prediction_id for d in s.exec(select(Disposition)).all()}
         rows = s.exec(select(Prediction).order_by(col(Prediction.id))).all()
@@ -124,7 +124,7 @@ def test_a_canary_answers_for_its_share_of_items_with_the_champion_hidden_beside
         for p in rows:
             by_item.setdefault(p.item_id, []).append((Slot(p.slot).value, p.id))
     arms = [slots[0][0] for slots in by_item.values()]
-    assert set(arms) == {"champion", "canary"}  # 12 items at 50%: both arms (p of not: 5e-4)
+    assert set(arms) == {"champion", "canary"}  # 24 items at 50%: both arms (p of not: 1e-7)
     for item, slots in by_item.items():
         first_slot, first_id = slots[0]
         assert acted[item] == first_id  # the disposition rests on the answer acted on
