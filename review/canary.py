@@ -219,25 +219,32 @@ class StepVerdict:
         return {"outcome": self.outcome.value, "reason": self.reason, "numbers": self.numbers}
 
 
+def health_breach(
+    answers: int, errors: int, p95_ms: float | None, rules: CanaryRules, *, of: str = "answers"
+) -> str | None:
+    """What a model's errors and timeouts or its latency breach, in words (`of`: which answers
+    they were); None while it is within the limits or has fewer than `min_answers` answers.
+    Fails a canary step, rolls a champion back (station/ramp.py)."""
+    if answers < rules.min_answers:
+        return None
+    rate = errors / answers
+    if rate > rules.max_error_rate:
+        return (
+            f"errors or timeouts on {errors} of {of} ({rate:.1%}, limit {rules.max_error_rate:.1%})"
+        )
+    if p95_ms is not None and p95_ms > rules.latency_p95_ms:
+        return f"latency p95 {p95_ms:.0f} ms over {of} (budget {rules.latency_p95_ms:.0f} ms)"
+    return None
+
+
 def judge_step(cmp: Comparison, minutes: float, rules: CanaryRules) -> StepVerdict:
     """A canary step on its comparison with the champion since the step began."""
     numbers = cmp.to_dict() | {"minutes": round(minutes, 2)}
-    if cmp.answers >= rules.min_answers:
-        rate = cmp.errors / cmp.answers
-        if rate > rules.max_error_rate:
-            return StepVerdict(
-                Outcome.failed,
-                f"errors or timeouts on {cmp.errors} of {cmp.answers} answers ({rate:.1%}, "
-                f"limit {rules.max_error_rate:.1%})",
-                numbers,
-            )
-        p95 = cmp.latency_p95_ms
-        if p95 is not None and p95 > rules.latency_p95_ms:
-            return StepVerdict(
-                Outcome.failed,
-                f"latency p95 {p95:.0f} ms over the budget of {rules.latency_p95_ms:.0f} ms",
-                numbers,
-            )
+    breach = health_breach(
+        cmp.answers, cmp.errors, cmp.latency_p95_ms, rules, of=f"{cmp.answers} answers"
+    )
+    if breach is not None:
+        return StepVerdict(Outcome.failed, breach, numbers)
     if cmp.b + cmp.c > 0 and cmp.p_new_worse < rules.alpha:
         return StepVerdict(
             Outcome.failed,

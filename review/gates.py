@@ -188,6 +188,13 @@ class GateResult:
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
 
+    @property
+    def failed_text(self) -> str:
+        """The failed checks in one line, for a refusal or the record."""
+        return "; ".join(
+            f"{c.name} = {c.value} (required {c.required})" for c in self.failed_checks
+        )
+
     def summary(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
         head = f"gate {self.from_level} -> {self.to_level}: {verdict}"

@@ -473,6 +473,39 @@ GATE_BASIS = (
 )
 
 
+def champion_evidence(
+    conn: Connection,
+    station: str,
+    *,
+    labels: LabelSet,
+    rules: GateRules,
+    drift_alarm_open: bool | None,
+) -> tuple[str | None, Evidence, dict[str, Any]]:
+    """The station's champion (NAME:VERSION) and the gate evidence of that version under the
+    approved rule in force for it: what every gate of the station judges."""
+    from sqlmodel import Session, select
+
+    from db.repo import champion_version
+    from review.errors import FilterError
+
+    with Session(bind=conn) as s:
+        row = s.exec(select(Station).where(Station.name == station)).first()
+        if row is None or row.id is None:
+            raise FilterError(f"no station is named {station!r}")
+        mv = champion_version(s, row.id)
+        spec = f"{mv.name}:{mv.version}" if mv is not None else None
+        in_force = rule_in_force(s, row.id, mv.id if mv is not None else None)
+    evidence, selective = gate_evidence(
+        conn,
+        Q.ReportFilters(station=station, model_version=spec),
+        labels=labels,
+        rules=rules,
+        drift_alarm_open=drift_alarm_open,
+        rule=in_force,
+    )
+    return spec, evidence, selective
+
+
 def gate_check(
     conn: Connection,
     station: str,
@@ -487,33 +520,16 @@ def gate_check(
     evidence of its champion model version and the approved rule in force for it: the one
     function behind `station gate check`, the level service and the report's gates block.
     Returns the result and a JSON-ready block (the result, thresholds, evidence, scope)."""
-    from sqlmodel import Session, select
-
-    from db.repo import champion_version
-    from review.errors import FilterError
-
     rules = rules or GateRules()
-    with Session(bind=conn) as s:
-        row = s.exec(select(Station).where(Station.name == station)).first()
-        if row is None or row.id is None:
-            raise FilterError(f"no station is named {station!r}")
-        mv = champion_version(s, row.id)
-        spec = f"{mv.name}:{mv.version}" if mv is not None else None
-        in_force = rule_in_force(s, row.id, mv.id if mv is not None else None)
+    spec, evidence, selective = champion_evidence(
+        conn, station, labels=labels, rules=rules, drift_alarm_open=drift_alarm_open
+    )
     level = Q.current_level(conn, station) or default_level
     ladder = list(Level)
     target = (
         parse_level(to_level)
         if to_level is not None
         else ladder[min(level.rank + 1, len(ladder) - 1)]
-    )
-    evidence, selective = gate_evidence(
-        conn,
-        Q.ReportFilters(station=station, model_version=spec),
-        labels=labels,
-        rules=rules,
-        drift_alarm_open=drift_alarm_open,
-        rule=in_force,
     )
     result = evaluate_gate(level, target, evidence, rules)
     block = {
@@ -540,35 +556,15 @@ def supported_level(
     """The highest level up to `ceiling` that the station's champion's own evidence (and its
     approved rule) supports: every gate from human_only up to it passes. With the level it
     names the checks that failed one step above (for the record), or "" when `ceiling` holds."""
-    from sqlmodel import Session, select
-
-    from db.repo import champion_version
-    from review.errors import FilterError
-
     rules = rules or GateRules()
-    with Session(bind=conn) as s:
-        row = s.exec(select(Station).where(Station.name == station)).first()
-        if row is None or row.id is None:
-            raise FilterError(f"no station is named {station!r}")
-        mv = champion_version(s, row.id)
-        spec = f"{mv.name}:{mv.version}" if mv is not None else None
-        in_force = rule_in_force(s, row.id, mv.id if mv is not None else None)
-    evidence, _ = gate_evidence(
-        conn,
-        Q.ReportFilters(station=station, model_version=spec),
-        labels=labels,
-        rules=rules,
-        drift_alarm_open=drift_alarm_open,
-        rule=in_force,
+    _spec, evidence, _ = champion_evidence(
+        conn, station, labels=labels, rules=rules, drift_alarm_open=drift_alarm_open
     )
     best = Level.human_only
     for level in list(Level)[1 : ceiling.rank + 1]:
         result = evaluate_gate(best, level, evidence, rules)
         if not result.passed:
-            failed = "; ".join(
-                f"{c.name} = {c.value} (required {c.required})" for c in result.failed_checks
-            )
-            return best, f"{best.value} -> {level.value} fails: {failed}"
+            return best, f"{best.value} -> {level.value} fails: {result.failed_text}"
         best = level
     return best, ""
 

@@ -175,11 +175,9 @@ def set_level(
             engine, settings, target, station_name=name, operator=operator
         )
         if not gate.passed and not override:
-            failed = "; ".join(
-                f"{c.name} = {c.value} (required {c.required})" for c in gate.failed_checks
-            )
             raise LevelChangeRefused(
-                f"promotion {source.value} -> {target.value} refused by its gate: {failed}. "
+                f"promotion {source.value} -> {target.value} refused by its gate: "
+                f"{gate.failed_text}. "
                 "Collect more evidence, or pass --override with a reason (recorded)"
             )
         if override:

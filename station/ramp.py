@@ -14,7 +14,7 @@ A running station (and `station simulate`) calls both every `lifecycle.check_eve
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +26,8 @@ from db.engine import session_scope
 from db.models import LevelChange, Prediction, Slot
 from db.repo import deploy
 from review.audits import AUDIT_REJECT
-from review.canary import Outcome, compare, judge_step
-from station.registry import end_roles, lineup, rollback, settle_level, spec_of, station_row
+from review.canary import Outcome, compare, health_breach, judge_step
+from station.registry import crown, end_roles, lineup, rollback, settle_level, spec_of, station_row
 from station.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -146,20 +146,14 @@ def canary_step(
                 f"ramped to {next_weight:g}%",
             )
         else:
-            end_roles(s, station.id, (Slot.canary, Slot.challenger))
-            deploy(
-                session=s,
-                station=station,
-                model=now_roles.champion,
-                slot=Slot.standby,
-                reason=f"replaced by {canary_spec}, whose canary ramp ended successfully",
-            )
-            deploy(
-                session=s,
-                station=station,
-                model=now_roles.challenger,
-                slot=Slot.champion,
+            crown(
+                s,
+                station,
+                now_roles,
+                now_roles.challenger,
+                operator_id=None,
                 reason=f"canary step at {weight:g}% successful: {verdict.reason}; champion",
+                replaced_reason=f"replaced by {canary_spec}, whose canary ramp ended successfully",
             )
             promoted = True
     change = (
@@ -167,18 +161,7 @@ def canary_step(
         if promoted
         else None
     )
-    return StepResult(
-        name,
-        canary_spec,
-        champion_spec,
-        weight,
-        verdict.outcome,
-        verdict.reason,
-        verdict.numbers,
-        next_weight,
-        applied=True,
-        level_change=change,
-    )
+    return replace(result, applied=True, level_change=change)
 
 
 @dataclass(frozen=True)
@@ -198,7 +181,6 @@ def champion_health(engine: Engine, settings: Settings, station_id: int) -> Cham
     """The champion's health since it became champion: a reject of the audit SPRT on its
     auto-passes (review.audits), or its errors, timeouts and latency over its latest answers;
     None when it has no previous one to roll back to."""
-    life = settings.lifecycle
     with session_scope(engine) as s:
         roles = lineup(s, station_id)
         champ = roles.champion
@@ -224,26 +206,15 @@ def champion_health(engine: Engine, settings: Settings, station_id: int) -> Cham
     errors = sum(1 for e, label, _ in rows if e is not None or label is None)
     lat = [float(ms) for _, _, ms in rows if ms is not None]
     p95 = float(np.percentile(lat, 95)) if lat else None
-    breach = _audits_rejected(engine, station_id, since)
-    if breach is None and answers >= life.min_answers:
-        if errors / answers > life.max_error_rate:
-            breach = (
-                f"errors or timeouts on {errors} of its last {answers} answers "
-                f"({errors / answers:.1%}, limit {life.max_error_rate:.1%})"
-            )
-        elif p95 is not None and p95 > life.latency_p95_ms:
-            breach = (
-                f"latency p95 {p95:.0f} ms over its last {answers} answers (budget "
-                f"{life.latency_p95_ms:.0f} ms)"
-            )
+    breach = _audits_rejected(engine, station_id, since) or health_breach(
+        answers, errors, p95, settings.lifecycle.canary_rules, of=f"its last {answers} answers"
+    )
     return ChampionHealth(spec, answers, errors, p95, breach)
 
 
 def _audits_rejected(engine: Engine, station_id: int, since: datetime) -> str | None:
     """The audit SPRT rejected (and demoted the station) since the champion took over."""
-    from db.models import LevelChange as LC
-
-    table = LC.__table__  # type: ignore[attr-defined]
+    table = LevelChange.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
         row = conn.execute(
             sa_select(table.c.reason)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -338,26 +338,14 @@ def deploy_version(
             if same(now.champion):
                 raise RegistryRefused(f"{spec_of(mv)} is already the champion here")
             replaced = now.champion
-            if same(now.challenger):
-                end_roles(s, station.id, (Slot.challenger, Slot.canary))
-            if replaced is not None:
-                deploy(
-                    session=s,
-                    station=station,
-                    model=replaced,
-                    slot=Slot.standby,
-                    operator_id=operator.id,
-                    reason=f"replaced by {spec_of(mv)}: {text}",
-                )
-            elif same(now.previous):
-                end_roles(s, station.id, (Slot.standby,))
-            deploy(
-                session=s,
-                station=station,
-                model=mv,
-                slot=Slot.champion,
+            crown(
+                s,
+                station,
+                now,
+                mv,
                 operator_id=operator.id,
                 reason=text,
+                replaced_reason=f"replaced by {spec_of(mv)}: {text}",
             )
         else:
             if same(now.champion):
@@ -398,6 +386,47 @@ def end_roles(session: Session, station_id: int, slots: tuple[Slot, ...]) -> Non
     session.flush()
 
 
+def crown(
+    session: Session,
+    station: Station,
+    now: Lineup,
+    model: ModelVersion,
+    *,
+    operator_id: int | None,
+    reason: str,
+    replaced_reason: str,
+) -> None:
+    """`model` becomes the champion (leaving the challenger or previous role it held); the
+    champion it replaces becomes previous, kept loaded for a rollback. The one way a champion
+    changes: a deploy, a rollback, a canary's ramp ending."""
+    assert station.id is not None
+
+    def held(other: ModelVersion | None) -> bool:
+        return other is not None and other.id == model.id
+
+    if held(now.challenger):
+        end_roles(session, station.id, (Slot.challenger, Slot.canary))
+    if now.champion is not None:
+        deploy(
+            session=session,
+            station=station,
+            model=now.champion,
+            slot=Slot.standby,
+            operator_id=operator_id,
+            reason=replaced_reason,
+        )
+    elif held(now.previous):
+        end_roles(session, station.id, (Slot.standby,))
+    deploy(
+        session=session,
+        station=station,
+        model=model,
+        slot=Slot.champion,
+        operator_id=operator_id,
+        reason=reason,
+    )
+
+
 def rollback(
     engine: Engine,
     settings: Settings,
@@ -422,32 +451,21 @@ def rollback(
             )
         back, out = now.previous, now.champion
         _check_stored(settings, back)
-        who = operator.id if operator is not None else None
-        if out is not None:
-            deploy(
-                session=s,
-                station=station,
-                model=out,
-                slot=Slot.standby,
-                operator_id=who,
-                reason=f"rolled back: {text}",
-            )
-        else:
-            end_roles(s, station.id, (Slot.standby,))
-        deploy(
-            session=s,
-            station=station,
-            model=back,
-            slot=Slot.champion,
-            operator_id=who,
+        crown(
+            s,
+            station,
+            now,
+            back,
+            operator_id=operator.id if operator is not None else None,
             reason=f"rollback: {text}",
+            replaced_reason=f"rolled back: {text}",
         )
         station_label = station.name
         result = RoleChange(
             spec_of(back), "champion", 0.0, spec_of(out) if out is not None else None, None
         )
     change = settle_level(engine, settings, station_label, why=f"rollback to {result.spec}")
-    return RoleChange(result.spec, result.role, 0.0, result.replaced, change)
+    return replace(result, level_change=change)
 
 
 def retire_challenger(

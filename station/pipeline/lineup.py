@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -233,8 +234,6 @@ class LineupWatch:
 
     def wait_loaded(self, timeout_s: float = 30.0) -> bool:
         """Until nothing is loading (tests and the simulation, which must be reproducible)."""
-        import time
-
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             with self._lock:
