@@ -172,6 +172,8 @@ class Prediction(SQLModel, table=True):
     confidence: float | None = None  # calibrated probability of `label`
     latency_ms: float | None = None
     error: str | None = None
+    # The penultimate layer, projected small (model/embedding.py), for embedding drift.
+    embedding: list[float] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -351,6 +353,66 @@ class AuditChainEntry(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class DriftReference(SQLModel, table=True):
+    """What a station's line looked like when its level was approved (station/monitor.py): the
+    items nearest the approval, for one champion; drift checks compare later windows with it."""
+
+    __tablename__ = "drift_reference"
+
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int = Field(foreign_key="station.id", index=True)
+    model_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    # The approval it belongs to (a promotion, or a simulation's level); None: no level change.
+    level_change_id: int | None = Field(default=None, foreign_key="level_change.id")
+    # The upstream stages' versions it was captured with; a change of one starts a new reference.
+    stage_versions: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
+    n: int = 0
+    first_item_id: int | None = None
+    last_item_id: int | None = None
+    data: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MonitorCheck(SQLModel, table=True):
+    """One drift check over a window of items, with its numbers; append-only."""
+
+    __tablename__ = "monitor_check"
+    __table_args__ = (Index("ix_monitor_check_station_id", "station_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int = Field(foreign_key="station.id")
+    model_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    reference_id: int | None = Field(default=None, foreign_key="drift_reference.id")
+    check: str = Field(max_length=64)  # e.g. "input.brightness", "embedding.mmd"
+    first_item_id: int | None = None
+    last_item_id: int | None = None
+    n: int = 0
+    statistic: float | None = None
+    warn: float | None = None  # the thresholds it was judged with
+    fail: float | None = None
+    verdict: str = Field(max_length=16)  # ok / warn / fail / skipped
+    detail: dict[str, Any] = Field(default={}, sa_column=Column(JSON, nullable=False))
+    evaluated_at: datetime = Field(default_factory=utcnow)
+
+
+class Alarm(SQLModel, table=True):
+    """A check that went past a threshold. Open until its check is back in bounds (a warning) or
+    a gate passes again (a failure, which demoted the station)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int = Field(foreign_key="station.id", index=True)
+    check: str = Field(max_length=64)
+    severity: str = Field(max_length=16)  # warn / fail
+    message: str = ""
+    statistic: float | None = None
+    threshold: float | None = None
+    monitor_check_id: int | None = Field(default=None, foreign_key="monitor_check.id")
+    level_change_id: int | None = Field(default=None, foreign_key="level_change.id")
+    opened_at: datetime = Field(default_factory=utcnow)
+    closed_at: datetime | None = None
+    closed_reason: str = ""
+
+
 class DatabaseIdentity(SQLModel, table=True):
     """One row: this database's identity, made when its schema was created. Files that belong to
     one database and live outside it (the decision spool) are named by it, so they are replayed
@@ -381,4 +443,7 @@ ALL_TABLES = [
     GoldenSample,
     LevelChange,
     AuditChainEntry,
+    DriftReference,
+    MonitorCheck,
+    Alarm,
 ]

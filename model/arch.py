@@ -35,6 +35,8 @@ HEAD_CHANNELS = 64
 class NetOutput(NamedTuple):
     logits: torch.Tensor  # (B, K) class logits (log-probabilities for DefectNet with an ok class)
     defect_map: torch.Tensor | None  # (B, 1, h, w) defect logits per cell, or None
+    # (B, D) the penultimate layer (what the heads read), for embedding drift; None: not exposed
+    embedding: torch.Tensor | None = None
 
 
 def _features_of(name: str) -> nn.Sequential:
@@ -124,6 +126,13 @@ class DefectNet(nn.Module):
 
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(raw defect score (B,) before scale and bias, type logits (B, T), map (B, 1, h, w))."""
+        raw, t, m, _ = self.parts_with_embedding(x)
+        return raw, t, m
+
+    def parts_with_embedding(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`parts` and the pooled features the type head reads (B, 2 * HEAD_CHANNELS)."""
         f8 = self.stage8(x)
         f16 = self.stage16(f8)
         f = self.lat8(f8) + F.interpolate(self.lat16(f16), size=f8.shape[-2:], mode="nearest")
@@ -134,7 +143,7 @@ class DefectNet(nn.Module):
         pooled = torch.cat([(fl * attn).sum(2), fl.mean(2)], dim=1)
         t = self.type_head(pooled)
         k = self.pool_k if self.pool_k is not None else max(1, m.shape[-1] * m.shape[-2] // 512)
-        return topk_mean(m, k), t, m
+        return topk_mean(m, k), t, m, pooled
 
     def compose(
         self,
@@ -155,8 +164,8 @@ class DefectNet(nn.Module):
         return torch.cat([log_defect[:, :i], log_ok, log_defect[:, i:]], dim=1)
 
     def forward(self, x: torch.Tensor) -> NetOutput:
-        raw, t, m = self.parts(x)
-        return NetOutput(self.compose(raw, t), m)
+        raw, t, m, pooled = self.parts_with_embedding(x)
+        return NetOutput(self.compose(raw, t), m, pooled)
 
 
 class GlobalNet(nn.Module):

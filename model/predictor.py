@@ -21,6 +21,7 @@ import torch
 
 from model.arch import DefectNet, GlobalNet, build
 from model.artifact import WEIGHTS, load_weights, read_manifest
+from model.embedding import reduce_embedding
 from model.errors import ArtifactError, ModelError
 from model.preprocess import (
     InputSpec,
@@ -49,6 +50,9 @@ class Prediction:
     p_defect: float  # 1 - P(ok class); 1.0 for a model without a defect-free class
     confidence: float  # calibrated probability of `label`
     latency_ms: float
+    # The penultimate layer, projected to EMBEDDING_DIMS (model/embedding.py), for embedding
+    # drift; None for a network that does not expose it.
+    embedding: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +61,7 @@ class Prediction:
             "p_defect": self.p_defect,
             "confidence": self.confidence,
             "latency_ms": self.latency_ms,
+            "embedding": None if self.embedding is None else list(self.embedding),
         }
 
 
@@ -139,14 +144,30 @@ class Predictor:
 
     # -- prediction ---------------------------------------------------------------------------
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return flip_averaged(lambda v: self.net(v).logits, x, self.manifest.test_time_flips)
+        return self._logits_and_embedding(x)[0]
 
-    def _predictions(self, logits: torch.Tensor, t0: float) -> list[Prediction]:
+    def _logits_and_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Class logits (averaged over the flipped views) and the image's own embedding."""
+        seen: list[torch.Tensor | None] = []
+
+        def logits_of(v: torch.Tensor) -> torch.Tensor:
+            out = self.net(v)
+            if not seen:  # the first view is the image itself
+                seen.append(out.embedding)
+            return out.logits
+
+        with torch.inference_mode():
+            logits = flip_averaged(logits_of, x, self.manifest.test_time_flips)
+        return logits, seen[0] if seen else None
+
+    def _predictions(
+        self, logits: torch.Tensor, t0: float, embedding: torch.Tensor | None = None
+    ) -> list[Prediction]:
         probs = torch.softmax(logits.double() / self._t, dim=1).tolist()
+        reduced = reduce_embedding(embedding.numpy()).tolist() if embedding is not None else None
         latency_ms = _ms(t0) / len(probs)  # per image, including this step
         out = []
-        for row in probs:
+        for n, row in enumerate(probs):
             i = max(range(len(row)), key=row.__getitem__)
             p_defect = 1.0 - row[self._ok] if self._ok is not None else 1.0
             out.append(
@@ -156,6 +177,7 @@ class Predictor:
                     p_defect=p_defect,
                     confidence=row[i],
                     latency_ms=latency_ms,
+                    embedding=None if reduced is None else tuple(reduced[n]),
                 )
             )
         return out
@@ -163,8 +185,8 @@ class Predictor:
     def predict(self, image: np.ndarray) -> Prediction:
         """One BGR / grayscale / BGRA, 8- or 16-bit image -> its calibrated Prediction."""
         t0 = time.perf_counter()
-        logits = self._logits(preprocess(image, self.spec).unsqueeze(0))
-        return self._predictions(logits, t0)[0]
+        logits, embedding = self._logits_and_embedding(preprocess(image, self.spec).unsqueeze(0))
+        return self._predictions(logits, t0, embedding)[0]
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Prediction]:
         """Several images in one forward pass (one per view with test-time flips); latency_ms is
@@ -173,7 +195,8 @@ class Predictor:
             return []
         t0 = time.perf_counter()
         x = torch.stack([preprocess(im, self.spec) for im in images])
-        return self._predictions(self._logits(x), t0)
+        logits, embedding = self._logits_and_embedding(x)
+        return self._predictions(logits, t0, embedding)
 
     def logits_from_prepared(self, rgbs: Sequence[np.ndarray]) -> np.ndarray:
         """Uncalibrated logits for images already through `prepare` (evaluation)."""

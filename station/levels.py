@@ -3,7 +3,7 @@ learns of a change.
 
 Three writers, each recorded with who and why: a person (`set_level`: an engineer; a promotion
 needs a passing gate or a recorded override, a demotion needs no evidence), the system
-(`demote_automatically`: an unusable model, later an alarm; never a promotion), and a simulation
+(`demote_automatically`: an unusable model, an alarm (station/monitor.py); never a promotion), and a simulation
 (`set_simulated_level`, only on stations `station simulate` owns). A running station reads the
 level in force through a `LevelWatch` before each item is routed, so a change committed anywhere
 is obeyed from the next item on. Every evaluation and change is appended to the record."""
@@ -105,12 +105,14 @@ def evaluate(
     read transaction could not be upgraded to a write while the station commits.
     """
     from review.report import gate_check
+    from station.monitor import drift_alarm_open
 
     target = parse_level(to_level)
     with session_scope(engine) as s:
         station = resolve_station(s, settings, station_name)
         assert station.id is not None
         station_id, name = station.id, station.name
+    alarm_state = drift_alarm_open(engine, settings, station_id)
     with engine.connect() as conn:
         result, block = gate_check(
             conn,
@@ -119,7 +121,7 @@ def evaluate(
             labels=settings.labels,
             rules=settings.gates.rules,
             default_level=Level(settings.levels.default),
-            drift_alarm_open=None,  # drift monitoring is not built yet: unknown fails partial -> full
+            drift_alarm_open=alarm_state,
         )
         conn.rollback()
     evaluation_id = None
@@ -207,7 +209,35 @@ def set_level(
                 override=bool(override and gate is not None and not gate.passed),
             ),
         )
+        if gate is not None and gate.passed:
+            _approved(s, change)
+    if target.rank > source.rank:
+        _new_reference(engine, settings, change)
     return LevelChangeOutcome(change=change, gate=gate, evaluation_id=evaluation_id)
+
+
+def _approved(session: Session, change: LevelChange) -> None:
+    """A gate passed: the alarms it answers close (a promotion by override closes none)."""
+    from station.monitor import close_on_approval
+
+    close_on_approval(session, change.station_id, change)
+
+
+def _new_reference(engine: Engine, settings: Settings, change: LevelChange) -> None:
+    """The line as it is now is what the approved level was approved on: drift is measured from
+    it (station/monitor.py). A failure here never undoes the level change."""
+    from station.monitor import capture_reference
+
+    try:
+        capture_reference(
+            engine,
+            settings,
+            change.station_id,
+            level_change_id=change.id,
+            reason=f"level {change.from_level} -> {change.to_level}",
+        )
+    except Exception as e:
+        log.warning("could not capture the drift reference: %s", e)
 
 
 def demote_automatically(
@@ -227,7 +257,13 @@ def demote_automatically(
 
 
 def set_simulated_level(
-    engine: Engine, *, station_id: int, level: Level, reason: str, default: Level
+    engine: Engine,
+    *,
+    station_id: int,
+    level: Level,
+    reason: str,
+    default: Level,
+    settings: Settings | None = None,
 ) -> None:
     """A simulation puts its own station at the level it simulates (recorded, with no operator).
     Refused for a real station: its level changes only through a person or the system."""
@@ -240,8 +276,9 @@ def set_simulated_level(
                 "`station level set`"
             )
         now = current_level(session=s, station_id=station_id, default=default)
+        change = None
         if now is not level:
-            record_level_change(
+            change = record_level_change(
                 session=s,
                 change=LevelChange(
                     station_id=station_id,
@@ -251,6 +288,9 @@ def set_simulated_level(
                     override=level.rank > now.rank,
                 ),
             )
+    if change is not None and level.rank > now.rank and settings is not None:
+        # Set like an override (no gate): its alarms stay open, but drift is measured from here.
+        _new_reference(engine, settings, change)
 
 
 class LevelWatch:

@@ -119,6 +119,67 @@ class LifecycleSettings(_Section):
         )
 
 
+class MonitorSettings(_Section):
+    """Drift checks and alarms (station/monitor.py): each check reads the last `window` items,
+    every `every_items` items, against the reference captured when the level was approved."""
+
+    enabled: bool = True
+    window: int = Field(500, ge=50, description="items each check reads")
+    every_items: int = Field(100, ge=1, description="how often a running station checks")
+    reference_items: int = Field(500, ge=50, description="items in a level's reference")
+    input_warn: float = Field(0.1, gt=0.0, description="normalised Wasserstein distance")
+    input_fail: float = Field(0.2, gt=0.0)
+    # Embedding drift: MMD permutation test; p-values, with a floor on the effect (MMD^2) so a
+    # large window does not alarm on a difference no one would act on.
+    embedding_warn_p: float = Field(0.01, gt=0.0, lt=1.0)
+    embedding_fail_p: float = Field(0.001, gt=0.0, lt=1.0)
+    embedding_warn_mmd: float = Field(0.02, ge=0.0, description="MMD^2 (RBF, median bandwidth)")
+    embedding_fail_mmd: float = Field(0.05, ge=0.0)
+    permutations: int = Field(500, ge=50, le=10000)
+    # Output drift: p-chart limits on the predicted-defect rate, in standard errors.
+    defect_rate_warn_sigma: float = Field(3.0, gt=0.0)
+    defect_rate_fail_sigma: float = Field(4.0, gt=0.0)
+    confidence_warn: float = Field(0.1, gt=0.0, description="normalised Wasserstein distance")
+    confidence_fail: float = Field(0.2, gt=0.0)
+    error_rate_warn: float = Field(0.01, ge=0.0, le=1.0)
+    error_rate_fail: float = Field(0.05, ge=0.0, le=1.0)
+    # Concept drift: ADWIN (river) on the human/model disagreement and audited-error streams.
+    adwin_delta: float = Field(0.002, gt=0.0, lt=1.0)
+    #: A rise ADWIN finds smaller than this (absolute, in disagreement rate) only warns.
+    concept_fail_rise: float = Field(0.05, ge=0.0, le=1.0)
+    #: Where a failing check takes the station (never up): humans decide every item again.
+    demote_to: str = "assist"
+
+    @field_validator("demote_to")
+    @classmethod
+    def _a_level(cls, v: str) -> str:
+        from db.models import Level
+
+        if v not in {level.value for level in Level}:
+            raise ValueError(
+                f"monitor.demote_to must be one of {[level.value for level in Level]}, got {v!r}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _fail_beyond_warn(self) -> MonitorSettings:
+        for warn, fail in (
+            ("input_warn", "input_fail"),
+            ("embedding_warn_mmd", "embedding_fail_mmd"),
+            ("defect_rate_warn_sigma", "defect_rate_fail_sigma"),
+            ("confidence_warn", "confidence_fail"),
+            ("error_rate_warn", "error_rate_fail"),
+        ):
+            if getattr(self, fail) < getattr(self, warn):
+                raise ValueError(
+                    f"monitor.{fail} ({getattr(self, fail)}) must be at least monitor.{warn} "
+                    f"({getattr(self, warn)})"
+                )
+        if self.embedding_fail_p > self.embedding_warn_p:
+            raise ValueError("monitor.embedding_fail_p must be at most monitor.embedding_warn_p")
+        return self
+
+
 class ThresholdSettings(_Section):
     """When the model may decide alone (partial / full), on calibrated confidence."""
 
@@ -213,6 +274,7 @@ class Settings(_Section):
     gates: GateSettings = Field(default_factory=lambda: GateSettings())
     audits: AuditSettings = Field(default_factory=lambda: AuditSettings())
     lifecycle: LifecycleSettings = Field(default_factory=lambda: LifecycleSettings())
+    monitor: MonitorSettings = Field(default_factory=lambda: MonitorSettings())
 
     @model_validator(mode="after")
     def _classes_consistent(self) -> Settings:

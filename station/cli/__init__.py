@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "station.cli.config_cmd",
     "station.cli.db_cmd",
     "station.cli.audit_cmd",
+    "station.cli.monitor_cmd",
     "station.cli.model_cmd",
     "station.cli.report_cmd",
     "station.cli.review_cmd",

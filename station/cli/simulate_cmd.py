@@ -91,6 +91,16 @@ def simulate_cmd(
             "(served at 640x368) scored 0.96 on 200 such stills and 1.0 on 1280x720 ones.",
         ),
     ] = "512x288",
+    drift: Annotated[
+        str | None,
+        typer.Option(
+            "--drift",
+            help="Drift the line from an item of this run on: KNOB=VALUE[,KNOB=VALUE][@ITEM], "
+            "knobs light (gain, 0.05-3), defocus (blur sigma px), phone_color (blue, gold, red, "
+            "green, silver), color_share, defect_style (v2: a new defect look); "
+            "e.g. --drift light=0.6@300.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     config: ConfigOpt = None,
     db: DbOpt = None,
@@ -99,9 +109,10 @@ def simulate_cmd(
 
     The records go to a simulation station of their own (--station, default 'sim'); read them
     with e.g. `station report --station sim` or `station gate check --station sim`."""
-    from station.pipeline.simulate import SimulateConfig, simulate
+    from station.pipeline.simulate import SimulateConfig, parse_drift, simulate
 
     width, height = parse_wxh(size, "--size", "640x360")
+    knobs, drift_after = parse_drift(drift) if drift is not None else ({}, 0)
     cfg = SimulateConfig(
         width=width,
         height=height,
@@ -115,6 +126,8 @@ def simulate_cmd(
         defect_rate=_share("--defect-rate", defect_rate),
         model_path=model,
         interval_s=interval_s,
+        drift=knobs,
+        drift_after=drift_after,
     )
     settings = settings_from(config, database_url=db)
     engine = open_database(settings)
@@ -152,6 +165,10 @@ def simulate_cmd(
         lines.append(f"models at the end: {lineup}")
     if s.lifecycle:
         lines.append(f"lifecycle: {s.lifecycle}")
+    for alarm in s.alarms:
+        lines.append(f"alarm: {alarm}")
+    if s.demoted_at_item is not None:
+        lines.append(f"an alarm demoted the station before item {s.demoted_at_item} of this run")
     if s.model_errors or s.guard_failed:
         lines.append(f"model errors {s.model_errors}, frames refused by the guard {s.guard_failed}")
     if s.stopped:

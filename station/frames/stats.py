@@ -21,6 +21,8 @@ class InputStats:
     sharpness: variance of the Laplacian of the grey image (higher = sharper).
     clipped_share: share of pixels with grey <= CLIP_LOW or >= CLIP_HIGH, 0..1.
     width, height: image size in pixels.
+    chroma_rg, chroma_yb: colour, as opponent channel means (mean R - mean G, and
+        (mean R + mean G) / 2 - mean B), in grey levels; 0 for a grey image.
     """
 
     brightness: float
@@ -29,6 +31,8 @@ class InputStats:
     clipped_share: float
     width: int
     height: int
+    chroma_rg: float = 0.0
+    chroma_yb: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -62,6 +66,7 @@ def compute_stats(image: np.ndarray) -> InputStats:
     mean, std = cv2.meanStdDev(gray)
     hist = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel()
     clipped = float(hist[: CLIP_LOW + 1].sum() + hist[CLIP_HIGH:].sum()) / gray.size
+    b, g, r = (cv2.mean(image)[:3]) if image.ndim == 3 else (0.0, 0.0, 0.0)
     return InputStats(
         brightness=float(mean[0, 0]),
         contrast=float(std[0, 0]),
@@ -69,4 +74,6 @@ def compute_stats(image: np.ndarray) -> InputStats:
         clipped_share=clipped,
         width=int(image.shape[1]),
         height=int(image.shape[0]),
+        chroma_rg=float(r - g),
+        chroma_yb=float((r + g) / 2.0 - b),
     )

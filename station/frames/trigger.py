@@ -24,6 +24,7 @@ pipeline can be traced to its effect downstream.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ import numpy as np
 
 from station.frames.stats import InputStats, compute_stats, sharpness, to_gray
 from station.frames.types import Frame
+from station.stages import stage_version
 
 TRIGGER_VERSION = "settle-bg-1"
 
@@ -102,6 +104,8 @@ class Trigger:
         self, config: TriggerConfig | None = None, *, background: np.ndarray | None = None
     ):
         self.config = config or TriggerConfig()
+        # Recorded with every item it captures: the code's version and its settings.
+        self.version = stage_version(TRIGGER_VERSION, dataclasses.asdict(self.config))
         self.state = TriggerState.EMPTY
         self._bg: np.ndarray | None = None
         self._prev: np.ndarray | None = None
@@ -279,5 +283,6 @@ class Trigger:
             best,
             compute_stats(best.image),
             reason,
+            trigger_version=self.version,
             candidates=tuple(f.index for f in frames),
         )

@@ -44,6 +44,18 @@ from station.thresholds import RuleWatch
 log = logging.getLogger(__name__)
 
 
+def _alarm_banner(result: Any) -> str | None:
+    """The banner for the alarms a round left open (warnings and failures)."""
+    failing = [c for c in result.checks if c.verdict == "fail"]
+    warning = [c for c in result.checks if c.verdict == "warn"]
+    if failing:
+        level = f"; level now {result.demoted.to_level}" if result.demoted is not None else ""
+        return "DRIFT ALARM — " + ", ".join(c.check for c in failing) + level
+    if warning:
+        return "Drift warning — " + ", ".join(c.check for c in warning)
+    return None
+
+
 class StationCore:
     def __init__(
         self,
@@ -64,7 +76,11 @@ class StationCore:
         self.settings = settings
         self.station_id = station_id
         self._items_since_check = 0
+        self._items_planned = 0
+        self._items_since_monitor = 0
         self.lifecycle_news: str | None = None  # the last automatic change of role, in words
+        self.monitor_news: list[str] = []  # alarms opened by this station's checks, in words
+        self.demoted_at_item: int | None = None  # the item (0-based) an alarm demoted before
         self.station_name = station_name
         self.operator_name = operator_name
         self.labels = settings.labels
@@ -151,7 +167,37 @@ class StationCore:
         if self._items_since_check >= self.settings.lifecycle.check_every_items:
             self._items_since_check = 0
             self._check_lifecycle()
+        self._items_since_monitor += 1
+        if self.settings.monitor.enabled and (
+            self._items_since_monitor >= self.settings.monitor.every_items
+        ):
+            self._items_since_monitor = 0
+            self._check_drift()
+        self._items_planned += 1
         self.lineup.check()
+
+    def _check_drift(self) -> None:
+        """A round of drift checks (station/monitor.py); a failure has demoted the station in
+        the record by the time it returns, and the item about to be planned obeys it."""
+        from station.monitor import check_station
+
+        try:
+            result = check_station(self.engine, self.settings, self.station_id)
+        except Exception as e:  # the line goes on; the next round tries again
+            log.warning("could not run the drift checks: %s", e)
+            return
+        for alarm in result.opened:
+            text = f"{alarm.severity.upper()} {alarm.message}"
+            self.monitor_news.append(text)
+            log.warning("drift alarm: %s", text)
+        if result.demoted is not None:
+            self.levels.note(Level(result.demoted.to_level))
+            if self.demoted_at_item is None:
+                self.demoted_at_item = self._items_planned
+        if result.canary_stopped:
+            self.lifecycle_news = f"canary {result.canary_stopped} stopped by a drift alarm"
+        if result.status == "checked":
+            self.status.alarm_banner(_alarm_banner(result))
 
     def _check_lifecycle(self) -> None:
         from station.ramp import canary_step, watch_champion

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from station.settings import GuardSettings
+from station.stages import stage_version
 
 GUARD_VERSION = "guard-1"
 STAT_NAMES = ("brightness", "contrast", "sharpness", "clipped_share")
@@ -35,6 +36,20 @@ class InputGuard:
     def __init__(self, settings: GuardSettings, reference: Reference | None = None) -> None:
         self.settings = settings
         self.reference = reference
+        # Recorded with every item: the code's version and its bounds (station/stages.py).
+        self.version = stage_version(
+            GUARD_VERSION,
+            {
+                "settings": settings.model_dump(),
+                "reference": None
+                if reference is None
+                else {
+                    "mean": dict(reference.mean),
+                    "std": dict(reference.std),
+                    "max_z": reference.max_z,
+                },
+            },
+        )
 
     def check(self, stats: Any) -> GuardResult:
         s = self.settings
@@ -65,4 +80,6 @@ class InputGuard:
                         f"unlike the reference: {name} {values[name]:.1f} is {z:+.1f} sd from "
                         f"{float(mean):.1f}"
                     )
-        return GuardResult(passed=not problems, reason="; ".join(problems), checks=values)
+        return GuardResult(
+            passed=not problems, reason="; ".join(problems), version=self.version, checks=values
+        )

@@ -55,6 +55,12 @@ class PredictionRecord:
     confidence: float | None = None
     latency_ms: float | None = None
     error: str | None = None
+    embedding: tuple[float, ...] | None = None  # model/embedding.py; None where not exposed
+
+
+def _embedding(pred: object) -> tuple[float, ...] | None:
+    found = getattr(pred, "embedding", None)  # a fake predictor's answer may have none
+    return None if found is None else tuple(float(v) for v in found)
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,7 @@ def inspection_record(
                     p_defect=float(pred.p_defect),
                     confidence=float(pred.confidence),
                     latency_ms=float(pred.latency_ms),
+                    embedding=_embedding(pred),
                 ),
             )
         else:
@@ -253,6 +260,7 @@ def challenger_prediction(job: ShadowJob) -> PredictionRecord:
         p_defect=float(pred.p_defect),
         confidence=float(pred.confidence),
         latency_ms=float(pred.latency_ms),
+        embedding=_embedding(pred),
     )
 
 
@@ -298,7 +306,8 @@ def from_json(line: str, *, ok_label: str = "ok") -> Record:
             model=None
             if p["model"] is None
             else ModelInfo(**{**p["model"], "classes": tuple(p["model"]["classes"])}),
-            **{k: v for k, v in p.items() if k != "model"},
+            **{k: v for k, v in p.items() if k not in ("model", "embedding")},
+            embedding=None if p.get("embedding") is None else tuple(p["embedding"]),
         )
         for p in d.pop("predictions")
     )
@@ -408,6 +417,7 @@ def write_inspection(
                 confidence=p.confidence,
                 latency_ms=p.latency_ms,
                 error=p.error,
+                embedding=None if p.embedding is None else list(p.embedding),
             )
         )
     item = Item(

@@ -70,6 +70,58 @@ class SimulateConfig:
     # the bundled model (served at 640x368) scored 0.96 on 200 of them, 1.0 on 1280x720 ones.
     width: int = 512
     height: int = 288
+    # Drift injected on the line (`--drift light=0.6@300`): synthetic-line knobs, from item
+    # `drift_after` of this run on (station/synth/config.py).
+    drift: dict[str, Any] = field(default_factory=dict)
+    drift_after: int = 0
+
+
+#: `--drift` knob names (and their aliases) -> SynthConfig fields.
+DRIFT_KNOBS = {
+    "light": "light",
+    "defocus": "defocus",
+    "phone_color": "phone_color",
+    "color": "phone_color",
+    "colour": "phone_color",
+    "color_share": "color_share",
+    "defect_style": "defect_style",
+    "style": "defect_style",
+}
+
+
+def parse_drift(spec: str) -> tuple[dict[str, Any], int]:
+    """`KNOB=VALUE[,KNOB=VALUE...][@ITEM]` -> (SynthConfig fields, first drifted item). The
+    values are checked by the synthetic line's own validation, so the message names the range."""
+    from station.synth.config import SynthConfig
+
+    text = spec.strip()
+    body, at, onset = text.partition("@")
+    try:
+        after = int(onset) if at else 0
+    except ValueError:
+        after = -1
+    if after < 0:
+        raise SimulationRefused(
+            f"--drift {spec!r}: the onset after '@' must be an item number >= 0 (e.g. light=0.6@300)"
+        )
+    knobs: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in body.split(","))):
+        name, eq, value = part.partition("=")
+        field_name = DRIFT_KNOBS.get(name.strip().lower())
+        if not eq or field_name is None or not value.strip():
+            raise SimulationRefused(
+                f"--drift {spec!r}: expected KNOB=VALUE[,KNOB=VALUE][@ITEM] with knobs "
+                f"light, defocus, phone_color, color_share, defect_style "
+                "(e.g. light=0.6@300, defocus=3@100, phone_color=blue@0, defect_style=v2@200)"
+            )
+        knobs[field_name] = value.strip()
+    if not knobs:
+        raise SimulationRefused(f"--drift {spec!r}: name at least one knob (e.g. light=0.6@300)")
+    try:
+        config = SynthConfig.from_options({k: str(v) for k, v in knobs.items()})
+    except Exception as e:
+        raise SimulationRefused(f"--drift {spec!r}: {e}") from e
+    return {k: getattr(config, k) for k in knobs}, after
 
 
 @dataclass
@@ -104,6 +156,10 @@ class Summary:
     challenger_after: str | None = None
     canary_weight_after: float = 0.0
     lifecycle: str | None = None  # the last automatic change of role, in words
+    # Drift monitoring (station/monitor.py): alarms opened in this run, in words, and the
+    # item (0-based, of this run) at which the first failure demoted the station.
+    alarms: list[str] = field(default_factory=list)
+    demoted_at_item: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,11 +216,21 @@ class _Counter:
 
 
 def synthetic_stills(config: SimulateConfig) -> FrameSource:
-    """The camera stand-in: one rendered still per phone of the synthetic line."""
+    """The camera stand-in: one rendered still per phone of the synthetic line (drifting from
+    `config.drift_after` on when `config.drift` names knobs)."""
+    from station.synth.config import SynthConfig
     from station.synth.line import SyntheticStillsSource
 
-    return SyntheticStillsSource.at(
-        config.seed, config.width, config.height, defect_rate=config.defect_rate
+    return SyntheticStillsSource(
+        SynthConfig(
+            seed=config.seed,
+            width=config.width,
+            height=config.height,
+            defect_rate=config.defect_rate,
+            realtime=False,
+            drift_after=config.drift_after,
+            **config.drift,
+        )
     )
 
 
@@ -287,6 +353,7 @@ def simulate(
         level=config.level,
         reason=f"station simulate --level {config.level.value}",
         default=Level(settings.levels.default),
+        settings=settings,
     )
 
     counter = _Counter(settings.ok_class)
@@ -419,6 +486,8 @@ def simulate(
     summary.challenger_after = roles.challenger
     summary.canary_weight_after = roles.weight
     summary.lifecycle = core.lifecycle_news
+    summary.alarms = list(core.monitor_news)
+    summary.demoted_at_item = core.demoted_at_item
     summary.pending_writes = recorder.pending - recorder.unsaved
     summary.unsaved = recorder.unsaved
     summary.stopped = stopped

@@ -29,6 +29,7 @@ class BannerKind(StrEnum):
     database = "database"
     images = "images"
     notice = "notice"  # e.g. an action the operator's role does not allow
+    alarm = "alarm"  # an open drift alarm (station/monitor.py)
 
 
 class StationStatus:
@@ -93,6 +94,13 @@ class StationStatus:
             self.banners[BannerKind.model] = text
         else:
             self.banners.pop(BannerKind.model, None)
+        self._changed()
+
+    def alarm_banner(self, text: str | None) -> None:
+        if text:
+            self.banners[BannerKind.alarm] = text
+        else:
+            self.banners.pop(BannerKind.alarm, None)
         self._changed()
 
     def item_seen(self) -> None:

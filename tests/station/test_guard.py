@@ -18,7 +18,14 @@ def check(image: np.ndarray, reference: Reference | None = None):
 def test_a_normal_frame_passes():
     result = check(phone_image())
     assert result.passed and result.reason == ""
-    assert result.version == GUARD_VERSION
+    assert result.version.startswith(GUARD_VERSION + "+")
+
+
+def test_the_guards_version_follows_its_settings():
+    """A changed bound is a new stage version (items record it; drift starts a new reference)."""
+    a = InputGuard(GuardSettings()).check(compute_stats(phone_image()))
+    b = InputGuard(GuardSettings(min_brightness=40)).check(compute_stats(phone_image()))
+    assert a.version != b.version and b.version.startswith(GUARD_VERSION + "+")
 
 
 def test_a_dark_frame_fails_as_too_dark():

@@ -132,7 +132,10 @@ def test_background_can_be_given_when_the_stream_starts_with_a_phone() -> None:
 def test_captured_item_records_trigger_version_and_candidates() -> None:
     captured = _run(Trigger(), line_frames(small_config(), 1))
     (item,) = captured
-    assert item.trigger_version == TRIGGER_VERSION and TRIGGER_VERSION
+    assert item.trigger_version.startswith(TRIGGER_VERSION + "+")
+    # the version follows the trigger's settings: another setting, another version
+    other = Trigger(TriggerConfig(settle_frames=TriggerConfig().settle_frames + 1))
+    assert other.version != Trigger().version
     assert item.frame.index in item.candidates
     assert len(item.candidates) == TriggerConfig().settle_frames + TriggerConfig().dwell_frames
 
@@ -151,8 +154,16 @@ def test_input_stats_field_names_match_the_item_columns() -> None:
     from db.models import Item
 
     names = [f.name for f in dataclasses.fields(InputStats)]
-    assert names == ["brightness", "contrast", "sharpness", "clipped_share", "width", "height"]
-    assert all(n in Item.model_fields for n in names)
+    columns = ["brightness", "contrast", "sharpness", "clipped_share", "width", "height"]
+    assert names == [*columns, "chroma_rg", "chroma_yb"]  # colour lives in Item.stats only
+    assert all(n in Item.model_fields for n in columns)
+
+
+def test_colour_statistics_tell_a_blue_phone_from_a_grey_one() -> None:
+    grey = compute_stats(np.full((20, 20, 3), 120, np.uint8))
+    blue = compute_stats(np.full((20, 20, 3), (180, 110, 90), np.uint8))  # BGR
+    assert (grey.chroma_rg, grey.chroma_yb) == (0.0, 0.0)
+    assert blue.chroma_yb < -50 and blue.chroma_rg < 0
 
 
 def test_input_stats_measure_what_they_say() -> None:
