@@ -73,6 +73,12 @@ def run_knob(db_url: str, settings, station: str, knob: str | None, args) -> dic
         rounds = sorted({c.last_item_id for c in checks})
         first_warn = first_fail = None
         fired: dict[str, str] = {}
+        trace = [
+            f"{c.last_item_id - first_id + 1}:{c.statistic:.3g}"
+            + (f"(p={c.detail['p_value']:.3g})" if "p_value" in c.detail else "")
+            for c in checks
+            if c.check == args.trace and c.statistic is not None
+        ]
         for c in checks:
             at = c.last_item_id - first_id + 1  # items of this run seen by the round
             if c.verdict in ("warn", "fail"):
@@ -96,6 +102,7 @@ def run_knob(db_url: str, settings, station: str, knob: str | None, args) -> dic
         "fired": fired,
         "final_level": summary.final_level,
         "seconds": round(time.perf_counter() - t0, 1),
+        "trace": trace,
     }
 
 
@@ -107,6 +114,7 @@ def main() -> None:
     ap.add_argument("--stable", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--knobs", default=",".join(KNOBS), help="comma-separated KNOB=VALUE")
+    ap.add_argument("--trace", default="", help="print this check's statistic at every round")
     args = ap.parse_args()
     knobs = [k for k in args.knobs.split(",") if k]
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,6 +131,8 @@ def main() -> None:
             f"{str(r['demoted_at_item']):>10}{r['alarms']:>8}  {r['fired']}  ({r['seconds']} s, "
             f"{r['rounds']} rounds, level {r['final_level']})"
         )
+        if r["trace"]:
+            print(f"  {args.trace}: " + " ".join(r["trace"]))
 
 
 if __name__ == "__main__":

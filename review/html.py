@@ -214,6 +214,55 @@ def _thumbnail(image_root: Path | None, rel: str | None, size: int = 142) -> str
     return f"<img alt='item' src='data:image/jpeg;base64,{data}'>"
 
 
+def _rate(r: Mapping[str, Any] | None) -> str:
+    if not r or r.get("rate") is None:
+        return "n/a"
+    return f"{_pct(r['rate'])}{_ci(r.get('ci95'))} <span class='muted'>({r['k']}/{r['n']})</span>"
+
+
+def _stages(st: Mapping[str, Any]) -> str:
+    """Each version of the stages before the model (trigger, guard), and what a change did."""
+    if st.get("note"):
+        return f"<p class='muted'>{_e(st['note'])}</p>"
+    versions = st.get("versions") or []
+    if not versions:
+        return "<p class='muted'>no items yet</p>"
+    rows = []
+    for v in versions:
+        c = v.get("confidence") or {}
+        conf = "n/a" if c.get("mean") is None else f"{c['mean']:.3f}{_ci(c.get('ci95'), False)}"
+        rows.append(
+            f"<tr><td class='l'>{_e(v['trigger'])}</td><td class='l'>{_e(v['guard'])}</td>"
+            f"<td>#{v['first_item_id']}..#{v['last_item_id']}</td><td>{v['items']}</td>"
+            f"<td>{_rate(v.get('guard_passed'))}</td><td>{_rate(v.get('defect_rate'))}</td>"
+            f"<td>{conf}</td><td>{_rate(v.get('agreement'))}</td></tr>"
+        )
+    out = [
+        "<p class='muted'>Items by the versions of the trigger and input guard that produced "
+        "them (code version + a hash of their settings), with 95% intervals: a change before the "
+        "model changes what it sees.</p>",
+        "<table><tr><th class='l'>trigger</th><th class='l'>guard</th><th>items</th><th>n</th>"
+        "<th>guard passed</th><th>model: defect rate</th><th>mean confidence</th>"
+        f"<th>pass/fail agreement</th></tr>{''.join(rows)}</table>",
+    ]
+    for ch in st.get("changes") or []:
+        d, a = ch.get("defect_rate_difference"), ch.get("agreement_difference")
+
+        def diff(x: Mapping[str, Any] | None) -> str:
+            if not x or x.get("difference") is None:
+                return "n/a"
+            return f"{x['difference'] * 100:+.1f} points{_ci(x.get('ci95'))}"
+
+        stages = ", ".join(
+            f"{s} {_e(ch['from'][s])} &rarr; {_e(ch['to'][s])}" for s in ch.get("stages", [])
+        )
+        out.append(
+            f"<p>Change at item #{ch['at_item_id']} ({stages}): defect rate {diff(d)}, "
+            f"agreement {diff(a)}.</p>"
+        )
+    return "\n".join(out)
+
+
 def _chain(c: Mapping[str, Any]) -> str:
     """The tamper-evidence chains' heads: keep them; `station audit verify` walks every row."""
     if not c:
@@ -552,6 +601,8 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
     parts.append(_gates(r["gates"]))
     parts.append("<h2>Models</h2>")
     parts.append(_models(r.get("models") or {}))
+    parts.append("<h2>Pipeline stages</h2>")
+    parts.append(_stages(r.get("stages") or {}))
     parts.append("<h2>Record integrity</h2>")
     parts.append(_chain(r.get("chain") or {}))
     parts.append("<h2>Definitions</h2><table>")

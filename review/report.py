@@ -641,6 +641,7 @@ def build_report(
         )
     report["gates"] = _gates(conn, filters, labels, rules, default_level, drift_alarm_open)
     report["models"] = _models(conn, filters, labels.ok, canary_rules)
+    report["stages"] = _stages(conn, filters, labels.ok)
     # Each tamper-evidence chain's length and head (db/chain.py; `station audit verify` walks
     # them): a head kept from an earlier report must be a prefix of this one's chain.
     report["chain"] = chain_heads(conn)
@@ -659,6 +660,20 @@ def _models(
     if len(rows) != 1:
         return {"note": "models are per station: filter the report by --station"}
     return _jsonable(models_block(conn, int(rows[0][0]), ok=ok, rules=canary_rules))
+
+
+def _stages(conn: Connection, filters: Q.ReportFilters, ok: str) -> dict[str, Any]:
+    """The report's pipeline-stages block (review/stages.py) for its one station."""
+    from review.stages import stages_block
+
+    table = Station.__table__  # type: ignore[attr-defined]
+    query = table.select().with_only_columns(table.c.id, table.c.name)
+    if filters.station is not None:
+        query = query.where(table.c.name == filters.station)
+    rows = conn.execute(query.limit(2)).all()
+    if len(rows) != 1:
+        return {"note": "pipeline stages are per station: filter the report by --station"}
+    return _jsonable(stages_block(conn, int(rows[0][0]), ok))
 
 
 def _report_from(

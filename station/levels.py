@@ -211,7 +211,9 @@ def set_level(
         )
         if gate is not None and gate.passed:
             _approved(s, change)
-    if target.rank > source.rank:
+    if gate is not None and gate.passed:
+        # Only evidence re-baselines drift: after an override the checks still compare with
+        # the line the level was last approved on (a persisting failure demotes again).
         _new_reference(engine, settings, change)
     return LevelChangeOutcome(change=change, gate=gate, evaluation_id=evaluation_id)
 

@@ -61,7 +61,7 @@ INPUT_FLOORS = {
     "brightness": 1.0,
     "contrast": 1.0,
     "sharpness": 1.0,
-    "clipped_share": 0.005,
+    "clipped_share": 0.02,  # 2% of the pixels: rarer clipping is no change anyone acts on
     "chroma_rg": 1.0,
     "chroma_yb": 1.0,
 }
@@ -91,6 +91,7 @@ class Sample:
     defects: int = 0  # answers that name a defect
     errors: int = 0
     embeddings: list[list[float]] = field(default_factory=list)
+    defect_embeddings: list[list[float]] = field(default_factory=list)  # items it called defects
     # 0/1 per uniform paired item: did the human's pass/fail differ from the model's
     disagreement: list[int] = field(default_factory=list)
     audit_errors: list[int] = field(default_factory=list)  # 0/1 per audited item
@@ -109,6 +110,7 @@ class Sample:
             "defects": self.defects,
             "errors": self.errors,
             "embeddings": self.embeddings,
+            "defect_embeddings": self.defect_embeddings,
             "disagreement": self.disagreement,
             "audit_errors": self.audit_errors,
         }
@@ -195,7 +197,10 @@ def read_sample(
         if p[3] is not None:
             sample.confidence.append(float(p[3]))
         if p[5]:
-            sample.embeddings.append([float(v) for v in p[5]])
+            vector = [float(v) for v in p[5]]
+            sample.embeddings.append(vector)
+            if p[1] != ok:
+                sample.defect_embeddings.append(vector)
         d = decisions.get(item_id)
         if d is None or d[4] or item[2]:  # no decision, or a golden sample: not the line
             continue
@@ -406,6 +411,28 @@ def _skipped(check: str, n: int, why: str) -> CheckResult:
     return CheckResult(check, n, None, None, None, Verdict.skipped, {"why": why})
 
 
+def _embedding_check(
+    check: str, ref: list[list[float]], win: list[list[float]], m: MonitorSettings
+) -> CheckResult:
+    if len(ref) < MIN_VALUES or len(win) < MIN_VALUES:
+        return _skipped(check, len(win), "too few embeddings")
+    r = drift.mmd_permutation(np.array(ref), np.array(win), permutations=m.permutations)
+    verdict = Verdict.ok
+    if r.p_value <= m.embedding_fail_p and r.mmd2 >= m.embedding_fail_mmd:
+        verdict = Verdict.fail
+    elif r.p_value <= m.embedding_warn_p and r.mmd2 >= m.embedding_warn_mmd:
+        verdict = Verdict.warn
+    return CheckResult(
+        check,
+        r.n_window,
+        r.mmd2,
+        m.embedding_warn_mmd,
+        m.embedding_fail_mmd,
+        verdict,
+        {"p_value": r.p_value, "bandwidth": r.bandwidth, "n_reference": r.n_reference},
+    )
+
+
 def run_checks(
     ref: Sample, win: Sample, m: MonitorSettings, *, new_items: Sample
 ) -> list[CheckResult]:
@@ -430,28 +457,11 @@ def run_checks(
                 {"reference_mean": float(np.mean(a)), "window_mean": float(np.mean(b))},
             )
         )
-    if len(ref.embeddings) < MIN_VALUES or len(win.embeddings) < MIN_VALUES:
-        out.append(_skipped("embedding.mmd", len(win.embeddings), "too few embeddings"))
-    else:
-        r = drift.mmd_permutation(
-            np.array(ref.embeddings), np.array(win.embeddings), permutations=m.permutations
-        )
-        verdict = Verdict.ok
-        if r.p_value <= m.embedding_fail_p and r.mmd2 >= m.embedding_fail_mmd:
-            verdict = Verdict.fail
-        elif r.p_value <= m.embedding_warn_p and r.mmd2 >= m.embedding_warn_mmd:
-            verdict = Verdict.warn
-        out.append(
-            CheckResult(
-                "embedding.mmd",
-                r.n_window,
-                r.mmd2,
-                m.embedding_warn_mmd,
-                m.embedding_fail_mmd,
-                verdict,
-                {"p_value": r.p_value, "bandwidth": r.bandwidth, "n_reference": r.n_reference},
-            )
-        )
+    for check, a, b in (
+        ("embedding.mmd", ref.embeddings, win.embeddings),
+        ("embedding.mmd_defects", ref.defect_embeddings, win.defect_embeddings),
+    ):
+        out.append(_embedding_check(check, a, b, m))
     answered_ref, answered_win = ref.predicted - ref.errors, win.predicted - win.errors
     if answered_ref < MIN_VALUES or answered_win < MIN_VALUES:
         out.append(_skipped("output.defect_rate", answered_win, "too few answers"))
@@ -475,7 +485,7 @@ def run_checks(
     if len(ref.confidence) < MIN_VALUES or len(win.confidence) < MIN_VALUES:
         out.append(_skipped("output.confidence", len(win.confidence), "too few answers"))
     else:
-        w = drift.normalised_wasserstein(np.array(ref.confidence), np.array(win.confidence), 0.01)
+        w = drift.normalised_wasserstein(np.array(ref.confidence), np.array(win.confidence), 0.02)
         out.append(
             CheckResult(
                 "output.confidence",
@@ -698,7 +708,7 @@ def _describe(r: CheckResult, ids: list[int]) -> str:
     bound = r.fail if r.verdict == Verdict.fail else r.warn
     stat = "nan" if r.statistic is None else f"{r.statistic:.3g}"
     extra = ""
-    if r.check == "embedding.mmd":
+    if r.check.startswith("embedding."):
         extra = f", p={r.detail.get('p_value', float('nan')):.3g}"
     elif r.check == "output.defect_rate":
         extra = (
@@ -713,6 +723,7 @@ def _describe(r: CheckResult, ids: list[int]) -> str:
 _TITLES = {
     **{f"input.{k}": f"input drift {k}: normalised Wasserstein" for k in INPUT_FLOORS},
     "embedding.mmd": "embedding drift: MMD^2",
+    "embedding.mmd_defects": "embedding drift of the items called defective: MMD^2",
     "output.defect_rate": "output drift: predicted-defect rate |z|",
     "output.confidence": "output drift: confidence, normalised Wasserstein",
     "output.errors": "output: error and timeout rate",

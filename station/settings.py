@@ -129,13 +129,15 @@ class MonitorSettings(_Section):
     reference_items: int = Field(500, ge=50, description="items in a level's reference")
     input_warn: float = Field(0.1, gt=0.0, description="normalised Wasserstein distance")
     input_fail: float = Field(0.2, gt=0.0)
-    # Embedding drift: MMD permutation test; p-values, with a floor on the effect (MMD^2) so a
-    # large window does not alarm on a difference no one would act on.
+    # Embedding drift: MMD permutation tests, over all items and over the items the model
+    # called defective (a new defect look moves only those); a verdict needs both the p-value
+    # and a floor on the effect (MMD^2), so a large window does not alarm on a difference no
+    # one would act on.
     embedding_warn_p: float = Field(0.01, gt=0.0, lt=1.0)
     embedding_fail_p: float = Field(0.001, gt=0.0, lt=1.0)
-    embedding_warn_mmd: float = Field(0.02, ge=0.0, description="MMD^2 (RBF, median bandwidth)")
-    embedding_fail_mmd: float = Field(0.05, ge=0.0)
-    permutations: int = Field(500, ge=50, le=10000)
+    embedding_warn_mmd: float = Field(0.01, ge=0.0, description="MMD^2 (RBF, median bandwidth)")
+    embedding_fail_mmd: float = Field(0.02, ge=0.0)
+    permutations: int = Field(1000, ge=50, le=10000)
     # Output drift: p-chart limits on the predicted-defect rate, in standard errors.
     defect_rate_warn_sigma: float = Field(3.0, gt=0.0)
     defect_rate_fail_sigma: float = Field(4.0, gt=0.0)
@@ -177,6 +179,11 @@ class MonitorSettings(_Section):
                 )
         if self.embedding_fail_p > self.embedding_warn_p:
             raise ValueError("monitor.embedding_fail_p must be at most monitor.embedding_warn_p")
+        if self.embedding_fail_p < 1.0 / (self.permutations + 1):
+            raise ValueError(
+                f"monitor.embedding_fail_p ({self.embedding_fail_p}) is below the smallest "
+                f"p-value {self.permutations} permutations can give; raise monitor.permutations"
+            )
         return self
 
 

@@ -49,6 +49,16 @@ def run_cmd(
             "'demo' so the embedded defaults can be tried at once (`make run` uses this).",
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Also serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the "
+            "window is open (as `station metrics serve`).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
@@ -73,9 +83,19 @@ def run_cmd(
         _refuse_a_model_that_is_not_the_champion(settings, engine)
     if demo:
         _create_demo_operator(engine)
+    server = None
+    if metrics_port is not None:
+        from station.metrics import serve
+
+        server = serve(engine, settings, port=metrics_port, station=settings.station_name)
+        typer.echo(f"metrics: http://127.0.0.1:{server.port}/metrics", err=True)
     from station.ui.app import run_window  # Qt only from here on
 
-    code = run_window(settings, engine, level=lvl)
+    try:
+        code = run_window(settings, engine, level=lvl)
+    finally:
+        if server is not None:
+            server.close()
     if code:
         raise typer.Exit(code)
 

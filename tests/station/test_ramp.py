@@ -114,3 +114,52 @@ def test_an_audit_sprt_reject_rolls_the_champion_back(engine, line):
     assert watch_champion(engine, settings, station_id) is not None
     version, by, reason = champion_now(engine, station_id)
     assert version == "synthetic-line:3" and AUDIT_REJECT in reason and "3 escapes" in reason
+
+
+def test_a_failing_drift_check_stops_a_canary_in_progress(engine, line):
+    """station/monitor.py: a drift failure demotes and stops the canary (weight 0, hidden)."""
+    import numpy as np
+
+    from db.repo import find_operator
+    from station.monitor import capture_reference, check_station
+    from station.registry import lineup
+    from station.settings import MonitorSettings
+
+    settings, station_id = line
+    settings = settings.model_copy(
+        update={"monitor": MonitorSettings(window=100, reference_items=100)}
+    )
+    with session_scope(engine) as s:
+        eve = find_operator(session=s, name="eve")
+        s.expunge(eve)
+    deploy_version(
+        engine, settings, "synthetic-line:3", "canary", operator=eve, reason="r", weight=5
+    )
+    rng = np.random.default_rng(0)
+
+    def items(n: int, brightness: float) -> None:
+        with session_scope(engine) as s:
+            for b in rng.normal(brightness, 10.0, n):
+                record_inspection(
+                    session=s,
+                    item=Item(
+                        station_id=station_id,
+                        image_sha256=f"{rng.integers(1 << 62):064x}",
+                        stats={"brightness": float(b)},
+                    ),
+                    disposition=Disposition(
+                        final_label="ok", decided_by=DecidedBy.human, level=Level.shadow
+                    ),
+                )
+
+    items(100, 100.0)
+    capture_reference(engine, settings, station_id, level_change_id=None, reason="test")
+    items(100, 60.0)  # the light went down
+    result = check_station(engine, settings, station_id)
+    assert "input.brightness" in {c.check for c in result.failing}
+    assert result.canary_stopped == "synthetic-line:3"
+    with session_scope(engine) as s:
+        roles = lineup(s, station_id)
+        last = history(s, station_id)[-1]
+    assert roles.weight == 0 and roles.challenger is not None
+    assert "canary stopped at 5% by an alarm" in last["reason"]

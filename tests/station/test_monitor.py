@@ -1,0 +1,286 @@
+"""Drift monitoring through the real pipeline (simulate, fake model, small windows): a reference
+captured at approval, checks stored every round, a failure that demotes a partial station and
+keeps the partial -> full gate shut, a stable line that raises nothing, a new stage version that
+starts a new reference, and the alarms and metrics a user reads."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import col, select
+
+from db.engine import session_scope
+from db.models import Alarm, DriftReference, Level, LevelChange, MonitorCheck, Role
+from db.repo import find_operator
+from station.levels import evaluate, level_of, set_level
+from station.monitor import check_station, close_on_approval, drift_alarm_open
+from station.pipeline.predictor import FakePredictor, confident
+from station.pipeline.simulate import SimulateConfig, parse_drift, simulate
+from station.pipeline.testing import ensure_operator, open_station_db
+from station.settings import GuardSettings, MonitorSettings, Settings
+
+SMALL = {"width": 320, "height": 180}
+# Small windows keep these runs to a few hundred items; the defaults are measured in
+# bench/drift_detection.py and tests/station/test_drift_story.py.
+WINDOWS = MonitorSettings(
+    window=100,
+    every_items=50,
+    reference_items=100,
+    # a window of 100 reads a normalised distance near 0.1 from noise alone (0.05 at 500)
+    input_warn=0.25,
+    input_fail=0.4,
+    confidence_warn=0.25,
+    confidence_fail=0.4,
+)
+
+
+def answers(img):
+    """Sure on most items, unsure on some; darker stills look defective to it (an output drift)."""
+    mean = float(img.mean())
+    if mean < 45:
+        return confident("scratch", 0.9)
+    return confident("ok", 0.995) if int(img[::7, ::7].sum()) % 4 else confident("ok", 0.7)
+
+
+def engineer(engine):
+    ensure_operator(engine, "eng", Role.engineer)
+    with session_scope(engine) as s:
+        op = find_operator(session=s, name="eng")
+        s.expunge(op)
+    return op
+
+
+def settings_at(tmp_path, **kw) -> Settings:
+    return Settings(data_dir=tmp_path, monitor=WINDOWS, **kw)
+
+
+def run(settings, engine, level, items, drift: str | None = None):
+    knobs, after = parse_drift(drift) if drift else ({}, 0)
+    return simulate(
+        settings,
+        engine,
+        SimulateConfig(items=items, level=level, drift=knobs, drift_after=after, **SMALL),
+        predictor=FakePredictor(answers),
+    )
+
+
+@pytest.fixture
+def line(tmp_path):
+    """A simulation station approved at partial on 100 shadow items (its drift reference)."""
+    settings = settings_at(tmp_path)
+    engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
+    run(settings, engine, Level.shadow, 100)
+    return settings, engine
+
+
+def test_the_reference_is_the_evidence_the_level_was_approved_on(line):
+    settings, engine = line
+    run(settings, engine, Level.partial, 60)
+    with session_scope(engine) as s:
+        refs = s.exec(select(DriftReference).order_by(col(DriftReference.id))).all()
+        approval = s.exec(select(LevelChange).where(LevelChange.to_level == Level.partial)).one()
+    latest = refs[-1]
+    assert latest.level_change_id == approval.id
+    # the 100 shadow items before the approval, none of the partial run's
+    assert latest.n == 100 and latest.first_item_id == 1 and latest.last_item_id == 100
+    assert latest.data["complete"] and len(latest.data["stats"]["brightness"]) == 100
+    assert latest.stage_versions["guard"].startswith("guard-1+")
+
+
+def test_a_stable_line_raises_no_alarm_and_the_gate_knows_it(line):
+    settings, engine = line
+    summary = run(settings, engine, Level.partial, 200)
+    assert summary.alarms == [] and summary.final_level == "partial"
+    with session_scope(engine) as s:
+        checks = s.exec(select(MonitorCheck)).all()
+        assert s.exec(select(Alarm)).all() == []
+    judged = [c for c in checks if c.verdict != "skipped"]
+    assert len({c.last_item_id for c in checks}) >= 4  # a round every 50 items
+    assert {c.check for c in judged} >= {"input.brightness", "output.defect_rate"}
+    assert all(c.verdict == "ok" for c in judged)
+    station_id = checks[0].station_id
+    assert drift_alarm_open(engine, settings, station_id) is False  # known, not unknown
+
+
+def test_darker_light_demotes_a_partial_station_with_the_checks_numbers(line, cli, tmp_path):
+    settings, engine = line
+    summary = run(settings, engine, Level.partial, 200, drift="light=0.5@50")
+    assert summary.final_level == "assist"  # monitor.demote_to: humans decide every item again
+    assert summary.demoted_at_item is not None and summary.demoted_at_item <= 150
+    assert any("input drift brightness" in a for a in summary.alarms)
+    with session_scope(engine) as s:
+        demotion = s.exec(
+            select(LevelChange).where(LevelChange.automatic == True)  # noqa: E712
+        ).one()
+        alarms = s.exec(select(Alarm).where(Alarm.severity == "fail")).all()
+    assert (demotion.from_level, demotion.to_level) == (Level.partial, Level.assist)
+    assert "input drift brightness: normalised Wasserstein" in demotion.reason
+    assert ">= fail 0.4" in demotion.reason and "over items #" in demotion.reason
+    assert any(a.level_change_id == demotion.id for a in alarms)
+    assert all(a.closed_at is None for a in alarms)
+
+    # The partial -> full gate is shut while an alarm is open (it was unknown before monitoring)
+    station_id = alarms[0].station_id
+    assert drift_alarm_open(engine, settings, station_id) is True
+    set_level(
+        engine,
+        settings,
+        Level.partial,
+        operator=engineer(engine),
+        reason="back up by hand",
+        override=True,
+        station_name="sim",
+    )
+    result, _, _ = evaluate(engine, settings, Level.full, station_name="sim", store=False)
+    drift_check = next(c for c in result.checks if c.name == "no open drift alarm")
+    assert drift_check.value is True and not drift_check.passed
+
+    # `station alarms` lists them, open, with what demoted the station
+    listed = cli(
+        "alarms", "--station", "sim", "--format", "json", "--db", f"sqlite:///{tmp_path / 'sim.db'}"
+    )
+    assert listed.code == 0, listed.err
+    rows = json.loads(listed.out)["alarms"]
+    assert any(
+        r["check"] == "input.brightness" and r["open"] and r["severity"] == "fail" for r in rows
+    )
+    text = cli("alarms", "--station", "sim", "--db", f"sqlite:///{tmp_path / 'sim.db'}")
+    assert "OPEN" in text.out and "demoted the station" in text.out
+
+
+def test_a_failure_that_persists_demotes_again_after_an_override(line):
+    """An engineer forcing the level back up clears nothing and re-baselines nothing: the next
+    round that still fails steps the station down again."""
+    settings, engine = line
+    run(settings, engine, Level.partial, 150, drift="light=0.5@0")
+    assert level_of(engine, settings, "sim") is Level.assist
+    set_level(
+        engine,
+        settings,
+        Level.partial,
+        operator=engineer(engine),
+        reason="the light is fine, we say",
+        override=True,
+        station_name="sim",
+    )
+    summary = run(settings, engine, Level.partial, 60, drift="light=0.5@0")  # still at partial
+    assert summary.final_level == "assist" and summary.demoted_at_item is not None
+
+
+def test_an_override_does_not_clear_an_alarm_and_a_passing_gate_does(line):
+    settings, engine = line
+    run(settings, engine, Level.partial, 150, drift="light=0.5@0")
+    set_level(
+        engine,
+        settings,
+        Level.partial,
+        operator=engineer(engine),
+        reason="test",
+        override=True,
+        station_name="sim",
+    )
+    with session_scope(engine) as s:
+        still_open = {a.id for a in s.exec(select(Alarm).where(col(Alarm.closed_at).is_(None)))}
+        assert still_open  # the override closed none
+        change = s.exec(select(LevelChange).order_by(col(LevelChange.id).desc())).first()
+        assert change is not None and change.override
+        assert close_on_approval(s, change.station_id, change) >= 1  # what a passing gate does
+    with session_scope(engine) as s:
+        closed = s.exec(select(Alarm).where(col(Alarm.id).in_(still_open))).all()
+    assert all(a.closed_at is not None and "gate passed" in a.closed_reason for a in closed)
+
+
+def test_a_new_guard_version_starts_a_new_reference_instead_of_alarming(line, tmp_path):
+    settings, engine = line
+    run(settings, engine, Level.partial, 60)
+    changed = settings_at(tmp_path, guard=GuardSettings(min_brightness=20.0))
+    summary = run(changed, engine, Level.partial, 160)
+    assert summary.alarms == []
+    with session_scope(engine) as s:
+        refs = s.exec(select(DriftReference).order_by(col(DriftReference.id))).all()
+    assert refs[-1].data["reason"].startswith("new stage version: guard")
+    assert refs[-1].stage_versions["guard"] != refs[-2].stage_versions["guard"]
+
+    # the report shows the change and what it did downstream, with intervals
+    from review.html import render_html
+    from review.query import ReportFilters
+    from review.report import build_report
+
+    report = build_report(engine, ReportFilters(station="sim"), labels=settings.labels)
+    versions, changes = report["stages"]["versions"], report["stages"]["changes"]
+    assert [v["items"] for v in versions] == [160, 160]  # 100 shadow + 60 partial, then 160
+    (change,) = changes
+    assert change["stages"] == ["guard"] and change["at_item_id"] == versions[1]["first_item_id"]
+    diff = change["defect_rate_difference"]
+    assert diff["ci95"][0] <= diff["difference"] <= diff["ci95"][1]
+    assert versions[1]["guard_passed"]["n"] == 160 and versions[0]["agreement"]["ci95"]
+    html = render_html(report)
+    assert "Pipeline stages" in html and f"Change at item #{change['at_item_id']}" in html
+
+
+def test_monitor_check_runs_a_round_from_the_cli(line, cli, tmp_path):
+    settings, engine = line
+    run(settings, engine, Level.partial, 20)
+    url = f"sqlite:///{tmp_path / 'sim.db'}"
+    out = cli(
+        "monitor",
+        "check",
+        "--station",
+        "sim",
+        "--format",
+        "json",
+        "--db",
+        url,
+        env={"STATION_MONITOR__WINDOW": "100", "STATION_MONITOR__REFERENCE_ITEMS": "100"},
+    )
+    assert out.code == 0, out.err
+    body = json.loads(out.out)
+    assert body["status"] == "checked"
+    assert {c["check"] for c in body["checks"]} >= {"input.brightness", "embedding.mmd"}
+
+
+def test_the_metrics_endpoint_serves_prometheus_text_a_parser_reads(line):
+    from station.metrics import serve
+
+    settings, engine = line
+    run(settings, engine, Level.partial, 150, drift="light=0.5@0")
+    server = serve(engine, settings, port=0)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    finally:
+        server.close()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    items = families["inspection_items"]
+    sim = [s for s in items.samples if s.labels["station"] == "sim" and s.name.endswith("_total")]
+    assert sum(s.value for s in sim) == 250
+    assert {s.labels["decided_by"] for s in sim} >= {"human", "model"}
+    level = [
+        s for s in families["inspection_automation_level"].samples if s.labels["station"] == "sim"
+    ]
+    assert level[0].labels["level"] == "assist" and level[0].value == 2
+    latency = families["inspection_model_latency_seconds"]
+    assert any(s.name.endswith("_bucket") and s.labels["le"] == "+Inf" for s in latency.samples)
+    fails = [
+        s
+        for s in families["inspection_alarms_open"].samples
+        if s.labels == {"station": "sim", "severity": "fail"}
+    ]
+    assert fails[0].value >= 1
+    scores = families["inspection_drift_score"].samples
+    assert any(s.labels["check"] == "input.brightness" and s.value >= 0.2 for s in scores)
+    # no per-item label anywhere
+    assert not any("item" in k for f in families.values() for s in f.samples for k in s.labels)
+
+
+def test_a_round_on_a_station_without_items_says_why_it_did_not_check(tmp_path):
+    settings = settings_at(tmp_path)
+    engine = open_station_db(f"sqlite:///{tmp_path / 'empty.db'}")
+    from station.pipeline.testing import ensure_station
+
+    sid = ensure_station(engine, "empty")
+    result = check_station(engine, settings, sid)
+    assert result.status == "no items yet" and result.checks == []
