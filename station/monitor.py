@@ -457,11 +457,11 @@ def run_checks(
                 {"reference_mean": float(np.mean(a)), "window_mean": float(np.mean(b))},
             )
         )
-    for check, a, b in (
+    for check, ref_vectors, win_vectors in (
         ("embedding.mmd", ref.embeddings, win.embeddings),
         ("embedding.mmd_defects", ref.defect_embeddings, win.defect_embeddings),
     ):
-        out.append(_embedding_check(check, a, b, m))
+        out.append(_embedding_check(check, ref_vectors, win_vectors, m))
     answered_ref, answered_win = ref.predicted - ref.errors, win.predicted - win.errors
     if answered_ref < MIN_VALUES or answered_win < MIN_VALUES:
         out.append(_skipped("output.defect_rate", answered_win, "too few answers"))

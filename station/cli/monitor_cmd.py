@@ -25,6 +25,7 @@ StationOpt = Annotated[
 
 def register(app: typer.Typer) -> None:
     app.command("alarms")(alarms_cmd)
+    app.command("dashboard")(dashboard_cmd)
     monitor_app = typer.Typer(help="Drift checks of the line.", no_args_is_help=True)
     app.add_typer(monitor_app, name="monitor")
     monitor_app.command("check")(check_cmd)
@@ -163,3 +164,32 @@ def serve_cmd(
         pass
     finally:
         server.close()
+
+
+def dashboard_cmd(
+    station: StationOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Open the engineer's dashboard: throughput, capture-to-decision and model latency, agreement,
+    drift scores against their thresholds and open alarms, refreshed from the record every few
+    seconds (the station window shows the same to an engineer on F9)."""
+    from db.engine import session_scope
+    from station.cli.display import window_problem
+    from station.errors import StationError
+    from station.levels import resolve_station
+
+    settings = settings_from(config, database_url=db)
+    problem = window_problem(
+        "station dashboard", "for the same numbers headless use `station metrics serve`"
+    )
+    if problem:
+        raise StationError(problem)
+    engine = open_database(settings, read_only=True)
+    with session_scope(engine) as s:
+        st = resolve_station(s, settings, station)
+        assert st.id is not None
+        station_id, name = st.id, st.name
+    from station.ui.dashboard import run_dashboard  # Qt only from here on
+
+    run_dashboard(engine, settings, station_id, name)

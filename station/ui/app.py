@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from sqlalchemy.engine import Engine
 
 from db.engine import session_scope
-from db.models import Level, Operator
+from db.models import Level, Operator, Role
 from db.repo import (
     current_level,
     end_operator_session,
@@ -143,7 +143,12 @@ class StationApp:
         self.worker = PipelineWorker(
             self.core, intake, load_model=model_loader if load_model else None
         )
-        self.window = StationWindow(self.core, request_capture=self.worker.request_capture)
+        self.dashboard: Any = None
+        self.window = StationWindow(
+            self.core,
+            request_capture=self.worker.request_capture,
+            open_dashboard=self.show_dashboard if operator.role == Role.engineer else None,
+        )
         # Queued: every slot runs on the GUI thread, whichever thread emits.
         queued = Qt.ConnectionType.QueuedConnection
         w = self.worker
@@ -158,6 +163,25 @@ class StationApp:
         self.bridge.problem.connect(self.window.on_db_problem, queued)
         self.thread = PipelineThread(self.worker)
 
+    def show_dashboard(self) -> None:
+        """F9 for an engineer: the dashboard, with what only this running station knows."""
+        from station.dashboard import process_memory_mb
+        from station.ui.dashboard import DashboardWindow, fetcher
+
+        if self.dashboard is None:
+            core = self.core
+            self.dashboard = DashboardWindow(
+                fetcher(self.engine, self.settings, self.station_id, self.settings.station_name),
+                live=lambda: {
+                    "decisions waiting for the disk": float(core.desk.pending_writes),
+                    "hidden-model items dropped": float(core.shadow.dropped),
+                    "memory MiB": round(process_memory_mb(), 1),
+                },
+            )
+            self.dashboard.resize(1400, 900)
+        self.dashboard.show()
+        self.dashboard.raise_()
+
     def start(self) -> None:
         # Everything loaded so far (Qt, SQLAlchemy, the model) lives for the whole shift: keep it
         # out of the collector's full passes, which hold the GIL and so pause the GUI thread too.
@@ -167,6 +191,8 @@ class StationApp:
         self.thread.start()
 
     def stop(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.close()
         self.thread.stop()
         self.background.close()
         self.core.close()

@@ -177,9 +177,13 @@ class SuggestionPanel(QFrame):
 
 
 class StationWindow(QMainWindow):
-    def __init__(self, core: StationCore, *, request_capture: Any = None) -> None:
+    def __init__(
+        self, core: StationCore, *, request_capture: Any = None, open_dashboard: Any = None
+    ) -> None:
         super().__init__()
         self.core = core
+        # F9: the engineer's dashboard (station/ui/dashboard.py); None for other roles.
+        self.open_dashboard = open_dashboard
         self.desk = core.desk
         self.labels = core.labels
         self.request_capture = request_capture
@@ -380,6 +384,8 @@ class StationWindow(QMainWindow):
             self.request_capture()
         elif key == Qt.Key.Key_X:
             self.challenge()
+        elif key == Qt.Key.Key_F9 and self.open_dashboard is not None:
+            self.open_dashboard()
         else:
             super().keyPressEvent(event)
 
