@@ -334,3 +334,35 @@ def serve(
         thread.join(5.0)
 
     return MetricsServer(bound, close)
+
+
+def station_gauges(core: Any) -> Iterator[Metric]:
+    """What only a running station knows (its process), for `station run --metrics-port`.
+    Read from the metrics server's thread: plain integers, read without a lock."""
+    from station.dashboard import process_memory_mb
+
+    name = core.station_name
+    queue = GaugeMetricFamily(
+        "inspection_queue_depth", "Items waiting for the inspector", labels=["station"]
+    )
+    queue.add_metric([name], float(len(core.desk.queue)))
+    yield queue
+    pending = GaugeMetricFamily(
+        "inspection_pending_writes",
+        "Decisions not yet committed to the database",
+        labels=["station"],
+    )
+    pending.add_metric([name], float(core.desk.pending_writes))
+    yield pending
+    dropped = CounterMetricFamily(
+        "inspection_shadow_dropped",
+        "Items the hidden model (challenger) skipped because it fell behind",
+        labels=["station"],
+    )
+    dropped.add_metric([name], float(core.shadow.dropped))
+    yield dropped
+    memory = GaugeMetricFamily(
+        "inspection_process_max_resident_bytes", "Peak resident memory of the station process"
+    )
+    memory.add_metric([], process_memory_mb() * 1024 * 1024)
+    yield memory

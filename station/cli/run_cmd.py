@@ -84,15 +84,22 @@ def run_cmd(
     if demo:
         _create_demo_operator(engine)
     server = None
+    running: list = []  # the StationApp once logged in: its process's own gauges
     if metrics_port is not None:
-        from station.metrics import serve
+        from station.metrics import serve, station_gauges
 
-        server = serve(engine, settings, port=metrics_port, station=settings.station_name)
+        server = serve(
+            engine,
+            settings,
+            port=metrics_port,
+            station=settings.station_name,
+            live=lambda: station_gauges(running[0].core) if running else iter(()),
+        )
         typer.echo(f"metrics: http://127.0.0.1:{server.port}/metrics", err=True)
     from station.ui.app import run_window  # Qt only from here on
 
     try:
-        code = run_window(settings, engine, level=lvl)
+        code = run_window(settings, engine, level=lvl, on_start=running.append)
     finally:
         if server is not None:
             server.close()

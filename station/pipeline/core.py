@@ -81,6 +81,7 @@ class StationCore:
         self.lifecycle_news: str | None = None  # the last automatic change of role, in words
         self.monitor_news: list[str] = []  # alarms opened by this station's checks, in words
         self.demoted_at_item: int | None = None  # the item (0-based) an alarm demoted before
+        self._banner_news: tuple[str | None] | None = None  # news for the desk's thread
         self.station_name = station_name
         self.operator_name = operator_name
         self.labels = settings.labels
@@ -197,7 +198,8 @@ class StationCore:
         if result.canary_stopped:
             self.lifecycle_news = f"canary {result.canary_stopped} stopped by a drift alarm"
         if result.status == "checked":
-            self.status.alarm_banner(_alarm_banner(result))
+            # The status belongs to the desk's thread: shown with the next item it accepts.
+            self._banner_news = (_alarm_banner(result),)
 
     def _check_lifecycle(self) -> None:
         from station.ramp import canary_step, watch_champion
@@ -238,6 +240,9 @@ class StationCore:
         counts its model errors, and the desk routes it."""
         if assessed.captured.stored.done():
             self.status.images_stored(assessed.captured.store_error)
+        banner, self._banner_news = self._banner_news, None
+        if banner is not None:
+            self.status.alarm_banner(banner[0])
         self.status.item_seen()
         self.fallback.observe(assessed)
         return self.desk.accept(assessed)

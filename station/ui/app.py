@@ -173,6 +173,7 @@ class StationApp:
             self.dashboard = DashboardWindow(
                 fetcher(self.engine, self.settings, self.station_id, self.settings.station_name),
                 live=lambda: {
+                    "items waiting for the inspector": float(len(core.desk.queue)),
                     "decisions waiting for the disk": float(core.desk.pending_writes),
                     "hidden-model items dropped": float(core.shadow.dropped),
                     "memory MiB": round(process_memory_mb(), 1),
@@ -203,7 +204,13 @@ class StationApp:
             log.warning("could not record the logout: %s", e)
 
 
-def run_window(settings: Settings, engine: Engine, *, level: Level | None = None) -> int:
+def run_window(
+    settings: Settings,
+    engine: Engine,
+    *,
+    level: Level | None = None,
+    on_start: Callable[[StationApp], None] | None = None,
+) -> int:
     with session_scope(engine) as session:
         if not list_operators(session=session):
             raise StationError(
@@ -230,6 +237,8 @@ def run_window(settings: Settings, engine: Engine, *, level: Level | None = None
         return 1
     station = StationApp(settings, engine, dialog.operator, level=level)
     station.start()
+    if on_start is not None:
+        on_start(station)
     try:
         return int(app.exec())
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import col, select
@@ -111,6 +112,8 @@ def test_darker_light_demotes_a_partial_station_with_the_checks_numbers(line, cl
     assert summary.final_level == "assist"  # monitor.demote_to: humans decide every item again
     assert summary.demoted_at_item is not None and summary.demoted_at_item <= 150
     assert any("input drift brightness" in a for a in summary.alarms)
+    # the station's banner says it (the window shows the status' banners)
+    assert any(b.startswith("DRIFT ALARM") and "input.brightness" in b for b in summary.banners)
     with session_scope(engine) as s:
         demotion = s.exec(
             select(LevelChange).where(LevelChange.automatic == True)  # noqa: E712
@@ -284,3 +287,52 @@ def test_a_round_on_a_station_without_items_says_why_it_did_not_check(tmp_path):
     sid = ensure_station(engine, "empty")
     result = check_station(engine, settings, sid)
     assert result.status == "no items yet" and result.checks == []
+
+
+def test_a_running_station_adds_its_own_process_gauges(tmp_path):
+    from prometheus_client import generate_latest
+
+    from station.metrics import registry_for, station_gauges
+    from station.pipeline.testing import make_rig
+
+    rig = make_rig(tmp_path, level=Level.shadow)
+    registry = registry_for(rig.engine, rig.settings, live=lambda: station_gauges(rig.core))
+    families = {
+        f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
+    }
+    assert families["inspection_queue_depth"].samples[0].value == 0
+    assert families["inspection_shadow_dropped"].samples[0].name.endswith("_total")
+    assert families["inspection_process_max_resident_bytes"].samples[0].value > 10e6
+    assert families["inspection_record_up"].samples[0].value == 1
+
+
+def _sample(rng, n, *, brightness=100.0, defect_share=0.3, errors=0, disagree=0.05):
+    from station.monitor import Sample
+
+    s = Sample(item_ids=list(range(n)), stats={"brightness": list(rng.normal(brightness, 10, n))})
+    s.predicted = n
+    s.errors = errors
+    s.defects = int(round((n - errors) * defect_share))
+    s.confidence = list(np.clip(rng.normal(0.95, 0.03, n - errors), 0, 1))
+    s.disagreement = [int(v) for v in rng.random(n) < disagree]
+    return s
+
+
+def test_each_check_fails_on_its_own_kind_of_change():
+    """Output and concept checks on windows built to differ in one way each."""
+    from station.monitor import run_checks
+
+    rng = np.random.default_rng(5)
+    m = MonitorSettings()
+    ref = _sample(rng, 500)
+
+    def verdicts(win):
+        return {c.check: c.verdict for c in run_checks(ref, win, m, new_items=win)}
+
+    same = verdicts(_sample(rng, 500))
+    assert {v for k, v in same.items() if not k.startswith("embedding")} <= {"ok", "skipped"}
+    assert verdicts(_sample(rng, 500, defect_share=0.45))["output.defect_rate"] == "fail"
+    assert verdicts(_sample(rng, 500, errors=40))["output.errors"] == "fail"  # 8% errors
+    # inspectors now call defects the model does not: disagreement 5% -> 30% (concept drift)
+    assert verdicts(_sample(rng, 500, disagree=0.30))["concept.disagreement"] == "fail"
+    assert verdicts(_sample(rng, 500, brightness=106))["input.brightness"] in ("warn", "fail")
