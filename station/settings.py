@@ -133,7 +133,7 @@ class MonitorSettings(_Section):
     # called defective (a new defect look moves only those); a verdict needs both the p-value
     # and a floor on the effect (MMD^2), so a large window does not alarm on a difference no
     # one would act on.
-    embedding_warn_p: float = Field(0.01, gt=0.0, lt=1.0)
+    embedding_warn_p: float = Field(0.001, gt=0.0, lt=1.0)
     embedding_fail_p: float = Field(0.001, gt=0.0, lt=1.0)
     embedding_warn_mmd: float = Field(0.01, ge=0.0, description="MMD^2 (RBF, median bandwidth)")
     embedding_fail_mmd: float = Field(0.02, ge=0.0)

@@ -50,7 +50,12 @@ def _alarm_banner(result: Any) -> str | None:
     warning = [c for c in result.checks if c.verdict == "warn"]
     if failing:
         level = f"; level now {result.demoted.to_level}" if result.demoted is not None else ""
-        return "DRIFT ALARM — " + ", ".join(c.check for c in failing) + level
+        return (
+            "DRIFT ALARM — "
+            + ", ".join(c.check for c in failing)
+            + level
+            + " (engineer: `station alarms`, F9 dashboard)"
+        )
     if warning:
         return "Drift warning — " + ", ".join(c.check for c in warning)
     return None
@@ -190,7 +195,7 @@ class StationCore:
         for alarm in result.opened:
             text = f"{alarm.severity.upper()} {alarm.message}"
             self.monitor_news.append(text)
-            log.warning("drift alarm: %s", text)
+            log.info("drift alarm: %s", text)
         if result.demoted is not None:
             self.levels.note(Level(result.demoted.to_level))
             if self.demoted_at_item is None:

@@ -17,7 +17,14 @@ from collections.abc import Callable
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from station.dashboard import Series, Snapshot, snapshot
 
@@ -54,12 +61,15 @@ class DashboardWindow(QWidget):
         pg.setConfigOptions(antialias=True, background="w", foreground="k")
         layout = QVBoxLayout(self)
         self.header = QLabel("reading the record…")
-        self.header.setStyleSheet("font-size: 16pt; font-weight: bold;")
+        self.header.setStyleSheet("font-size: 14pt; font-weight: bold;")
+        self.header.setWordWrap(True)  # a long line must not widen the window past the screen
+        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.header)
         self.charts = pg.GraphicsLayoutWidget()
         layout.addWidget(self.charts, stretch=1)
         self.alarms = QListWidget()
-        self.alarms.setMaximumHeight(140)
+        self.alarms.setMaximumHeight(160)
+        self.alarms.setStyleSheet("font-size: 11pt;")
         layout.addWidget(QLabel("Open alarms"))
         layout.addWidget(self.alarms)
 
@@ -83,6 +93,7 @@ class DashboardWindow(QWidget):
             "bottom", "items (last 2000)" if row < 2 else "item id (end of the round's window)"
         )
         p.showGrid(x=True, y=True, alpha=0.3)
+        p.getAxis("left").enableAutoSIPrefix(False)  # "x0.001" on a share reads as a bug
         return p
 
     # ------------------------------------------------------------------ reading, off the GUI thread

@@ -563,6 +563,7 @@ class StationWindow(QMainWindow):
             f"keys: Space pass · 1-{len(self.labels.defects)} defect · Backspace undo · +/- zoom"
             + (" · H heat-map" if self.suggestion is not None else "")
             + (" · X challenge" if c.level in (Level.partial, Level.full) else "")
+            + (" · F9 dashboard" if self.open_dashboard is not None else "")
         )
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
