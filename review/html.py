@@ -251,7 +251,9 @@ def _stages(st: Mapping[str, Any]) -> str:
         def diff(x: Mapping[str, Any] | None) -> str:
             if not x or x.get("difference") is None:
                 return "n/a"
-            return f"{x['difference'] * 100:+.1f} points{_ci(x.get('ci95'))}"
+            ci = x.get("ci95")
+            bounds = f" [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]" if ci else ""
+            return f"{x['difference'] * 100:+.1f} points{bounds}"
 
         stages = ", ".join(
             f"{s} {_e(ch['from'][s])} &rarr; {_e(ch['to'][s])}" for s in ch.get("stages", [])
