@@ -272,8 +272,16 @@ class DecisionDesk:
         outcome, w, _ = self._last
         self._last = None
         self.queue.appendleft(Waiting(w.assessed, w.route, corrects=outcome.uid))
+        # One label per item on the strip: the undone one leaves it, the new decision joins it.
+        for o in [o for o in self.recent if o.seq == w.seq and o.decided_by is DecidedBy.human]:
+            self.recent.remove(o)
         self._changed()
         return True
+
+    @property
+    def undoing(self) -> bool:
+        """The item in front of the person is one they undid: their next key corrects it."""
+        return bool(self.queue) and self.queue[0].corrects is not None
 
     # ------------------------------------------------------------------ records out, acks in
 

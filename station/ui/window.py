@@ -10,6 +10,7 @@ item finds no trace of the model.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -43,12 +44,15 @@ from station.errors import LineStopped
 from station.frames.types import CaptureState
 from station.pipeline.assess import Assessed
 from station.pipeline.core import StationCore
-from station.pipeline.desk import Waiting
+from station.pipeline.desk import UNDO_WINDOW_S, Waiting
 from station.pipeline.predictor import ModelInfo
 from station.pipeline.recorder import Ack, Problem
 from station.pipeline.router import Decider, ModelCall
 from station.ui import theme
 from station.ui.images import overlay, to_qimage
+
+#: How long "undo has expired" stays in place of the saved tick.
+UNDO_NOTE_S = 3.0
 
 
 def key_text(key: int) -> str:
@@ -191,6 +195,7 @@ class StationWindow(QMainWindow):
         self.setStyleSheet(theme.STYLE)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.heat_on = False
+        self._undo_note: tuple[str, float] | None = None  # why Backspace did nothing, until when
         self._passing: tuple[Assessed, str, str] | None = None  # auto-decided item passing by
         self._shown_seq: int | None = None
         self._qimages: dict[int, QImage] = {}  # seq -> converted image, for items in view
@@ -357,7 +362,17 @@ class StationWindow(QMainWindow):
         return True
 
     def undo(self) -> bool:
-        return self.desk.undo()
+        """Backspace: the last decision back in front of the inspector, or why not."""
+        done = self.desk.undo()
+        if not done:
+            self._undo_note = (
+                f"undo has expired (a decision can be undone for {UNDO_WINDOW_S:g} s)"
+                if self.desk.recent
+                else "nothing to undo yet",
+                time.monotonic() + UNDO_NOTE_S,
+            )
+        self.refresh()
+        return done
 
     def challenge(self) -> bool:
         """X: the newest automatic decision goes to a QA lead (partial / full)."""
@@ -527,7 +542,16 @@ class StationWindow(QMainWindow):
             f"UNDO  (Backspace)  {left:.0f} s" if left > 0 else "UNDO  (Backspace)"
         )
         name = self.saved.objectName()
-        if desk.pending_writes:
+        note = self._undo_note
+        if note is not None and time.monotonic() >= note[1]:
+            note = self._undo_note = None
+        if desk.undoing:
+            name = "saving"
+            self.saved.setText("↶ undone — decide this phone again")
+        elif note is not None:
+            name = "saving"
+            self.saved.setText(note[0])
+        elif desk.pending_writes:
             name = "saving"
             self.saved.setText(f"saving… ({desk.pending_writes})")
         elif desk.last_saved is not None:

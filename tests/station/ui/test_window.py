@@ -157,6 +157,26 @@ def test_backspace_undoes_the_last_decision(qtbot, tmp_path):
     assert ds[1].supersedes_id == ds[0].id and ds[1].item_id == ds[0].item_id
 
 
+def test_undo_says_what_happened_and_the_strip_keeps_one_label_per_item(qtbot, tmp_path):
+    """Issue 19: the undone item comes back as "undone", not beside a "saved" tick; after the
+    new decision the strip shows that one label only; Backspace after the window says why."""
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    feed(rig, win, 3)
+    qtbot.keyClick(win, Qt.Key.Key_2)  # scratch
+    assert "saved" in win.saved.text() or "saving" in win.saved.text()
+    qtbot.keyClick(win, Qt.Key.Key_Backspace)
+    assert win.saved.text().startswith("↶ undone")
+    qtbot.keyClick(win, Qt.Key.Key_4)  # stain, on the same phone
+    strip = win.recent.text()
+    assert strip.count(">SCR<") == 0 and strip.count(">STA<") == 1, strip
+    assert not win.saved.text().startswith("↶")
+
+    rig.core.desk._last = (*rig.core.desk._last[:2], -1e9)  # the undo window has passed
+    qtbot.keyClick(win, Qt.Key.Key_Backspace)
+    assert "undo has expired" in win.saved.text()
+    assert rig.core.desk.current is not None and rig.core.desk.current.corrects is None
+
+
 def test_the_saved_tick_appears_only_after_the_commit(qtbot, tmp_path):
     rig, win = open_window(qtbot, tmp_path, Level.human_only)
     held = []
