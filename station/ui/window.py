@@ -170,10 +170,15 @@ class SuggestionPanel(QFrame):
         bar.setValue(round(confidence * 100))
         bar.setFormat(f"calibrated confidence {shown}")  # same text as the head, never "100%"
         caption = QLabel(
-            ("heat-map ON" if heat_on else "heat-map off") + "  [H]"
+            (
+                "heat-map ON  [H]   blue: no defect seen · red: defect likely"
+                if heat_on
+                else "heat-map off  [H]"
+            )
             if has_heat
             else "heat-map coming…"
         )
+        caption.setWordWrap(True)
         caption.setObjectName("caption")
         lay.addWidget(head)
         lay.addWidget(bar)
@@ -358,8 +363,7 @@ class StationWindow(QMainWindow):
             self.desk.decide(label)
         except LineStopped:
             return False  # the banner says why; the item stays in front of the inspector
-        self.heat_on = False
-        return True
+        return True  # the heat-map stays as the inspector set it (H), item after item
 
     def undo(self) -> bool:
         """Backspace: the last decision back in front of the inspector, or why not."""
