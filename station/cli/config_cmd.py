@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -39,7 +40,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"effective settings (user config file: {default_config_path()})")
+        table = Table(title=f"effective settings ({_files_read(config)})")
         table.add_column("key")
         table.add_column("value")
         table.add_column("source")
@@ -49,3 +50,14 @@ def register(app: typer.Typer) -> None:
                 source = "default (data_dir/station.db)"
             table.add_row(key, json.dumps(value) if not isinstance(value, str) else value, source)
         Console(width=160).print(table)
+
+
+def _files_read(config: Path | None) -> str:
+    """Which settings file these values came from; a user config file that does not exist is
+    named as where one would be read, never as a source."""
+    if config is not None:
+        return f"file: {config}"
+    user = default_config_path()
+    if user.exists():
+        return f"user config file: {user}"
+    return f"no settings file; one would be read from {user}"

@@ -37,6 +37,7 @@ class LoginDialog(QDialog):
         self.authenticate = authenticate
         self.max_tries = max_tries
         self.failures = 0
+        self._refused = ""  # why the last attempt was refused
         self.operator: Any = None
         self.name = QLineEdit()
         self.name.setObjectName("name")
@@ -67,7 +68,15 @@ class LoginDialog(QDialog):
     def try_login(self) -> None:
         name, secret = self.name.text().strip(), self.secret.text()
         if not name or not secret:
-            self.error.setText("Enter your operator name and secret.")
+            # After a refusal the secret field is empty: keep saying what went wrong and how
+            # many tries are left, rather than a generic prompt.
+            missing = "operator name" if not name else "secret"
+            self.error.setText(
+                f"{self._refused} {self.max_tries - self.failures} attempt(s) left: type the "
+                f"{missing} again."
+                if self._refused
+                else "Enter your operator name and secret."
+            )
             return
         try:
             self.operator = self.authenticate(name, secret)
@@ -82,6 +91,7 @@ class LoginDialog(QDialog):
                 self.secret.setEnabled(False)
                 self.reject()
                 return
+            self._refused = f"{e}."
             self.error.setText(f"{e}. {left} attempt(s) left.")
             return
         self.accept()

@@ -116,6 +116,16 @@ def test_config_show_prints_values_and_sources(cli, tmp_path: Path) -> None:
     assert shown["database_url"]["value"].startswith("sqlite:///")
 
 
+def test_config_show_names_only_a_settings_file_it_read(cli, tmp_path: Path) -> None:
+    """Issue 19: without a file, the title says none was read (and where one would be)."""
+    plain = cli("config", "show")
+    assert plain.code == 0, plain.err
+    assert "no settings file; one would be read from" in plain.out.replace("\n", " ")
+    cfg = _toml(tmp_path, 'station_name = "A3"\n')
+    named = cli("config", "show", "--config", str(cfg))
+    assert named.code == 0 and "file:" in named.out and "no settings file" not in named.out
+
+
 def test_config_show_with_a_bad_file_exits_nonzero_in_one_line(cli, tmp_path: Path) -> None:
     result = cli("config", "show", "--config", str(_toml(tmp_path, "colour = 'red'\n")))
     assert result.code == 2

@@ -325,6 +325,18 @@ def test_login_accepts_the_right_secret_and_limits_retries(qtbot, tmp_path):
     assert "too many failed attempts" in bad.error.text().lower()
     assert bad.result() == LoginDialog.DialogCode.Rejected and not bad.secret.isEnabled()
 
+    # Enter on the emptied secret after a refusal keeps the reason and the tries left
+    again = LoginDialog(check, station_name="A1", max_tries=3)
+    qtbot.addWidget(again)
+    again.name.setText("lan")
+    again.secret.setText("wrong")
+    again.try_login()
+    refused = again.error.text().split(". ")[0]  # the refusal (here: the name's throttle)
+    qtbot.keyClick(again.secret, Qt.Key.Key_Return)  # the secret was cleared
+    text = again.error.text()
+    assert text.startswith(refused) and "2 attempt(s) left" in text
+    assert "type the secret again" in text and again.failures == 1
+
 
 def list_source(n):
     from station.frames.sources import ListSource
