@@ -81,6 +81,7 @@ class StationCore:
         self.settings = settings
         self.station_id = station_id
         self._items_since_check = 0
+        self.items_accepted = 0  # by the desk's thread: the pipeline reads it to bound the queue
         self._items_planned = 0
         self._items_since_monitor = 0
         self.lifecycle_news: str | None = None  # the last automatic change of role, in words
@@ -249,6 +250,7 @@ class StationCore:
         if banner is not None:
             self.status.alarm_banner(banner[0])
         self.status.item_seen()
+        self.items_accepted += 1
         self.fallback.observe(assessed)
         return self.desk.accept(assessed)
 

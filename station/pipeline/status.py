@@ -30,6 +30,7 @@ class BannerKind(StrEnum):
     images = "images"
     notice = "notice"  # e.g. an action the operator's role does not allow
     alarm = "alarm"  # an open drift alarm (station/monitor.py)
+    queue = "queue"  # phones pile up faster than they are decided
 
 
 class StationStatus:
@@ -101,6 +102,15 @@ class StationStatus:
             self.banners[BannerKind.alarm] = text
         else:
             self.banners.pop(BannerKind.alarm, None)
+        self._changed()
+
+    def queue_banner(self, text: str | None) -> None:
+        if self.banners.get(BannerKind.queue) == text:
+            return  # unchanged: no listener call (the window sets it from its own refresh)
+        if text:
+            self.banners[BannerKind.queue] = text
+        else:
+            self.banners.pop(BannerKind.queue, None)
         self._changed()
 
     def item_seen(self) -> None:

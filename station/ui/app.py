@@ -159,6 +159,7 @@ class StationApp:
         w.model_failed.connect(self.window.on_model_failed, queued)
         w.problem.connect(self.window.on_problem, queued)
         w.heat_ready.connect(self.window.on_heat, queued)
+        w.capture_paused.connect(self.window.on_capture_paused, queued)
         self.bridge.acked.connect(self.window.on_ack, queued)
         self.bridge.problem.connect(self.window.on_db_problem, queued)
         self.thread = PipelineThread(self.worker)

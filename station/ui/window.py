@@ -314,6 +314,15 @@ class StationWindow(QMainWindow):
             self._passing = (assessed, badge, theme.PASS if auto_pass else theme.FAIL)
             self.refresh()
 
+    def on_capture_paused(self, paused: bool, waiting: int) -> None:
+        """The pipeline holds capture while too many phones wait (station/ui/workers.py)."""
+        self.core.status.queue_banner(
+            f"CAPTURE PAUSED — {waiting} phones wait for a decision: stop the line or get help; "
+            "capture resumes as they are decided"
+            if paused
+            else None
+        )
+
     def on_heat(self, seq: int, heat: np.ndarray) -> None:
         """The heat-map of an item, computed after its suggestion was shown."""
         self._heats[seq] = heat

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 LIVE_WIDTH = 480
 LIVE_EVERY_S = 1 / 15
+#: Phones waiting for a decision (each holding its images in memory) at which capture pauses
+#: until the inspector catches up: the queue is bounded, never grown without limit.
+MAX_WAITING = 30
 
 
 class PipelineWorker(QObject):
@@ -35,6 +38,7 @@ class PipelineWorker(QObject):
     model_failed = Signal(str)
     problem = Signal(str)
     heat_ready = Signal(int, object)  # seq, HxW float32 heat-map in [0, 1]
+    capture_paused = Signal(bool, int)  # paused or resumed, phones waiting
     finished = Signal()
 
     def __init__(
@@ -43,9 +47,11 @@ class PipelineWorker(QObject):
         intake: Intake,
         *,
         load_model: Callable[[], ModelInUse] | None = None,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
         super().__init__()
         self.core = core
+        self.max_waiting = max_waiting
         self.intake = intake
         self.load_model = load_model
         intake.on_state = self.camera_state.emit
@@ -76,11 +82,26 @@ class PipelineWorker(QObject):
                 heat = self.core.assessor.heatmap(assessed)
                 if heat is not None:
                     self.heat_ready.emit(assessed.seq, heat)
+                self._hold_while_full()
         except Exception as e:  # never let the thread die silently
             log.exception("pipeline stopped")
             self.camera_state.emit(CaptureState.ENDED, f"pipeline stopped: {e}")
         finally:
             self.finished.emit()
+
+    def backlog(self) -> int:
+        """Phones waiting for the inspector, and those on their way to the desk."""
+        return len(self.core.desk.queue) + (self.items - self.core.items_accepted)
+
+    def _hold_while_full(self) -> None:
+        """Capture pauses while `max_waiting` phones wait (the banner says so); it resumes as
+        they are decided."""
+        if self.backlog() < self.max_waiting:
+            return
+        self.capture_paused.emit(True, self.backlog())
+        while self.backlog() >= self.max_waiting and not self._interrupted():
+            time.sleep(0.05)
+        self.capture_paused.emit(False, self.backlog())
 
     def _load_model(self) -> None:
         assert self.load_model is not None

@@ -399,6 +399,40 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
     assert labels_in_db(rig.engine) == ["ok", "ok", "ok"]
 
 
+def test_the_queue_is_bounded_capture_pauses_with_a_banner_and_resumes(qtbot, tmp_path):
+    """Issue 19: phones waiting for a decision never grow without limit."""
+    from db.repo import find_operator
+    from station.ui.app import StationApp
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    ensure_operator(rig.engine, "eve", Role.engineer)
+    with session_scope(rig.engine) as s:
+        op = find_operator(session=s, name="eve")
+    app = StationApp(
+        rig.settings,
+        rig.engine,
+        op,
+        source_factory=lambda _spec: list_source(8),
+        load_model=False,
+    )
+    app.worker.max_waiting = 3
+    qtbot.addWidget(app.window)
+    app.start()
+    try:
+        qtbot.waitUntil(
+            lambda: "CAPTURE PAUSED" in " ".join(app.core.status.banners.values()), timeout=10_000
+        )
+        qtbot.wait(500)  # capture holds: no fourth phone arrives
+        assert len(app.core.desk.queue) == 3 and app.worker.items == 3
+        for _ in range(8):
+            qtbot.waitUntil(lambda: app.core.desk.current is not None, timeout=10_000)
+            qtbot.keyClick(app.window, Qt.Key.Key_Space)
+        qtbot.waitUntil(lambda: len(labels_in_db(rig.engine)) == 8, timeout=10_000)
+        assert "CAPTURE PAUSED" not in " ".join(app.core.status.banners.values())
+    finally:
+        app.stop()
+
+
 def test_assist_with_the_real_bundled_model_shows_its_suggestion(qtbot, tmp_path):
     from station.pipeline.assess import open_model
     from station.synth.config import SynthConfig
