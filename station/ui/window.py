@@ -170,11 +170,7 @@ class SuggestionPanel(QFrame):
         bar.setValue(round(confidence * 100))
         bar.setFormat(f"calibrated confidence {shown}")  # same text as the head, never "100%"
         caption = QLabel(
-            (
-                "heat-map ON  [H]   blue: no defect seen · red: defect likely"
-                if heat_on
-                else "heat-map off  [H]"
-            )
+            ("heat-map ON  [H]  red = defect likely" if heat_on else "heat-map off  [H]")
             if has_heat
             else "heat-map coming…"
         )

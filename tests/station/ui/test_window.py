@@ -92,7 +92,7 @@ def test_assist_shows_label_confidence_and_heat_map_on_h(qtbot, tmp_path):
     plain = win.view._image
     qtbot.keyClick(win, Qt.Key.Key_H)
     assert win.view._image != plain
-    assert any("red: defect likely" in t for t in texts(win.findChildren(SuggestionPanel)[0]))
+    assert any("red = defect likely" in t for t in texts(win.findChildren(SuggestionPanel)[0]))
     qtbot.keyClick(win, Qt.Key.Key_H)
     assert win.view._image == plain
 
@@ -107,7 +107,7 @@ def test_the_heat_map_stays_on_from_item_to_item(qtbot, tmp_path):
     qtbot.keyClick(win, Qt.Key.Key_3)  # the next phone comes up
     assert win.heat_on
     (panel,) = win.findChildren(SuggestionPanel)
-    assert any("heat-map on" in t and "red: defect likely" in t for t in texts(panel))
+    assert any("heat-map on" in t and "red = defect likely" in t for t in texts(panel))
 
 
 def test_a_blind_check_in_assist_shows_nothing_of_the_model(qtbot, tmp_path):
