@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import wasserstein_distance
 
+#: Resamples that estimate the distance sampling alone reads (a median: 25 are plenty).
+NOISE_RESAMPLES = 25
+
 
 def normalised_wasserstein(
     reference: np.ndarray, window: np.ndarray, floor: float, *, debias: bool = True, seed: int = 0
@@ -50,10 +53,6 @@ def normalised_wasserstein(
         ]
     )
     return max(0.0, distance - float(noise) / scale)
-
-
-#: Resamples that estimate the distance sampling alone reads (a median: 25 are plenty).
-NOISE_RESAMPLES = 25
 
 
 @dataclass(frozen=True)

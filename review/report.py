@@ -648,32 +648,34 @@ def build_report(
     return report
 
 
+def _one_station(conn: Connection, filters: Q.ReportFilters) -> int | None:
+    """The id of the report's one station (its --station, or the only one), else None."""
+    table = Station.__table__  # type: ignore[attr-defined]
+    query = table.select().with_only_columns(table.c.id)
+    if filters.station is not None:
+        query = query.where(table.c.name == filters.station)
+    rows = conn.execute(query.limit(2)).all()
+    return int(rows[0][0]) if len(rows) == 1 else None
+
+
 def _models(
     conn: Connection, filters: Q.ReportFilters, ok: str, canary_rules: CanaryRules | None
 ) -> dict[str, Any]:
     """The report's models block (review.canary.models_block) for its one station."""
-    table = Station.__table__  # type: ignore[attr-defined]
-    query = table.select().with_only_columns(table.c.id, table.c.name)
-    if filters.station is not None:
-        query = query.where(table.c.name == filters.station)
-    rows = conn.execute(query.limit(2)).all()
-    if len(rows) != 1:
+    station_id = _one_station(conn, filters)
+    if station_id is None:
         return {"note": "models are per station: filter the report by --station"}
-    return _jsonable(models_block(conn, int(rows[0][0]), ok=ok, rules=canary_rules))
+    return _jsonable(models_block(conn, station_id, ok=ok, rules=canary_rules))
 
 
 def _stages(conn: Connection, filters: Q.ReportFilters, ok: str) -> dict[str, Any]:
     """The report's pipeline-stages block (review/stages.py) for its one station."""
     from review.stages import stages_block
 
-    table = Station.__table__  # type: ignore[attr-defined]
-    query = table.select().with_only_columns(table.c.id, table.c.name)
-    if filters.station is not None:
-        query = query.where(table.c.name == filters.station)
-    rows = conn.execute(query.limit(2)).all()
-    if len(rows) != 1:
+    station_id = _one_station(conn, filters)
+    if station_id is None:
         return {"note": "pipeline stages are per station: filter the report by --station"}
-    return _jsonable(stages_block(conn, int(rows[0][0]), ok))
+    return _jsonable(stages_block(conn, station_id, ok))
 
 
 def _report_from(

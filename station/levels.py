@@ -210,19 +210,15 @@ def set_level(
             ),
         )
         if gate is not None and gate.passed:
-            _approved(s, change)
+            # A gate passed: the alarms it answers close (a promotion by override closes none).
+            from station.monitor import close_on_approval
+
+            close_on_approval(s, change.station_id, change)
     if gate is not None and gate.passed:
         # Only evidence re-baselines drift: after an override the checks still compare with
         # the line the level was last approved on (a persisting failure demotes again).
         _new_reference(engine, settings, change)
     return LevelChangeOutcome(change=change, gate=gate, evaluation_id=evaluation_id)
-
-
-def _approved(session: Session, change: LevelChange) -> None:
-    """A gate passed: the alarms it answers close (a promotion by override closes none)."""
-    from station.monitor import close_on_approval
-
-    close_on_approval(session, change.station_id, change)
 
 
 def _new_reference(engine: Engine, settings: Settings, change: LevelChange) -> None:

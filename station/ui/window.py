@@ -372,7 +372,7 @@ class StationWindow(QMainWindow):
 
     def undo(self) -> bool:
         """Backspace: the last decision back in front of the inspector, or why not."""
-        done = self.desk.undo()
+        done = self.desk.undo()  # the desk's listeners redraw on an undo
         if not done:
             self._undo_note = (
                 f"undo has expired (a decision can be undone for {UNDO_WINDOW_S:g} s)"
@@ -380,7 +380,7 @@ class StationWindow(QMainWindow):
                 else "nothing to undo yet",
                 time.monotonic() + UNDO_NOTE_S,
             )
-        self.refresh()
+            self.refresh()
         return done
 
     def challenge(self) -> bool:

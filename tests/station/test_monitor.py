@@ -46,12 +46,21 @@ def answers(img):
     return confident("ok", 0.995) if int(img[::7, ::7].sum()) % 4 else confident("ok", 0.7)
 
 
-def engineer(engine):
+def override_to_partial(engine, settings, reason: str = "back up by hand") -> None:
+    """An engineer forces station sim back to partial (an override, recorded as such)."""
     ensure_operator(engine, "eng", Role.engineer)
     with session_scope(engine) as s:
         op = find_operator(session=s, name="eng")
         s.expunge(op)
-    return op
+    set_level(
+        engine,
+        settings,
+        Level.partial,
+        operator=op,
+        reason=reason,
+        override=True,
+        station_name="sim",
+    )
 
 
 def settings_at(tmp_path, **kw) -> Settings:
@@ -128,15 +137,7 @@ def test_darker_light_demotes_a_partial_station_with_the_checks_numbers(line, cl
     # The partial -> full gate is shut while an alarm is open (it was unknown before monitoring)
     station_id = alarms[0].station_id
     assert drift_alarm_open(engine, settings, station_id) is True
-    set_level(
-        engine,
-        settings,
-        Level.partial,
-        operator=engineer(engine),
-        reason="back up by hand",
-        override=True,
-        station_name="sim",
-    )
+    override_to_partial(engine, settings, "back up by hand")
     result, _, _ = evaluate(engine, settings, Level.full, station_name="sim", store=False)
     drift_check = next(c for c in result.checks if c.name == "no open drift alarm")
     assert drift_check.value is True and not drift_check.passed
@@ -160,15 +161,7 @@ def test_a_failure_that_persists_demotes_again_after_an_override(line):
     settings, engine = line
     run(settings, engine, Level.partial, 150, drift="light=0.5@0")
     assert level_of(engine, settings, "sim") is Level.assist
-    set_level(
-        engine,
-        settings,
-        Level.partial,
-        operator=engineer(engine),
-        reason="the light is fine, we say",
-        override=True,
-        station_name="sim",
-    )
+    override_to_partial(engine, settings, "the light is fine, we say")
     summary = run(settings, engine, Level.partial, 60, drift="light=0.5@0")  # still at partial
     assert summary.final_level == "assist" and summary.demoted_at_item is not None
 
@@ -176,15 +169,7 @@ def test_a_failure_that_persists_demotes_again_after_an_override(line):
 def test_an_override_does_not_clear_an_alarm_and_a_passing_gate_does(line):
     settings, engine = line
     run(settings, engine, Level.partial, 150, drift="light=0.5@0")
-    set_level(
-        engine,
-        settings,
-        Level.partial,
-        operator=engineer(engine),
-        reason="test",
-        override=True,
-        station_name="sim",
-    )
+    override_to_partial(engine, settings, "test")
     with session_scope(engine) as s:
         still_open = {a.id for a in s.exec(select(Alarm).where(col(Alarm.closed_at).is_(None)))}
         assert still_open  # the override closed none
@@ -336,3 +321,30 @@ def test_each_check_fails_on_its_own_kind_of_change():
     # inspectors now call defects the model does not: disagreement 5% -> 30% (concept drift)
     assert verdicts(_sample(rng, 500, disagree=0.30))["concept.disagreement"] == "fail"
     assert verdicts(_sample(rng, 500, brightness=106))["input.brightness"] in ("warn", "fail")
+
+
+def test_bad_drift_specs_are_refused_in_one_line_before_anything_runs(cli, tmp_path):
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    for spec, words in (
+        ("foo=1", "expected KNOB=VALUE"),
+        ("light=9@3", "light must be in [0.05, 3]"),
+        ("light=0.5@x", "onset after '@' must be an item number"),
+        ("light=0.5@-3", "onset after '@' must be an item number"),
+        ("", "name at least one knob"),
+    ):
+        out = cli("simulate", "--items", "5", "--drift", spec, "--db", db)
+        assert out.code == 2, (spec, out.err)
+        lines = [ln for ln in out.err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], out.err
+    assert not (tmp_path / "x.db").exists()  # nothing written
+
+
+def test_the_dashboard_without_a_display_says_so_and_what_to_use_instead(cli, tmp_path):
+    out = cli(
+        "dashboard",
+        "--db",
+        f"sqlite:///{tmp_path / 'x.db'}",
+        env={"DISPLAY": "", "WAYLAND_DISPLAY": "", "QT_QPA_PLATFORM": ""},
+    )
+    assert out.code == 2 and out.err.startswith("error: no display")
+    assert "station metrics serve" in out.err and not (tmp_path / "x.db").exists()
