@@ -22,6 +22,7 @@ from PySide6.QtGui import (
     QFontMetrics,
     QImage,
     QKeyEvent,
+    QMouseEvent,
     QPainter,
     QPixmap,
     QWheelEvent,
@@ -55,6 +56,15 @@ from station.ui.images import overlay, to_qimage
 UNDO_NOTE_S = 3.0
 
 
+#: Arrow keys pan a zoomed item: (dx, dy) in steps.
+PAN_KEYS = {
+    Qt.Key.Key_Left: (-1, 0),
+    Qt.Key.Key_Right: (1, 0),
+    Qt.Key.Key_Up: (0, -1),
+    Qt.Key.Key_Down: (0, 1),
+}
+
+
 def key_text(key: int) -> str:
     """The label key a Qt key stands for: " " for Space, "1".."9" for the digits (keypad too)."""
     if key == Qt.Key.Key_Space:
@@ -65,7 +75,11 @@ def key_text(key: int) -> str:
 
 
 class ItemView(QWidget):
-    """The captured item, as large as possible; zoom with the wheel or +/-, 0 to fit."""
+    """The captured item, as large as possible. Zoom at the cursor with the wheel (or +/- at the
+    centre), pan by dragging or with the arrow keys, 0 to fit. A new item starts fitted: the
+    inspector sees the whole phone before any part of it."""
+
+    MAX_ZOOM = 8.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,32 +89,136 @@ class ItemView(QWidget):
         self._image: QImage | None = None
         self._scaled: tuple[tuple[int, int, int], QPixmap] | None = None
         self.zoom = 1.0
+        # The image point at the centre of the view, as fractions of its width and height.
+        self.centre = QPointF(0.5, 0.5)
+        self._drag: QPointF | None = None  # where the last drag event was
+        self._aim: tuple[QPointF, QPointF] | None = None  # (cursor, image point) being zoomed at
         self.placeholder = "Waiting for the next phone…"
         self.badge = ""
         self.badge_colour = QColor(theme.PASS)
 
     def set_image(
-        self, bgr: np.ndarray | None, heat: np.ndarray | None = None, ready: QImage | None = None
+        self,
+        bgr: np.ndarray | None,
+        heat: np.ndarray | None = None,
+        ready: QImage | None = None,
+        *,
+        fit: bool = True,
     ) -> None:
-        """`ready`: the same image already converted (by the pipeline thread)."""
+        """`ready`: the same image already converted (by the pipeline thread). `fit`: a new item
+        (not the same one redrawn with the heat-map) starts fitted."""
         if bgr is None:
             self._image = None
         elif heat is not None:
             self._image = to_qimage(overlay(bgr, heat))
         else:
             self._image = ready if ready is not None else to_qimage(bgr)
+        if fit:
+            self.zoom, self.centre, self._aim = 1.0, QPointF(0.5, 0.5), None
         self.update()
+
+    # ------------------------------------------------------------------ geometry
+
+    def _source(self) -> tuple[QRectF, float]:
+        """The part of the image in view, and the scale from image to widget pixels."""
+        assert self._image is not None
+        iw, ih = self._image.width(), self._image.height()
+        scale = min(self.width() / iw, self.height() / ih) * self.zoom
+        sw, sh = min(iw, self.width() / scale), min(ih, self.height() / scale)
+        # The centre is clamped so the view never runs past an edge of the image.
+        x = min(max(self.centre.x() * iw - sw / 2, 0.0), iw - sw)
+        y = min(max(self.centre.y() * ih - sh / 2, 0.0), ih - sh)
+        return QRectF(x, y, sw, sh), scale
+
+    def _target(self, source: QRectF, scale: float) -> QRectF:
+        tw, th = source.width() * scale, source.height() * scale
+        return QRectF((self.width() - tw) / 2, (self.height() - th) / 2, tw, th)
+
+    def image_point(self, at: QPointF) -> QPointF | None:
+        """The image pixel under a widget position, or None (no image, or outside it)."""
+        if self._image is None:
+            return None
+        source, scale = self._source()
+        target = self._target(source, scale)
+        if not target.contains(at):
+            return None
+        return QPointF(
+            source.x() + (at.x() - target.x()) / scale, source.y() + (at.y() - target.y()) / scale
+        )
+
+    def widget_point(self, image_pt: QPointF) -> QPointF:
+        """Where an image pixel is drawn in the widget now (it may lie outside the view)."""
+        source, scale = self._source()
+        target = self._target(source, scale)
+        return QPointF(
+            target.x() + (image_pt.x() - source.x()) * scale,
+            target.y() + (image_pt.y() - source.y()) * scale,
+        )
+
+    def _look_at(self, source_x: float, source_y: float) -> None:
+        """Set the centre so the view's source rectangle starts at (source_x, source_y)."""
+        assert self._image is not None
+        source, _ = self._source()
+        iw, ih = self._image.width(), self._image.height()
+        x = min(max(source_x, 0.0), iw - source.width())
+        y = min(max(source_y, 0.0), ih - source.height())
+        self.centre = QPointF((x + source.width() / 2) / iw, (y + source.height() / 2) / ih)
+
+    # ------------------------------------------------------------------ zoom and pan
 
     def reset_zoom(self) -> None:
-        self.zoom = 1.0
+        self.zoom, self.centre, self._aim = 1.0, QPointF(0.5, 0.5), None
         self.update()
 
-    def zoom_by(self, factor: float) -> None:
-        self.zoom = float(min(8.0, max(1.0, self.zoom * factor)))
+    def zoom_by(self, factor: float, at: QPointF | None = None) -> None:
+        """Zoom keeping the image point under `at` (the cursor) where it is; the centre of the
+        view when None."""
+        if self._image is None:
+            return
+        anchor = at if at is not None else QPointF(self.width() / 2, self.height() / 2)
+        # Notch after notch at the same place, aim at the point first pointed at: where the view
+        # had to stop at an edge, re-reading the point under the cursor would drift off it.
+        kept = self._aim
+        point = kept[1] if kept is not None and kept[0] == anchor else self.image_point(anchor)
+        self._aim = (anchor, point) if point is not None else None
+        self.zoom = float(min(self.MAX_ZOOM, max(1.0, self.zoom * factor)))
+        if point is not None:
+            source, scale = self._source()
+            target = self._target(source, scale)
+            self._look_at(
+                point.x() - (anchor.x() - target.x()) / scale,
+                point.y() - (anchor.y() - target.y()) / scale,
+            )
+        self.update()
+
+    def pan_by(self, dx: float, dy: float) -> None:
+        """Move the view by (dx, dy) widget pixels: positive shows more to the right / below."""
+        if self._image is None or self.zoom == 1.0:
+            return
+        source, scale = self._source()
+        self._look_at(source.x() + dx / scale, source.y() + dy / scale)
+        self._aim = None
         self.update()
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt API)
-        self.zoom_by(1.25 if event.angleDelta().y() > 0 else 0.8)
+        self.zoom_by(1.25 if event.angleDelta().y() > 0 else 0.8, event.position())
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton and self.zoom > 1.0:
+            self._drag = event.position()
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._drag is not None:
+            d = event.position() - self._drag
+            self._drag = event.position()
+            self.pan_by(-d.x(), -d.y())  # the image follows the hand
+
+    def mouseReleaseEvent(self, _event: QMouseEvent) -> None:  # noqa: N802
+        self._drag = None
+        self.unsetCursor()
+
+    # ------------------------------------------------------------------ drawing
 
     def paintEvent(self, _event: Any) -> None:  # noqa: N802
         p = QPainter(self)
@@ -108,13 +226,17 @@ class ItemView(QWidget):
         if self._image is None:
             p.setPen(QColor(theme.MUTED))
             p.setFont(QFont(self.font().family(), 30))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
+            p.drawText(
+                self.rect(),
+                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                self.placeholder,
+            )
             p.end()
             return
-        iw, ih = self._image.width(), self._image.height()
-        fit = min(self.width() / iw, self.height() / ih)
+        source, scale = self._source()
+        target = self._target(source, scale)
         if self.zoom == 1.0:
-            w, h = round(iw * fit), round(ih * fit)
+            w, h = round(target.width()), round(target.height())
             key = (self._image.cacheKey(), w, h)
             if self._scaled is None or self._scaled[0] != key:
                 # Scale once per image and size, not on every paint.
@@ -127,18 +249,15 @@ class ItemView(QWidget):
                 self._scaled = (key, QPixmap.fromImage(scaled))
             p.drawPixmap(QPointF((self.width() - w) / 2, (self.height() - h) / 2), self._scaled[1])
         else:
-            # Zoomed: draw only the part of the image in view, around its centre.
-            scale = fit * self.zoom
-            sw, sh = min(iw, self.width() / scale), min(ih, self.height() / scale)
-            source = QRectF((iw - sw) / 2, (ih - sh) / 2, sw, sh)
-            tw, th = sw * scale, sh * scale
-            target = QRectF((self.width() - tw) / 2, (self.height() - th) / 2, tw, th)
+            # Zoomed: draw only the part of the image in view.
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom <= 2)
             p.drawImage(target, self._image, source)
-        if self.zoom != 1.0:
             p.setPen(QColor(theme.TEXT))
             p.setFont(QFont(self.font().family(), 18))
-            p.drawText(QPointF(16, self.height() - 16), f"zoom {self.zoom:.1f}x  (0 = fit)")
+            p.drawText(
+                QPointF(16, self.height() - 16),
+                f"zoom {self.zoom:.1f}x   drag or arrows to move   0 = fit",
+            )
         if self.badge:
             font = QFont(self.font().family(), 40, QFont.Weight.Black)
             p.setFont(font)
@@ -199,6 +318,7 @@ class StationWindow(QMainWindow):
         self._undo_note: tuple[str, float] | None = None  # why Backspace did nothing, until when
         self._passing: tuple[Assessed, str, str] | None = None  # auto-decided item passing by
         self._shown_seq: int | None = None
+        self._view_seq: int | None = None  # the item whose image is in view (negative: auto)
         self._qimages: dict[int, QImage] = {}  # seq -> converted image, for items in view
         self._heats: dict[int, np.ndarray] = {}  # seq -> heat-map, for items with a suggestion
 
@@ -404,6 +524,10 @@ class StationWindow(QMainWindow):
             self.view.zoom_by(0.8)
         elif key == Qt.Key.Key_0:
             self.view.reset_zoom()
+        elif key in PAN_KEYS:
+            dx, dy = PAN_KEYS[key]
+            step = 0.2 * min(self.view.width(), self.view.height())  # a fifth of the view
+            self.view.pan_by(dx * step, dy * step)
         elif key == Qt.Key.Key_C and self.request_capture is not None:
             self.request_capture()
         elif key == Qt.Key.Key_X:
@@ -518,7 +642,11 @@ class StationWindow(QMainWindow):
                 self._set_suggestion(w)
                 heat = self.heat_for(w) if self.heat_on else None
                 self.view.badge = ""
-                self.view.set_image(w.assessed.captured.image, heat, self._qimages.get(w.seq))
+                # The same item redrawn (heat-map on or off, its map arriving) keeps the zoom.
+                fit, self._view_seq = self._view_seq != w.seq, w.seq
+                self.view.set_image(
+                    w.assessed.captured.image, heat, self._qimages.get(w.seq), fit=fit
+                )
             # Review, audit and golden items look the same: telling them apart would tell the
             # inspector what the model thought (audit = it was sure) or that they are being tested.
             self.kind.setText(f"ITEM #{w.seq} — your call")
@@ -533,6 +661,7 @@ class StationWindow(QMainWindow):
                     self._shown_seq = -passing.seq
                     self.view.badge = badge
                     self.view.badge_colour = QColor(colour)
+                    self._view_seq = -passing.seq
                     self.view.set_image(
                         passing.captured.image, None, self._qimages.get(passing.seq)
                     )
@@ -542,6 +671,7 @@ class StationWindow(QMainWindow):
                 if self._shown_seq is not None:
                     self._shown_seq = None
                     self.view.badge = ""
+                    self._view_seq = None
                     self.view.set_image(None)
                 self.kind.setText("waiting for the next phone")
                 self._set_attention(False)

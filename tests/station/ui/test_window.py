@@ -7,6 +7,7 @@ import sqlite3
 import threading
 
 import numpy as np
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QLabel, QProgressBar, QWidget
 from sqlmodel import create_engine, select
@@ -284,13 +285,133 @@ def test_a_model_that_fails_to_load_drops_to_human_only_with_a_banner(qtbot, tmp
     assert any("model unusable" in t and "human only" in t for t in texts(win))
 
 
-def test_zoom_with_keys(qtbot, tmp_path):
+def _dot_phone(seed=0):
+    """A phone image with a red dot near its top-left corner, where a centre zoom never reaches."""
+    img = phone_image(seed, h=180, w=320)
+    img[8:16, 8:16] = (0, 0, 255)  # BGR red, 8x8 px around (12, 12)
+    return img
+
+
+def _wheel(widget, at, steps):
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    for _ in range(steps):
+        ev = QWheelEvent(
+            QPointF(at),
+            QPointF(widget.mapToGlobal(at.toPoint())),
+            QPoint(0, 0),
+            QPoint(0, 120),  # one notch away from the user: zoom in
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
+        QApplication.sendEvent(widget, ev)
+
+
+def _drag(widget, start, end):
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    mods = Qt.KeyboardModifier.NoModifier
+    for kind, at, button, held in (
+        (QEvent.Type.MouseButtonPress, start, left, left),
+        (QEvent.Type.MouseMove, (start + end) / 2, none, left),
+        (QEvent.Type.MouseMove, end, none, left),
+        (QEvent.Type.MouseButtonRelease, end, left, none),
+    ):
+        glob = widget.mapToGlobal(at.toPoint()).toPointF()
+        QApplication.sendEvent(widget, QMouseEvent(kind, at, glob, button, held, mods))
+
+
+def _red_at(view, at) -> bool:
+    c = view.grab().toImage().pixelColor(at.toPoint())
+    return c.red() > 180 and c.green() < 80 and c.blue() < 80
+
+
+def test_the_wheel_zooms_at_the_cursor_so_an_edge_defect_comes_into_view(qtbot, tmp_path):
+    from PySide6.QtCore import QPointF
+
     rig, win = open_window(qtbot, tmp_path, Level.human_only)
-    feed(rig, win)
-    qtbot.keyClick(win, Qt.Key.Key_Plus)
-    assert win.view.zoom > 1
+    win.resize(1280, 720)
+    win.show()
+    qtbot.waitExposed(win)
+    win.on_item(rig.assess(_dot_phone()))
+    view = win.view
+    dot = QPointF(12, 12)
+    at = view.widget_point(dot)  # where the inspector points: the dot, at fit
+    assert _red_at(view, at)
+    _wheel(view, at, 6)  # 1.25^6 = 3.8x
+    assert view.zoom > 3.5
+    # The dot stayed under the cursor, now big; a zoom at the centre would have lost the corner.
+    now = view.widget_point(dot)
+    assert abs(now.x() - at.x()) < 2 and abs(now.y() - at.y()) < 2 and _red_at(view, now)
+    assert _red_at(view, now + QPointF(12, 12))  # 8 px of image, >= 20 px on the screen
+    assert view.image_point(QPointF(view.width() / 2, view.height() / 2)).x() < 80
+    # Away from the edges the point under the cursor stays exactly under it.
     qtbot.keyClick(win, Qt.Key.Key_0)
-    assert win.view.zoom == 1
+    inner = view.widget_point(QPointF(100, 70))
+    _wheel(view, inner, 3)
+    under = view.image_point(inner)
+    assert abs(under.x() - 100) < 0.5 and abs(under.y() - 70) < 0.5
+
+
+def test_arrows_and_dragging_pan_a_zoomed_item_and_0_fits_it_again(qtbot, tmp_path):
+    from PySide6.QtCore import QPointF
+
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    win.resize(1280, 720)
+    win.show()
+    qtbot.waitExposed(win)
+    feed(rig, win)
+    view = win.view
+    middle = QPointF(view.width() / 2, view.height() / 2)
+    qtbot.keyClick(win, Qt.Key.Key_Right)  # fitted: nothing to pan
+    assert view.zoom == 1 and view.image_point(middle).x() == pytest.approx(64, abs=1)
+    for _ in range(4):
+        qtbot.keyClick(win, Qt.Key.Key_Plus)
+    assert view.zoom > 2
+    x0 = view.image_point(middle).x()
+    qtbot.keyClick(win, Qt.Key.Key_Right)
+    x1 = view.image_point(middle).x()
+    assert x1 > x0  # more of the right side in view
+    qtbot.keyClick(win, Qt.Key.Key_Down)
+    y1 = view.image_point(middle).y()
+    assert y1 > 48
+    for _ in range(30):  # the view stops at the image's edge, never runs past it
+        qtbot.keyClick(win, Qt.Key.Key_Right)
+    edge = view.image_point(QPointF(view.width() - 1, view.height() / 2))
+    assert edge is not None and 126 <= edge.x() <= 128
+    # Dragging moves the image with the hand: drag right, the view shows more of the left.
+    before = view.image_point(middle).x()
+    _drag(view, middle, middle + QPointF(200, 0))
+    after = view.image_point(middle).x()
+    assert after < before
+    assert after == pytest.approx(before - 200 / (view.zoom * view.width() / 128), abs=1.5) or (
+        after == pytest.approx(before - 200 / (view.zoom * view.height() / 96), abs=1.5)
+    )
+    qtbot.keyClick(win, Qt.Key.Key_0)
+    assert view.zoom == 1
+    assert view.image_point(middle).x() == pytest.approx(64, abs=1)
+
+
+def test_a_new_item_starts_fitted_but_the_heat_map_keeps_the_zoom(qtbot, tmp_path):
+    rig, win = open_window(
+        qtbot, tmp_path, Level.assist, predictor=FakePredictor(confident("ok"))
+    )
+    feed(rig, win, n=2)
+    qtbot.keyClick(win, Qt.Key.Key_Plus)
+    qtbot.keyClick(win, Qt.Key.Key_Plus)
+    zoomed = win.view.zoom
+    assert zoomed > 1
+    qtbot.keyClick(win, Qt.Key.Key_H)  # the same item with its heat-map: the zoom holds
+    assert win.view.zoom == zoomed
+    qtbot.keyClick(win, Qt.Key.Key_Space)  # the next phone: the whole of it first
+    assert win.desk.current is not None and win.view.zoom == 1
 
 
 # ------------------------------------------------------------------ login, roles, the thread
