@@ -1,4 +1,10 @@
-"""A dark, high-contrast theme with big type: readable from a metre away, standing."""
+"""A dark, high-contrast theme with big type: readable from a metre away, standing.
+
+Sizes are for a 1920x1080 screen; `style(scale)` shrinks every one of them alike for a smaller
+screen (the station window picks the scale from its height), so nothing is cut off at 1280x720.
+"""
+
+import re
 
 BG = "#111418"
 PANEL = "#1b2027"
@@ -9,7 +15,7 @@ FAIL = "#c0392b"
 WARN = "#e6a700"
 ACCENT = "#3d8bfd"
 
-STYLE = f"""
+_STYLE_1080 = f"""
 QWidget {{ background: {BG}; color: {TEXT}; font-size: 22px; }}
 QFrame#panel {{ background: {PANEL}; border-radius: 10px; }}
 QLabel#status {{ font-size: 26px; font-weight: 600; padding: 8px 14px; background: {PANEL}; }}
@@ -39,3 +45,13 @@ QPushButton#undo:disabled {{ background: #23272e; color: #4d545e; border-color: 
 QLineEdit {{ font-size: 28px; padding: 8px; background: {PANEL}; border: 2px solid {MUTED}; }}
 QLabel#error {{ color: #ff6b5b; font-size: 22px; font-weight: 700; }}
 """
+
+
+def style(scale: float = 1.0) -> str:
+    """The style sheet with every size (fonts, paddings, button heights) times `scale`."""
+    if scale == 1.0:
+        return _STYLE_1080
+    return re.sub(r"(\d+)px", lambda m: f"{max(1, round(int(m.group(1)) * scale))}px", _STYLE_1080)
+
+
+STYLE = style(1.0)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import (
     QCloseEvent,
     QColor,
@@ -25,13 +25,16 @@ from PySide6.QtGui import (
     QMouseEvent,
     QPainter,
     QPixmap,
+    QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QMainWindow,
     QProgressBar,
     QPushButton,
@@ -96,6 +99,10 @@ class ItemView(QWidget):
         self.placeholder = "Waiting for the next phone…"
         self.badge = ""
         self.badge_colour = QColor(theme.PASS)
+        self.scale = 1.0  # the window's type scale (theme.style), for the text drawn here
+
+    def _font(self, size: int, weight: QFont.Weight = QFont.Weight.Normal) -> QFont:
+        return QFont(self.font().family(), max(8, round(size * self.scale)), weight)
 
     def set_image(
         self,
@@ -225,7 +232,7 @@ class ItemView(QWidget):
         p.fillRect(self.rect(), QColor("#000000"))
         if self._image is None:
             p.setPen(QColor(theme.MUTED))
-            p.setFont(QFont(self.font().family(), 30))
+            p.setFont(self._font(30))
             p.drawText(
                 self.rect(),
                 Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
@@ -253,15 +260,16 @@ class ItemView(QWidget):
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom <= 2)
             p.drawImage(target, self._image, source)
             p.setPen(QColor(theme.TEXT))
-            p.setFont(QFont(self.font().family(), 18))
+            p.setFont(self._font(18))
             p.drawText(
                 QPointF(16, self.height() - 16),
                 f"zoom {self.zoom:.1f}x   drag or arrows to move   0 = fit",
             )
         if self.badge:
-            font = QFont(self.font().family(), 40, QFont.Weight.Black)
+            font = self._font(40, QFont.Weight.Black)
             p.setFont(font)
-            box = QRectF(24, 24, QFontMetrics(font).horizontalAdvance(self.badge) + 64, 88)
+            m = QFontMetrics(font)
+            box = QRectF(24, 24, m.horizontalAdvance(self.badge) + 64, m.height() * 1.5)
             p.fillRect(box, self.badge_colour)
             p.setPen(QColor("#ffffff"))
             p.drawText(box, Qt.AlignmentFlag.AlignCenter, self.badge)
@@ -293,8 +301,7 @@ class SuggestionPanel(QFrame):
             if has_heat
             else "heat-map coming…"
         )
-        caption.setWordWrap(True)
-        caption.setObjectName("caption")
+        caption.setObjectName("caption")  # one line: the panel's height is the slot's (below)
         lay.addWidget(head)
         lay.addWidget(bar)
         lay.addWidget(caption)
@@ -312,7 +319,7 @@ class StationWindow(QMainWindow):
         self.labels = core.labels
         self.request_capture = request_capture
         self.setWindowTitle(f"Inspection Station {core.station_name}")
-        self.setStyleSheet(theme.STYLE)
+        self.scale = 0.0  # the type scale in use (theme.style); set by fit_to_screen below
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.heat_on = False
         self._undo_note: tuple[str, float] | None = None  # why Backspace did nothing, until when
@@ -336,6 +343,7 @@ class StationWindow(QMainWindow):
         self.banner_box = QVBoxLayout()
         outer.addLayout(self.banner_box)
         self._banner_labels: list[QLabel] = []
+        self._banners_fitted = 0
 
         main = QHBoxLayout()
         outer.addLayout(main, 1)
@@ -347,7 +355,6 @@ class StationWindow(QMainWindow):
         left.addLayout(bottom)
         self.live = QLabel("camera starting…")
         self.live.setObjectName("live")
-        self.live.setFixedSize(360, 203)
         self.live.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.live.setStyleSheet("background: #000; color: #9aa4b2; font-size: 18px;")
         live_box = QVBoxLayout()
@@ -363,14 +370,19 @@ class StationWindow(QMainWindow):
         bottom.addWidget(self.recent, 1)
 
         side = QVBoxLayout()
-        side.setSpacing(12)
+        side.setSpacing(10)
         main.addLayout(side, 1)
         self.kind = QLabel()
         self.kind.setObjectName("kind")
         self.kind.setAlignment(Qt.AlignmentFlag.AlignCenter)
         side.addWidget(self.kind)
-        self.suggestion_box = QVBoxLayout()
-        side.addLayout(self.suggestion_box)
+        # The suggestion's place, the same height whether it shows or not (shadow, blind checks,
+        # audits): items look alike apart from the missing suggestion, and nothing jumps.
+        self.suggestion_slot = QWidget()
+        self.suggestion_slot.setObjectName("slot")
+        self.suggestion_box = QVBoxLayout(self.suggestion_slot)
+        self.suggestion_box.setContentsMargins(0, 0, 0, 0)
+        side.addWidget(self.suggestion_slot)
         self.suggestion: SuggestionPanel | None = None
         ok = self.labels.ok
         self.pass_button = QPushButton(f"PASS  ({self.labels.key(ok)})")
@@ -382,11 +394,12 @@ class StationWindow(QMainWindow):
         side.addWidget(fail_title)
         grid = QGridLayout()
         self.defect_buttons: dict[str, QPushButton] = {}
+        columns = 2 if len(self.labels.defects) <= 6 else 3  # at most 3 rows
         for i, label in enumerate(self.labels.defects):
             b = QPushButton(f"{label.upper()}  ({self.labels.key(label)})")
             b.setObjectName("defect")
             b.clicked.connect(lambda _=False, lab=label: self.decide(lab))
-            grid.addWidget(b, i // 2, i % 2)
+            grid.addWidget(b, i // columns, i % columns)
             self.defect_buttons[label] = b
         side.addLayout(grid)
         self.undo_button = QPushButton("UNDO  (Backspace)")
@@ -409,7 +422,12 @@ class StationWindow(QMainWindow):
         self.footer.setObjectName("status")
         outer.addWidget(self.footer)
         self.setCentralWidget(root)
-        self.resize(1920, 1080)
+        # The window may be made smaller than its contents at full size: resizeEvent then picks
+        # a smaller scale (fit_to) instead of Qt refusing the size and running off the screen.
+        self.layout().setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
+        screen = self.screen().availableGeometry()
+        self.resize(min(1920, screen.width()), min(1080, screen.height()))
+        self.fit_to(self.size())
 
         core.on_change(self.refresh)
         self.ticker = QTimer(self)  # undo countdown, items/hour
@@ -417,6 +435,44 @@ class StationWindow(QMainWindow):
         self.ticker.timeout.connect(self.refresh)
         self.ticker.start()
         self.refresh()
+
+    # ------------------------------------------------------------------ size
+
+    def apply_scale(self, scale: float) -> None:
+        """Every size in the window times `scale` (1 = made for 1920x1080)."""
+        if scale == self.scale:
+            return
+        self.scale = scale
+        self.setStyleSheet(theme.style(scale))
+        self.view.scale = scale
+        self.view.setMinimumSize(round(480 * scale), round(270 * scale))
+        self.live.setFixedSize(round(360 * scale), round(203 * scale))
+        # The slot holds a suggestion panel exactly: measured on one, outside the window.
+        probe = SuggestionPanel("probe", 0.5, True, True, True)
+        probe.setStyleSheet(theme.style(scale))
+        probe.ensurePolished()
+        self.suggestion_slot.setFixedHeight(probe.sizeHint().height())
+        probe.deleteLater()
+
+    def fit_to(self, size: QSize) -> None:
+        """The largest scale (in steps of 0.05, down to 0.5) at which everything fits `size`:
+        the window works from 1280x720 up, with its buttons on the screen."""
+        root = self.centralWidget()
+        for step in range(20, 9, -1):
+            self.apply_scale(step / 20)
+            # The new sizes reach the layout's hints only once its events are handled.
+            QApplication.sendPostedEvents()
+            root.layout().invalidate()
+            root.layout().activate()
+            need = root.minimumSizeHint()
+            if need.width() <= size.width() and need.height() <= size.height():
+                return
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        # Only on a change of screen or window size, not of content: re-styling is not free.
+        if event.oldSize() != event.size():
+            self.fit_to(event.size())
 
     # ------------------------------------------------------------------ slots from workers
 
@@ -624,6 +680,9 @@ class StationWindow(QMainWindow):
             else:
                 lab.setText("")
                 lab.hide()
+        if len(texts) != self._banners_fitted:  # a banner came or went: does all still fit?
+            self._banners_fitted = len(texts)
+            self.fit_to(self.size())
 
         w = desk.current
         has_item = w is not None
@@ -722,7 +781,7 @@ class StationWindow(QMainWindow):
         )
         self.queue_label.setText(f"waiting: {len(desk.queue)}")
         self.footer.setText(
-            f"items/h {c.status.items_per_hour:.0f}   |   queue {len(desk.queue)}   |   "
+            f"items/h {c.status.items_per_hour:.0f}   |   "
             f"keys: Space pass · 1-{len(self.labels.defects)} defect · Backspace undo · +/- zoom"
             + (" · H heat-map" if self.suggestion is not None else "")
             + (" · X challenge" if c.level in (Level.partial, Level.full) else "")

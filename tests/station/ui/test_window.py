@@ -137,6 +137,49 @@ def test_the_suggestion_disappears_when_the_next_item_is_blind(qtbot, tmp_path):
     assert_no_trace_of_the_model(win, "stain")
 
 
+def _geometry(win):
+    """Where each control is, in window coordinates."""
+    out = {"pass": win.pass_button, "undo": win.undo_button, "footer": win.footer}
+    out.update({f"defect {k}": b for k, b in win.defect_buttons.items()})
+    return {name: w.rect().translated(w.mapTo(win, w.rect().topLeft())) for name, w in out.items()}
+
+
+def test_a_blind_check_looks_like_any_item_nothing_moves(qtbot, tmp_path):
+    rig, win = open_window(
+        qtbot, tmp_path, Level.assist, FakePredictor(confident("stain")), blind_share_assist=0
+    )
+    win.show()
+    qtbot.waitExposed(win)
+    feed(rig, win)
+    qtbot.wait(50)
+    assert win.findChildren(SuggestionPanel)
+    with_suggestion = _geometry(win)
+    rig.core.router.levels = LevelSettings(blind_share_assist=1.0)
+    feed(rig, win, seed=5)
+    qtbot.keyClick(win, Qt.Key.Key_Space)
+    qtbot.wait(50)
+    assert rig.core.desk.current.route.blind and not win.findChildren(SuggestionPanel)
+    assert _geometry(win) == with_suggestion
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1366, 768), (1920, 1080)])
+def test_every_control_is_on_the_screen_from_1280x720_up(qtbot, tmp_path, size):
+    rig, win = open_window(qtbot, tmp_path, Level.assist, FakePredictor(confident("crack")))
+    win.show()
+    qtbot.waitExposed(win)
+    feed(rig, win)
+    rig.core.status.notice("a notice the inspector must read, the width of the whole window")
+    win.resize(*size)
+    qtbot.wait(50)
+    assert (win.width(), win.height()) == size
+    for name, rect in _geometry(win).items():
+        assert win.rect().contains(rect), f"{name} at {rect} is off a {size} window"
+    # Smaller screens get smaller type, never below half the full size.
+    assert 0.5 <= win.scale <= 1.0
+    if size == (1920, 1080):
+        assert win.scale >= 0.9
+
+
 def test_keys_record_the_right_labels(qtbot, tmp_path):
     rig, win = open_window(qtbot, tmp_path, Level.human_only)
     keys = [Qt.Key.Key_Space, Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3, Qt.Key.Key_4, Qt.Key.Key_5]
@@ -400,9 +443,7 @@ def test_arrows_and_dragging_pan_a_zoomed_item_and_0_fits_it_again(qtbot, tmp_pa
 
 
 def test_a_new_item_starts_fitted_but_the_heat_map_keeps_the_zoom(qtbot, tmp_path):
-    rig, win = open_window(
-        qtbot, tmp_path, Level.assist, predictor=FakePredictor(confident("ok"))
-    )
+    rig, win = open_window(qtbot, tmp_path, Level.assist, predictor=FakePredictor(confident("ok")))
     feed(rig, win, n=2)
     qtbot.keyClick(win, Qt.Key.Key_Plus)
     qtbot.keyClick(win, Qt.Key.Key_Plus)
