@@ -149,6 +149,7 @@ class StationApp:
             request_capture=self.worker.request_capture,
             open_dashboard=self.show_dashboard if operator.role == Role.engineer else None,
         )
+        self.window.model_loading = load_model
         # Queued: every slot runs on the GUI thread, whichever thread emits.
         queued = Qt.ConnectionType.QueuedConnection
         w = self.worker

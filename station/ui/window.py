@@ -59,6 +59,17 @@ from station.ui.images import overlay, to_qimage
 UNDO_NOTE_S = 3.0
 
 
+#: (the empty item view, the live view) while the camera gives no frames, by its state.
+CAMERA_WORDS = {
+    None: ("Camera starting…", "camera starting…"),
+    CaptureState.LOST: ("No camera image: reconnecting (see the banner above)", "no camera image"),
+    CaptureState.RECONNECTING: (
+        "No camera image: reconnecting (see the banner above)",
+        "no camera image",
+    ),
+    CaptureState.ENDED: ("The camera has ended: no more phones will come", "camera ended"),
+}
+
 #: Arrow keys pan a zoomed item: (dx, dy) in steps.
 PAN_KEYS = {
     Qt.Key.Key_Left: (-1, 0),
@@ -326,6 +337,10 @@ class StationWindow(QMainWindow):
         self._passing: tuple[Assessed, str, str] | None = None  # auto-decided item passing by
         self._shown_seq: int | None = None
         self._view_seq: int | None = None  # the item whose image is in view (negative: auto)
+        self._camera_shown: CaptureState | None | bool = False  # False: nothing drawn yet
+        # True while the model is loading (StationApp): at assist and above the inspector is
+        # told, since every item comes to them without a suggestion until it is ready.
+        self.model_loading = False
         self._qimages: dict[int, QImage] = {}  # seq -> converted image, for items in view
         self._heats: dict[int, np.ndarray] = {}  # seq -> heat-map, for items with a suggestion
 
@@ -530,9 +545,11 @@ class StationWindow(QMainWindow):
         self.core.status.notice(message)
 
     def on_model_ready(self, _info: ModelInfo) -> None:
+        self.model_loading = False
         self.core.status.model_banner(None)
 
     def on_model_failed(self, reason: str) -> None:
+        self.model_loading = False
         self.core.fallback.unusable(f"failed to load: {reason}")
 
     # ------------------------------------------------------------------ actions
@@ -644,6 +661,8 @@ class StationWindow(QMainWindow):
                     else f" · challenger {roles.challenger}"
                 )
             parts.append(model)
+        elif self.model_loading and c.level in (Level.assist, Level.partial, Level.full):
+            parts.append("model loading… every phone comes to you until it is ready")
         camera = c.status.camera
         cam = (
             "STARTING"
@@ -655,9 +674,25 @@ class StationWindow(QMainWindow):
         parts.append(f"cam: {cam}")
         return "   |   ".join(parts)
 
+    def _show_camera(self) -> None:
+        """The camera's state, said the same way everywhere (status line, banner, live view,
+        the empty item view), and only redrawn when it changes."""
+        camera = self.core.status.camera
+        if camera == self._camera_shown:
+            return
+        self._camera_shown = camera
+        if camera is CaptureState.CONNECTED:
+            self.view.placeholder = "Waiting for the next phone…"
+            return  # the live view fills with the next frame
+        self.view.placeholder, live = CAMERA_WORDS.get(camera, CAMERA_WORDS[None])
+        self.live.clear()  # a frozen last frame would look live
+        self.live.setText(live)
+        self.view.update()
+
     def refresh(self) -> None:
         c = self.core
         desk = self.desk
+        self._show_camera()
         self.status.setText(self._status_text())
         # banners
         texts = list(c.status.banners.items())

@@ -642,11 +642,33 @@ def test_golden_samples_are_injected_by_the_pipeline_and_wait_for_the_inspector(
 
 def test_a_lost_camera_shows_a_banner_and_clears_when_it_reconnects(qtbot, tmp_path):
     rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    assert win.view.placeholder == "Camera starting…" and "STARTING" in win.status.text()
+    win.on_camera(CaptureState.CONNECTED, "")
+    win.on_live(to_qimage(phone_image(0)))
+    assert win.view.placeholder.startswith("Waiting for the next phone")
     win.on_camera(CaptureState.LOST, "device:0 stopped giving frames")
     assert any("camera lost" in t and "device:0" in t for t in texts(win))
     assert "cam: lost" in win.status.text().lower()
+    # One story everywhere: no "waiting for the next phone", no frozen live frame.
+    assert "reconnecting" in win.view.placeholder and "waiting" not in win.view.placeholder.lower()
+    assert win.live.pixmap().isNull() and win.live.text() == "no camera image"
+    assert not [t for t in texts(win) if "camera starting" in t]
     win.on_camera(CaptureState.CONNECTED, "")
     assert not [t for t in texts(win) if "camera lost" in t]
+    assert win.view.placeholder.startswith("Waiting for the next phone")
+
+
+def test_the_status_says_the_model_is_loading_until_it_is_ready(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.assist)
+    rig.core.model.set(None)
+    win.model_loading = True
+    win.refresh()
+    assert "model loading" in win.status.text()
+    feed(rig, win)  # while it loads, the phone comes to the inspector without a suggestion
+    assert rig.core.desk.current is not None and not win.findChildren(SuggestionPanel)
+    assert "model loading" in win.status.text()
+    win.on_model_ready(None)
+    assert "model loading" not in win.status.text()
 
 
 def test_a_camera_that_never_connects_is_shown_and_the_station_keeps_running(qtbot, tmp_path):
