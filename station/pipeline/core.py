@@ -274,6 +274,12 @@ class StationCore:
         """The level read last (cheap: for display; routing reads it afresh)."""
         return self.levels.last
 
+    def switch_operator(self, operator_id: int, operator_name: str) -> None:
+        """Another inspector logged in at this station (GUI thread): every decision from now
+        on is theirs, the items waiting included."""
+        self.operator_name = operator_name
+        self.desk.change_operator(operator_id)
+
     def on_change(self, listener: Callable[[], None]) -> None:
         self.desk.listeners.append(listener)
         self.status.listeners.append(listener)

@@ -91,6 +91,19 @@ class Outcome:
     challenged: bool = False  # an automatic decision the inspector sent to adjudication
 
 
+@dataclass
+class ShiftTally:
+    """What the person at the desk decided since they logged in: their own counters."""
+
+    started: float  # on the desk's clock
+    decided: int = 0
+    failed: int = 0
+
+    @property
+    def passed(self) -> int:
+        return self.decided - self.failed
+
+
 class DecisionDesk:
     def __init__(
         self,
@@ -120,6 +133,16 @@ class DecisionDesk:
         self.hold: str | None = None
         self._last: tuple[Outcome, Waiting, float] | None = None
         self.listeners: list[Callable[[], None]] = []
+        self.tally = ShiftTally(started=clock())
+
+    def change_operator(self, operator_id: int) -> None:
+        """Another person at the desk: items still waiting are theirs to decide, their counters
+        and strip start empty, and the last decision (someone else's) can no longer be undone."""
+        self.operator_id = operator_id
+        self.tally = ShiftTally(started=self.clock())
+        self._last = None
+        self.recent.clear()  # the strip (and the look back) shows the newcomer's own phones
+        self._changed()
 
     # ------------------------------------------------------------------ items in
 
@@ -232,6 +255,7 @@ class DecisionDesk:
                 w.assessed, w.route, decision, final, by, truth_sample=truth, audit_flagged=flagged
             )
         outcome = Outcome(rec.uid, w.seq, label, DecidedBy.human)
+        self._count(label, +1)
         # An undo corrects the item's first record; the correction's own uid is only for acks.
         self._last = (replace(outcome, uid=w.corrects or rec.uid), w, t)
         self._sent(rec, outcome)
@@ -255,6 +279,11 @@ class DecisionDesk:
                 return o
         return None
 
+    def _count(self, label: str, step: int) -> None:
+        self.tally.decided += step
+        if self.labels.is_defect(label):
+            self.tally.failed += step
+
     def undo_seconds_left(self) -> float:
         if self._last is None:
             return 0.0
@@ -271,6 +300,7 @@ class DecisionDesk:
         assert self._last is not None
         outcome, w, _ = self._last
         self._last = None
+        self._count(outcome.label, -1)  # counted again when decided again
         self.queue.appendleft(Waiting(w.assessed, w.route, corrects=outcome.uid))
         # One label per item on the strip: the undone one leaves it, the new decision joins it.
         for o in [o for o in self.recent if o.seq == w.seq and o.decided_by is DecidedBy.human]:

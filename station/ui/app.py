@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from sqlalchemy.engine import Engine
 
 from db.engine import session_scope
-from db.models import Level, Operator, Role
+from db.models import Level, Operator, OperatorSession, Role
 from db.repo import (
     current_level,
     end_operator_session,
@@ -47,6 +47,19 @@ log = logging.getLogger(__name__)
 LEVEL_POLL_S = 1.0
 
 
+def login_check(engine: Engine) -> Callable[[str, str], Operator]:
+    """What the login dialog calls: the operator, if the secret is right and they may inspect;
+    AuthError (its message shown as it is) otherwise."""
+
+    def check(name: str, secret: str) -> Operator:
+        with session_scope(engine) as session:
+            operator = authenticate(session=session, name=name, secret=secret)
+        require(operator, "inspect")
+        return operator
+
+    return check
+
+
 class StationApp:
     """Everything `station run` starts, and stops in order."""
 
@@ -68,7 +81,9 @@ class StationApp:
             station = get_or_create_station(session=session, name=settings.station_name)
             assert station.id is not None
             self.station_id = station.id
-            self.login = start_operator_session(session=session, operator=operator, station=station)
+            self.login: OperatorSession | None = start_operator_session(
+                session=session, operator=operator, station=station
+            )
             in_db = current_level(
                 session=session, station_id=station.id, default=Level(settings.levels.default)
             )
@@ -144,10 +159,12 @@ class StationApp:
             self.core, intake, load_model=model_loader if load_model else None
         )
         self.dashboard: Any = None
+        self.operator = operator
         self.window = StationWindow(
             self.core,
             request_capture=self.worker.request_capture,
             open_dashboard=self.show_dashboard if operator.role == Role.engineer else None,
+            switch_operator=self.switch_operator,
         )
         self.window.model_loading = load_model
         # Queued: every slot runs on the GUI thread, whichever thread emits.
@@ -164,6 +181,43 @@ class StationApp:
         self.bridge.acked.connect(self.window.on_ack, queued)
         self.bridge.problem.connect(self.window.on_db_problem, queued)
         self.thread = PipelineThread(self.worker)
+
+    def switch_operator(self) -> bool:
+        """Ctrl+L: the operator logs out and the login dialog asks who takes over. Cancelled (or
+        locked after too many tries), nobody is logged in and the station closes. The pipeline
+        runs on meanwhile: phones wait (capture pauses at the queue's bound) for whoever logs in."""
+        self._end_login()
+        dialog = LoginDialog(
+            login_check(self.engine), station_name=self.settings.station_name, parent=self.window
+        )
+        dialog.setWindowTitle(
+            f"Station {self.settings.station_name} — {self.operator.name} logged out: who takes over?"
+        )
+        if dialog.exec() != LoginDialog.DialogCode.Accepted or dialog.operator is None:
+            self.window.close()
+            return False
+        operator = dialog.operator
+        assert operator.id is not None
+        with session_scope(self.engine) as session:
+            station = get_or_create_station(session=session, name=self.settings.station_name)
+            self.login = start_operator_session(session=session, operator=operator, station=station)
+        self.operator = operator
+        self.core.switch_operator(operator.id, operator.name)
+        engineer = operator.role == Role.engineer
+        self.window.open_dashboard = self.show_dashboard if engineer else None
+        if not engineer and self.dashboard is not None:
+            self.dashboard.close()
+        return True
+
+    def _end_login(self) -> None:
+        if self.login is None:
+            return
+        login, self.login = self.login, None
+        try:
+            with session_scope(self.engine) as session:
+                end_operator_session(session=session, login=login)
+        except Exception as e:  # logging out must not lose the shift's records
+            log.warning("could not record the logout: %s", e)
 
     def show_dashboard(self) -> None:
         """F9 for an engineer: the dashboard, with what only this running station knows."""
@@ -199,11 +253,7 @@ class StationApp:
         self.thread.stop()
         self.background.close()
         self.core.close()
-        try:
-            with session_scope(self.engine) as session:
-                end_operator_session(session=session, login=self.login)
-        except Exception as e:  # logging out must not lose the shift's records
-            log.warning("could not record the logout: %s", e)
+        self._end_login()
 
 
 def run_window(
@@ -223,13 +273,7 @@ def run_window(
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setStyleSheet(theme.STYLE)
 
-    def check(name: str, secret: str) -> Any:
-        with session_scope(engine) as session:
-            operator = authenticate(session=session, name=name, secret=secret)
-        require(operator, "inspect")
-        return operator
-
-    dialog = LoginDialog(check, station_name=settings.station_name)
+    dialog = LoginDialog(login_check(engine), station_name=settings.station_name)
     if dialog.exec() != LoginDialog.DialogCode.Accepted or dialog.operator is None:
         if dialog.failures >= dialog.max_tries:
             QMessageBox.critical(

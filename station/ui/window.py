@@ -11,6 +11,7 @@ item finds no trace of the model.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,7 @@ from station.pipeline.recorder import Ack, Problem
 from station.pipeline.router import Decider, ModelCall
 from station.ui import theme
 from station.ui.images import overlay, to_qimage
+from station.ui.panels import LOOK_BACK, HelpPanel, LookBackPanel, Looked, key_help
 
 #: How long "undo has expired" stays in place of the saved tick.
 UNDO_NOTE_S = 3.0
@@ -71,7 +73,7 @@ CAMERA_WORDS = {
 }
 
 #: Arrow keys pan a zoomed item: (dx, dy) in steps.
-PAN_KEYS = {
+PAN_KEYS: dict[Any, tuple[int, int]] = {
     Qt.Key.Key_Left: (-1, 0),
     Qt.Key.Key_Right: (1, 0),
     Qt.Key.Key_Up: (0, -1),
@@ -320,12 +322,21 @@ class SuggestionPanel(QFrame):
 
 class StationWindow(QMainWindow):
     def __init__(
-        self, core: StationCore, *, request_capture: Any = None, open_dashboard: Any = None
+        self,
+        core: StationCore,
+        *,
+        request_capture: Any = None,
+        open_dashboard: Any = None,
+        switch_operator: Any = None,
     ) -> None:
         super().__init__()
         self.core = core
         # F9: the engineer's dashboard (station/ui/dashboard.py); None for other roles.
         self.open_dashboard = open_dashboard
+        # Ctrl+L: log out / hand over (StationApp.switch_operator); None where nobody can log in.
+        self.switch_operator = switch_operator
+        self.popup: Any = None  # the help or look-back pop-up while one is open
+        self._thumbs: OrderedDict[int, QImage] = OrderedDict()  # seq -> small decided phone
         self.desk = core.desk
         self.labels = core.labels
         self.request_capture = request_capture
@@ -439,7 +450,10 @@ class StationWindow(QMainWindow):
         self.setCentralWidget(root)
         # The window may be made smaller than its contents at full size: resizeEvent then picks
         # a smaller scale (fit_to) instead of Qt refusing the size and running off the screen.
-        self.layout().setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
+        frame = self.layout()
+        assert frame is not None
+        frame.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
+        self._root, self._outer = root, outer
         screen = self.screen().availableGeometry()
         self.resize(min(1920, screen.width()), min(1080, screen.height()))
         self.fit_to(self.size())
@@ -472,14 +486,13 @@ class StationWindow(QMainWindow):
     def fit_to(self, size: QSize) -> None:
         """The largest scale (in steps of 0.05, down to 0.5) at which everything fits `size`:
         the window works from 1280x720 up, with its buttons on the screen."""
-        root = self.centralWidget()
         for step in range(20, 9, -1):
             self.apply_scale(step / 20)
             # The new sizes reach the layout's hints only once its events are handled.
             QApplication.sendPostedEvents()
-            root.layout().invalidate()
-            root.layout().activate()
-            need = root.minimumSizeHint()
+            self._outer.invalidate()
+            self._outer.activate()
+            need = self._root.minimumSizeHint()
             if need.width() <= size.width() and need.height() <= size.height():
                 return
 
@@ -499,6 +512,7 @@ class StationWindow(QMainWindow):
             auto_pass = route.model_call is ModelCall.auto_pass
             badge = "AUTO PASS" if auto_pass else f"AUTO FAIL · {(route.model_label or '').upper()}"
             self._passing = (assessed, badge, theme.PASS if auto_pass else theme.FAIL)
+            self._keep_thumb(assessed.seq, assessed.captured.image)
             self.refresh()
 
     def on_capture_paused(self, paused: bool, waiting: int) -> None:
@@ -555,13 +569,55 @@ class StationWindow(QMainWindow):
     # ------------------------------------------------------------------ actions
 
     def decide(self, label: str) -> bool:
-        if self.desk.current is None:
+        w = self.desk.current
+        if w is None:
             return False
         try:
             self.desk.decide(label)
         except LineStopped:
             return False  # the banner says why; the item stays in front of the inspector
+        self._keep_thumb(w.seq, w.assessed.captured.image)
         return True  # the heat-map stays as the inspector set it (H), item after item
+
+    def _keep_thumb(self, seq: int, bgr: np.ndarray) -> None:
+        """A small copy of a decided phone, for the look back (P)."""
+        image = self._qimages.get(seq) or to_qimage(bgr)
+        self._thumbs[seq] = image.scaled(
+            320, 180, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+        )
+        self._thumbs.move_to_end(seq)
+        while len(self._thumbs) > LOOK_BACK + 4:  # an undone and re-decided phone counts once
+            self._thumbs.popitem(last=False)
+
+    def look_back(self) -> LookBackPanel:
+        """P: the last phones decided, newest first, with their labels."""
+        items = [
+            Looked(
+                o.seq,
+                o.label,
+                "auto" if o.decided_by is DecidedBy.model else "you",
+                self.labels.is_defect(o.label),
+                self._thumbs.get(o.seq),
+            )
+            for o in list(self.desk.recent)[:LOOK_BACK]
+        ]
+        return self._popup(LookBackPanel(items, self))
+
+    def show_help(self) -> HelpPanel:
+        """F1 or ?: every key, for this station's labels and level."""
+        rows = key_help(
+            [(self.labels.key(d), d) for d in self.labels.defects],
+            auto=self.core.level in (Level.partial, Level.full),
+            engineer=self.open_dashboard is not None,
+        )
+        return self._popup(HelpPanel(rows, self))
+
+    def _popup(self, panel: Any) -> Any:
+        # open(), not exec(): the window keeps drawing (banners, the queue) behind it.
+        self.popup = panel
+        panel.finished.connect(lambda _r: setattr(self, "popup", None))
+        panel.open()
+        return panel
 
     def undo(self) -> bool:
         """Backspace: the last decision back in front of the inspector, or why not."""
@@ -607,6 +663,16 @@ class StationWindow(QMainWindow):
             self.challenge()
         elif key == Qt.Key.Key_F9 and self.open_dashboard is not None:
             self.open_dashboard()
+        elif key in (Qt.Key.Key_F1, Qt.Key.Key_Question):
+            self.show_help()
+        elif key == Qt.Key.Key_P:
+            self.look_back()
+        elif (
+            key == Qt.Key.Key_L
+            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
+            and self.switch_operator is not None
+        ):
+            self.switch_operator()
         else:
             super().keyPressEvent(event)
 
@@ -815,12 +881,14 @@ class StationWindow(QMainWindow):
             )
         )
         self.queue_label.setText(f"waiting: {len(desk.queue)}")
+        tally = desk.tally
+        on_shift = max(0, int(desk.clock() - tally.started)) // 60
         self.footer.setText(
+            f"you: {tally.decided} decided ({tally.passed} pass · {tally.failed} fail) · "
+            f"{on_shift // 60} h {on_shift % 60:02d} min on shift   |   "
             f"items/h {c.status.items_per_hour:.0f}   |   "
-            f"keys: Space pass · 1-{len(self.labels.defects)} defect · Backspace undo · +/- zoom"
-            + (" · H heat-map" if self.suggestion is not None else "")
-            + (" · X challenge" if c.level in (Level.partial, Level.full) else "")
-            + (" · F9 dashboard" if self.open_dashboard is not None else "")
+            "keys: Space pass · "
+            f"1-{len(self.labels.defects)} defect · Backspace undo · P last phones · F1 help"
         )
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802

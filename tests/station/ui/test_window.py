@@ -455,6 +455,60 @@ def test_a_new_item_starts_fitted_but_the_heat_map_keeps_the_zoom(qtbot, tmp_pat
     assert win.desk.current is not None and win.view.zoom == 1
 
 
+def test_the_footer_counts_my_decisions_and_an_undo_counts_once(qtbot, tmp_path):
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    feed(rig, win, n=4)
+    for key in (Qt.Key.Key_Space, Qt.Key.Key_Space, Qt.Key.Key_2):
+        qtbot.keyClick(win, key)
+    assert "you: 3 decided (2 pass · 1 fail)" in win.footer.text()
+    qtbot.keyClick(win, Qt.Key.Key_Backspace)  # the scratch comes back...
+    assert "you: 2 decided (2 pass · 0 fail)" in win.footer.text()
+    qtbot.keyClick(win, Qt.Key.Key_Space)  # ...and is passed after all
+    assert "you: 3 decided (3 pass · 0 fail)" in win.footer.text()
+    assert "0 h 00 min on shift" in win.footer.text()
+
+
+def test_f1_lists_every_key_and_swallows_keys_until_it_closes(qtbot, tmp_path):
+    from station.ui.panels import HelpPanel
+
+    rig, win = open_window(qtbot, tmp_path, Level.partial, blind_share_auto=1.0)
+    feed(rig, win)
+    qtbot.keyClick(win, Qt.Key.Key_F1)
+    panel = win.popup
+    assert isinstance(panel, HelpPanel) and panel.isVisible()
+    words = " ".join(texts(panel))
+    for label in rig.settings.labels.defects:
+        assert label in words
+    assert "challenge" in words and "ctrl+l" in words and "zoom" in words
+    qtbot.keyClick(panel, Qt.Key.Key_Space)  # behind the help, nothing is decided
+    assert win.desk.current is not None and labels_in_db(rig.engine) == []
+    qtbot.keyClick(panel, Qt.Key.Key_Escape)
+    assert win.popup is None and not panel.isVisible()
+    qtbot.keyClick(win, Qt.Key.Key_Question)
+    assert isinstance(win.popup, HelpPanel)
+
+
+def test_p_looks_back_at_the_last_phones_with_their_labels(qtbot, tmp_path):
+    from station.ui.panels import LookBackPanel
+
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    qtbot.keyClick(win, Qt.Key.Key_P)
+    assert any("no phone has been decided" in t for t in texts(win.popup))
+    qtbot.keyClick(win.popup, Qt.Key.Key_P)
+    feed(rig, win, n=3)
+    for key in (Qt.Key.Key_Space, Qt.Key.Key_2, Qt.Key.Key_Space):
+        qtbot.keyClick(win, key)
+    qtbot.keyClick(win, Qt.Key.Key_P)
+    panel = win.popup
+    assert isinstance(panel, LookBackPanel)
+    shown = [lab.text() for lab in panel.findChildren(QLabel) if lab.objectName() == "lookedLabel"]
+    assert shown == ["#3  OK  · you", "#2  SCRATCH  · you", "#1  OK  · you"]
+    thumbs = [lab for lab in panel.findChildren(QLabel) if lab.objectName() == "thumb"]
+    assert len(thumbs) == 3 and all(not t.pixmap().isNull() for t in thumbs)
+    qtbot.keyClick(panel, Qt.Key.Key_P)
+    assert win.popup is None
+
+
 # ------------------------------------------------------------------ login, roles, the thread
 
 
@@ -704,6 +758,83 @@ def test_a_camera_that_never_connects_is_shown_and_the_station_keeps_running(qtb
         assert app.window.isVisible()
     finally:
         assert app.thread.stop()
+
+
+class _NoCamera:
+    name, live, item_per_frame, nominal_fps, skipped = "device:7", True, False, None, []
+
+    def open(self):
+        from station.errors import SourceError
+
+        raise SourceError("no camera at device 7")
+
+    def read(self):
+        return None
+
+    def close(self):
+        pass
+
+
+def _answer_login(qtbot, name, secret):
+    """Fill in the login dialog the station opens next, as an operator would."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from station.ui.login import LoginDialog
+
+    def fill():
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, LoginDialog):
+            QTimer.singleShot(20, fill)
+            return
+        if name is None:
+            dialog.reject()
+            return
+        dialog.name.setText(name)
+        dialog.secret.setText(secret)
+        dialog.try_login()
+
+    QTimer.singleShot(0, fill)
+
+
+def test_ctrl_l_hands_the_station_to_another_inspector(qtbot, tmp_path):
+    from db.models import OperatorSession
+    from db.repo import find_operator
+    from station.pipeline.testing import TEST_SECRET
+    from station.ui.app import StationApp
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    mai = ensure_operator(rig.engine, "mai")
+    with session_scope(rig.engine) as s:
+        lan = find_operator(session=s, name="lan")
+    app = StationApp(
+        rig.settings, rig.engine, lan, load_model=False, source_factory=lambda _s: _NoCamera()
+    )
+    qtbot.addWidget(app.window)
+    win = app.window
+    try:
+        item = app.core.assessor.assess(rig.capture(phone_image(0)))
+        win.on_item(item)
+        assert "inspector: lan" in win.status.text()
+        _answer_login(qtbot, "mai", TEST_SECRET)
+        qtbot.keyClick(win, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+        assert "inspector: mai" in win.status.text() and "you: 0 decided" in win.footer.text()
+        qtbot.keyClick(win, Qt.Key.Key_Space)  # the phone that waited is mai's to decide
+        app.background.close()
+        with session_scope(rig.engine) as s:
+            (d,) = s.exec(select(HumanDecision)).all()
+            assert d.operator_id == mai
+            logins = s.exec(select(OperatorSession).order_by(OperatorSession.id)).all()
+        assert [x.operator_id for x in logins] == [lan.id, mai]
+        assert logins[0].ended_at is not None and logins[1].ended_at is None
+        # Cancelling the hand-over leaves nobody logged in: the station closes.
+        _answer_login(qtbot, None, None)
+        qtbot.keyClick(win, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+        assert not win.isVisible()
+        with session_scope(rig.engine) as s:
+            assert all(x.ended_at is not None for x in s.exec(select(OperatorSession)).all())
+    finally:
+        app.thread.stop()
 
 
 # ------------------------------------------------------------------ the level, the labels
