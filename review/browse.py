@@ -468,6 +468,7 @@ def gate_status(
     The station is the filter's, or the only one in the database. Other filters do not apply: a
     gate is judged on the whole evidence of its station's champion.
     """
+    from review.gates import format_value
     from review.report import gate_check
 
     station = filters.station
@@ -490,9 +491,7 @@ def gate_status(
         text += "PASSES"
     else:
         failed = "; ".join(
-            f"{c.name} {c.value if not isinstance(c.value, float) else f'{c.value:.3g}'} "
-            f"(needs {c.required})"
-            for c in result.failed_checks
+            f"{c.name} {format_value(c.value)} (needs {c.required})" for c in result.failed_checks
         )
         text += f"FAILS: {failed}"
     return GateStatus(station, level.value, nxt.value, result.passed, text)

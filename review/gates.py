@@ -16,7 +16,7 @@ does not know.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypedDict
 
 from db.models import Level
@@ -136,6 +136,7 @@ class Evidence(TypedDict, total=False):
     selective_threshold: float | None
     selective_coverage: float
     selective_escape_upper95: float | None
+    selective_best_upper95: float | None  # the lowest bound the search reached, met or not
     # The approved rule in force (review.rules.judge_rule): coverage on the uniform items after
     # its holdout; escapes on its truth sample, with an anytime-valid bound.
     rule_version: str | None
@@ -192,7 +193,8 @@ class GateResult:
     def failed_text(self) -> str:
         """The failed checks in one line, for a refusal or the record."""
         return "; ".join(
-            f"{c.name} = {c.value} (required {c.required})" for c in self.failed_checks
+            f"{c.name} = {format_value(c.value)} (required {c.required})"
+            for c in self.failed_checks
         )
 
     def summary(self) -> str:
@@ -203,7 +205,7 @@ class GateResult:
         lines = [head]
         for c in self.checks:
             mark = "ok  " if c.passed else "FAIL"
-            lines.append(f"  [{mark}] {c.name}: {_fmt(c.value)} (required {c.required})")
+            lines.append(f"  [{mark}] {c.name}: {format_value(c.value)} (required {c.required})")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,7 +220,8 @@ class GateResult:
         }
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A check's value as a gate prints it (CLI, review window, report)."""
     if v is None:
         return "unknown"
     if isinstance(v, float):
@@ -259,8 +262,13 @@ def _shadow_to_assist(ev: Mapping[str, Any], r: GateRules) -> list[Check]:
     checks = [
         _at_least("paired unbiased items", ev.get("paired"), r.shadow_to_assist_min_items),
         _at_least("distinct days", ev.get("days"), r.shadow_to_assist_min_days),
-        _at_least(
-            "kappa lower 95% bound", ev.get("kappa_lower95"), r.shadow_to_assist_min_kappa_lower
+        _with_why(
+            _at_least(
+                "kappa lower 95% bound",
+                ev.get("kappa_lower95"),
+                r.shadow_to_assist_min_kappa_lower,
+            ),
+            "not measured: no paired unbiased items with two classes yet",
         ),
     ]
     per_class: Mapping[str, int] = ev.get("per_class") or {}
@@ -280,24 +288,47 @@ def _shadow_to_assist(ev: Mapping[str, Any], r: GateRules) -> list[Check]:
     return checks
 
 
+def _no_rule(ev: Mapping[str, Any]) -> str:
+    """What an escape check says while no approved rule is in force: the best bound the
+    evidence reaches (the threshold search of the report), so "how far off?" has an answer."""
+    best = ev.get("selective_best_upper95")
+    if best is None:
+        return "no approved rule in force; no uniform evidence to bound an escape rate yet"
+    head = f"no approved rule in force; the best bound this evidence reaches is {best:.4g}"
+    threshold = ev.get("selective_threshold")
+    if threshold is not None:
+        cover = float(ev.get("selective_coverage") or 0.0)
+        return head + f" (threshold {threshold:.3f}, {cover:.0%} coverage): fit and approve it"
+    return head
+
+
+def _with_why(check: Check, why: str) -> Check:
+    """`check` with `why` in place of an unknown value."""
+    return check if check.value is not None else replace(check, value=why)
+
+
 def _escape_checks(ev: Mapping[str, Any], r: GateRules, min_coverage: float) -> list[Check]:
     """The rule the station runs, as approved (caps included), measured on uniform items: a
     gate certifies exactly that rule, never a threshold found by its own search."""
     version = ev.get("rule_version")
     in_force = version is not None
     misses: Mapping[str, Mapping[str, Any]] = ev.get("rule_miss_by_class") or {}
+    why = _no_rule(ev) if not in_force else "no truth-sample item adjudicated yet"
     per_class = [
-        _at_most(
-            f"miss rate of class {cls}, upper 95% bound (truth sample, any number of looks)",
-            (misses.get(cls) or {}).get("upper95") if in_force else None,
-            limit,
+        _with_why(
+            _at_most(
+                f"miss rate of class {cls}, upper 95% bound (truth sample, any number of looks)",
+                (misses.get(cls) or {}).get("upper95") if in_force else None,
+                limit,
+            ),
+            "no approved rule in force" if not in_force else "no item of this class checked yet",
         )
         for cls, limit in sorted(r.max_miss_upper95.items())
     ]
     return [
         Check(
             "approved thresholds in force",
-            version,
+            version if in_force else "none approved",
             "an approved set (`station thresholds fit`, then `approve`)",
             in_force,
         ),
@@ -306,11 +337,14 @@ def _escape_checks(ev: Mapping[str, Any], r: GateRules, min_coverage: float) -> 
             ev.get("rule_coverage", 0.0) if in_force else 0.0,
             min_coverage,
         ),
-        _at_most(
-            "escape rate of the rule in force, upper 95% bound on its truth sample "
-            "(valid at any number of looks)",
-            ev.get("rule_escape_upper95") if in_force else None,
-            r.max_escape_upper95,
+        _with_why(
+            _at_most(
+                "escape rate of the rule in force, upper 95% bound on its truth sample "
+                "(valid at any number of looks)",
+                ev.get("rule_escape_upper95") if in_force else None,
+                r.max_escape_upper95,
+            ),
+            why,
         ),
         *per_class,
     ]
@@ -328,7 +362,10 @@ def _partial_to_full(ev: Mapping[str, Any], r: GateRules) -> list[Check]:
         _at_most(
             "escapes found by audits", ev.get("audit_escapes"), r.partial_to_full_max_audit_escapes
         ),
-        Check("no open drift alarm", drift, "False (known, and no alarm open)", drift is False),
+        _with_why(
+            Check("no open drift alarm", drift, "False (known, and no alarm open)", drift is False),
+            "unknown: no drift check of this station on record (`station monitor check`)",
+        ),
     ]
 
 

@@ -445,6 +445,9 @@ def _evidence(
         "selective_threshold": sel.threshold,
         "selective_coverage": sel.coverage,
         "selective_escape_upper95": sel.bound if sel.met else None,
+        # The lowest bound the search reached, met or not: what a gate says while no rule is
+        # in force ("how far off is this evidence?").
+        "selective_best_upper95": sel.bound,
         "audited": audited,
         "audit_escapes": audit_escapes,
         "drift_alarm_open": drift_alarm_open,

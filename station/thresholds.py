@@ -341,3 +341,36 @@ def measure_in_force(
             settings.gates.max_escape_upper95,
         )
     return in_force, judged, spec
+
+
+def in_force_words(
+    engine: Engine | None, settings: Settings, station_name: str | None = None
+) -> str:
+    """One line on the thresholds a station decides by: the approved set in force for its
+    champion, or none (then the model decides nothing alone). The settings' [thresholds] and a
+    model file's own thresholds are proposals, never in force by themselves: `model info` and
+    `config show` both print this line so that the two never seem to disagree."""
+    name = station_name or settings.station_name
+    if engine is None:
+        return f"none at station {name} (no database yet): the model decides nothing alone"
+    with session_scope(engine) as s:
+        station = s.exec(select(Station).where(Station.name == name)).first()
+        if station is None or station.id is None:
+            return (
+                f"none at station {name} (not in the record yet): the model decides nothing alone"
+            )
+        mv = champion_version(s, station.id)
+        found = rule_in_force(s, station.id, mv.id if mv is not None else None)
+    if found is None:
+        return (
+            f"none at station {name}: the model decides nothing alone "
+            "(`station thresholds fit`, then `approve`)"
+        )
+    assert mv is not None
+    r = found.rule
+    caps = ", ".join(f"{k} {v:g}" for k, v in sorted(r.never_pass_above.items()))
+    return (
+        f"set {found.version} at station {name} for {mv.name}:{mv.version}: auto-pass at "
+        f"P(ok) >= {r.auto_pass:g}, auto-fail at P(defect) >= {r.auto_fail:g}"
+        + (f", never pass above {caps}" if caps else "")
+    )

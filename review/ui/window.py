@@ -59,6 +59,7 @@ from review.errors import ReviewError
 from review.gates import GateRules
 from review.labels import LabelSet
 from review.query import ReportFilters
+from review.stats import cohens_kappa, observed_agreement
 from review.ui.widgets import ImageView, MatrixTable, load_image, placeholder
 
 THUMB = QSize(192, 108)
@@ -92,6 +93,12 @@ QPushButton#save:disabled { background: #2a2f36; color: #59616c; }
 QLineEdit, QComboBox { background: #0f1216; border: 1px solid #3c4654; border-radius: 4px;
                        padding: 4px; }
 QLineEdit:disabled, QComboBox:disabled { color: #59616c; border-color: #2a2f36; }
+QCheckBox#evidenceSwitch { font-weight: 700; padding: 4px 10px; border: 2px solid #8ab8ff;
+                           border-radius: 6px; }
+QCheckBox#evidenceSwitch:checked { background: #3d8bfd; color: #ffffff; }
+QCheckBox#evidenceSwitch::indicator { width: 18px; height: 18px; border: 2px solid #e8ebef;
+                                      border-radius: 3px; background: #0f1216; }
+QCheckBox#evidenceSwitch::indicator:checked { background: #ffffff; }
 """
 
 
@@ -152,6 +159,24 @@ def _when(dt: datetime | None) -> str:
     return "—" if dt is None else f"{dt:%Y-%m-%d %H:%M:%S}"
 
 
+def summary_text(cells: browse.CellMatrix) -> str:
+    """The matrix in one line: agreement and Cohen's kappa, each with its 95% interval (the
+    conservative kappa interval the shadow -> assist gate judges), and what they rest on."""
+    if not cells.total:
+        return f"{cells.items} items · no paired item"
+    agree = observed_agreement(cells.counts)
+    kappa = cohens_kappa(cells.counts)
+    assert agree.rate is not None and agree.ci95 is not None
+    text = (
+        f"{cells.items} items · {cells.paired} paired · {cells.evidence} evidence\n"
+        f"agreement {100 * agree.rate:.1f}% (95% {100 * agree.ci95[0]:.1f}–"
+        f"{100 * agree.ci95[1]:.1f}%) · {cells.total - cells.agreeing} disagreements\n"
+    )
+    if kappa.value is None or kappa.ci95 is None:
+        return text + "kappa: undefined (every item in one class)"
+    return text + f"kappa {kappa.value:.3f} (95% {kappa.ci95[0]:.3f}–{kappa.ci95[1]:.3f})"
+
+
 def _pct(v: float | None) -> str:
     return "" if v is None else f"{100 * v:.0f}%"
 
@@ -172,7 +197,9 @@ class FilterBar(QWidget):
         for edit in (self.since, self.until):
             edit.setMaximumWidth(170)
             edit.returnPressed.connect(on_apply)
-        self.evidence_only = QCheckBox("evidence only (unbiased)")
+        # A switch that changes every number on the screen: it must be seen, on or off.
+        self.evidence_only = QCheckBox("Evidence only (unbiased items)")
+        self.evidence_only.setObjectName("evidenceSwitch")
         self.apply = QPushButton("Apply")
         self.clear = QPushButton("Clear")
         row = QHBoxLayout(self)
@@ -697,14 +724,7 @@ class ReviewWindow(QMainWindow):
     def _show_cells(self, cells: browse.CellMatrix) -> None:
         self.cells = cells
         self.matrix.set_counts(cells.labels, cells.counts)
-        if cells.total:
-            agree = cells.agreeing / cells.total
-            self.summary.setText(
-                f"{cells.items} items · {cells.paired} paired · {cells.evidence} evidence · "
-                f"agreement {100 * agree:.1f}% · {cells.total - cells.agreeing} disagreements"
-            )
-        else:
-            self.summary.setText(f"{cells.items} items · no paired item")
+        self.summary.setText(summary_text(cells))
         self.disagreements_button.setText(f"All disagreements ({cells.total - cells.agreeing})")
         self.awaiting_button.setText(f"Awaiting adjudication ({cells.awaiting})")
 

@@ -177,3 +177,18 @@ def login(engine: Engine, name: str):  # -> db.models.Operator
     secret = read_secret(f"secret for {name}: ")
     with session_scope(engine) as session:
         return authenticate(session=session, name=name, secret=secret)
+
+
+def thresholds_in_force(settings: Settings) -> str:
+    """station.thresholds.in_force_words on the configured database, read-only; a missing or
+    unreadable database reads as "none in force" with the reason."""
+    from station.thresholds import in_force_words
+
+    try:
+        engine = open_database(settings, read_only=True)
+    except (StationError, DbError) as e:
+        return in_force_words(None, settings).replace("no database yet", f"no database: {e}")
+    try:
+        return in_force_words(engine, settings)
+    finally:
+        engine.dispose()

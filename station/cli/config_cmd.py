@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from station.cli.common import ConfigOpt
+from station.cli.common import ConfigOpt, thresholds_in_force
 from station.settings import default_config_path, effective_items, load_settings
 
 
@@ -49,7 +49,15 @@ def register(app: typer.Typer) -> None:
             if key == "database_url" and not settings.database_url:
                 source = "default (data_dir/station.db)"
             table.add_row(key, json.dumps(value) if not isinstance(value, str) else value, source)
-        Console(width=160).print(table)
+        console = Console(width=160)
+        console.print(table)
+        console.print(
+            "thresholds.auto_pass / auto_fail are what `station simulate` runs under, and "
+            "never_pass_above the caps `station thresholds fit` writes into a set; a station "
+            "decides by the set approved for its model.\n"
+            f"thresholds in force: {thresholds_in_force(settings)}",
+            highlight=False,
+        )
 
 
 def _files_read(config: Path | None) -> str:

@@ -22,6 +22,7 @@ from station.cli.common import (
     parse_list,
     parse_wxh,
     settings_from,
+    thresholds_in_force,
 )
 
 ArtifactArg = Annotated[
@@ -342,8 +343,11 @@ def register(app: typer.Typer) -> None:
             t = th.get(k)
             if t:
                 lines.append(
-                    f"{k:<13} threshold {_fmt(t.get('threshold'))} coverage {_fmt(t.get('coverage'))}"
+                    f"{k:<13} threshold {_fmt(t.get('threshold'))} coverage "
+                    f"{_fmt(t.get('coverage'))}  (fitted on its validation images at training; "
+                    "for reference, never in force)"
                 )
+        lines.append(f"in force      {thresholds_in_force(settings_from(config))}")
         data = m.get("training", {}).get("data", {})
         if data:
             lines.append(

@@ -242,3 +242,31 @@ def test_the_pass_side_is_fitted_on_the_truth_sample_once_there_is_enough(tmp_pa
     monkeypatch.setattr(T, "MIN_TRUTH_FOR_FIT", 50)
     _, _, info = fit(engine, settings, station_name="sim")
     assert info["auto_pass_fitted_on"].startswith(f"the truth sample ({len(drawn)} adjudicated")
+
+
+def test_model_info_and_config_show_name_the_same_thresholds_in_force(
+    shadow_station, cli, tmp_path
+):
+    settings, engine, eve = shadow_station
+    env = {
+        "STATION_STATION_NAME": "sim",
+        "STATION_DATABASE_URL": f"sqlite:///{tmp_path / 'st.db'}",
+    }
+    for args in (("config", "show"), ("model", "info")):
+        out = cli(*args, env=env).out
+        assert "none at station sim: the model decides nothing alone" in out, args
+    # Before any approval the escape check says how far off the evidence is, not "unknown".
+    gate = cli(
+        "gate", "check", "--to", "partial", "--station", "sim", "--db", env["STATION_DATABASE_URL"]
+    )
+    assert "unknown" not in gate.out
+    assert "no approved rule in force; the best bound this evidence reaches is" in gate.out
+    row, _, _ = fit(engine, settings, station_name="sim")
+    approve(engine, settings, row.version, operator=eve, reason="ok", station_name="sim")
+    rule = DecisionRule.from_dict(row.values)
+    for args in (("config", "show"), ("model", "info")):
+        out = " ".join(cli(*args, env=env).out.split())  # rich wraps long lines
+        assert f"set {row.version} at station sim" in out, args
+        assert f"auto-pass at P(ok) >= {rule.auto_pass:g}" in out, args
+    info = cli("model", "info", env=env).out
+    assert "for reference, never in force" in info

@@ -114,6 +114,22 @@ def test_clicking_a_matrix_cell_lists_its_items(qtbot, records, open_window) -> 
     assert "item #" in w.info.text() and "scratch" in w.info.text()
 
 
+def test_the_summary_gives_agreement_and_kappa_with_their_intervals(
+    qtbot, records, open_window
+) -> None:
+    from review.stats import cohens_kappa
+
+    records(("ok", "scratch"), ("scratch", "ok"), ("ok", "ok"), ("ok", "ok"), ("dent", "dent"))
+    records(("scratch", "scratch"), ("dent", "ok"), ("ok", "ok"))
+    w = open_window()
+    text = w.summary.text()
+    assert "8 paired" in text and "agreement 62.5% (95% " in text
+    k = cohens_kappa(w.cells.counts)
+    assert f"kappa {k.value:.3f} (95% {k.ci95[0]:.3f}–{k.ci95[1]:.3f})" in text
+    # Whatever the gate says, it never prints a bare None.
+    assert "None" not in w.gate_label.text() and w.gate_label.text().startswith("station ")
+
+
 def test_a_header_click_lists_a_whole_row(qtbot, records, open_window) -> None:
     records(("ok", "scratch"), ("ok", "ok"), ("dent", "ok"))
     w = open_window()
