@@ -1,4 +1,5 @@
-"""The report as one self-contained HTML file: inline CSS, hand-drawn inline SVG, base64 thumbnails.
+"""The report as one self-contained HTML file: inline CSS, matplotlib plots as inline SVG,
+base64 thumbnails; its print style lays out the PDF (review.pdf).
 
 No script, no external stylesheet, font or image: the file opens the same from an e-mail, a USB
 stick or an air-gapped PC. Input is the dict from review.report.build_report.
@@ -11,6 +12,8 @@ import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from review import plots
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2327;
@@ -27,6 +30,14 @@ padding:3px 7px;text-align:right}th{background:#f3f4f6}td.l,th.l{text-align:left
 .thumb{border:1px solid #ddd;border-radius:4px;padding:4px;width:150px;font-size:12px}
 .thumb img{width:142px;height:auto;display:block}.noimg{width:142px;height:80px;background:#eee;
 display:flex;align-items:center;justify-content:center;color:#999}
+td.strip svg{display:block;width:480px;height:auto}
+@page{size:A4;margin:12mm 10mm 14mm;@bottom-center{content:"Inspection Station agreement report"
+" · page " counter(page) " of " counter(pages);font-size:8pt;color:#666}}
+@media print{body{margin:0;max-width:none;font-size:10pt}h2{break-after:avoid}
+h2.page{break-before:page}tr,.thumb,.card,svg{break-inside:avoid}p{orphans:3;widows:3}
+.gallery{display:grid;grid-template-columns:repeat(5,minmax(0,1fr));gap:6px}
+.thumb{width:auto;font-size:7.5pt}table.keep{break-inside:avoid}
+.thumb img{width:100%}table{font-size:9pt}}
 """
 
 
@@ -82,113 +93,6 @@ def _pass_fail(pf: Mapping[str, int]) -> str:
         ],
         "pass / fail (rows: human, columns: model)",
     )
-
-
-def _svg_axes(w: int, h: int, pad: int, xlabel: str, ylabel: str, ymax: float) -> list[str]:
-    parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' "
-        f"viewBox='0 0 {w} {h}' font-size='11' font-family='sans-serif'>",
-        f"<rect x='{pad}' y='10' width='{w - pad - 10}' height='{h - pad - 10}' fill='#fafafa' "
-        "stroke='#bbb'/>",
-        f"<text x='{w // 2}' y='{h - 6}' text-anchor='middle'>{_e(xlabel)}</text>",
-        f"<text x='12' y='{h // 2}' transform='rotate(-90 12 {h // 2})' text-anchor='middle'>"
-        f"{_e(ylabel)}</text>",
-    ]
-    for k in range(5):
-        fx = k / 4
-        x = pad + fx * (w - pad - 10)
-        y = h - pad - fx * (h - pad - 20)
-        parts.append(f"<text x='{x:.0f}' y='{h - pad + 14}' text-anchor='middle'>{fx:.2f}</text>")
-        parts.append(
-            f"<text x='{pad - 4}' y='{y + 4:.0f}' text-anchor='end'>{ymax * fx:.3g}</text>"
-        )
-    return parts
-
-
-def _risk_coverage_svg(curve: Sequence[Mapping[str, Any]], sel: Mapping[str, Any]) -> str:
-    pts = [p for p in curve if p.get("risk") is not None]
-    if not pts:
-        return "<p class='muted'>No risk/coverage curve: no uniform evidence item with a calibrated confidence.</p>"
-    w, h, pad = 560, 300, 50
-    ymax = max(
-        [p["risk_upper95"] or 0.0 for p in pts] + [float(sel.get("target_risk") or 0.0) * 1.5, 1e-3]
-    )
-
-    def xy(cov: float, risk: float) -> tuple[float, float]:
-        return pad + cov * (w - pad - 10), h - pad - min(risk, ymax) / ymax * (h - pad - 20)
-
-    parts = _svg_axes(w, h, pad, "coverage (share auto-decided)", "escape rate", ymax)
-    for key, colour, dash in (("risk_upper95", "#e08a00", "4 3"), ("risk", "#1f5fbf", "")):
-        line = " ".join("{:.1f},{:.1f}".format(*xy(p["coverage"], p[key] or 0.0)) for p in pts)
-        parts.append(
-            f"<polyline fill='none' stroke='{colour}' stroke-width='2' stroke-dasharray='{dash}' "
-            f"points='{line}'/>"
-        )
-    target = sel.get("target_risk")
-    if target:
-        _, ty = xy(0, float(target))
-        parts.append(
-            f"<line x1='{pad}' x2='{w - 10}' y1='{ty:.1f}' y2='{ty:.1f}' stroke='#b42318' "
-            "stroke-dasharray='2 2'/>"
-            f"<text x='{w - 14}' y='{ty - 4:.1f}' text-anchor='end' fill='#b42318'>target "
-            f"{float(target):.3g}</text>"
-        )
-    if sel.get("met"):
-        x, _ = xy(float(sel["coverage"]), 0)
-        parts.append(
-            f"<line x1='{x:.1f}' x2='{x:.1f}' y1='10' y2='{h - pad}' stroke='#11703a' "
-            "stroke-width='2'/>"
-            f"<text x='{x + 4:.1f}' y='24' fill='#11703a'>threshold {float(sel['threshold']):.4f}</text>"
-        )
-    parts.append(
-        f"<text x='{pad + 6}' y='24' fill='#1f5fbf'>risk</text>"
-        f"<text x='{pad + 40}' y='24' fill='#e08a00'>upper 95%</text></svg>"
-    )
-    return "".join(parts)
-
-
-def _reliability_svg(rel: Mapping[str, Any]) -> str:
-    bins = rel.get("bins") or []
-    if not bins:
-        return "<p class='muted'>No reliability diagram: no calibrated confidences.</p>"
-    w, h, pad = 320, 300, 50
-    parts = _svg_axes(w, h, pad, "calibrated confidence", "accuracy vs reference", 1.0)
-
-    def xy(x: float, y: float) -> tuple[float, float]:
-        return pad + x * (w - pad - 10), h - pad - y * (h - pad - 20)
-
-    (x0, y0), (x1, y1) = xy(0, 0), xy(1, 1)
-    parts.append(
-        f"<line x1='{x0}' y1='{y0}' x2='{x1}' y2='{y1}' stroke='#999' stroke-dasharray='3 3'/>"
-    )
-    for b in bins:
-        lo, hi = b["bin"]
-        bx0, by = xy(lo, b["accuracy"])
-        bx1, base = xy(hi, 0)
-        parts.append(
-            f"<rect x='{bx0 + 1:.1f}' y='{by:.1f}' width='{bx1 - bx0 - 2:.1f}' "
-            f"height='{base - by:.1f}' fill='#1f5fbf' opacity='0.6'><title>n={b['n']} "
-            f"conf={b['mean_confidence']:.3f} acc={b['accuracy']:.3f}</title></rect>"
-        )
-        cx, cy = xy(b["mean_confidence"], b["mean_confidence"])
-        parts.append(f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='2.5' fill='#e08a00'/>")
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _trend_svg(days: Sequence[Mapping[str, Any]]) -> str:
-    pts = [(d["day"], d["agree"] / d["paired"]) for d in days if d["paired"]]
-    if len(pts) < 2:
-        return ""
-    w, h, pad = 560, 200, 50
-    parts = _svg_axes(w, h, pad, "day", "agreement", 1.0)
-    step = (w - pad - 10) / (len(pts) - 1)
-    line = " ".join(
-        f"{pad + i * step:.1f},{h - pad - a * (h - pad - 20):.1f}" for i, (_, a) in enumerate(pts)
-    )
-    parts.append(f"<polyline fill='none' stroke='#1f5fbf' stroke-width='2' points='{line}'/>")
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _thumbnail(image_root: Path | None, rel: str | None, size: int = 142) -> str:
@@ -498,8 +402,12 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
             f"{ar.get('n', 0)} audited model passes, upper 95% {_pct(ar.get('upper95'), 2)}.</p>"
         )
 
+    # The gates next to the summary: what a QA lead reads first, on the first page of the PDF.
+    parts.append("<h2>Gates</h2>")
+    parts.append(_gates(r["gates"]))
+
     m = r["matrix"]
-    parts.append("<h2>Agreement matrices</h2><div class='cards'>")
+    parts.append("<h2 class='page'>Agreement matrices</h2><div class='cards'>")
     parts.append(_heat(m["labels"], m["counts"], "evidence only (rows: human, columns: model)"))
     parts.append(_pass_fail(r["pass_fail"]))
     parts.append(_heat(m["labels"], allp["matrix"]["counts"], "all paired items (not evidence)"))
@@ -516,12 +424,19 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
 
     sel = r["selective_threshold"]
     parts.append(
-        "<h2>Risk / coverage</h2><p class='muted'>Over the uniform evidence items only "
+        "<h2 class='page'>Risk / coverage</h2><p class='muted'>Over the uniform evidence items only "
         "(audits are drawn from the model's own confident decisions and would overstate "
         "coverage).</p><div class='cards'>"
     )
-    parts.append(_risk_coverage_svg(r["risk_coverage"], sel))
-    parts.append(_reliability_svg(r["reliability"]))
+    parts.append(
+        plots.risk_coverage(r["risk_coverage"], sel)
+        or "<p class='muted'>No risk/coverage curve: no uniform evidence item with a "
+        "calibrated confidence.</p>"
+    )
+    parts.append(
+        plots.reliability(r["reliability"])
+        or "<p class='muted'>No reliability diagram: no calibrated confidences.</p>"
+    )
     parts.append("</div>")
     if sel.get("met"):
         parts.append(
@@ -540,7 +455,10 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
     )
 
     parts.append("<h2>Trend by day</h2>")
-    parts.append(_trend_svg(r["by_day"]))
+    parts.append(
+        plots.trend_by_day(r["by_day"])
+        or "<p class='muted'>No trend plot: fewer than two days with paired items.</p>"
+    )
     parts.append(
         "<table><tr><th class='l'>day (UTC)</th><th>items</th><th>paired</th><th>agreement</th>"
         "<th>evidence</th><th>uniform evidence</th><th>model passes</th><th>escapes</th></tr>"
@@ -559,14 +477,11 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
     parts.append(
         "<table><tr><th class='l'>inspector</th><th>decisions</th><th>paired</th><th>evidence</th>"
         "<th>agree w/ model</th><th>agree w/ adjudication</th><th>agree w/ golden</th>"
-        "<th>mean time (s)</th><th>shown vs blind</th><th class='l'>agreement by hour (UTC)</th></tr>"
+        "<th>mean time (s)</th><th>shown vs blind</th></tr>"
     )
     for i in r["inspectors"]:
         ms = i["mean_decision_ms"]
         bias = i["automation_bias"]
-        trend = " ".join(
-            f"{t['hour_utc']:02d}h:{_pct(t['agreement'], 0)}" for t in i["trend_by_hour"]
-        )
         parts.append(
             f"<tr><td class='l'>{_e(i['inspector'])}</td><td>{i['decisions']}</td><td>{i['paired']}</td>"
             f"<td>{i['evidence']}</td><td>{_pct(i['agreement_with_model']['rate'])}</td>"
@@ -574,8 +489,19 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
             f"(n={i['agreement_with_adjudication']['n']})</td>"
             f"<td>{_pct(i['agreement_with_golden']['rate'])} (n={i['agreement_with_golden']['n']})</td>"
             f"<td>{_num(None if ms is None else ms / 1000, 2)}</td>"
-            f"<td>{_pct(bias['shown']['rate'])} / {_pct(bias['blind']['rate'])}</td>"
-            f"<td class='l'>{_e(trend)}</td></tr>"
+            f"<td>{_pct(bias['shown']['rate'])} / {_pct(bias['blind']['rate'])}</td></tr>"
+        )
+    parts.append("</table>")
+    # A strip per inspector, read at a glance: a tired hour shows as a colour, not a number.
+    parts.append(
+        "<h3>Agreement with the model by hour of the day (UTC)</h3><p class='muted'>Red: 50% "
+        "or less; green: 100%; grey: no paired item in that hour. The numbers are percentages."
+        "</p><table>"
+    )
+    for i in r["inspectors"]:
+        strip = plots.hour_strip(i["trend_by_hour"]) or "no paired item"
+        parts.append(
+            f"<tr><td class='l'>{_e(i['inspector'])}</td><td class='l strip'>{strip}</td></tr>"
         )
     parts.append("</table>")
 
@@ -595,19 +521,17 @@ def render_html(report: Mapping[str, Any], *, image_root: Path | None = None) ->
             f"#{d['item_id']} &middot; {_e(d['station'])} &middot; {_e(d['inspector'])}<br>"
             f"human: <b>{_e(d['human_label'])}</b> &middot; model: <b>{_e(d['model_label'])}</b> "
             f"{_pct(conf, 0) if conf is not None else ''}{adj}<br>"
-            f"<span class='muted'>{_e(str(d['captured_at'])[:19])} &middot; {tag}</span></div>"
+            f"<span class='muted'>{_e(str(d['captured_at'])[:19].replace('T', ' '))} &middot; {tag}</span></div>"
         )
     parts.append("</div>")
 
-    parts.append("<h2>Gates</h2>")
-    parts.append(_gates(r["gates"]))
     parts.append("<h2>Models</h2>")
     parts.append(_models(r.get("models") or {}))
     parts.append("<h2>Pipeline stages</h2>")
     parts.append(_stages(r.get("stages") or {}))
     parts.append("<h2>Record integrity</h2>")
     parts.append(_chain(r.get("chain") or {}))
-    parts.append("<h2>Definitions</h2><table>")
+    parts.append("<h2>Definitions</h2><table class='keep'>")
     for k, v in r.get("definitions", {}).items():
         parts.append(f"<tr><td class='l'>{_e(k)}</td><td class='l'>{_e(v)}</td></tr>")
     parts.append("</table></body></html>")
