@@ -24,6 +24,7 @@ from model.preprocess import InputSpec, prepare, prepare_mask
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 MASK_TAG = ".mask"
 _TILE_NAME = re.compile(r"^exp\d+_num_(\d+)$")
+_EXPORT_NAME = re.compile(r"^([0-9a-f]{12})-\d+$")  # station/dataset.py names its images so
 # Shots of one tile region have consecutive numbers a few dozen apart; a larger gap starts a
 # new region. Joining too much is safe (a bigger group); splitting one region leaks.
 TILE_GAP = 100
@@ -99,15 +100,30 @@ def tile_groups(samples: Sequence[Sample]) -> list[str]:
     return groups
 
 
+def hash_groups(samples: Sequence[Sample]) -> list[str]:
+    """A station export (`station dataset export`): `HASH12-ITEM` names, the images of one
+    phone (one image hash) in one group, whatever label each item got."""
+    groups = []
+    for s in samples:
+        m = _EXPORT_NAME.match(s.path.stem)
+        if m is None:
+            raise DataError(f"expected exported names like 0123456789ab-42, found {s.path.name!r}")
+        groups.append(f"image-{m.group(1)}")
+    return groups
+
+
 GROUPERS: dict[str, Callable[[Sequence[Sample]], list[str]]] = {
     "none": stem_groups,
     "tiles": tile_groups,
+    "hash": hash_groups,
 }
 
 
 def _auto_grouping(samples: Sequence[Sample]) -> str:
     if samples and all(_TILE_NAME.match(s.path.stem) for s in samples):
         return "tiles"
+    if samples and all(_EXPORT_NAME.match(s.path.stem) for s in samples):
+        return "hash"
     return "none"
 
 

@@ -320,6 +320,9 @@ def frame(
         hd.c.decided_at.label("decided_at"),
         _item.c.ground_truth.label("ground_truth"),
         _item.c.image_path.label("image_path"),
+        # Not in the CSV: what a training export needs (station/dataset.py)
+        _item.c.image_sha256.label("image_sha256"),
+        _item.c.guard_passed.label("guard_passed"),
         score.label("score"),
         _floor_bin(conn, score).label("score_bin"),
         _utc_day(conn, _item.c.captured_at).label("day"),

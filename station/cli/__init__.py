@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "station.cli.level_cmd",
     "station.cli.thresholds_cmd",
     "station.cli.golden_cmd",
+    "station.cli.dataset_cmd",
     "station.cli.synth_cmd",
     "station.cli.capture_cmd",
     "station.cli.simulate_cmd",
