@@ -37,11 +37,13 @@ from review import stats as S
 from review.audits import AuditSPRT, demote_on_audits
 from review.errors import AdjudicationRefused
 from review.gates import GateRules
+from review.heatmaps import ModelRef
 from review.labels import LabelSet
 
 #: Reason codes of an adjudication, with the key that picks each in the window and what it means.
 REASON_CODES: dict[str, tuple[str, str]] = {
-    "human_missed": ("H", "the inspector passed a defective item"),
+    # I (inspector), not H: H shows the heat-map, as at the station.
+    "human_missed": ("I", "the inspector passed a defective item"),
     "model_missed": ("M", "the model passed a defective item"),
     "human_false_reject": ("F", "the inspector failed a good item (or named the wrong defect)"),
     "model_false_reject": ("R", "the model failed a good item (or named the wrong defect)"),
@@ -279,18 +281,23 @@ def image_file(image_root: Path | None, rel: str | None) -> Path | None:
 
 @dataclass(frozen=True)
 class ItemDetail:
-    """What the large view adds to an ItemRow: per-class probabilities and past adjudications."""
+    """What the large view adds to an ItemRow: per-class probabilities, past adjudications, and
+    the model version that judged the item (for its heat-map) with the P(defect) it gave."""
 
     item_id: int
     probabilities: dict[str, float]
     adjudications: list[dict[str, Any]]
+    model: ModelRef | None = None
+    p_defect: float | None = None
 
 
 def item_detail(conn: Connection, item_id: int, *, model_version: str | None = None) -> ItemDetail:
-    """Probabilities of the prediction the frame pairs with, and every adjudication, oldest first."""
+    """The prediction the frame pairs with (its probabilities and model version), and every
+    adjudication, oldest first."""
     from db.models import Prediction, Slot
 
     pred = Prediction.__table__  # type: ignore[attr-defined]
+    mv = ModelVersion.__table__  # type: ignore[attr-defined]
     adj = Adjudication.__table__  # type: ignore[attr-defined]
     op = Operator.__table__  # type: ignore[attr-defined]
     cond = [pred.c.item_id == item_id, pred.c.label.is_not(None)]
@@ -300,9 +307,27 @@ def item_detail(conn: Connection, item_id: int, *, model_version: str | None = N
     else:
         cond.append(pred.c.slot == Slot.champion.name)
     row = conn.execute(
-        select(pred.c.probabilities).where(*cond).order_by(pred.c.id.desc()).limit(1)
+        select(
+            pred.c.probabilities,
+            pred.c.p_defect,
+            mv.c.id,
+            mv.c.name,
+            mv.c.version,
+            mv.c.sha256,
+            mv.c.artifact_path,
+        )
+        .select_from(pred.outerjoin(mv, mv.c.id == pred.c.model_version_id))
+        .where(*cond)
+        .order_by(pred.c.id.desc())
+        .limit(1)
     ).first()
     probs = {str(k): float(v) for k, v in (row[0] or {}).items()} if row else {}
+    p_defect = None if row is None or row[1] is None else float(row[1])
+    model = (
+        ModelRef(int(row[2]), str(row[3]), str(row[4]), str(row[5]), str(row[6] or ""))
+        if row is not None and row[2] is not None
+        else None
+    )
     adjs = [
         {
             "label": r[0],
@@ -318,7 +343,7 @@ def item_detail(conn: Connection, item_id: int, *, model_version: str | None = N
             .order_by(adj.c.id)
         )
     ]
-    return ItemDetail(item_id, probs, adjs)
+    return ItemDetail(item_id, probs, adjs, model, p_defect)
 
 
 # --------------------------------------------------------------------------- adjudication

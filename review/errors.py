@@ -7,6 +7,8 @@
      +-- ReportFormatError       -- an output format that the report cannot write
      +-- AdjudicationRefused     -- not a qa_lead, or a label / reason / item that cannot be recorded
      +-- LabelError              -- a label set that cannot work (empty, duplicated, too many keys)
+     +-- HeatmapUnavailable      -- no heat-map for an item here: no prediction, or its model's
+                                    artifact missing, other or unreadable on this machine
 
 Empty data is not an error: a report over nothing says so in the report itself.
 """
@@ -40,3 +42,7 @@ class AdjudicationRefused(ReviewError):
 
 class LabelError(ReviewError):
     pass
+
+
+class HeatmapUnavailable(ReviewError):
+    """The item's heat-map cannot be drawn here; the message is the short reason the window shows."""

@@ -85,10 +85,15 @@ def store_root(settings: Settings) -> Path:
 def artifact_dir(settings: Settings, mv: ModelVersion) -> Path | None:
     """Where this station finds the version's artifact: its store copy (a path relative to the
     files dir) or, for versions recorded before the registry, the folder it was run from."""
-    if not mv.artifact_path:
+    return artifact_location(settings.files_dir, mv.artifact_path)
+
+
+def artifact_location(files_dir: Path, artifact_path: str) -> Path | None:
+    """`artifact_dir` from the recorded path alone (None: none recorded)."""
+    if not artifact_path:
         return None
-    path = Path(mv.artifact_path)
-    return path if path.is_absolute() else settings.files_dir / path
+    path = Path(artifact_path)
+    return path if path.is_absolute() else files_dir / path
 
 
 def _copy_into_store(source: Path, root: Path, sha256: str, files: list[str]) -> Path:

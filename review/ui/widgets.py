@@ -155,10 +155,18 @@ class ImageView(QGraphicsView):
     def zoom(self) -> float:
         return self.transform().m11()
 
-    def set_pixmap(self, pixmap: QPixmap) -> None:
+    def set_pixmap(self, pixmap: QPixmap, *, fit: bool = True) -> None:
+        """`fit`: a new item starts fitted; False keeps the zoom and the view's place (the same
+        item redrawn, with or without its heat-map), unless the size changed."""
+        same_size = pixmap.size() == self._item.pixmap().size()
         self._item.setPixmap(pixmap)
-        self._scene.setSceneRect(QRectF(pixmap.rect()))
-        self.fit()
+        if fit or not same_size:
+            self._scene.setSceneRect(QRectF(pixmap.rect()))
+            self.fit()
+
+    def pixmap(self) -> QPixmap:
+        """What is shown (the item's image, with its heat-map when that is on)."""
+        return self._item.pixmap()
 
     @property
     def image_size(self) -> QSize:

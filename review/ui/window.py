@@ -4,13 +4,15 @@ zoomable view, adjudication by keyboard, gate status and export.
 A thin view: every read and write goes through review.browse (Qt-free, tested headless). Queries
 are aggregates over the filtered frame, so they stay quick on a large record; thumbnails load a few
 per event-loop turn, so a long gallery never freezes the window, and loads for a gallery that has
-since been replaced are dropped by generation number.
+since been replaced are dropped by generation number. The heat-map (H) comes from the model
+version that judged the item, opened on first use on a thread of its own (review/ui/heat.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +24,7 @@ from PySide6.QtGui import (
     QCloseEvent,
     QColor,
     QIcon,
+    QImage,
     QKeyEvent,
     QKeySequence,
     QPixmap,
@@ -57,14 +60,21 @@ from review import browse
 from review.audits import AuditSPRT
 from review.errors import ReviewError
 from review.gates import GateRules
+from review.heatmaps import OpenModel
 from review.labels import LabelSet
 from review.query import ReportFilters
 from review.stats import cohens_kappa, observed_agreement
+from review.ui.heat import HeatRequest, HeatResult, HeatWorker
 from review.ui.widgets import ImageView, MatrixTable, load_image, placeholder
 
 THUMB = QSize(192, 108)
 THUMBS_PER_TICK = 4
-HEATMAP_NOTE = "heat-map: not available here (the review window does not load the model)"
+HEATMAP_NOTE = (
+    "H: the heat-map of the model version that judged the item: red where it sees a defect, "
+    "weighted by the P(defect) it gave (a sure-ok item does not glow)"
+)
+#: Overlays kept for going back and forth between items (a 1280x720 overlay is 2.7 MB).
+HEAT_CACHE = 24
 
 STYLE = """
 QWidget { background: #14181d; color: #e8ebef; font-size: 15px; }
@@ -78,6 +88,10 @@ QLabel#gate[state="pass"] { background: #1f6f43; }
 QLabel#gate[state="fail"] { background: #7a4b00; }
 QLabel#saved { color: #5fd38d; font-weight: 700; }
 QLabel#info { font-size: 15px; }
+QLabel#heat { font-weight: 600; }
+QLabel#heat[state="off"] { color: #9aa4b2; font-weight: 400; }
+QLabel#heat[state="busy"] { color: #8ab8ff; }
+QLabel#heat[state="none"] { color: #ffd166; }
 QTableWidget { gridline-color: #14181d; font-size: 17px; }
 QHeaderView::section { background: #232830; color: #e8ebef; padding: 4px 2px; border: none;
                        font-weight: 700; font-size: 14px; }
@@ -114,6 +128,9 @@ class ReviewConfig:
     filters: ReportFilters = field(default_factory=ReportFilters)
     # The audit SPRT an adjudication of an audit runs (settings [audits]).
     audit_test: Callable[[], AuditSPRT] = AuditSPRT
+    # How the heat-map reaches the model version that judged an item (`station review` passes
+    # station.heatmaps.model_opener); None: no heat-maps in this window.
+    open_model: OpenModel | None = None
 
 
 @dataclass(frozen=True)
@@ -365,6 +382,15 @@ class ReviewWindow(QMainWindow):
         self._thumb_timer = QTimer(self)
         self._thumb_timer.setInterval(0)
         self._thumb_timer.timeout.connect(self._load_some_thumbnails)
+        self.heat_on = False  # kept from item to item, as the QA lead set it (H)
+        self._plain: QPixmap | None = None  # the selected item's image without the map
+        self._detail: browse.ItemDetail | None = None  # the selected item's
+        self._heat_gen = 0
+        self._heat_pending = 0
+        self._heat_images: OrderedDict[tuple[int, int], QImage] = OrderedDict()
+        self._heat_tried: set[int] = set()  # model versions the worker has opened or refused
+        self._heat_thread: QThread | None = None  # started on the first H: no model, no thread
+        self._heat_worker: HeatWorker | None = None
 
         role = getattr(operator.role, "value", operator.role)
         self.setWindowTitle(f"Inspection review — {operator.name} ({role})")
@@ -381,6 +407,7 @@ class ReviewWindow(QMainWindow):
         self.refresh(reload_choices=True)
 
     _ask = Signal(object)
+    _ask_heat = Signal(object)
 
     # ------------------------------------------------------------------ layout
 
@@ -424,6 +451,8 @@ class ReviewWindow(QMainWindow):
         bottom.addWidget(self.export_button)
         outer.addLayout(bottom)
         self.setCentralWidget(root)
+        # Made now: made by its first message, it would push the panels up under the user.
+        self.statusBar()
         QShortcut(QKeySequence("F5"), self, lambda: self.refresh(reload_choices=True))
         QShortcut(QKeySequence("Ctrl+E"), self, self._ask_export)
 
@@ -482,8 +511,20 @@ class ReviewWindow(QMainWindow):
         self.gallery.currentRowChanged.connect(self._on_current_changed)
         self.viewer = ImageView()
         self.viewer.setMinimumHeight(260)
-        note = QLabel(f"wheel or +/− zoom, 0 fits, drag pans · {HEATMAP_NOTE}")
+        self.heat_button = QPushButton("Heat-map (H)")
+        self.heat_button.setCheckable(True)
+        self.heat_button.setToolTip(HEATMAP_NOTE)
+        self.heat_button.clicked.connect(lambda: self.set_heat(self.heat_button.isChecked()))
+        self.heat_status = QLabel("")
+        self.heat_status.setObjectName("heat")
+        self.heat_status.setWordWrap(True)
+        self._heat_state("off", "heat-map off")
+        heat_row = QHBoxLayout()
+        heat_row.addWidget(self.heat_button)
+        heat_row.addWidget(self.heat_status, 1)
+        note = QLabel("wheel or +/− zoom, 0 fits, drag pans · H heat-map")
         note.setObjectName("note")
+        note.setToolTip(HEATMAP_NOTE)
         inner = QSplitter(Qt.Orientation.Vertical)
         top = QWidget()
         top_lay = QVBoxLayout(top)
@@ -495,6 +536,7 @@ class ReviewWindow(QMainWindow):
         bottom_lay = QVBoxLayout(bottom)
         bottom_lay.setContentsMargins(0, 0, 0, 0)
         bottom_lay.addWidget(self.viewer, 1)
+        bottom_lay.addLayout(heat_row)
         bottom_lay.addWidget(note)
         inner.addWidget(top)
         inner.addWidget(bottom)
@@ -641,6 +683,9 @@ class ReviewWindow(QMainWindow):
         if text == "0":
             self.viewer.fit()
             return True
+        if text == "H":
+            self.set_heat(not self.heat_on)
+            return True
         chosen = self.label_set.from_key(event.text())
         if chosen is not None:
             if self.can_adjudicate:
@@ -740,11 +785,12 @@ class ReviewWindow(QMainWindow):
         super().closeEvent(event)
 
     def shutdown(self) -> None:
-        """Stop the loader thread (it finishes the query it is running first)."""
+        """Stop the loader and heat-map threads (each finishes what it is running first)."""
         self._thumb_timer.stop()
-        if self._thread.isRunning():
-            self._thread.quit()
-            self._thread.wait()
+        for thread in (self._thread, self._heat_thread):
+            if thread is not None and thread.isRunning():
+                thread.quit()
+                thread.wait()
 
     def _expected_count(self) -> int | None:
         c, s = self.cells, self.selection
@@ -866,15 +912,19 @@ class ReviewWindow(QMainWindow):
     def _on_current_changed(self, i: int) -> None:
         self._reset_choice()
         row = self.rows[i] if 0 <= i < len(self.rows) else None
+        self._plain, self._detail = None, None
         if row is None:
             self.info.setText("no item selected")
             self.viewer.set_pixmap(placeholder(QSize(640, 360), "no item selected"))
+            self._show_heat()
             return
         path = browse.image_file(self.config.image_root, row.image_path)
         image = load_image(path)
+        if image is not None:
+            self._plain = QPixmap.fromImage(image)
         self.viewer.set_pixmap(
-            QPixmap.fromImage(image)
-            if image is not None
+            self._plain
+            if self._plain is not None
             else placeholder(
                 QSize(640, 360),
                 f"no image for item #{row.item_id}"
@@ -892,7 +942,9 @@ class ReviewWindow(QMainWindow):
                 )
         except (ReviewError, DbError, SQLAlchemyError):
             detail = browse.ItemDetail(row.item_id, {}, [])
+        self._detail = detail
         self.info.setText(self._info_html(row, detail))
+        self._show_heat()
 
     def _info_html(self, row: browse.ItemRow, detail: browse.ItemDetail) -> str:
         e = html.escape
@@ -933,6 +985,120 @@ class ReviewWindow(QMainWindow):
                 + (f": {e(a['note'])}" if a["note"] else "")
             )
         return "<br>".join(lines)
+
+    # ------------------------------------------------------------------ the heat-map
+
+    def set_heat(self, on: bool) -> None:
+        """The heat-map on or off (H, or the button); it stays so from item to item."""
+        self.heat_on = on
+        self.heat_button.setChecked(on)
+        self._show_heat()
+
+    @property
+    def heat_loading(self) -> bool:
+        """True while the heat-map worker has answers to give."""
+        return self._heat_pending > 0
+
+    def _heat_state(self, state: str, text: str) -> None:
+        self.heat_status.setText(text)
+        self.heat_status.setProperty("state", state)
+        self.heat_status.style().unpolish(self.heat_status)
+        self.heat_status.style().polish(self.heat_status)
+
+    def _show_plain(self) -> None:
+        if self._plain is not None:
+            self.viewer.set_pixmap(self._plain, fit=False)
+
+    def _heat_refusal(self, row: browse.ItemRow | None) -> str | None:
+        """Why the selected item can have no heat-map, known without the model; None: it may."""
+        if row is None:
+            return "no item selected"
+        if self.config.open_model is None:
+            return "this window was opened without the model store (open it with `station review`)"
+        if self._detail is None or self._detail.model is None:
+            return f"item #{row.item_id} has no model prediction"
+        if self._plain is None:
+            return f"item #{row.item_id} has no readable image"
+        return None
+
+    def _show_heat(self) -> None:
+        """Show the selected item as the heat-map switch says: the overlay from the cache, or ask
+        the worker for it (the plain image stays until it comes), or say why there is none."""
+        self._heat_gen += 1  # whatever was asked for another item is no longer wanted
+        if self._heat_worker is not None:
+            self._heat_worker.latest = self._heat_gen
+        if not self.heat_on:
+            self._show_plain()
+            self._heat_state("off", "heat-map off")
+            return
+        row = self.current_row()
+        refusal = self._heat_refusal(row)
+        if refusal is not None:
+            self._show_plain()
+            self._heat_state("none", f"no heat-map: {refusal}")
+            return
+        assert row is not None and self._detail is not None and self._detail.model is not None
+        model = self._detail.model
+        cached = self._heat_images.get((row.item_id, model.id))
+        if cached is not None:
+            self._heat_images.move_to_end((row.item_id, model.id))
+            self.viewer.set_pixmap(QPixmap.fromImage(cached), fit=False)
+            self._heat_state("on", self._heat_on_text(model.spec, self._detail.p_defect))
+            return
+        self._show_plain()
+        if model.id in self._heat_tried:
+            self._heat_state("busy", f"heat-map: model {model.spec} is drawing it…")
+        else:
+            self._heat_state(
+                "busy", f"heat-map: loading model {model.spec} (the first time takes seconds)…"
+            )
+        path = browse.image_file(self.config.image_root, row.image_path)
+        assert path is not None  # the plain image was read from it
+        self._send_heat(
+            HeatRequest(self._heat_gen, row.item_id, path, model, self._detail.p_defect)
+        )
+
+    def _heat_on_text(self, spec: str, p_defect: float | None) -> str:
+        weight = "unweighted" if p_defect is None else f"× P(defect) {100 * p_defect:.0f}%"
+        return f"heat-map on · {spec} · red = defect likely · {weight}"
+
+    def _send_heat(self, req: HeatRequest) -> None:
+        if self._heat_worker is None:
+            assert self.config.open_model is not None
+            self._heat_thread = QThread(self)
+            self._heat_worker = HeatWorker(self.config.open_model)
+            self._heat_worker.moveToThread(self._heat_thread)
+            self._ask_heat.connect(self._heat_worker.compute)
+            self._heat_worker.computed.connect(self._on_heat)
+            self._heat_thread.start()
+        self._heat_worker.latest = req.gen
+        self._heat_pending += 1
+        self._ask_heat.emit(req)
+
+    @Slot(object)
+    def _on_heat(self, res: HeatResult) -> None:
+        self._heat_pending -= 1
+        req = res.request
+        if res.skipped:
+            return
+        self._heat_tried.add(req.model.id)
+        if res.image is not None:
+            self._heat_images[(req.item_id, req.model.id)] = res.image
+            while len(self._heat_images) > HEAT_CACHE:
+                self._heat_images.popitem(last=False)
+        if res.load_ms is not None and res.draw_ms is not None:
+            self.statusBar().showMessage(
+                f"model {req.model.spec} loaded in {res.load_ms / 1000:.1f} s; "
+                f"heat-map drawn in {res.draw_ms:.0f} ms",
+                10_000,
+            )
+        if req.gen != self._heat_gen:
+            return  # the QA lead has moved on; the overlay waits in the cache
+        if res.image is None:
+            self._heat_state("none", f"no heat-map: {res.error}")
+            return
+        self.viewer.set_pixmap(QPixmap.fromImage(res.image), fit=False)
+        self._heat_state("on", self._heat_on_text(req.model.spec, req.p_defect))
 
     # ------------------------------------------------------------------ adjudication
 

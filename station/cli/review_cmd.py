@@ -60,6 +60,7 @@ def register(app: typer.Typer) -> None:
 
         from review.audits import AuditSPRT
         from review.ui import ReviewConfig, run
+        from station.heatmaps import model_opener
 
         a = settings.audits
         config_ = ReviewConfig(
@@ -69,5 +70,7 @@ def register(app: typer.Typer) -> None:
             default_level=Level(settings.levels.default),
             filters=filters,
             audit_test=lambda: AuditSPRT(a.sprt_p0, a.sprt_p1, a.sprt_alpha, a.sprt_beta),
+            # The heat-map's model: opened only when H is first pressed, never at start.
+            open_model=model_opener(settings.files_dir),
         )
         raise typer.Exit(run(engine, operator, config_))

@@ -268,6 +268,19 @@ def test_item_detail_gives_probabilities_and_adjudication_history(engine: Engine
     assert [(a["label"], a["by"]) for a in d.adjudications] == [("dent", "qa")]
 
 
+def test_item_detail_names_the_model_version_that_judged_the_item(engine: Engine, fill) -> None:
+    box: dict[str, int] = {}
+    fill(
+        lambda r: box.update(judged=r.item("ok", "dent", version="v2"), unjudged=r.item("ok", None))
+    )
+    with engine.connect() as conn:
+        judged = browse.item_detail(conn, box["judged"])
+        unjudged = browse.item_detail(conn, box["unjudged"])
+    assert judged.model is not None and judged.model.spec == "defect:v2"
+    assert judged.model.sha256 == "v2" * 8 and judged.p_defect == pytest.approx(0.9)
+    assert unjudged.model is None and unjudged.p_defect is None
+
+
 @pytest.mark.parametrize(
     ("human", "model", "label", "reason"),
     [

@@ -2,80 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from review_records import LABELS, Records
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from db.models import Adjudication, Item, Operator, Role
-from review.ui import ReviewConfig, ReviewWindow, Selection
-
-
-@pytest.fixture
-def image_dir(tmp_path: Path) -> Path:
-    return tmp_path / "images"
-
-
-@pytest.fixture
-def records(engine: Engine, image_dir: Path) -> Iterator[Callable[..., list[int]]]:
-    """Add items via db.repo and give each a small real PNG in the image store."""
-    session = Session(engine)
-    r = Records(session)
-
-    def add(*pairs: tuple[str, str], station: str = "A1") -> list[int]:
-        ids = [r.item(h, m, station=station) for h, m in pairs]
-        for item_id in ids:
-            rel = f"{item_id:02d}/{item_id:064x}.png"
-            img = np.full((90, 160, 3), 120, np.uint8)
-            cv2.rectangle(img, (50, 10), (110, 80), (30, 30, 30), -1)
-            (image_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            assert cv2.imwrite(str(image_dir / rel), img)
-            session.execute(update(Item).where(Item.id == item_id).values(image_path=rel))
-        session.commit()
-        return ids
-
-    yield add
-    session.close()
-
-
-def _operator(engine: Engine, name: str, role: Role) -> Operator:
-    with Session(engine, expire_on_commit=False) as s:
-        op_id = Records(s).operator(name, role)
-        s.commit()
-        op = s.get(Operator, op_id)
-        assert op is not None
-        return op
-
-
-@pytest.fixture
-def open_window(qtbot, engine: Engine, image_dir: Path) -> Iterator[Callable[..., ReviewWindow]]:
-    made: list[ReviewWindow] = []
-
-    def make(role: Role = Role.qa_lead) -> ReviewWindow:
-        w = ReviewWindow(
-            engine,
-            _operator(engine, f"user_{role.value}", role),
-            ReviewConfig(image_root=image_dir, labels=LABELS),
-        )
-        made.append(w)
-        qtbot.addWidget(w)
-        w.resize(1600, 900)
-        w.show()
-        qtbot.waitExposed(w)
-        _settle(qtbot, w)
-        return w
-
-    yield make
-    for w in made:  # before the engine goes: no loader thread outlives its test
-        w.close()
-        assert not w._thread.isRunning()
+from db.models import Adjudication, Role
+from review.ui import ReviewWindow, Selection
 
 
 def _settle(qtbot, w: ReviewWindow) -> None:
