@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -258,14 +258,19 @@ def heads(conn: Connection) -> dict[str, dict[str, Any]]:
     return {str(c): {"length": int(s), "head": str(h)} for c, s, h in rows}
 
 
-def verify(conn: Connection, *, max_problems: int = 200) -> Verification:
-    """Walk every chain and every chained row (see the module's doc)."""
+def verify(
+    conn: Connection, *, max_problems: int = 200, on_stage: Callable[[str], None] | None = None
+) -> Verification:
+    """Walk every chain and every chained row (see the module's doc). `on_stage` is told what
+    is being read: a record of a million decisions takes a while."""
+    say = on_stage or (lambda _what: None)
     out = Verification()
     latest: dict[tuple[str, int], tuple[str, str, int]] = {}  # (table, id) -> (hash, chain, seq)
     state: ChainState | None = None
     expected_seq = 1
     prev = GENESIS
     query = select(_entries).order_by(_entries.c.chain, _entries.c.seq)
+    say("walking the chains")
     for e in conn.execute(query).mappings():
         chain = str(e["chain"])
         if state is None or state.chain != chain:
@@ -289,6 +294,7 @@ def verify(conn: Connection, *, max_problems: int = 200) -> Verification:
     seen: set[tuple[str, int]] = set()
     for name in CHAINED:
         t = _table(name)
+        say(f"checking the {name} rows")
         for row in conn.execute(select(t).order_by(t.c.id)).mappings():
             out.rows_checked += 1
             key = (name, int(row["id"]))

@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,11 +79,15 @@ def schema_state(engine: Engine) -> SchemaState:
     return SchemaState(current=current, head=head_revision())
 
 
-def backup_sqlite(engine: Engine, dest: str | Path) -> Path:
+def backup_sqlite(
+    engine: Engine, dest: str | Path, *, on_stage: Callable[[str], None] | None = None
+) -> Path:
     """Copy a live SQLite database consistently (the online backup API), even while it is in use.
 
     `dest` is a file, or a folder (existing, or written with a trailing slash) for a dated file.
+    `on_stage` is told each step (the two integrity checks take seconds on a large file).
     """
+    say = on_stage or (lambda _what: None)
     src = sqlite_path(engine.url)
     if src is None:
         raise DbError("online backup is for SQLite files; back a PostgreSQL server up with pg_dump")
@@ -99,19 +104,24 @@ def backup_sqlite(engine: Engine, dest: str | Path) -> Path:
             f"refusing to back {src} up onto itself or its WAL files; choose another path"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
+    say(f"checking the integrity of {src.name}")
     require_intact(engine, quick=False)  # a backup of a corrupt file would be no backup
     tmp = dest.with_name(dest.name + ".partial")
     try:
+        say(f"copying to {dest.name}")
         # The source is only read: a file on a read-only mount backs up as well as any.
         s = sqlite3.connect(read_only_uri(src) if not os.access(src, os.W_OK) else src, uri=True)
         d = sqlite3.connect(tmp)
         try:
+            # In one step, so no page count to show: a copy made in steps starts over whenever
+            # the station writes in between, and a busy line could keep it from ever finishing.
             s.backup(d)
         finally:
             d.close()
             s.close()
         with tmp.open("rb+") as f:
             os.fsync(f.fileno())
+        say("checking the integrity of the copy")
         _check_copy(tmp)
         tmp.replace(dest)  # the backup appears whole or not at all
         dir_fd = os.open(dest.parent, os.O_RDONLY)

@@ -12,7 +12,7 @@ import csv
 import dataclasses
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,23 @@ from review.rules import (
 from review.samples import SampleRow, kappa_sample
 
 FORMATS = ("json", "csv", "html")
+
+#: Told what the report is doing now, in words (`station report` shows it on a terminal): over a
+#: million decisions a report takes tens of seconds.
+OnStage = Callable[[str], None]
+#: The stages `build_report` goes through, in order; `write_report` adds "writing FORMAT".
+STAGES = (
+    "selecting items",
+    "counting items",
+    "agreement",
+    "gates",
+    "models and pipeline stages",
+)
+
+
+def _ignore_stage(_what: str) -> None:
+    return None
+
 
 DEFINITIONS = {
     "paired": "an item with an effective human decision (latest, not superseded) and a model label",
@@ -617,11 +634,13 @@ def build_report(
     disagreement_limit: int = 60,
     default_level: Level = Level.human_only,
     canary_rules: CanaryRules | None = None,
+    on_stage: OnStage | None = None,
 ) -> dict[str, Any]:
     """The whole report as a JSON-ready dict: counts, matrices, rates with bounds, gates, the
     station's models (lineup, challenger against champion, the canary's step).
     `default_level`: a station's level before any change was recorded (settings);
-    `canary_rules`: what a canary step needs (settings [lifecycle])."""
+    `canary_rules`: what a canary step needs (settings [lifecycle]); `on_stage`: told each of
+    STAGES as it begins."""
     if isinstance(engine, Engine):
         with engine.connect() as conn:
             return build_report(
@@ -633,16 +652,21 @@ def build_report(
                 disagreement_limit=disagreement_limit,
                 default_level=default_level,
                 canary_rules=canary_rules,
+                on_stage=on_stage,
             )
     conn = engine
+    say = on_stage or _ignore_stage
     filters = filters or Q.ReportFilters()
     rules = rules or GateRules()
     order = S.label_order(list(labels.all), labels.ok)
+    say("selecting items")
     with Q.materialized(conn, filters) as f:
         report = _report_from(
-            conn, f, filters, order, labels.ok, rules, drift_alarm_open, disagreement_limit
+            conn, f, filters, order, labels.ok, rules, drift_alarm_open, disagreement_limit, say
         )
+    say("gates")
     report["gates"] = _gates(conn, filters, labels, rules, default_level, drift_alarm_open)
+    say("models and pipeline stages")
     report["models"] = _models(conn, filters, labels.ok, canary_rules)
     report["stages"] = _stages(conn, filters, labels.ok)
     # Each tamper-evidence chain's length and head (db/chain.py; `station audit verify` walks
@@ -690,7 +714,9 @@ def _report_from(
     rules: GateRules,
     drift_alarm_open: bool | None,
     disagreement_limit: int,
+    say: OnStage = _ignore_stage,
 ) -> dict[str, Any]:
+    say("counting items")
     messages = Q.unmatched_filters(conn, filters)
     days = Q.day_rows(conn, f, ok=ok)
     n = {
@@ -703,6 +729,7 @@ def _report_from(
     n["evidence_uniform"] = sum(d["uniform"] for d in days)
     n["audited"] = sum(g["n"] for g in groups if g["evidence"] and g["audit"])
     scores = Q.score_rows(conn, f, ok=ok)
+    say("agreement")
     main = _agreement_block(uniform, labels, ok)
     basis = {
         "evidence_uniform": main,
@@ -841,8 +868,10 @@ def write_report(
     image_root: Path | None = None,
     default_level: Level = Level.human_only,
     canary_rules: CanaryRules | None = None,
+    on_stage: OnStage | None = None,
 ) -> dict[str, Any]:
-    """Write the report in `fmt` to `out_path` (atomically); returns a short summary."""
+    """Write the report in `fmt` to `out_path` (atomically); returns a short summary.
+    `on_stage`: told build_report's STAGES, then "writing FORMAT"."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise ReportFormatError(
@@ -852,8 +881,10 @@ def write_report(
     out_path = check_out_path(out_path)
     tmp = out_path.with_name(out_path.name + ".partial")
     summary: dict[str, Any] = {"format": fmt, "path": str(out_path)}
+    say = on_stage or _ignore_stage
     try:
         if fmt == "csv":
+            say("writing csv")
             with tmp.open("w", newline="", encoding="utf-8") as fh:
                 summary["rows"] = write_csv(engine, filters, fh)
         else:
@@ -864,7 +895,9 @@ def write_report(
                 rules=rules,
                 default_level=default_level,
                 canary_rules=canary_rules,
+                on_stage=say,
             )
+            say(f"writing {fmt}")
             if fmt == "json":
                 text = dumps(report)
             else:

@@ -27,13 +27,14 @@ def register(app: typer.Typer) -> None:
         Keep the heads it prints elsewhere: a later head that does not extend them shows a
         chain rewritten as a whole."""
         from db.chain import verify
+        from station.cli.progress import stages
 
         if fmt not in ("text", "json"):
             raise typer.BadParameter(f"{fmt!r}: expected text or json", param_hint="--format")
         settings = settings_from(config, database_url=db)
         engine = open_database(settings, read_only=True)
-        with engine.connect() as conn:
-            result = verify(conn)
+        with stages("walking the chains") as stage, engine.connect() as conn:
+            result = verify(conn, on_stage=stage)
         if fmt == "json":
             typer.echo(json.dumps(result.to_dict(), indent=2))
         else:

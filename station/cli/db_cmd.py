@@ -48,13 +48,16 @@ def register(app: typer.Typer) -> None:
         tamper-evidence chain (`station audit verify`)."""
         from db.engine import make_engine, ping
         from db.migrate import check, require_intact
+        from station.cli.progress import stages
 
         settings = settings_from(config, database_url=db)
         refuse_missing_database(settings)
         engine = make_engine(settings.effective_database_url, read_only=True)
         ping(engine)
-        require_intact(engine, quick=False)
-        problems = check(engine)
+        with stages("checking the file's integrity") as stage:
+            require_intact(engine, quick=False)
+            stage("comparing the schema with the models")
+            problems = check(engine)
         if problems:
             typer.echo("schema differs from the models:", err=True)
             for p in problems:
@@ -64,8 +67,8 @@ def register(app: typer.Typer) -> None:
         from db.chain import verify
         from station.cli.audit_cmd import say
 
-        with engine.connect() as conn:
-            chain = verify(conn)
+        with stages("walking the chains") as stage, engine.connect() as conn:
+            chain = verify(conn, on_stage=stage)
         if not chain.intact:
             typer.echo(f"the record was tampered with:\n{say(chain)}", err=True)
             raise typer.Exit(1)
@@ -83,10 +86,12 @@ def register(app: typer.Typer) -> None:
         from db.engine import make_engine
         from db.migrate import backup_sqlite
         from station.cli.outputs import refuse_output, station_files
+        from station.cli.progress import stages
 
         settings = settings_from(config, database_url=db)
         refuse_missing_database(settings)
         refuse_output(path, "PATH", station_files(settings))
         engine = make_engine(settings.effective_database_url, read_only=True)
-        dest = backup_sqlite(engine, path)
+        with stages("backing up") as stage:
+            dest = backup_sqlite(engine, path, on_stage=stage)
         typer.echo(f"backup written to {dest}")

@@ -32,13 +32,15 @@ def register(app: typer.Typer) -> None:
         """Evaluate the gate to LEVEL on the recorded unbiased evidence; store and print the result.
 
         Exits 0 when the gate passes, 1 when it refuses."""
+        from station.cli.progress import stages
         from station.levels import evaluate
 
         if fmt not in ("text", "json"):
             raise typer.BadParameter(f"{fmt!r}: expected text or json", param_hint="--format")
         settings = settings_from(config, database_url=db)
         engine = open_database(settings, migrate=False)
-        result, evaluation_id, block = evaluate(engine, settings, to, station_name=station)
+        with stages(f"evaluating the gate to {to} on the recorded evidence"):
+            result, evaluation_id, block = evaluate(engine, settings, to, station_name=station)
         if fmt == "json":
             # The same block as the report's `gates` (review.report.gate_check), plus its id.
             typer.echo(json.dumps({**block, "evaluation_id": evaluation_id}, indent=2))

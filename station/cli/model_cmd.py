@@ -224,13 +224,22 @@ def register(app: typer.Typer) -> None:
             name=name,
             version=version,
         )
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from station.cli.progress import terminal_console
+
+        # On stderr and only on a terminal: stdout keeps the summary printed below alone. The
+        # epoch lines stay (not transient): they are the training's own record on screen.
+        console = terminal_console()
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("{task.fields[info]}"),
             TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            disable=console is None,
+            redirect_stdout=False,
             transient=False,
         ) as bar:
             load = bar.add_task("loading", total=None, info="")
@@ -297,8 +306,12 @@ def register(app: typer.Typer) -> None:
                     bundled_model(),
                 ],
             )
+        from station.cli.progress import counting
+
         predictor = Predictor.load(path)
-        report = evaluate(predictor, data, ok_class)
+        # The bar counts the images read; the model's pass over them follows at its end.
+        with counting("reading and predicting", None, unit="images") as progress:
+            report = evaluate(predictor, data, ok_class, progress=progress)
         _print_metrics(report)
         if report["data"]["skipped"]:
             typer.echo(f"skipped {report['data']['skipped']} unreadable image(s)")

@@ -87,6 +87,7 @@ def check_cmd(
     `monitor.every_items` items: the results are stored, alarms raised or cleared, and a failing
     check demotes the station (never promotes). Exit 1 when a check fails."""
     from db.engine import session_scope
+    from station.cli.progress import stages
     from station.levels import resolve_station
     from station.monitor import check_station
 
@@ -97,7 +98,8 @@ def check_cmd(
         st = resolve_station(s, settings, station)
         assert st.id is not None
         station_id, name = st.id, st.name
-    result = check_station(engine, settings, station_id)
+    with stages(f"running the drift checks of station {name}"):
+        result = check_station(engine, settings, station_id)
     if fmt == "json":
         typer.echo(
             json.dumps(

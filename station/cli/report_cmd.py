@@ -7,6 +7,7 @@ review/ outside review/ui has no Qt).
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -73,6 +74,7 @@ def register(app: typer.Typer) -> None:
         )
         from station.cli.common import open_database
         from station.cli.outputs import refuse_output, station_files
+        from station.cli.progress import stages
 
         fmt = fmt.lower()
         if fmt not in CLI_FORMATS:
@@ -103,41 +105,51 @@ def register(app: typer.Typer) -> None:
                     f"--out - (stdout) is for json or csv; give a file for {fmt}"
                 )
             if fmt == "csv":
-                write_csv(engine, filters, sys.stdout)
+                # Rows streaming onto a terminal show their own progress (a spinner would
+                # draw over them); piped away, they leave the terminal to the spinner.
+                busy = nullcontext() if sys.stdout.isatty() else stages("writing csv rows")
+                with busy:
+                    write_csv(engine, filters, sys.stdout)
             else:
-                report = build_report(
-                    engine,
-                    filters,
-                    labels=labels,
-                    rules=rules,
-                    default_level=default_level,
-                    canary_rules=settings.lifecycle.canary_rules,
-                )
-                typer.echo(dumps(report))
+                with stages("building the report") as on_stage:
+                    report = build_report(
+                        engine,
+                        filters,
+                        labels=labels,
+                        rules=rules,
+                        default_level=default_level,
+                        canary_rules=settings.lifecycle.canary_rules,
+                        on_stage=on_stage,
+                    )
+                typer.echo(dumps(report))  # once the spinner is gone
             return
         if fmt == "pdf":
             from review.ui.pdf import write_pdf_report  # Qt, only for pdf
 
-            summary = write_pdf_report(
-                engine,
-                filters,
-                Path(out),
-                labels=labels,
-                rules=rules,
-                image_root=settings.image_dir,
-            )
+            # One stage: review.ui.pdf builds the report without telling its stages.
+            with stages("building the report and laying it out as pdf"):
+                summary = write_pdf_report(
+                    engine,
+                    filters,
+                    Path(out),
+                    labels=labels,
+                    rules=rules,
+                    image_root=settings.image_dir,
+                )
         else:
-            summary = write_report(
-                engine,
-                filters,
-                fmt,
-                Path(out),
-                labels=labels,
-                rules=rules,
-                image_root=settings.image_dir,
-                default_level=default_level,
-                canary_rules=settings.lifecycle.canary_rules,
-            )
+            with stages("building the report") as on_stage:
+                summary = write_report(
+                    engine,
+                    filters,
+                    fmt,
+                    Path(out),
+                    labels=labels,
+                    rules=rules,
+                    image_root=settings.image_dir,
+                    default_level=default_level,
+                    canary_rules=settings.lifecycle.canary_rules,
+                    on_stage=on_stage,
+                )
         if "rows" in summary:
             typer.echo(f"wrote {summary['rows']} rows to {summary['path']}")
         else:

@@ -109,6 +109,7 @@ def simulate_cmd(
 
     The records go to a simulation station of their own (--station, default 'sim'); read them
     with e.g. `station report --station sim` or `station gate check --station sim`."""
+    from station.cli.progress import counting
     from station.pipeline.simulate import SimulateConfig, parse_drift, simulate
 
     width, height = parse_wxh(size, "--size", "640x360")
@@ -131,7 +132,9 @@ def simulate_cmd(
     )
     settings = settings_from(config, database_url=db)
     engine = open_database(settings)
-    summary = simulate(settings, engine, cfg)
+    # The bar is gone before the summary is printed: stdout gets the summary (or JSON) alone.
+    with counting(f"simulating at {cfg.level.value}", cfg.items) as progress:
+        summary = simulate(settings, engine, cfg, progress=progress)
     if as_json:
         json.dump(summary.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

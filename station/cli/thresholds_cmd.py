@@ -57,18 +57,20 @@ def register(app: typer.Typer) -> None:
 
         Auto-pass / auto-fail thresholds (caps from the settings) fitted on the station's uniform
         evidence for its champion model; not in force until an engineer approves them."""
+        from station.cli.progress import stages
         from station.thresholds import fit
 
         _format(fmt)
         settings = settings_from(config, database_url=db)
         engine = open_database(settings, migrate=False)
-        row, evidence, info = fit(
-            engine,
-            settings,
-            station_name=station,
-            target_escape=target_escape,
-            target_false_fail=target_false_fail,
-        )
+        with stages("fitting thresholds on the uniform evidence"):
+            row, evidence, info = fit(
+                engine,
+                settings,
+                station_name=station,
+                target_escape=target_escape,
+                target_false_fail=target_false_fail,
+            )
         out: dict[str, Any] = {
             "version": row.version,
             "values": row.values,

@@ -333,10 +333,14 @@ def simulate(
     inspectors: list[Inspector] | None = None,
     predictor: Predictor | None = None,
     model: ModelInfo | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Summary:
     """Run `config.items` phones; `source`, `inspectors` and `predictor` (with its `model`
-    identity) replace the synthetic line, its inspectors and the configured model."""
+    identity) replace the synthetic line, its inspectors and the configured model.
+
+    `progress(done, total)` is called on this thread after each item (a call per item costs
+    nothing beside an item's work, and a test can act at an exact item); it should return
+    quickly, as the next item waits for it."""
     t_start = time.perf_counter()
     if source is None or inspectors is None:
         check_labels_fit_the_line(settings)
@@ -459,7 +463,7 @@ def simulate(
                 core.desk.decide(label, decision_ms=seconds * 1000.0)
             done[0] += 1
             if progress is not None:
-                progress(done[0])
+                progress(done[0], config.items)
             background.wait_for_backlog(MAX_BACKLOG)
             if recorder.unsaved:  # neither the database nor the spool takes decisions: stop
                 stopped = (

@@ -354,7 +354,7 @@ def test_simulate_on_a_full_disk_stops_and_counts_what_was_lost(tmp_path, monkey
     engine = open_station_db(url)
     locks = []
 
-    def disk_fills_up(done):
+    def disk_fills_up(done, _total):
         if done == 3:  # the database locked by another program, and no room for the spool
             conn = sqlite3.connect(tmp_path / "sim.db", isolation_level=None)
             conn.execute("BEGIN EXCLUSIVE")

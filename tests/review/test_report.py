@@ -19,7 +19,7 @@ from sqlmodel import Session
 from db.models import Level, Slot
 from review.errors import FilterError, ReportFormatError, UnknownLevel
 from review.query import CSV_COLUMNS, ReportFilters
-from review.report import build_report, dumps, write_csv, write_report
+from review.report import STAGES, build_report, dumps, write_csv, write_report
 
 
 def _report(engine: Engine, **filters: Any) -> dict[str, Any]:
@@ -316,6 +316,36 @@ def test_html_report_of_empty_database_carries_the_message(engine: Engine, tmp_p
     write_report(engine, ReportFilters(), "html", out, labels=LABELS)
     page = out.read_text(encoding="utf-8")
     assert "the database holds no items yet" in page and "No risk/coverage curve" in page
+
+
+def test_the_report_tells_each_stage_before_it_runs_then_what_it_writes(
+    mixed_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `station report` shows on a terminal while a large report is built."""
+    import review.report as R
+
+    told: list[str] = []
+    real_gates = R._gates
+
+    def gates(*args: Any) -> Any:
+        told.append("(gates computed)")
+        return real_gates(*args)
+
+    monkeypatch.setattr(R, "_gates", gates)
+    filters = ReportFilters(station="A1")
+    write_report(
+        mixed_engine, filters, "json", tmp_path / "r.json", labels=LABELS, on_stage=told.append
+    )
+    assert told == [*STAGES[:4], "(gates computed)", *STAGES[4:], "writing json"]
+    told.clear()
+    write_report(
+        mixed_engine, filters, "csv", tmp_path / "r.csv", labels=LABELS, on_stage=told.append
+    )
+    assert told == ["writing csv"]
+    quiet = build_report(mixed_engine, filters, labels=LABELS)
+    told_report = build_report(mixed_engine, filters, labels=LABELS, on_stage=told.append)
+    quiet.pop("generated_at"), told_report.pop("generated_at")
+    assert told_report == quiet  # telling the stages changes nothing in the report
 
 
 def test_report_leaves_no_temporary_table_behind(engine: Engine, fill) -> None:

@@ -260,7 +260,7 @@ def test_a_demotion_committed_during_a_run_is_obeyed_from_the_next_item(tmp_path
     with session_scope(engine) as s:
         eve = find_operator(session=s, name="eve")
 
-    def demote_after_ten(done):
+    def demote_after_ten(done, _total):
         if done == 10:  # an engineer elsewhere steps the running station down
             set_level(
                 engine, settings, Level.human_only, operator=eve, reason="drift", station_name="sim"
@@ -279,6 +279,21 @@ def test_a_demotion_committed_during_a_run_is_obeyed_from_the_next_item(tmp_path
     assert by[:10] == [DecidedBy.model] * 10  # sure of every phone: full automation decides
     assert by[10:] == [DecidedBy.human] * 20 and set(levels[10:]) == {Level.human_only}
     assert s.final_level == "human_only" and s.human_decisions == 20
+
+
+def test_progress_is_told_each_item_done_of_the_total(tmp_path):
+    """What `station simulate` draws its bar from: one call per item, in order, ending at the
+    total."""
+    calls: list[tuple[int, int]] = []
+    s = simulate(
+        Settings(data_dir=tmp_path),
+        open_station_db(f"sqlite:///{tmp_path / 'sim.db'}"),
+        SimulateConfig(items=30, level=Level.shadow, **SMALL),
+        predictor=FakePredictor(mixed_answers),
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert s.items == 30
+    assert calls == [(k, 30) for k in range(1, 31)]
 
 
 def test_a_retrained_model_reusing_a_registered_version_is_refused_before_the_first_item(
