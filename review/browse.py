@@ -542,7 +542,6 @@ def export_report(
         raise ReportFormatError(
             f"cannot tell the report format from {Path(path).name!r}: expected a file ending in "
             + ", ".join(f".{f}" for f in FORMATS)
-            + " (or .pdf, from the review window)"
         )
     return write_report(
         engine,

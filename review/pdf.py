@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from review.errors import ReviewError
-from review.gates import GateRules
-from review.labels import LabelSet
-from review.query import ReportFilters
 
 PANGO_HINT = (
     "the PDF report needs the Pango text libraries: `apt-get install libpango-1.0-0 "
@@ -48,34 +45,3 @@ def write_pdf(html: str, path: Path) -> int:
     except OSError as e:
         raise ReviewError(f"cannot write a PDF at {path}: {e}") from e
     return len(document.pages)
-
-
-def write_pdf_report(
-    engine: Any,
-    filters: ReportFilters,
-    out: Path,
-    *,
-    labels: LabelSet,
-    rules: GateRules | None = None,
-    image_root: Path | None = None,
-) -> dict[str, Any]:
-    """The HTML report of `filters` laid out as a PDF at `out` (atomically, like the other
-    formats of review.report.write_report); returns the same short summary."""
-    from review.html import render_html
-    from review.report import build_report, check_out_path
-
-    out = check_out_path(out)
-    report = build_report(engine, filters, labels=labels, rules=rules)
-    tmp = out.with_name(out.name + ".partial")
-    try:
-        pages = write_pdf(render_html(report, image_root=image_root), tmp)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return {
-        "format": "pdf",
-        "path": str(out),
-        "pages": pages,
-        "counts": report["counts"],
-        "messages": report["messages"],
-    }

@@ -38,7 +38,7 @@ from review.rules import (
 )
 from review.samples import SampleRow, kappa_sample
 
-FORMATS = ("json", "csv", "html")
+FORMATS = ("json", "csv", "html", "pdf")
 
 #: Told what the report is doing now, in words (`station report` shows it on a terminal): over a
 #: million decisions a report takes tens of seconds.
@@ -875,8 +875,7 @@ def write_report(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise ReportFormatError(
-            f"report format {fmt!r} is not supported: expected one of {', '.join(FORMATS)} "
-            "(pdf: `station report --format pdf`, or print the HTML report from a browser)"
+            f"report format {fmt!r} is not supported: expected one of {', '.join(FORMATS)}"
         )
     out_path = check_out_path(out_path)
     tmp = out_path.with_name(out_path.name + ".partial")
@@ -899,12 +898,17 @@ def write_report(
             )
             say(f"writing {fmt}")
             if fmt == "json":
-                text = dumps(report)
+                tmp.write_text(dumps(report), encoding="utf-8")
             else:
                 from review.html import render_html
 
-                text = render_html(report, image_root=image_root)
-            tmp.write_text(text, encoding="utf-8")
+                page = render_html(report, image_root=image_root)
+                if fmt == "pdf":  # the same page, laid out on A4 by its print style
+                    from review.pdf import write_pdf
+
+                    summary["pages"] = write_pdf(page, tmp)
+                else:
+                    tmp.write_text(page, encoding="utf-8")
             summary["counts"] = report["counts"]
             summary["messages"] = report["messages"]
         tmp.replace(out_path)

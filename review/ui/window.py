@@ -1198,12 +1198,7 @@ class ReviewWindow(QMainWindow):
                 "rules": self.config.rules,
                 "image_root": self.config.image_root,
             }
-            if Path(path).suffix.lower() == ".pdf":
-                from review.ui.pdf import write_pdf_report
-
-                summary = write_pdf_report(self.engine, self.filters, Path(path), **args)
-            else:
-                summary = browse.export_report(self.engine, self.filters, Path(path), **args)
+            summary = browse.export_report(self.engine, self.filters, Path(path), **args)
         except (ReviewError, DbError, SQLAlchemyError, OSError) as e:
             self._say(f"export failed: {e}", error=True)
             return None

@@ -1,7 +1,6 @@
 """`station report`: the agreement report (human x model) as HTML, PDF, JSON or CSV, with filters.
 
-PDF is the HTML page laid out by Qt's rich-text engine (review.ui.pdf, imported only for pdf:
-review/ outside review/ui has no Qt).
+PDF is the same HTML page laid out on A4 by WeasyPrint through its print style (review.pdf).
 """
 
 from __future__ import annotations
@@ -123,39 +122,26 @@ def register(app: typer.Typer) -> None:
                     )
                 typer.echo(dumps(report))  # once the spinner is gone
             return
-        if fmt == "pdf":
-            from review.ui.pdf import write_pdf_report  # Qt, only for pdf
-
-            # One stage: review.ui.pdf builds the report without telling its stages.
-            with stages("building the report and laying it out as pdf"):
-                summary = write_pdf_report(
-                    engine,
-                    filters,
-                    Path(out),
-                    labels=labels,
-                    rules=rules,
-                    image_root=settings.image_dir,
-                )
-        else:
-            with stages("building the report") as on_stage:
-                summary = write_report(
-                    engine,
-                    filters,
-                    fmt,
-                    Path(out),
-                    labels=labels,
-                    rules=rules,
-                    image_root=settings.image_dir,
-                    default_level=default_level,
-                    canary_rules=settings.lifecycle.canary_rules,
-                    on_stage=on_stage,
-                )
+        with stages("building the report") as on_stage:
+            summary = write_report(
+                engine,
+                filters,
+                fmt,
+                Path(out),
+                labels=labels,
+                rules=rules,
+                image_root=settings.image_dir,
+                default_level=default_level,
+                canary_rules=settings.lifecycle.canary_rules,
+                on_stage=on_stage,
+            )
         if "rows" in summary:
             typer.echo(f"wrote {summary['rows']} rows to {summary['path']}")
         else:
             c = summary["counts"]
+            pages = f" ({summary['pages']} pages)" if "pages" in summary else ""
             typer.echo(
-                f"wrote {fmt} report to {summary['path']}: {c['items']} items, "
+                f"wrote {fmt} report to {summary['path']}{pages}: {c['items']} items, "
                 f"{c['paired']} paired, {c['evidence']} evidence"
             )
             for m in summary["messages"]:
