@@ -534,6 +534,98 @@ def register_lifecycle(model_app: typer.Typer) -> None:
         )
         typer.echo(f"{spec} no longer runs at the station")
 
+    @model_app.command("retrain")
+    def retrain_cmd(
+        out: Annotated[Path, typer.Option("--out", help="The new artifact folder to write.")],
+        user: UserOpt,
+        station: StationOpt = None,
+        epochs: Annotated[int, typer.Option("--epochs", min=1, max=1000)] = 6,
+        holdout: Annotated[
+            float,
+            typer.Option("--holdout", help="Share of images (by hash) held out to compare on."),
+        ] = 0.2,
+        include_agreed: Annotated[
+            bool,
+            typer.Option(
+                "--include-agreed",
+                help="Also train on uniform items where inspector and model agreed (weak).",
+            ),
+        ] = False,
+        version: Annotated[
+            str | None, typer.Option("--version", help="Default: the champion's, plus one.")
+        ] = None,
+        size: Annotated[
+            str | None,
+            typer.Option("--size", help="Train at WxH instead of the champion's input size."),
+        ] = None,
+        no_deploy: Annotated[
+            bool, typer.Option("--no-deploy", help="Register it, but do not run it as challenger.")
+        ] = False,
+        fmt: FormatOpt = "text",
+        db: DbOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Retrain from the record: export the station's verified items, train from the
+        champion's weights, compare both on the same held-out images, register the new model and
+        run it as the shadow challenger (it decides nothing until promoted).
+
+        The comparison is written beside the artifact (OUT.comparison.html / .json)."""
+        from station.cli.progress import stages
+        from station.retrain import retrain
+
+        _format(fmt)
+        settings = settings_from(config, database_url=db)
+        engine = open_database(settings)
+        operator = login(engine, user)
+        with stages("starting") as say:
+            done = retrain(
+                engine,
+                settings,
+                out=out,
+                operator=operator,
+                station_name=station,
+                epochs=epochs,
+                holdout=holdout,
+                include_agreed=include_agreed,
+                version=version,
+                input_size=parse_wxh(size, "--size", "320x184") if size is not None else None,
+                deploy=not no_deploy,
+                say=say,
+            )
+        c, v = done.comparison, done.comparison["verdict"]
+        if fmt == "json":
+            typer.echo(
+                json.dumps(
+                    {
+                        "challenger": done.spec,
+                        "champion": done.champion,
+                        "artifact": str(done.artifact),
+                        "data": str(done.data),
+                        "reports": [str(p) for p in done.reports],
+                        "deployed": done.deployed is not None,
+                        "comparison": c,
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
+            return
+        ca, ch = c["champion"]["accuracy"], c["challenger"]["accuracy"]
+        typer.echo(
+            f"{done.spec} trained on {sum(done.export.counts()['train'].values())} verified "
+            f"images from {done.champion}; compared on {c['images']} held-out images:\n"
+            f"  accuracy champion {100 * ca['rate']:.1f}%, challenger {100 * ch['rate']:.1f}%; "
+            f"McNemar p = {c['mcnemar']['p_value']:.3g}\n"
+            f"  favours the {v['favours']}: {v['why']}\n"
+            f"  comparison: {', '.join(str(p) for p in done.reports)}"
+        )
+        typer.echo(
+            f"{done.spec} runs at the station as the shadow challenger (`station model compare`)"
+            if done.deployed is not None
+            else f"{done.spec} registered, not deployed (`station model deploy {done.spec} --as "
+            "challenger`)"
+        )
+
     @model_app.command("compare")
     def compare_cmd(
         station: StationOpt = None,

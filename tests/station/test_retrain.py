@@ -127,3 +127,18 @@ def test_retrain_refuses_what_it_cannot_do_well(line, tmp_path):
 
 def test_next_version():
     assert [next_version(v) for v in ("2", "v7", "1.4", "beta")] == ["3", "v8", "1.5", "beta-r1"]
+
+
+def test_the_cli_retrains_and_says_what_the_comparison_favours(line, tmp_path, cli):
+    from station.pipeline.testing import TEST_SECRET
+
+    out = tmp_path / "models" / "tiny-7"
+    args = ["model", "retrain", "--out", str(out), "--user", "eve", "--version", "7"]
+    args += ["--size", "96x64", "--epochs", "1", "--holdout", "0.4"]
+    res = cli(*args, input=TEST_SECRET + "\n", env={"STATION_DATA_DIR": str(tmp_path)})
+    assert res.code == 0, res.err
+    assert "tiny:7 trained on" in res.out and "favours the" in res.out
+    assert "runs at the station as the shadow challenger" in res.out
+    assert (out.parent / "tiny-7.comparison.html").is_file()
+    again = cli(*args, input=TEST_SECRET + "\n", env={"STATION_DATA_DIR": str(tmp_path)})
+    assert again.code == 2 and "exists: expected a new artifact folder" in again.err
