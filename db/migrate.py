@@ -202,6 +202,13 @@ def upgrade(engine: Engine, *, backup: bool = True) -> tuple[SchemaState, Path |
         return state, None
     src = sqlite_path(engine.url)
     holds = src is not None and _holds_tables(engine)
+    if holds and state.current is None:
+        # Read the version again, after the tables: another process creating this same new
+        # file may have committed in between (tables, rows and version at once). Judged on the
+        # version read before, its fresh database would look like a foreign one and be refused.
+        state = schema_state(engine)
+        if state.up_to_date:
+            return state, None
     if holds:
         require_intact(engine)  # never migrate (or copy) a corrupt file
         if state.current is None:
