@@ -220,6 +220,9 @@ class ChosenFor(enum.StrEnum):
     truth_sample = "truth_sample"  # drawn at random (probability recorded) among model passes
     disagreement = "disagreement"  # human and model differed
     challenge = "challenge"  # an inspector challenged an automatic decision
+    # Chosen for what its label would teach the next model (review.teach): the request's reason
+    # is "teach:<why>"; never a random draw, never counted in an estimate of the line.
+    teach = "teach"
 
 
 class AdjudicationRequest(SQLModel, table=True):

@@ -378,13 +378,16 @@ def _was_audited(session: Any, item_id: int) -> bool:
 
 def chosen_for_item(session: Any, item_id: int) -> str:
     """Why this item is being adjudicated: the truth sample when it was drawn into it (whatever
-    else it shows: dropping its disagreements would bias the sample), else a challenge, else a
-    disagreement (what the review window lists)."""
+    else it shows: dropping its disagreements would bias the sample), else a challenge, else one
+    queued to teach the next model (review.teach), else a disagreement (what the review window
+    lists)."""
     req = AdjudicationRequest.__table__  # type: ignore[attr-defined]
     reasons = set(session.execute(select(req.c.reason).where(req.c.item_id == item_id)).scalars())
     for reason in (ChosenFor.truth_sample, ChosenFor.challenge):
         if reason.value in reasons:
             return reason.value
+    if any(r.startswith(ChosenFor.teach.value + ":") for r in reasons):
+        return ChosenFor.teach.value
     return ChosenFor.disagreement.value
 
 

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "station.cli.thresholds_cmd",
     "station.cli.golden_cmd",
     "station.cli.dataset_cmd",
+    "station.cli.teach_cmd",
     "station.cli.synth_cmd",
     "station.cli.capture_cmd",
     "station.cli.simulate_cmd",
