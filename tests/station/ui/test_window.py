@@ -725,42 +725,9 @@ def test_the_status_says_the_model_is_loading_until_it_is_ready(qtbot, tmp_path)
     assert "model loading" not in win.status.text()
 
 
-def test_a_camera_that_never_connects_is_shown_and_the_station_keeps_running(qtbot, tmp_path):
-    from db.repo import find_operator
-    from station.errors import SourceError
-    from station.ui.app import StationApp
-
-    class Dead:
-        name, live, item_per_frame, nominal_fps, skipped = "device:7", True, False, None, []
-
-        def open(self):
-            raise SourceError("no camera at device 7")
-
-        def read(self):
-            return None
-
-        def close(self):
-            pass
-
-    rig = make_rig(tmp_path, level=Level.human_only)
-    with session_scope(rig.engine) as s:
-        op = find_operator(session=s, name="lan")
-    app = StationApp(
-        rig.settings, rig.engine, op, load_model=False, source_factory=lambda _spec: Dead()
-    )
-    qtbot.addWidget(app.window)
-    app.start()
-    try:
-        qtbot.waitUntil(
-            lambda: any("camera lost" in t and "device 7" in t for t in texts(app.window)),
-            timeout=10_000,
-        )
-        assert app.window.isVisible()
-    finally:
-        assert app.thread.stop()
-
-
 class _NoCamera:
+    """A camera source that never opens."""
+
     name, live, item_per_frame, nominal_fps, skipped = "device:7", True, False, None, []
 
     def open(self):
@@ -773,6 +740,28 @@ class _NoCamera:
 
     def close(self):
         pass
+
+
+def test_a_camera_that_never_connects_is_shown_and_the_station_keeps_running(qtbot, tmp_path):
+    from db.repo import find_operator
+    from station.ui.app import StationApp
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    with session_scope(rig.engine) as s:
+        op = find_operator(session=s, name="lan")
+    app = StationApp(
+        rig.settings, rig.engine, op, load_model=False, source_factory=lambda _spec: _NoCamera()
+    )
+    qtbot.addWidget(app.window)
+    app.start()
+    try:
+        qtbot.waitUntil(
+            lambda: any("camera lost" in t and "device 7" in t for t in texts(app.window)),
+            timeout=10_000,
+        )
+        assert app.window.isVisible()
+    finally:
+        assert app.thread.stop()
 
 
 def _answer_login(qtbot, name, secret):
