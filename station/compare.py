@@ -8,8 +8,9 @@ class's miss rate is 1 - recall), calibration error, and the share an auto-pass 
 cover at the target escape rate (the same selection-with-guaranteed-risk search the report uses).
 
 The verdict is conservative: the challenger is favoured only when McNemar says it is right more
-often (p < 0.05) and it misses no defect class more than the champion does beyond noise;
-otherwise the champion stays.
+often (p < 0.05) and it passes no defect class as defect-free more often than the champion does
+beyond noise (the lower end of its exact interval above the champion's rate); otherwise the
+champion stays.
 """
 
 from __future__ import annotations
@@ -69,17 +70,22 @@ def _one(s: Scored, classes: list[str], ok_index: int, target: float) -> dict[st
     pred = s.probs.argmax(axis=1)
     right = pred == s.truth
     acc = proportion(int(right.sum()), len(right))
-    recall = {}
+    recall, missed = {}, {}
     for i, c in enumerate(classes):
         n = int((s.truth == i).sum())
         if n:
             recall[c] = proportion(int(((pred == i) & (s.truth == i)).sum()), n).to_dict()
+            if i != ok_index:  # an escape: a defective phone called defect-free
+                missed[c] = proportion(
+                    int(((pred == ok_index) & (s.truth == i)).sum()), n
+                ).to_dict()
     p_ok = s.probs[:, ok_index]
     defect = s.truth != ok_index
     sel = select_threshold(score_histogram(p_ok, defect), target)
     return {
         "accuracy": acc.to_dict(),
         "recall": recall,
+        "missed": missed,
         "ece": ece(s.probs, s.truth),
         "auto_pass": {
             "target_escape_upper95": target,
@@ -120,14 +126,16 @@ def verdict(c: dict[str, Any]) -> dict[str, str]:
     m = c["mcnemar"]
     better = m["challenger_right_champion_wrong"] > m["champion_right_challenger_wrong"]
     if m["p_value"] < ALPHA and better:
-        # A better overall score must not hide a defect class it now misses more often.
-        for cls, r in c["challenger"]["recall"].items():
-            old = c["champion"]["recall"].get(cls)
-            worse = old and r["ci95"] and old["rate"] is not None and r["ci95"][1] < old["rate"]
-            if cls != c["ok"] and worse:
+        # A better overall score must not hide a defect class it now passes as defect-free
+        # more often (an escape; calling a dent a crack still fails the phone).
+        for cls, r in c["challenger"]["missed"].items():
+            old = c["champion"]["missed"].get(cls)
+            worse = old and r["ci95"] and old["rate"] is not None and r["ci95"][0] > old["rate"]
+            if worse:
                 return {
                     "favours": "champion",
-                    "why": f"the challenger is right more often but misses more {cls}",
+                    "why": f"the challenger is right more often but passes more {cls} as "
+                    f"{c['ok']} ({100 * r['rate']:.0f}% vs {100 * old['rate']:.0f}%)",
                 }
         return {
             "favours": "challenger",
@@ -180,6 +188,14 @@ def _html(c: dict[str, Any], names: tuple[str, str]) -> str:
         if cls in champ["recall"]:
             rows.append(
                 (f"recall of {cls}", _pct(champ["recall"][cls]), _pct(chall["recall"].get(cls)))
+            )
+        if cls in champ["missed"]:
+            rows.append(
+                (
+                    f"{cls} passed as {c['ok']} (escape)",
+                    _pct(champ["missed"][cls]),
+                    _pct(chall["missed"].get(cls)),
+                )
             )
     body = "".join(f"<tr><td>{e(a)}</td><td>{b}</td><td>{d}</td></tr>" for a, b, d in rows)
     return (

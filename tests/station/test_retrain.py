@@ -142,3 +142,45 @@ def test_the_cli_retrains_and_says_what_the_comparison_favours(line, tmp_path, c
     assert (out.parent / "tiny-7.comparison.html").is_file()
     again = cli(*args, input=TEST_SECRET + "\n", env={"STATION_DATA_DIR": str(tmp_path)})
     assert again.code == 2 and "exists: expected a new artifact folder" in again.err
+
+
+def _scored(truth, pred, classes):
+    from station.compare import Scored
+
+    probs = np.zeros((len(truth), len(classes)))
+    probs[np.arange(len(truth)), [classes.index(p) for p in pred]] = 1.0
+    return Scored(
+        [f"{i}.png" for i in range(len(truth))], np.array([classes.index(t) for t in truth]), probs
+    )
+
+
+def test_the_verdict_needs_mcnemar_and_no_class_passed_as_ok_more_often():
+    from station.compare import compare
+
+    classes = ["ok", "crack", "stain"]
+    truth = ["ok"] * 60 + ["crack"] * 30 + ["stain"] * 30
+    champ = ["ok"] * 60 + ["crack"] * 30 + ["ok"] * 30  # passes every stain
+    better = ["ok"] * 60 + ["crack"] * 30 + ["stain"] * 30
+    c = compare(
+        _scored(truth, champ, classes), _scored(truth, better, classes), classes, "ok", 0.01
+    )
+    assert c["verdict"]["favours"] == "challenger" and c["mcnemar"]["p_value"] < 0.05
+    assert c["champion"]["missed"]["stain"]["rate"] == 1.0
+    # Right more often overall, but now passing cracks as ok: the champion stays.
+    risky = ["ok"] * 60 + ["ok"] * 12 + ["crack"] * 18 + ["stain"] * 30
+    c = compare(_scored(truth, champ, classes), _scored(truth, risky, classes), classes, "ok", 0.01)
+    assert (
+        c["mcnemar"]["challenger_right_champion_wrong"]
+        > c["mcnemar"]["champion_right_challenger_wrong"]
+    )
+    assert (
+        c["verdict"]["favours"] == "champion" and "passes more crack as ok" in c["verdict"]["why"]
+    )
+    # Calling a stain a crack is a wrong label, not an escape: no veto.
+    mixed = ["ok"] * 60 + ["crack"] * 30 + ["crack"] * 10 + ["stain"] * 20
+    c = compare(_scored(truth, champ, classes), _scored(truth, mixed, classes), classes, "ok", 0.01)
+    assert c["verdict"]["favours"] == "challenger"
+    same = compare(
+        _scored(truth, champ, classes), _scored(truth, champ, classes), classes, "ok", 0.01
+    )
+    assert same["verdict"]["favours"] == "champion" and "no significant" in same["verdict"]["why"]
