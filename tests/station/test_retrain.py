@@ -180,6 +180,18 @@ def test_the_verdict_needs_mcnemar_and_no_class_passed_as_ok_more_often():
     mixed = ["ok"] * 60 + ["crack"] * 30 + ["crack"] * 10 + ["stain"] * 20
     c = compare(_scored(truth, champ, classes), _scored(truth, mixed, classes), classes, "ok", 0.01)
     assert c["verdict"]["favours"] == "challenger"
+    # Two cracks passed by the challenger alone: not significant, so it is favoured, and the
+    # verdict names the class to watch.
+    slight = ["ok"] * 60 + ["ok"] * 2 + ["crack"] * 28 + ["stain"] * 30
+    c = compare(
+        _scored(truth, champ, classes), _scored(truth, slight, classes), classes, "ok", 0.01
+    )
+    assert c["verdict"]["favours"] == "challenger" and "watch crack" in c["verdict"]["why"]
+    assert c["escapes_paired"]["crack"] == {
+        "only_champion": 0,
+        "only_challenger": 2,
+        "p_challenger_worse": 0.25,
+    }
     same = compare(
         _scored(truth, champ, classes), _scored(truth, champ, classes), classes, "ok", 0.01
     )
