@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from db.models import ChosenFor
-from review.query import ReportFilters, frame
+from review.query import ReportFilters, frame, unmatched_filters
 from station.errors import StationError
 
 MANIFEST = "manifest.json"
@@ -135,9 +135,14 @@ def export_dataset(
     known = set(classes)
     summary = ExportSummary(out)
     with engine.connect() as conn:
+        unmatched = unmatched_filters(conn, filters)
+        if unmatched:
+            raise ExportRefused("; ".join(unmatched) + ": nothing exported")
         f = frame(conn, filters, columns=_COLUMNS)
         rows = conn.execute(select(f).order_by(f.c.item_id)).all()
-    out.mkdir(parents=True, exist_ok=True)
+    # Decide every image first: an export with nothing to train on is refused before anything
+    # is written.
+    copies: list[tuple[Path, Path]] = []
     for row in rows:
         found = label_of(row, include_agreed=include_agreed)
         if found is None:
@@ -160,8 +165,7 @@ def export_dataset(
             continue
         # The hash first: `model train` groups the images of one phone by it (model.data).
         rel = Path(split) / label / f"{row.image_sha256[:12]}-{row.item_id}{src.suffix.lower()}"
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, out / rel)
+        copies.append((src, rel))
         captured = row.captured_at
         summary.items.append(
             Labelled(
@@ -176,6 +180,15 @@ def export_dataset(
                 captured_at=captured.isoformat() if captured is not None else "",
             )
         )
+    if not copies:
+        why = ", ".join(f"{n} {k}" for k, n in sorted(summary.skipped.items())) or "no items"
+        raise ExportRefused(
+            f"nothing to export from {len(rows)} item(s) ({why}): adjudicate items in "
+            "`station review`, or add --include-agreed"
+        )
+    for src, rel in copies:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out / rel)
     _write_manifest(summary, filters, classes, include_agreed, holdout)
     return summary
 

@@ -150,3 +150,18 @@ def test_the_cli_exports_and_model_train_reads_the_folder(engine, db_url, fill, 
     assert scan.group_by == "hash" and len({s.group for s in scan.samples}) == 12
     bad = cli("dataset", "export", "--out", str(out), "--db", db_url)
     assert bad.code == 2 and "not an empty folder" in bad.err
+
+
+def test_an_unknown_station_or_nothing_verified_is_refused_and_nothing_written(
+    engine, db_url, fill, cli, tmp_path
+):
+    fill(lambda r: [r.item("ok", "ok") for _ in range(3)])  # paired, but nothing verified
+    _images(engine, tmp_path / "images")
+    out = tmp_path / "ds"
+    for args, words in (
+        (("--station", "NOPE"), "no station is named 'NOPE'"),
+        ((), "nothing to export from 3 item(s) (3 no verified label)"),
+    ):
+        res = cli("dataset", "export", "--out", str(out), "--db", db_url, *args)
+        assert res.code == 2 and words in res.err, res.err
+        assert len(res.err.strip().splitlines()) == 1 and not out.exists()
