@@ -574,6 +574,12 @@ def register_lifecycle(model_app: typer.Typer) -> None:
         from station.retrain import retrain
 
         _format(fmt)
+        # Bad input is refused before the secret is asked for.
+        input_size = parse_wxh(size, "--size", "320x184") if size is not None else None
+        if not 0.0 <= holdout < 1.0:
+            raise typer.BadParameter(
+                f"{holdout}: expected a share in [0, 1)", param_hint="--holdout"
+            )
         settings = settings_from(config, database_url=db)
         engine = open_database(settings)
         operator = login(engine, user)
@@ -588,7 +594,7 @@ def register_lifecycle(model_app: typer.Typer) -> None:
                 holdout=holdout,
                 include_agreed=include_agreed,
                 version=version,
-                input_size=parse_wxh(size, "--size", "320x184") if size is not None else None,
+                input_size=input_size,
                 deploy=not no_deploy,
                 say=say,
             )

@@ -196,3 +196,15 @@ def test_the_verdict_needs_mcnemar_and_no_class_passed_as_ok_more_often():
         _scored(truth, champ, classes), _scored(truth, champ, classes), classes, "ok", 0.01
     )
     assert same["verdict"]["favours"] == "champion" and "no significant" in same["verdict"]["why"]
+
+
+def test_bad_retrain_options_are_refused_before_the_secret_is_asked(cli, tmp_path):
+    for args, words in (
+        (("--size", "12"), "expected --size WxH"),
+        (("--holdout", "3"), "--holdout"),
+    ):
+        res = cli(
+            "model", "retrain", "--out", str(tmp_path / "m"), "--user", "eve", *args, input=""
+        )
+        assert res.code == 2 and words in res.err and "secret" not in res.err, res.err
+        assert not (tmp_path / "m").exists()
