@@ -31,19 +31,22 @@ def queue_teaching(
     with engine.connect() as conn:
         picks = teaching_picks(conn, name, list(settings.labels.all), n)
     with session_scope(engine) as s:
+        # Each item's latest prediction names the model version the request is about.
+        latest: dict[int, int | None] = {}
+        for item_id, version_id in s.exec(
+            select(Prediction.item_id, Prediction.model_version_id)
+            .where(col(Prediction.item_id).in_([p.item_id for p in picks]))
+            .order_by(col(Prediction.id))
+        ):
+            latest[item_id] = version_id
         for p in picks:
-            latest = s.exec(
-                select(Prediction.model_version_id)
-                .where(Prediction.item_id == p.item_id)
-                .order_by(col(Prediction.id).desc())
-            ).first()
             s.add(
                 AdjudicationRequest(
                     item_id=p.item_id,
                     station_id=station_id,
                     reason=p.request_reason,
                     probability=1.0,  # chosen, not drawn: never weighted into an estimate
-                    model_version_id=latest,
+                    model_version_id=latest.get(p.item_id),
                     operator_id=operator.id,
                 )
             )

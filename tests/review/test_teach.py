@@ -72,6 +72,7 @@ def test_the_queue_takes_each_kind_of_teaching_item_and_records_why(engine, line
         reqs = s.exec(select(AdjudicationRequest)).all()
         assert sorted(r.reason for r in reqs) == sorted(f"teach:{p.reason}" for p in picks)
         assert all(r.probability == 1.0 and r.operator_id == qa.id for r in reqs)
+        assert all(r.model_version_id is not None for r in reqs)  # the model each is about
         # Adjudicated, such an item is recorded as chosen to teach: never part of the truth
         # sample the escape-rate estimates rest on.
         assert chosen_for_item(s, line["rare"][0]) == "teach"
