@@ -18,7 +18,7 @@ running statistics never settle in a short CPU run and make eval-mode outputs ga
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,9 @@ import torchvision
 from torch import nn
 
 from model.errors import UnknownArchitecture
+
+if TYPE_CHECKING:
+    from model.anomaly import AnomalyNet
 
 DEFAULT_ARCH = "mobilenet_v3_small"
 BN_MOMENTUM = 0.1
@@ -216,16 +219,30 @@ def fix_batchnorm_momentum(net: nn.Module, momentum: float = BN_MOMENTUM) -> Non
 
 def check_architecture(arch: str) -> None:
     """Raise UnknownArchitecture unless `arch` names a network `build` can make."""
+    if isinstance(arch, str) and arch.startswith("patchcore_"):  # model/anomaly.py
+        _features_of(arch.removeprefix("patchcore_"))
+        return
     known = set(torchvision.models.list_models(module=torchvision.models)) | {"efficientnet_lite0"}
     if not isinstance(arch, str) or arch not in known:
         raise UnknownArchitecture(_unknown(str(arch)))
 
 
 def build(
-    arch: str, num_classes: int, ok_index: int | None, pool_k: int | None = None
-) -> DefectNet | GlobalNet:
-    """The network named `arch` for these classes, BatchNorm momentum fixed."""
+    arch: str,
+    num_classes: int,
+    ok_index: int | None,
+    pool_k: int | None = None,
+    anomaly: dict | None = None,
+) -> DefectNet | GlobalNet | AnomalyNet:
+    """The network named `arch` for these classes, BatchNorm momentum fixed. An anomaly model
+    (`patchcore_<backbone>`) takes its memory's size from the manifest's `anomaly` section."""
     check_architecture(arch)
+    if arch.startswith("patchcore_"):
+        from model.anomaly import build_anomaly
+
+        if num_classes != 2:
+            raise UnknownArchitecture(f"{arch} has 2 classes, the manifest lists {num_classes}")
+        return build_anomaly(arch, ok_index, anomaly)
     builder: Callable[[], DefectNet | GlobalNet]
     try:
         _features_of(arch)

@@ -133,8 +133,10 @@ def scan_folder(
     *,
     require_ok: bool = False,
     group_by: str = "auto",
+    ok_only: bool = False,
 ) -> FolderScan:
-    """List a class-per-folder tree. ok_class absent is allowed unless require_ok."""
+    """List a class-per-folder tree. ok_class absent is allowed unless require_ok; `ok_only`
+    accepts a tree with the defect-free class alone (the anomaly model's memory)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"expected a data folder with one sub-folder per class, {root} is not one")
@@ -151,7 +153,7 @@ def scan_folder(
         raise DataError(
             f"expected class sub-folders holding images (.png/.jpg/...) in {root}, found none"
         )
-    if len(per_class) < 2:
+    if len(per_class) < 2 and not (ok_only and ok_class in per_class):
         (only,) = per_class
         raise DataError(
             f"expected at least 2 classes in {root}, found only {only!r}; a classifier needs "

@@ -144,6 +144,8 @@ def evaluate(
             mapping[c] = m.ok_class
         elif c in model_classes:
             mapping[c] = c
+        elif m.architecture.startswith("patchcore_"):  # an anomaly model: any defect is one
+            mapping[c] = next(k for k in model_classes if k != m.ok_class)
         else:
             raise DataError(
                 f"folder class {c!r} is not one the model knows ({', '.join(model_classes)}); "

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from model.anomaly import AnomalyNet
 from model.arch import DefectNet, GlobalNet, build
 from model.artifact import WEIGHTS, load_weights, read_manifest
 from model.embedding import reduce_embedding
@@ -84,7 +85,7 @@ class ModelManifest:
 
 class Predictor:
     def __init__(
-        self, net: DefectNet | GlobalNet, manifest: ModelManifest, spec: InputSpec
+        self, net: DefectNet | GlobalNet | AnomalyNet, manifest: ModelManifest, spec: InputSpec
     ) -> None:
         self.net = net.eval()
         self.manifest = manifest
@@ -114,7 +115,7 @@ class Predictor:
         pool_k = m.get("map_pool_k")  # absent in the first artifacts: their size-relative rule
         if pool_k is not None and (not isinstance(pool_k, int) or pool_k < 1):
             raise ArtifactError(f"expected 'map_pool_k' to be a positive integer, got {pool_k!r}")
-        net = build(m["architecture"], len(classes), ok_index, pool_k)
+        net = build(m["architecture"], len(classes), ok_index, pool_k, m.get("anomaly"))
         sd = load_weights(path / WEIGHTS)
         try:
             net.load_state_dict(sd, strict=True)
@@ -213,7 +214,7 @@ class Predictor:
         """
         bgr = as_bgr_uint8(image)
         x = to_tensor(prepare(bgr, self.spec), self.spec).unsqueeze(0)
-        if self.manifest.explain == "defect_map" and isinstance(self.net, DefectNet):
+        if self.manifest.explain == "defect_map" and isinstance(self.net, DefectNet | AnomalyNet):
             m = self._defect_map(x)
         else:
             m = self._grad_cam(x)

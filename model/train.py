@@ -142,14 +142,7 @@ def _init_from_file(net: DefectNet | GlobalNet, path: str) -> dict[str, int]:
     else:
         sd = {k.removeprefix("features."): v for k, v in sd.items()}
     if isinstance(net, DefectNet):
-        n8 = len(net.stage8)
-        ren = {}
-        for k, v in sd.items():
-            head, _, rest = k.partition(".")
-            if head.isdigit():
-                i = int(head)
-                ren[f"stage8.{i}.{rest}" if i < n8 else f"stage16.{i - n8}.{rest}"] = v
-        sd = ren
+        sd = staged_backbone(sd, len(net.stage8))
     else:
         sd = {("net." + k if not k.startswith("net.") else k): v for k, v in sd.items()}
     take = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
@@ -160,6 +153,18 @@ def _init_from_file(net: DefectNet | GlobalNet, path: str) -> dict[str, int]:
         )
     net.load_state_dict(take, strict=False)
     return {"matched": len(take), "in_file": len(sd)}
+
+
+def staged_backbone(sd: Mapping[str, torch.Tensor], n8: int) -> dict[str, torch.Tensor]:
+    """A `.features` stack's tensors (`N.rest`) -> the names of a net split into `stage8` (the
+    first n8 layers) and `stage16` (the rest), as DefectNet and AnomalyNet are."""
+    out = {}
+    for k, v in sd.items():
+        head, _, rest = k.partition(".")
+        if head.isdigit():
+            i = int(head)
+            out[f"stage8.{i}.{rest}" if i < n8 else f"stage16.{i - n8}.{rest}"] = v
+    return out
 
 
 def _batch(
@@ -495,6 +500,11 @@ def train(
     if cfg.epochs < 1:
         raise ModelError(f"expected at least 1 epoch, got {cfg.epochs}")
     check_architecture(cfg.arch)
+    if cfg.arch.startswith("patchcore_"):
+        raise ModelError(
+            f"{cfg.arch} is an anomaly model, built from defect-free images rather than trained: "
+            "use `station model train-anomaly` (model.anomaly.fit_anomaly)"
+        )
     # checked before any image is read; a list from a caller becomes the tuple the manifest needs
     cfg = replace(cfg, test_time_flips=check_flips(cfg.test_time_flips))
     if cfg.ema_decay is not None and not 0.0 < cfg.ema_decay < 1.0:
@@ -548,6 +558,8 @@ def _train(
     if cfg.map_pool_k < 1:
         raise ModelError(f"expected map_pool_k >= 1, got {cfg.map_pool_k}")
     net = build(cfg.arch, len(classes), ok_index, cfg.map_pool_k)
+    if not isinstance(net, DefectNet | GlobalNet):  # refused in train() already
+        raise ModelError(f"{cfg.arch} is not a network that trains")
     if cfg.crop is not None:
         _check_crop_config(cfg.crop, spec, net, ok_index, classes)
     init_info = _init_from_file(net, cfg.init_weights) if cfg.init_weights else None

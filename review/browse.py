@@ -70,6 +70,7 @@ class CellMatrix:
     evidence: int = 0
     messages: list[str] = field(default_factory=list)
     awaiting: int = 0  # queued for adjudication (truth sample, challenges), not adjudicated yet
+    awaiting_teach: int = 0  # of those, queued to teach the next model (`station teach`)
 
     @property
     def total(self) -> int:
@@ -137,6 +138,7 @@ def matrix_cells(
         evidence=n["evidence"],
         messages=_empty_messages(conn, filters, n),
         awaiting=awaiting_adjudication(conn, filters),
+        awaiting_teach=awaiting_adjudication(conn, filters, teach_only=True),
     )
 
 
@@ -223,13 +225,17 @@ def items(
     return _item_rows(conn, f, conds, order, limit, offset)
 
 
-def awaiting_adjudication(conn: Connection, filters: Q.ReportFilters) -> int:
-    """How many items of the selection are queued for adjudication and not adjudicated yet."""
+def awaiting_adjudication(
+    conn: Connection, filters: Q.ReportFilters, *, teach_only: bool = False
+) -> int:
+    """How many items of the selection are queued for adjudication and not adjudicated yet
+    (`teach_only`: of those, the ones queued to teach the next model)."""
     f = Q.frame(conn, filters, columns=["item_id", "adjudicated_label"])
     req = AdjudicationRequest.__table__  # type: ignore[attr-defined]
-    q = select(func.count()).where(
-        f.c.item_id.in_(select(req.c.item_id)), f.c.adjudicated_label.is_(None)
-    )
+    queued = select(req.c.item_id)
+    if teach_only:
+        queued = queued.where(req.c.reason.like(f"{ChosenFor.teach.value}:%"))
+    q = select(func.count()).where(f.c.item_id.in_(queued), f.c.adjudicated_label.is_(None))
     return int(conn.execute(q).scalar() or 0)
 
 
@@ -289,6 +295,19 @@ class ItemDetail:
     adjudications: list[dict[str, Any]]
     model: ModelRef | None = None
     p_defect: float | None = None
+    queued_for: list[str] = field(default_factory=list)  # why it awaits adjudication, in words
+
+
+def request_words(reason: str, probability: float) -> str:
+    """An adjudication request's reason as the QA lead reads it."""
+    if reason == ChosenFor.truth_sample.value:
+        return f"truth sample (a random draw, chance {probability:.1%}: counts in the escape rate)"
+    if reason == ChosenFor.challenge.value:
+        return "an automatic decision challenged by an inspector"
+    head, _, why = reason.partition(":")
+    if head == ChosenFor.teach.value:
+        return f"to teach the next model ({why.replace('_', ' ') or 'picked'}; not in estimates)"
+    return reason.replace("_", " ")
 
 
 def item_detail(conn: Connection, item_id: int, *, model_version: str | None = None) -> ItemDetail:
@@ -343,7 +362,16 @@ def item_detail(conn: Connection, item_id: int, *, model_version: str | None = N
             .order_by(adj.c.id)
         )
     ]
-    return ItemDetail(item_id, probs, adjs, model, p_defect)
+    req = AdjudicationRequest.__table__  # type: ignore[attr-defined]
+    queued = [
+        request_words(str(r[0]), float(r[1]))
+        for r in conn.execute(
+            select(req.c.reason, req.c.probability)
+            .where(req.c.item_id == item_id)
+            .order_by(req.c.id)
+        )
+    ]
+    return ItemDetail(item_id, probs, adjs, model, p_defect, queued)
 
 
 # --------------------------------------------------------------------------- adjudication

@@ -25,6 +25,10 @@ from review.errors import GateRuleError
 from review.misses import miss_rates, tally
 from review.stats import clopper_pearson_upper
 
+#: The one defect class of a model that tells defect from defect-free without naming the type
+#: (the anomaly model, model/anomaly.py DEFECT_CLASS).
+UNNAMED_DEFECT = "defect"
+
 
 class ModelCall(StrEnum):
     auto_pass = "auto_pass"
@@ -83,15 +87,28 @@ class DecisionRule:
         p_defect = 1.0 - p_ok
         defects = {k: float(v) for k, v in probabilities.items() if k != ok}
         top_defect = max(defects, key=lambda k: defects[k]) if defects else ""
+        unnamed = set(defects) == {UNNAMED_DEFECT}  # an anomaly model: no defect type
         if p_ok >= self.auto_pass:
             for cls, cap in self.never_pass_above.items():
-                if defects.get(cls, 0.0) > cap:
+                # a model that names no type gives no P(crack): P(defect) bounds it from above
+                p_cls = p_defect if unnamed else defects.get(cls, 0.0)
+                if p_cls > cap:
                     return (
                         ModelCall.review,
                         ok,
-                        f"P({cls}) {defects[cls]:.3f} above its never-pass cap {cap}",
+                        f"P({cls if not unnamed else 'defect'}) {p_cls:.3f} above {cls}'s "
+                        f"never-pass cap {cap}",
                     )
             return ModelCall.auto_pass, ok, f"P({ok}) {p_ok:.3f} >= {self.auto_pass}"
+        if unnamed and p_defect >= self.auto_fail:
+            # the inspector names the defect: the line's records (and the next classifier's
+            # training data) need its type, which this model cannot give
+            return (
+                ModelCall.review,
+                UNNAMED_DEFECT,
+                f"P(defect) {p_defect:.3f} >= {self.auto_fail}, but the model names no defect "
+                "type: the inspector does",
+            )
         if p_defect >= self.auto_fail and top_defect:
             return (
                 ModelCall.auto_fail,

@@ -133,6 +133,12 @@ def retrain(
             "models on (adjudicate more items, or raise --holdout)"
         )
     manifest = read_manifest(champ_dir)
+    if str(manifest["architecture"]).startswith("patchcore_"):
+        raise RetrainRefused(
+            f"the champion {champ_spec} is an anomaly model: rebuild it from the export's "
+            f"defect-free images with `station model train-anomaly --data {data / 'train'} "
+            f"--init-weights {champ_dir / 'weights.pt'} --out ARTIFACT`, then register it"
+        )
     size = input_size or (int(manifest["input"]["width"]), int(manifest["input"]["height"]))
     cfg = TrainConfig(
         arch=manifest["architecture"],

@@ -771,7 +771,8 @@ class ReviewWindow(QMainWindow):
         self.matrix.set_counts(cells.labels, cells.counts)
         self.summary.setText(summary_text(cells))
         self.disagreements_button.setText(f"All disagreements ({cells.total - cells.agreeing})")
-        self.awaiting_button.setText(f"Awaiting adjudication ({cells.awaiting})")
+        teach = f", {cells.awaiting_teach} to teach" if cells.awaiting_teach else ""
+        self.awaiting_button.setText(f"Awaiting adjudication ({cells.awaiting}{teach})")
 
     def _show_gate(self, gate: browse.GateStatus) -> None:
         state = "none" if gate.passed is None else ("pass" if gate.passed else "fail")
@@ -979,6 +980,8 @@ class ReviewWindow(QMainWindow):
             )
         if row.ground_truth:
             lines.append(f"known truth (synthetic / golden): {e(row.ground_truth)}")
+        for why in detail.queued_for:
+            lines.append(f"queued for adjudication: {e(why)}")
         for a in detail.adjudications:
             lines.append(
                 f"adjudicated {e(a['label'])} by {e(a['by'])} ({e(a['reason_code'])})"

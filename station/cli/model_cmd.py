@@ -33,6 +33,17 @@ OkClassOpt = Annotated[
     str | None,
     typer.Option("--ok-class", help="Name of the defect-free class folder (default: settings)."),
 ]
+ThreadsOpt = Annotated[
+    int,
+    typer.Option("--threads", min=1, max=256, help="torch threads (1 on a shared machine)."),
+]
+LongSideOpt = Annotated[
+    int,
+    typer.Option("--long-side", min=32, max=8192, help="Served resolution's long side (px)."),
+]
+SizeOpt = Annotated[
+    str | None, typer.Option("--size", help="Input size WxH (overrides --long-side).")
+]
 
 
 def _artifact(path: Path | None, config: Path | None) -> Path:
@@ -103,6 +114,9 @@ def register(app: typer.Typer) -> None:
     )
     app.add_typer(model_app, name="model")
     register_lifecycle(model_app)
+    from station.cli.anomaly_cmd import register_anomaly
+
+    register_anomaly(model_app)
 
     @model_app.command("train")
     def train_cmd(
@@ -119,15 +133,8 @@ def register(app: typer.Typer) -> None:
                 "--init-weights", help="state_dict file to start the backbone from.", dir_okay=False
             ),
         ] = None,
-        long_side: Annotated[
-            int,
-            typer.Option(
-                "--long-side", min=32, max=8192, help="Served resolution's long side (px)."
-            ),
-        ] = 448,
-        size: Annotated[
-            str | None, typer.Option("--size", help="Input size WxH (overrides --long-side).")
-        ] = None,
+        long_side: LongSideOpt = 448,
+        size: SizeOpt = None,
         crop: Annotated[
             str | None,
             typer.Option(
@@ -180,12 +187,7 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--group-by", help="auto, none (each image alone) or tiles.")
         ] = "auto",
         patience: Annotated[int, typer.Option("--patience", min=1, max=1000)] = 4,
-        threads: Annotated[
-            int,
-            typer.Option(
-                "--threads", min=1, max=256, help="torch threads (1 on a shared machine)."
-            ),
-        ] = 1,
+        threads: ThreadsOpt = 1,
         name: Annotated[str, typer.Option("--name")] = "defect-model",
         version: Annotated[str, typer.Option("--version")] = "1",
         config: ConfigOpt = None,

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from review.labels import LabelSet
+from review.rules import UNNAMED_DEFECT
 from station.errors import ModelMismatch
 
 
@@ -123,6 +124,15 @@ def check_fits(info: ModelInfo, labels: LabelSet) -> None:
     auto-pass, one with unknown labels would suggest keys the inspector does not have)."""
     expected = set(labels.all)
     got = set(info.classes)
+    if info.architecture.startswith("patchcore_"):
+        # an anomaly model (model/anomaly.py) tells defect from defect-free and names no type:
+        # its classes are the station's defect-free label and UNNAMED_DEFECT
+        expected = {labels.ok, UNNAMED_DEFECT}
+        if UNNAMED_DEFECT in labels.all:
+            raise ModelMismatch(
+                f"anomaly model {info.name} {info.version} calls every defect "
+                f"{UNNAMED_DEFECT!r}, which is one of the station's own labels: rename that label"
+            )
     if info.ok_class != labels.ok or got != expected:
         raise ModelMismatch(
             f"model {info.name} {info.version} has classes {sorted(got)} (defect-free "

@@ -10,7 +10,7 @@ from review_records import T0, Records
 from sqlmodel import Session, select
 
 from db.models import AdjudicationRequest, Alarm, Operator, Role
-from review.browse import awaiting_adjudication, chosen_for_item
+from review.browse import awaiting_adjudication, chosen_for_item, item_detail, matrix_cells
 from review.query import ReportFilters
 from station.errors import AuthError
 from station.settings import Settings
@@ -78,6 +78,12 @@ def test_the_queue_takes_each_kind_of_teaching_item_and_records_why(engine, line
         assert chosen_for_item(s, line["rare"][0]) == "teach"
     with engine.connect() as conn:
         assert awaiting_adjudication(conn, ReportFilters()) == 12
+        assert awaiting_adjudication(conn, ReportFilters(), teach_only=True) == 12
+        # what the QA lead reads beside the item in the review window
+        (why,) = item_detail(conn, line["rare"][0]).queued_for
+        assert why == "to teach the next model (rare class; not in estimates)"
+        cells = matrix_cells(conn, ReportFilters(), labels=Settings().labels)
+        assert (cells.awaiting, cells.awaiting_teach) == (12, 12)
     # Nothing is queued twice; the sure, agreeing items come last of all.
     _, more = queue_teaching(engine, Settings(), operator=qa, n=100)
     assert not {p.item_id for p in more} & set(got)

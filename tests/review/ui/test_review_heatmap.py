@@ -168,8 +168,14 @@ def test_an_item_without_a_model_prediction_says_so(
         s.add(AdjudicationRequest(item_id=item_id, station_id=station_id, reason="challenge"))
         s.commit()
     w = open_window(open_model=model_opener(tmp_path))
+    assert w.awaiting_button.text() == "Awaiting adjudication (1)"
     w.awaiting_button.click()
     qtbot.waitUntil(lambda: not w.loading and w.gallery.count() == 1)
+    # why it waits, beside the item
+    qtbot.waitUntil(lambda: "queued for adjudication" in w.info.text())
+    assert "queued for adjudication: an automatic decision challenged by an inspector" in (
+        w.info.text()
+    )
 
     qtbot.keyClick(w.gallery, Qt.Key.Key_H)
     assert w.heat_status.text() == f"no heat-map: item #{item_id} has no model prediction"
