@@ -81,7 +81,8 @@ def one_split(seed: int, args: argparse.Namespace, work: Path, lite0: str) -> di
     t0 = time.time()
     cfg = AnomalyConfig(
         init_weights=lite0,
-        input_size=SIZE,
+        input_size=args.size,
+        fit=args.fit,
         ok_class="free",
         group_by="tiles",
         bank_size=args.bank_size,
@@ -128,6 +129,10 @@ def main() -> None:
     ap.add_argument("--defects", type=int, default=10, help="defect tiles to calibrate with")
     ap.add_argument("--bank-size", type=int, default=4096)
     ap.add_argument("--image-k", type=int, default=1)
+    ap.add_argument("--size", default="384x448", help="served WxH (real_photos serves 384x448)")
+    ap.add_argument(
+        "--fit", default="stretch", choices=["stretch", "letterbox"], help="as model train --fit"
+    )
     ap.add_argument("--classifier", action="store_true", help="also train the classifier")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -139,6 +144,8 @@ def main() -> None:
     except ModelError as e:
         sys.exit(str(e))
     assert lite0 is not None
+    w, h = args.size.split("x")
+    args.size = (int(w), int(h))
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = []
     for seed in seeds:
