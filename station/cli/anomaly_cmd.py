@@ -61,7 +61,7 @@ def register_anomaly(model_app: typer.Typer) -> None:
                 min=16,
                 max=1_000_000,
                 help="Patches kept in memory (a coreset of the good images' patches): more is "
-                "slower per image, fewer misses rarer normal looks.",
+                "slower per image; fewer may forget rare normal looks and flag them as defects.",
             ),
         ] = 4096,
         val_fraction: Annotated[
