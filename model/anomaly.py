@@ -47,16 +47,14 @@ from model.calibrate import reliability_png
 from model.data import group_split, load_samples, probe_sizes, scan_folder
 from model.errors import DataError, ModelError, UnknownArchitecture
 from model.evaluate import compute_metrics
-from model.lite import LITE_MEAN, LITE_STD, lite_features_state_dict
+from model.lite import lite_features_state_dict
 from model.preprocess import (
     FITS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     InputSpec,
     choose_input_size,
     to_tensor,
 )
-from model.train import TrainResult, staged_backbone
+from model.train import TrainResult, input_spec_for, staged_backbone
 
 PREFIX = "patchcore_"
 DEFECT_CLASS = "defect"
@@ -344,14 +342,7 @@ def _fit(data_dir: Path, out: Path, cfg: AnomalyConfig, say: Progress, started: 
     scan = scan_folder(data_dir, cfg.ok_class, require_ok=True, group_by=cfg.group_by, ok_only=True)
     assert scan.ok_class is not None  # require_ok
     size = cfg.input_size or choose_input_size(probe_sizes(scan.samples), cfg.long_side)
-    lite = cfg.backbone == "efficientnet_lite0"
-    spec = InputSpec(
-        int(size[0]),
-        int(size[1]),
-        LITE_MEAN if lite else IMAGENET_MEAN,
-        LITE_STD if lite else IMAGENET_STD,
-        cfg.fit,
-    )
+    spec = input_spec_for(cfg.backbone, size, cfg.fit)
     classes = [DEFECT_CLASS, scan.ok_class]
     if scan.ok_class == DEFECT_CLASS:
         raise DataError(f"the defect-free class cannot be named {DEFECT_CLASS!r}")

@@ -155,6 +155,19 @@ def _init_from_file(net: DefectNet | GlobalNet, path: str) -> dict[str, int]:
     return {"matched": len(take), "in_file": len(sd)}
 
 
+def input_spec_for(backbone: str, size: tuple[int, int], fit: str) -> InputSpec:
+    """The input a backbone's pretrained weights expect: Lite0 its own normalisation, the
+    torchvision networks ImageNet's."""
+    lite = backbone == "efficientnet_lite0"
+    return InputSpec(
+        int(size[0]),
+        int(size[1]),
+        LITE_MEAN if lite else IMAGENET_MEAN,
+        LITE_STD if lite else IMAGENET_STD,
+        fit,
+    )
+
+
 def staged_backbone(sd: Mapping[str, torch.Tensor], n8: int) -> dict[str, torch.Tensor]:
     """A `.features` stack's tensors (`N.rest`) -> the names of a net split into `stage8` (the
     first n8 layers) and `stage16` (the rest), as DefectNet and AnomalyNet are."""
@@ -547,14 +560,7 @@ def _train(
         size = cfg.input_size
     else:
         size = choose_input_size(probe_sizes(scan.samples), cfg.long_side)
-    lite = cfg.arch == "efficientnet_lite0"
-    spec = InputSpec(
-        int(size[0]),
-        int(size[1]),
-        LITE_MEAN if lite else IMAGENET_MEAN,
-        LITE_STD if lite else IMAGENET_STD,
-        cfg.fit,
-    )
+    spec = input_spec_for(cfg.arch, size, cfg.fit)
     if cfg.map_pool_k < 1:
         raise ModelError(f"expected map_pool_k >= 1, got {cfg.map_pool_k}")
     net = build(cfg.arch, len(classes), ok_index, cfg.map_pool_k)
