@@ -54,7 +54,7 @@ from model.preprocess import (
     choose_input_size,
     to_tensor,
 )
-from model.train import TrainResult, input_spec_for, staged_backbone
+from model.train import TrainResult, input_spec_for, serving_copy, staged_backbone
 
 PREFIX = "patchcore_"
 DEFECT_CLASS = "defect"
@@ -191,6 +191,7 @@ class AnomalyConfig:
     batch_size: int = 8
     name: str = "anomaly-model"
     version: str = "1"
+    onnx: bool = True  # save an ONNX copy for onnxruntime (model/serving.py)
 
 
 @dataclass(frozen=True)
@@ -473,7 +474,8 @@ def _fit(data_dir: Path, out: Path, cfg: AnomalyConfig, say: Progress, started: 
         },
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    final = save_artifact(out, net.state_dict(), manifest, {"reliability.png": png})
+    onnx_files, manifest["onnx"] = serving_copy(net, spec, 1.0, cfg.onnx)
+    final = save_artifact(out, net.state_dict(), manifest, {"reliability.png": png, **onnx_files})
     say("done", {"path": str(out), "metrics": short, "calibration": line.to_dict()})
     return final
 

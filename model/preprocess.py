@@ -17,6 +17,7 @@ Two ways to reach the input size (`InputSpec.fit`):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,9 +148,34 @@ def to_tensor(rgb: np.ndarray, spec: InputSpec) -> torch.Tensor:
     return t.sub_(mean).div_(std)
 
 
+@functools.lru_cache(maxsize=8)
+def _lookup(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: every uint8 value of each RGB channel through `to_tensor`'s own
+    operations (the same float32 steps in the same order, so the same bits)."""
+    v = torch.arange(256, dtype=torch.uint8).float().div_(255.0).repeat(3, 1)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1)
+    table = v.sub_(m).div_(s).numpy()
+    table.flags.writeable = False
+    return table
+
+
 def preprocess(image: object, spec: InputSpec) -> torch.Tensor:
-    """The serving path: any supported image -> 3xHxW normalised float32 tensor."""
-    return to_tensor(prepare(image, spec), spec)
+    """The serving path: any supported image -> 3xHxW normalised float32 tensor.
+
+    Bit for bit `to_tensor(prepare(image, spec), spec)` (tested) in about half the time, which
+    is a third of a served prediction: the frame is resized while still BGR (resizing treats
+    channels alike, so the channel swap commutes with it) and normalised by a 256-entry table per
+    channel, written straight into a contiguous (3, H, W) array the engine reads as is, instead
+    of three passes over floats and a copy (bench/model_latency.py)."""
+    bgr = as_bgr_uint8(image)
+    pad = tuple(round(255 * m) for m in reversed(spec.mean))
+    bgr = _fit(bgr, spec, None, pad)
+    table = _lookup(spec.mean, spec.std)
+    out = np.empty((3, spec.height, spec.width), np.float32)
+    for c in range(3):  # RGB channel c is BGR channel 2 - c
+        np.take(table[c], bgr[:, :, 2 - c], out=out[c])
+    return torch.from_numpy(out)
 
 
 def prepare_mask(

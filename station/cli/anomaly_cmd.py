@@ -17,6 +17,7 @@ from station.cli.common import ConfigOpt, parse_wxh, settings_from
 from station.cli.model_cmd import (
     Fit,
     LongSideOpt,
+    NoOnnxOpt,
     OkClassOpt,
     SizeOpt,
     ThreadsOpt,
@@ -78,6 +79,7 @@ def register_anomaly(model_app: typer.Typer) -> None:
         ] = "auto",
         seed: Annotated[int, typer.Option("--seed")] = 0,
         threads: ThreadsOpt = 1,
+        no_onnx: NoOnnxOpt = False,
         name: Annotated[str, typer.Option("--name")] = "anomaly-model",
         version: Annotated[str, typer.Option("--version")] = "1",
         config: ConfigOpt = None,
@@ -114,6 +116,7 @@ def register_anomaly(model_app: typer.Typer) -> None:
             threads=threads,
             name=name,
             version=version,
+            onnx=not no_onnx,
         )
         console = terminal_console()
 

@@ -75,6 +75,12 @@ def test_it_predicts_and_points_at_the_defect_like_the_classifier(fitted):
     assert set(r.probabilities) == {DEFECT_CLASS, "ok"}
     assert r.p_defect == pytest.approx(r.probabilities[DEFECT_CLASS])
     assert r.embedding is not None and len(r.embedding) == 16
+    # served from its ONNX copy (memory search included), answering as the torch weights do
+    reference = Predictor.load(artifact, engine="torch")
+    assert p.served.engine == "onnxruntime", p.served.note
+    for f, served in zip(scratches[:3], on_scratch, strict=False):
+        alone = reference.predict(cv2.imread(str(f)))
+        assert abs(alone.p_defect - served.p_defect) <= 1e-5
     # the heat-map's hottest point lies on the stain's mask for most stains
     hits = 0
     stains = sorted((held / "stain").glob("*[0-9].png"))

@@ -112,9 +112,19 @@ def test_cli_train_info_evaluate(station, tmp_path: Path) -> None:
         "auroc",
         "--batch-size",
         "8",
+        "--no-onnx",
     )
     assert res.code == 0, res.err
     assert "artifact:" in res.out and (art / "manifest.json").is_file()
+    # saved without an ONNX copy: torch serves, and info says why; add-onnx gives it one
+    assert "served by     torch (the artifact has no ONNX copy (not asked for (--no-onnx)))" in (
+        station("model", "info", str(art)).out
+    )
+    added = station("model", "add-onnx", str(art))
+    assert added.code == 0 and "added model.onnx" in added.out, added.err
+    assert "served by     onnxruntime (agrees with torch" in station("model", "info", str(art)).out
+    refused = station("model", "add-onnx", str(bundled_model_path()))
+    assert refused.code == 2 and "is the bundled model" in refused.err
     assert "on validation auroc" in res.out
     info = station("model", "info", str(art), "--json")
     assert info.code == 0 and json.loads(info.out)["classes"] == ["ok", "stain"]
