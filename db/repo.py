@@ -7,12 +7,15 @@ decision and disposition is written by one call inside one transaction, all or n
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import exc, func
+from sqlalchemy import Connection, exc, func
 from sqlmodel import Session, SQLModel, col, select
 
+from db import driver
 from db.chain import append_rows
 from db.errors import IntegrityProblem
 from db.models import (
@@ -168,36 +171,33 @@ def active_deployments(*, session: Session, station_id: int) -> Sequence[Deploym
 # --------------------------------------------------------------------------- the inspection record
 
 
-def _insert(session: Session, row: SQLModel, what: str) -> int:
-    """INSERT one row through the session's connection and set its id.
+def _insert(conn: Connection, row: SQLModel, what: str) -> dict[str, Any]:
+    """INSERT one row, set its id; the values written, id included (what the chain hashes).
 
-    A Core insert instead of the ORM unit of work: the inspection record is written once and never
-    updated, so change tracking buys nothing, and it costs most of the time of a durable write
-    (bench/db_write.py). The statement is compiled once and cached by SQLAlchemy.
+    Not the ORM unit of work: the inspection record is written once and never updated, so change
+    tracking buys nothing, and it cost most of the time of a durable write. On SQLite the
+    driver's cursor runs it with SQLAlchemy's own value conversions (db/driver.py); elsewhere a
+    Core insert, compiled once and cached by SQLAlchemy (bench/db_write.py measures both).
     """
     table = row.__table__  # type: ignore[attr-defined]
     values = {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
-    try:
-        result = session.connection().execute(table.insert(), values)
-    except exc.IntegrityError as e:
-        raise IntegrityProblem(f"cannot save {what}: {e.orig}") from e
-    key = result.inserted_primary_key
-    if key is None or key[0] is None:
-        raise IntegrityProblem(f"cannot save {what}: the database returned no id")
-    new_id = int(key[0])
+    if driver.usable(conn):
+        try:
+            new_id = driver.insert_row(conn, table, values)
+        except sqlite3.IntegrityError as e:
+            raise IntegrityProblem(f"cannot save {what}: {e}") from e
+    else:
+        try:
+            result = conn.execute(table.insert(), values)
+        except exc.IntegrityError as e:
+            raise IntegrityProblem(f"cannot save {what}: {e.orig}") from e
+        key = result.inserted_primary_key
+        if key is None or key[0] is None:
+            raise IntegrityProblem(f"cannot save {what}: the database returned no id")
+        new_id = int(key[0])
     row.id = new_id  # type: ignore[attr-defined]
-    return new_id
-
-
-def _chain_rows(session: Session, station_id: int, rows: Sequence[SQLModel]) -> None:
-    """Chain rows written by Core inserts (the session's chain hook does not see them), from the
-    values written: the same columns and types the database gives back."""
-    table_rows = []
-    for row in rows:
-        table = row.__table__  # type: ignore[attr-defined]
-        values = {c.name: getattr(row, c.name) for c in table.columns}
-        table_rows.append((table.name, int(values["id"]), values))
-    append_rows(session.connection(), f"station:{station_id}", table_rows)
+    values["id"] = new_id
+    return values
 
 
 def record_inspection(
@@ -214,17 +214,22 @@ def record_inspection(
     prediction the disposition rests on is `disposition.prediction_id` if set, else the first one
     of the champion or canary slot (the answer acted on; a hidden model's answer follows it).
     The objects get their ids but are not attached to the session (they are history, not state).
+    The decision and the disposition are chained (db/chain.py) from the values written: the
+    session's chain hook does not see rows written this way.
     """
-    item_id = _insert(session, item, "item")
+    conn = session.connection()
+    item_id = _insert(conn, item, "item")["id"]
     champion: Prediction | None = None
     for p in predictions:
         p.item_id = item_id
-        _insert(session, p, "prediction")
+        _insert(conn, p, "prediction")
         if p.slot in (Slot.champion, Slot.canary) and champion is None:
             champion = p
+    chained: list[tuple[str, int, dict[str, Any]]] = []
     if decision is not None:
         decision.item_id = item_id
-        _insert(session, decision, "human decision")
+        values = _insert(conn, decision, "human decision")
+        chained.append((HumanDecision.__tablename__, values["id"], values))
     if disposition is not None:
         disposition.item_id = item_id
         if decision is not None and disposition.human_decision_id is None:
@@ -232,10 +237,10 @@ def record_inspection(
         if champion is not None and disposition.prediction_id is None:
             disposition.prediction_id = champion.id
             disposition.model_version_id = disposition.model_version_id or champion.model_version_id
-        _insert(session, disposition, "disposition")
-    chained = [r for r in (decision, disposition) if r is not None]
+        values = _insert(conn, disposition, "disposition")
+        chained.append((Disposition.__tablename__, values["id"], values))
     if chained:
-        _chain_rows(session, item.station_id, chained)
+        append_rows(conn, f"station:{item.station_id}", chained)
     return item
 
 

@@ -1,0 +1,140 @@
+"""The inspection record written through the SQLite driver (db/driver.py) is the record the
+SQLAlchemy Core path wrote: the same values, the same storage classes, the same chain."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from db import driver
+from db.chain import verify
+from db.engine import make_engine, session_scope
+from db.errors import IntegrityProblem
+from db.migrate import upgrade
+from db.models import (
+    DecidedBy,
+    Disposition,
+    HumanDecision,
+    Item,
+    Level,
+    Prediction,
+    Role,
+    Slot,
+)
+from db.repo import add_operator, get_or_create_station, record_inspection
+
+T0 = datetime(2026, 12, 2, 8, 30, 15, 123456, tzinfo=UTC)
+TABLES = ("item", "prediction", "human_decision", "disposition")
+
+
+def write(path: Path, n: int) -> None:
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine, backup=False)
+    with session_scope(engine) as s:
+        station = get_or_create_station(session=s, name="A1").id
+        operator = add_operator(session=s, name="ana", role=Role.inspector, secret_hash="x").id
+    for i in range(n):
+        at = T0 + timedelta(seconds=i)
+        with session_scope(engine) as s:
+            record_inspection(
+                session=s,
+                item=Item(
+                    station_id=station,
+                    captured_at=at,
+                    image_sha256=f"{i:064x}",
+                    image_path=f"images/{i}.png",
+                    width=1280,
+                    height=720,
+                    brightness=101.5 + i,
+                    contrast=40.25,
+                    sharpness=300.0,
+                    clipped_share=0.001,
+                    stats={"mean": [1.5, 2.25], "note": "é"},
+                    source="camera",
+                ),
+                predictions=[
+                    Prediction(
+                        slot=Slot.champion,
+                        label="scratch" if i % 2 else "ok",
+                        probabilities={"ok": 0.1 + i / 100, "scratch": 0.9 - i / 100},
+                        p_defect=0.9 - i / 100,
+                        confidence=0.9,
+                        latency_ms=12.5,
+                        embedding=[0.25, -1.0, 3.0] if i % 2 else None,
+                        created_at=at,
+                    ),
+                    Prediction(
+                        slot=Slot.challenger,
+                        label="ok",
+                        probabilities={"ok": 0.6, "scratch": 0.4},
+                        p_defect=0.4,
+                        confidence=0.6,
+                        latency_ms=30.0,
+                        created_at=at,
+                    ),
+                ],
+                decision=HumanDecision(
+                    operator_id=operator,
+                    label="scratch",
+                    defect_types=["scratch"],
+                    decided_at=at,
+                    decision_ms=812.0,
+                    suggestion_shown=bool(i % 2),
+                ),
+                disposition=Disposition(
+                    final_label="scratch",
+                    decided_by=DecidedBy.human,
+                    level=Level.assist,
+                    created_at=at,
+                ),
+            )
+    engine.dispose()
+
+
+def stored(path: Path, table: str) -> list[tuple]:
+    """Every value with its SQLite storage class, as the file holds it."""
+    con = sqlite3.connect(path)
+    cols = [r[1] for r in con.execute(f"PRAGMA table_info({table})")]
+    where = ""
+    if table == "audit_chain":
+        cols.remove("created_at")  # when the entry was appended: the clock, not the record
+        where = "WHERE chain = 'station:1'"  # the operators' chain hashes their creation time
+    sel = ", ".join(f"{c}, typeof({c})" for c in cols)
+    rows = con.execute(f"SELECT {sel} FROM {table} {where} ORDER BY id").fetchall()
+    con.close()
+    return rows
+
+
+def test_driver_and_core_paths_store_the_same_record(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path / "driver.db", 4)
+    with monkeypatch.context() as m:
+        m.setattr(driver, "usable", lambda _conn: False)  # the Core path, as on PostgreSQL
+        write(tmp_path / "core.db", 4)
+    for table in (*TABLES, "audit_chain"):
+        fast, core = stored(tmp_path / "driver.db", table), stored(tmp_path / "core.db", table)
+        assert fast and fast == core, table
+    # the chain the driver wrote verifies like any other
+    engine = make_engine(f"sqlite:///{tmp_path / 'driver.db'}")
+    with engine.connect() as conn:
+        v = verify(conn)
+    assert v.intact, v.problems
+    assert v.rows_checked >= 8
+
+
+def test_a_broken_foreign_key_is_refused_and_nothing_of_the_item_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    write(path, 1)
+    engine = make_engine(f"sqlite:///{path}")
+    with pytest.raises(IntegrityProblem, match="cannot save human decision: FOREIGN KEY"):
+        with session_scope(engine) as s:
+            record_inspection(
+                session=s,
+                item=Item(station_id=1, image_sha256="f" * 64, image_path="x", width=8, height=8),
+                decision=HumanDecision(operator_id=999, label="ok"),
+            )
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*) FROM item").fetchone()[0] == 1
+    con.close()
