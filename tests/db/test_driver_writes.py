@@ -128,13 +128,13 @@ def test_a_broken_foreign_key_is_refused_and_nothing_of_the_item_is_kept(tmp_pat
     path = tmp_path / "s.db"
     write(path, 1)
     engine = make_engine(f"sqlite:///{path}")
-    with pytest.raises(IntegrityProblem, match="cannot save human decision: FOREIGN KEY"):
-        with session_scope(engine) as s:
-            record_inspection(
-                session=s,
-                item=Item(station_id=1, image_sha256="f" * 64, image_path="x", width=8, height=8),
-                decision=HumanDecision(operator_id=999, label="ok"),
-            )
+    refused = pytest.raises(IntegrityProblem, match="cannot save human decision: FOREIGN KEY")
+    with refused, session_scope(engine) as s:
+        record_inspection(
+            session=s,
+            item=Item(station_id=1, image_sha256="f" * 64, image_path="x", width=8, height=8),
+            decision=HumanDecision(operator_id=999, label="ok"),
+        )
     con = sqlite3.connect(path)
     assert con.execute("SELECT count(*) FROM item").fetchone()[0] == 1
     con.close()
