@@ -229,7 +229,7 @@ def record_inspection(
     if decision is not None:
         decision.item_id = item_id
         values = _insert(conn, decision, "human decision")
-        chained.append((HumanDecision.__tablename__, values["id"], values))
+        chained.append(("human_decision", values["id"], values))
     if disposition is not None:
         disposition.item_id = item_id
         if decision is not None and disposition.human_decision_id is None:
@@ -238,7 +238,7 @@ def record_inspection(
             disposition.prediction_id = champion.id
             disposition.model_version_id = disposition.model_version_id or champion.model_version_id
         values = _insert(conn, disposition, "disposition")
-        chained.append((Disposition.__tablename__, values["id"], values))
+        chained.append(("disposition", values["id"], values))
     if chained:
         append_rows(conn, f"station:{item.station_id}", chained)
     return item
