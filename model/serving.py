@@ -271,6 +271,12 @@ def load_session(
     if not onnxruntime_available():
         return torch_serves("onnxruntime is not installed (pip install onnxruntime)")
     name = str(section["file"])
+    if name not in manifest["files"]:  # so not hashed: never run it
+        from model.errors import ArtifactError
+
+        raise ArtifactError(
+            f"{path}/manifest.json: its 'onnx' section names {name}, which 'files' does not list"
+        )
     data = (path / name).read_bytes()
     # read_manifest checked the file's hash; these bytes are the ones checked (not a later swap)
     if hashlib.sha256(data).hexdigest() != manifest["files"].get(name):

@@ -136,6 +136,16 @@ def test_an_unusable_onnx_section_is_refused_or_ignored_clearly(trained, tmp_pat
     assert p.served.engine == "torch" and "export failed: SomeOperator" in p.served.note
 
 
+def test_an_onnx_section_naming_an_unhashed_file_is_refused(trained, tmp_path) -> None:
+    def unlisted(m: dict) -> None:
+        del m["files"][ONNX_FILE]
+
+    copy = edited_copy(trained.artifact, tmp_path / "unlisted", unlisted)
+    (copy / ONNX_FILE).unlink()  # else refused as a file the manifest does not list
+    with pytest.raises(ArtifactError, match="names model.onnx, which 'files' does not list"):
+        Predictor.load(copy)
+
+
 @pytest.mark.parametrize("fit", ["stretch", "letterbox"])
 def test_serving_preprocessing_is_bit_for_bit_the_training_one(fit: str) -> None:
     spec = InputSpec(96, 64, fit=fit)

@@ -28,7 +28,9 @@ def variant(
     if weak:
         weights["map_head.weight"] = -weights["map_head.weight"]
         weights["map_head.bias"] = -weights["map_head.bias"]
-    body = {k: v for k, v in manifest.items() if k not in ("files", "sha256", "weights_sha256")}
+    # no ONNX copy (its export takes seconds): served by torch, like an artifact of before
+    skip = ("files", "sha256", "weights_sha256", "onnx")
+    body = {k: v for k, v in manifest.items() if k not in skip}
     body.update(version=version, **changes)
     save_artifact(out, weights, body)
     return out
