@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, exc
 from sqlalchemy.engine import Connection, Dialect
 
 
@@ -56,41 +56,39 @@ def _params(plan: _Plan, values: Mapping[str, Any]) -> list[Any]:
     return out
 
 
-def _cursor(conn: Connection) -> sqlite3.Cursor:
+def _run(conn: Connection, sql: str, params: Any, call: Callable[[sqlite3.Cursor], Any]) -> Any:
+    """Run `call` on a fresh cursor; a driver error is raised as SQLAlchemy would raise it
+    (sqlalchemy.exc.OperationalError for a locked database, IntegrityError for a constraint),
+    so callers tell a retryable failure from a refusal exactly as on the Core path."""
     raw = conn.connection.driver_connection
     assert isinstance(raw, sqlite3.Connection)
-    return raw.cursor()
+    cur = raw.cursor()
+    try:
+        return call(cur)
+    except sqlite3.Error as e:
+        raise exc.DBAPIError.instance(sql, params, e, sqlite3.Error, dialect=conn.dialect) from e
+    finally:
+        cur.close()
 
 
 def insert_row(conn: Connection, table: Table, values: Mapping[str, Any]) -> int:
-    """INSERT one row (every column but `id`, missing ones NULL); its new id. Raises
-    sqlite3.IntegrityError (and the driver's other errors) as the driver does."""
+    """INSERT one row (every column but `id`, missing ones NULL); its new id."""
     plan = _plan(table, conn.dialect, False)
-    cur = _cursor(conn)
-    try:
-        cur.execute(plan.sql, _params(plan, values))
-        row_id = cur.lastrowid
-    finally:
-        cur.close()
+    params = _params(plan, values)
+    row_id = _run(conn, plan.sql, params, lambda cur: cur.execute(plan.sql, params).lastrowid)
     if row_id is None:
-        raise sqlite3.IntegrityError(f"{table.name}: the database returned no id")
+        raise exc.IntegrityError(plan.sql, params, Exception("the database returned no id"))
     return int(row_id)
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT several rows as given (ids included, where set) in one executemany."""
     plan = _plan(table, conn.dialect, True)
-    cur = _cursor(conn)
-    try:
-        cur.executemany(plan.sql, [_params(plan, r) for r in rows])
-    finally:
-        cur.close()
+    params = [_params(plan, r) for r in rows]
+    _run(conn, plan.sql, params, lambda cur: cur.executemany(plan.sql, params))
 
 
 def first_row(conn: Connection, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     """One row of a query run by the driver (values as SQLite holds them)."""
-    cur = _cursor(conn)
-    try:
-        return cur.execute(sql, tuple(params)).fetchone()  # type: ignore[no-any-return]
-    finally:
-        cur.close()
+    got = _run(conn, sql, params, lambda cur: cur.execute(sql, tuple(params)).fetchone())
+    return None if got is None else tuple(got)

@@ -154,6 +154,9 @@ class Item(SQLModel, table=True):
     guard_version: str = Field(default="", max_length=64)
     guard_passed: bool = True
     guard_reason: str = ""
+    # Milliseconds the item spent in each stage from capture to the screen (wait, plan, model,
+    # handoff, total: station/pipeline/timeline.py); None for items recorded before (0012).
+    stage_ms: dict[str, float] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 # Reports pick each item's latest prediction / decision / disposition / adjudication

@@ -7,7 +7,6 @@ decision and disposition is written by one call inside one transaction, all or n
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -184,8 +183,8 @@ def _insert(conn: Connection, row: SQLModel, what: str) -> dict[str, Any]:
     if driver.usable(conn):
         try:
             new_id = driver.insert_row(conn, table, values)
-        except sqlite3.IntegrityError as e:
-            raise IntegrityProblem(f"cannot save {what}: {e}") from e
+        except exc.IntegrityError as e:
+            raise IntegrityProblem(f"cannot save {what}: {e.orig}") from e
     else:
         try:
             result = conn.execute(table.insert(), values)

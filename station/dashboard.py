@@ -3,8 +3,9 @@ draws it): the station's recent items in buckets of `bucket` items, oldest first
 checks' history.
 
 Per bucket: throughput (items per minute, from capture times), capture-to-decision latency p50 /
-p95 (capture to the committed disposition), model latency p50 / p95, human/model pass-fail
-agreement. Per drift check: its statistic at each round with its thresholds. Open alarms. A
+p95 (capture to the committed disposition), model latency p50 / p95, capture-to-screen latency
+p50 / p95 (the item's stage timings), human/model pass-fail agreement; and the median of each
+stage over the view. Per drift check: its statistic at each round with its thresholds. Open alarms. A
 running station adds what only it knows (queue depth, memory) through `live`.
 """
 
@@ -48,6 +49,11 @@ class Snapshot:
     decision_p95_s: Series = field(default_factory=Series)
     model_p50_ms: Series = field(default_factory=Series)
     model_p95_ms: Series = field(default_factory=Series)
+    # capture to the suggestion painted (item.stage_ms "total": station/pipeline/timeline.py)
+    screen_p50_ms: Series = field(default_factory=Series)
+    screen_p95_ms: Series = field(default_factory=Series)
+    # median milliseconds per stage over the view's items that measured it
+    stages_ms: dict[str, float] = field(default_factory=dict)
     agreement: Series = field(default_factory=Series)
     # check -> its statistic at each round, x = the id of the last item of the round's window
     drift: dict[str, Series] = field(default_factory=dict)
@@ -88,12 +94,13 @@ def snapshot(
             .subquery()
         )
         rows = conn.execute(
-            select(_item.c.id, _item.c.captured_at)
+            select(_item.c.id, _item.c.captured_at, _item.c.stage_ms)
             .where(_item.c.id.in_(select(ids_desc.c.id)))
             .order_by(_item.c.id)
         ).all()
         ids = [r[0] for r in rows]
         captured = {r[0]: r[1] for r in rows}
+        stages = {r[0]: r[2] for r in rows if isinstance(r[2], dict)}
         lo = ids[0] if ids else 0
         first_pred = (
             select(_pred.c.item_id, func.min(_pred.c.id).label("id"))
@@ -159,6 +166,12 @@ def snapshot(
             snap.model_p50_ms.y.append(float(np.percentile(lat, 50)))
             snap.model_p95_ms.x.append(x)
             snap.model_p95_ms.y.append(float(np.percentile(lat, 95)))
+        screen = [float(t["total"]) for i in chunk if "total" in (t := stages.get(i) or {})]
+        if screen:
+            snap.screen_p50_ms.x.append(x)
+            snap.screen_p50_ms.y.append(float(np.percentile(screen, 50)))
+            snap.screen_p95_ms.x.append(x)
+            snap.screen_p95_ms.y.append(float(np.percentile(screen, 95)))
         pairs = [
             (humans[i] == ok) == (p[0] == ok)
             for i in chunk
@@ -167,6 +180,11 @@ def snapshot(
         if pairs:
             snap.agreement.x.append(x)
             snap.agreement.y.append(sum(pairs) / len(pairs))
+    per_stage: dict[str, list[float]] = {}
+    for timing in stages.values():
+        for stage, ms in timing.items():
+            per_stage.setdefault(stage, []).append(float(ms))
+    snap.stages_ms = {k: float(np.median(v)) for k, v in per_stage.items()}
     for check, stat, warn, fail, last_item in reversed(checks):
         series = snap.drift.setdefault(check, Series())
         series.x.append(float(last_item or 0))

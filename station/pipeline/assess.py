@@ -120,6 +120,7 @@ class Assessor:
     def assess(self, captured: Captured) -> Assessed:
         """Guard, plan at the level in force now, and inference where the plan asks for it
         (blocking up to the model's timeout). `level` reads the record: this thread may wait."""
+        captured.timeline.mark("assess")
         self.before()
         guard = self.guard.check(captured.stats)
         champion = self.model.get()
@@ -143,7 +144,9 @@ class Assessor:
                 shadow = self.shadow.submit(
                     hidden, captured.image, slot="champion" if canary else "challenger"
                 )
+            captured.timeline.mark("model")
             inference = in_use.worker.infer(captured.image)
+            captured.timeline.mark("answered")
             level_after = self.level()  # the model took a while: read again
         with self._lock:
             seq = next(self._seq)

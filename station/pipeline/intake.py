@@ -30,6 +30,7 @@ from station.frames.stats import InputStats
 from station.frames.store import ImageStore, StoredImage, encode_image
 from station.frames.trigger import CapturedItem, Trigger, item_from_frame
 from station.frames.types import CaptureState, Frame, FrameSource, SkippedFile
+from station.pipeline.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class Captured:
     frame_index: int  # in the source's stream
     frame_time: float  # the source's clock
     meta: Mapping[str, Any] = field(default_factory=dict)  # what the source knows of the frame
+    # when it passed each point on its way to the screen (station/pipeline/timeline.py)
+    timeline: Timeline = field(default_factory=Timeline, compare=False, repr=False)
 
     @property
     def image_sha256(self) -> str:
@@ -284,7 +287,10 @@ class Intake:
         else:
             assert self._pool is not None
             stored = self._pool.submit(_store, self.store, item.image)
+        timeline = Timeline()
+        timeline.mark("captured")
         return Captured(
+            timeline=timeline,
             image=item.image,
             stats=item.stats,
             stored=stored,

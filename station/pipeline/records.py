@@ -106,6 +106,9 @@ class InspectionRecord:
     truth_sample: float | None = None
     # An audit whose auditor disagreed with the model's call: queued for adjudication.
     audit_flagged: bool = False
+    # milliseconds per stage from capture to the screen (station/pipeline/timeline.py); None in
+    # spools written before they were measured
+    stage_ms: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,7 @@ def inspection_record(
         threshold_version=threshold_version,
         truth_sample=truth_sample,
         audit_flagged=audit_flagged,
+        stage_ms=cap.timeline.stage_ms() or None,
     )
 
 
@@ -439,6 +443,7 @@ def write_inspection(
         guard_version=rec.guard_version,
         guard_passed=rec.guard_passed,
         guard_reason=rec.guard_reason,
+        stage_ms=rec.stage_ms,
     )
     acted = predictions[0] if predictions else None  # the champion's, or the canary's
     disposition = Disposition(

@@ -76,7 +76,9 @@ class DashboardWindow(QWidget):
         c = self.charts
         self.p_rate = self._plot(0, 0, "Throughput", "items / min")
         self.p_wait = self._plot(0, 1, "Capture → decision", "s (p50, p95)")
-        self.p_model = self._plot(1, 0, "Model latency", "ms (p50, p95)")
+        self.p_model = self._plot(
+            1, 0, "Model latency (blue) · capture → on screen (orange)", "ms (p50, p95)"
+        )
         self.p_agree = self._plot(1, 1, "Human / model agreement (pass/fail)", "share")
         self.p_drift = self._plot(2, 0, "Drift: statistic / fail threshold", "1 = fail", colspan=2)
         self.p_drift.addLegend(offset=(10, 10))
@@ -123,10 +125,24 @@ class DashboardWindow(QWidget):
         self.header.setText(
             f"{snap.station} · level {snap.level.upper()} · {snap.items} recent items · "
             f"{len(snap.alarms)} open alarm(s){extra}"
+            + (
+                "\nmedian ms per stage: "
+                + " · ".join(f"{k} {v:.1f}" for k, v in snap.stages_ms.items())
+                if snap.stages_ms
+                else ""
+            )
         )
         _lines(self.p_rate, [(snap.throughput_per_min, "#2c7fb8")])
         _lines(self.p_wait, [(snap.decision_p50_s, "#2c7fb8"), (snap.decision_p95_s, "#7b3294")])
-        _lines(self.p_model, [(snap.model_p50_ms, "#2c7fb8"), (snap.model_p95_ms, "#7b3294")])
+        _lines(
+            self.p_model,
+            [
+                (snap.model_p50_ms, "#2c7fb8"),
+                (snap.model_p95_ms, "#7b3294"),
+                (snap.screen_p50_ms, "#e66101"),
+                (snap.screen_p95_ms, "#b35806"),
+            ],
+        )
         _lines(self.p_agree, [(snap.agreement, "#1a9641")])
         self.p_drift.clear()
         colours = [pg.intColor(i, hues=max(8, len(snap.drift))) for i in range(len(snap.drift))]

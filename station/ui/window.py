@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ from station.pipeline.desk import UNDO_WINDOW_S, Waiting
 from station.pipeline.predictor import ModelInfo
 from station.pipeline.recorder import Ack, Problem
 from station.pipeline.router import Decider, ModelCall
+from station.pipeline.timeline import Timeline
 from station.ui import theme
 from station.ui.images import overlay, to_qimage
 from station.ui.panels import LOOK_BACK, HelpPanel, LookBackPanel, Looked, key_help
@@ -113,6 +115,8 @@ class ItemView(QWidget):
         self.badge = ""
         self.badge_colour = QColor(theme.PASS)
         self.scale = 1.0  # the window's type scale (theme.style), for the text drawn here
+        # called once, after the next paint: when an item's picture really reached the screen
+        self._on_painted: Callable[[], None] | None = None
 
     def _font(self, size: int, weight: QFont.Weight = QFont.Weight.Normal) -> QFont:
         return QFont(self.font().family(), max(8, round(size * self.scale)), weight)
@@ -124,9 +128,12 @@ class ItemView(QWidget):
         ready: QImage | None = None,
         *,
         fit: bool = True,
+        on_painted: Callable[[], None] | None = None,
     ) -> None:
         """`ready`: the same image already converted (by the pipeline thread). `fit`: a new item
-        (not the same one redrawn with the heat-map) starts fitted."""
+        (not the same one redrawn with the heat-map) starts fitted. `on_painted`: called once
+        the image has been painted."""
+        self._on_painted = on_painted
         if bgr is None:
             self._image = None
         elif heat is not None:
@@ -287,6 +294,9 @@ class ItemView(QWidget):
             p.setPen(QColor("#ffffff"))
             p.drawText(box, Qt.AlignmentFlag.AlignCenter, self.badge)
         p.end()
+        done, self._on_painted = self._on_painted, None
+        if done is not None:
+            done()
 
 
 class SuggestionPanel(QFrame):
@@ -805,7 +815,11 @@ class StationWindow(QMainWindow):
                 # The same item redrawn (heat-map on or off, its map arriving) keeps the zoom.
                 fit, self._view_seq = self._view_seq != w.seq, w.seq
                 self.view.set_image(
-                    w.assessed.captured.image, heat, self._qimages.get(w.seq), fit=fit
+                    w.assessed.captured.image,
+                    heat,
+                    self._qimages.get(w.seq),
+                    fit=fit,
+                    on_painted=_marker(w.assessed.captured.timeline, "shown"),
                 )
             # Review, audit and golden items look the same: telling them apart would tell the
             # inspector what the model thought (audit = it was sure) or that they are being tested.
@@ -823,7 +837,10 @@ class StationWindow(QMainWindow):
                     self.view.badge_colour = QColor(colour)
                     self._view_seq = -passing.seq
                     self.view.set_image(
-                        passing.captured.image, None, self._qimages.get(passing.seq)
+                        passing.captured.image,
+                        None,
+                        self._qimages.get(passing.seq),
+                        on_painted=_marker(passing.captured.timeline, "shown"),
                     )
                 self.kind.setText("auto-decided — nothing to do")
                 self._set_attention(False)
@@ -897,3 +914,7 @@ class StationWindow(QMainWindow):
             if self.refresh in listeners:
                 listeners.remove(self.refresh)
         super().closeEvent(event)
+
+
+def _marker(timeline: Timeline, name: str) -> Callable[[], None]:
+    return lambda: timeline.mark(name)

@@ -20,6 +20,8 @@ def test_the_dashboard_shows_a_demoted_station_with_its_alarm(qtbot, tmp_path):
     assert snap.level == "assist" and snap.items == 250
     assert len(snap.throughput_per_min.y) == 5 and len(snap.model_p95_ms.y) == 5
     assert all(0.0 <= a <= 1.0 for a in snap.agreement.y)
+    # a simulation's items never reach a screen: their stages stop at the model's answer
+    assert {"wait", "plan", "model"} <= set(snap.stages_ms) and not snap.screen_p95_ms.y
     brightness = snap.drift["input.brightness"]
     assert max(brightness.y) >= snap.thresholds["input.brightness"][1]  # past its fail line
     assert any(a["check"] == "input.brightness" for a in snap.alarms)
@@ -31,6 +33,7 @@ def test_the_dashboard_shows_a_demoted_station_with_its_alarm(qtbot, tmp_path):
     window.show()
     qtbot.waitUntil(lambda: window.snapshots >= 1, timeout=20_000)
     assert "level ASSIST" in window.header.text() and "memory MiB 123" in window.header.text()
+    assert "median ms per stage: wait" in window.header.text()
     texts = [window.alarms.item(i).text() for i in range(window.alarms.count())]
     assert any(t.startswith("FAIL") and "input drift brightness" in t for t in texts)
     assert len(window.p_drift.listDataItems()) >= 5  # one line per check that was judged

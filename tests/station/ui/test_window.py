@@ -3,6 +3,7 @@ tick, banners, and the pipeline thread."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 
@@ -601,18 +602,30 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
         source_factory=lambda _spec: list_source(3),
     )
     qtbot.addWidget(app.window)
+    app.window.show()  # painted, so each item's timeline reaches the screen
     app.start()
     try:
         qtbot.waitUntil(lambda: len(app.core.desk.queue) == 3, timeout=10_000)
         assert app.core.level is Level.shadow and app.core.model.get() is not None
         assert fake.threads and threading.main_thread().ident not in fake.threads
-        for _ in range(3):
+        for _ in range(3):  # as an inspector does: each phone seen before its key
+            shown = app.core.desk.current.assessed.captured.timeline
+            qtbot.waitUntil(lambda t=shown: t.has("shown"), timeout=10_000)
             qtbot.keyClick(app.window, Qt.Key.Key_Space)
         qtbot.waitUntil(lambda: app.window.saved.text().startswith("✔ saved #3"), timeout=10_000)
     finally:
         app.stop()
     assert app.thread.thread.isFinished()
     assert labels_in_db(rig.engine) == ["ok", "ok", "ok"]
+    # each item's record says how long it spent in each stage on its way to the screen
+    with rig.engine.connect() as conn:
+        timings = [r[0] for r in conn.exec_driver_sql("SELECT stage_ms FROM item ORDER BY id")]
+    for t in map(json.loads, timings):
+        assert set(t) == {"wait", "plan", "model", "handoff", "total"}, t
+        assert min(t.values()) >= 0
+        assert t["total"] == pytest.approx(
+            t["wait"] + t["plan"] + t["model"] + t["handoff"], abs=0.05
+        )
 
 
 def test_the_queue_is_bounded_capture_pauses_with_a_banner_and_resumes(qtbot, tmp_path):
