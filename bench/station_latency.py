@@ -6,7 +6,8 @@ Measures, in one run (offscreen Qt, or the current display):
 - capture-to-suggestion latency (trigger releases the item -> the item with its suggestion is
   painted, GUI thread: the item's own timeline, station/pipeline/timeline.py), p50 / p95, as a
   ratio to the model's bare forward pass (the serving engine, preprocessing excluded) on the same
-  images, measured in the same process; and each stage's p50 / p95 (wait, plan, model, handoff).
+  images, measured in the same process; and each stage's p50 / p95 (wait, plan, model,
+  convert, hop, paint).
 
     .venv/bin/python bench/station_latency.py [--seconds 40] [--threads 1]
 """
@@ -154,7 +155,7 @@ def main() -> None:
             f"p95 {p95:.1f} ms ({p95 / bare_ms:.2f}x bare; target <= 1.5x: "
             f"{'met' if p95 <= 1.5 * bare_ms else 'NOT met'})"
         )
-        for stage in ("wait", "plan", "model", "handoff"):
+        for stage in ("wait", "plan", "model", "convert", "hop", "paint"):
             xs = [t[stage] for t in stages if stage in t]
             if xs:
                 print(f"  {stage:<8} p50 {pct(xs, 0.5):6.1f} ms  p95 {pct(xs, 0.95):6.1f} ms")

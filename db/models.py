@@ -155,7 +155,7 @@ class Item(SQLModel, table=True):
     guard_passed: bool = True
     guard_reason: str = ""
     # Milliseconds the item spent in each stage from capture to the screen (wait, plan, model,
-    # handoff, total: station/pipeline/timeline.py); None for items recorded before (0012).
+    # convert, hop, paint, total: station/pipeline/timeline.py); None for items before 0012.
     stage_ms: dict[str, float] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 

@@ -6,12 +6,13 @@ An item's timeline is stamped (time.perf_counter, one process) by whichever thre
     assess     the pipeline thread took it up              -> "wait": queued behind earlier items
     model      the plan is made, the model is asked        -> "plan": guard, level, rule reads
     answered   the model's answer is back                  -> "model": preprocessing + forward
-    shown      the window has painted it (GUI thread)      -> "handoff": image conversion, the
-                                                              hop to the GUI thread, painting
+    sent       its picture is converted for Qt, signalled  -> "convert"
+    received   the GUI thread has it                       -> "hop": the event loop's delay
+    shown      the window has painted it (GUI thread)      -> "paint": routing, scaling, drawing
                                                               "total": captured -> shown
 
 An item no window shows (a simulation, an automatic decision at a station without one) has no
-"shown" and no handoff or total. The stage times go into the item's record (`item.stage_ms`),
+"shown" and no paint or total; one the model did not see has no plan, model or convert. The stage times go into the item's record (`item.stage_ms`),
 the station's metrics (station/metrics.py) and bench/station_latency.py's output.
 """
 
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import time
 
-MARKS = ("captured", "assess", "model", "answered", "shown")
+MARKS = ("captured", "assess", "model", "answered", "sent", "received", "shown")
 STAGES = (
     ("wait", "captured", "assess"),
     ("plan", "assess", "model"),
     ("model", "model", "answered"),
-    ("handoff", "answered", "shown"),
+    ("convert", "answered", "sent"),
+    ("hop", "sent", "received"),
+    ("paint", "received", "shown"),
     ("total", "captured", "shown"),
 )
 

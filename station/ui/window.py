@@ -515,6 +515,7 @@ class StationWindow(QMainWindow):
     # ------------------------------------------------------------------ slots from workers
 
     def on_item(self, assessed: Assessed, qimage: QImage | None = None) -> None:
+        assessed.captured.timeline.mark("received")
         if qimage is not None:
             self._qimages[assessed.seq] = qimage
         route = self.core.accept(assessed)

@@ -78,7 +78,9 @@ class PipelineWorker(QObject):
                     self.problem.emit(f"an item could not be processed ({type(e).__name__}: {e})")
                     continue
                 self.items += 1
-                self.item_ready.emit(assessed, to_qimage(captured.image))
+                qimage = to_qimage(captured.image)
+                captured.timeline.mark("sent")
+                self.item_ready.emit(assessed, qimage)
                 heat = self.core.assessor.heatmap(assessed)
                 if heat is not None:
                     self.heat_ready.emit(assessed.seq, heat)

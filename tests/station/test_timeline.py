@@ -21,8 +21,13 @@ def test_stages_are_measured_between_the_stamps_that_exist() -> None:
     assert partial["plan"] >= 19.0
     t.mark("shown")
     full = t.stage_ms()
-    assert set(full) == {"wait", "plan", "model", "handoff", "total"}
-    parts = full["wait"] + full["plan"] + full["model"] + full["handoff"]
+    assert set(full) == {"wait", "plan", "model", "total"}  # no picture sent nor received
+    t2 = Timeline()
+    for mark in ("captured", "assess", "model", "answered", "sent", "received", "shown"):
+        t2.mark(mark)
+    full = t2.stage_ms()
+    assert set(full) == {"wait", "plan", "model", "convert", "hop", "paint", "total"}
+    parts = sum(v for k, v in full.items() if k != "total")
     assert full["total"] == pytest.approx(parts, abs=0.05)
 
 

@@ -621,11 +621,9 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
     with rig.engine.connect() as conn:
         timings = [r[0] for r in conn.exec_driver_sql("SELECT stage_ms FROM item ORDER BY id")]
     for t in map(json.loads, timings):
-        assert set(t) == {"wait", "plan", "model", "handoff", "total"}, t
+        assert set(t) == {"wait", "plan", "model", "convert", "hop", "paint", "total"}, t
         assert min(t.values()) >= 0
-        assert t["total"] == pytest.approx(
-            t["wait"] + t["plan"] + t["model"] + t["handoff"], abs=0.05
-        )
+        assert t["total"] == pytest.approx(sum(v for k, v in t.items() if k != "total"), abs=0.1)
 
 
 def test_the_queue_is_bounded_capture_pauses_with_a_banner_and_resumes(qtbot, tmp_path):
