@@ -45,7 +45,12 @@ class StoredImage:
 def encode_image(image: np.ndarray, fmt: str = "png", *, jpeg_quality: int = 95) -> bytes:
     """The one encoding of a captured image, so the same frame gives the same bytes (and hash)
     whichever path stores it. PNG at zlib level 1 with run-length matching: lossless, about 2.5x
-    faster to encode than level 3 and no larger on line images (gray table, dark screens)."""
+    faster to encode than level 3 and no larger on line images (gray table, dark screens). Every
+    row filtered by "up" rather than the best of five filters tried per row: 26 against 60 ms for
+    a synthetic 1280x720 frame (5% larger), 3.5 against 4.5 ms for a 248x373 photograph of a
+    tile (the same size); the store's writer competes with the model for the same cores.
+    (Images stored before this change keep their bytes; an identical frame stored now hashes
+    differently from one stored then.)"""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.size == 0:
         raise ImageStoreError(
             "expected a non-empty uint8 image, got "
@@ -57,6 +62,8 @@ def encode_image(image: np.ndarray, fmt: str = "png", *, jpeg_quality: int = 95)
             1,
             cv2.IMWRITE_PNG_STRATEGY,
             cv2.IMWRITE_PNG_STRATEGY_RLE,
+            cv2.IMWRITE_PNG_FILTER,
+            cv2.IMWRITE_PNG_FILTER_UP,
         ]
         ok, buf = cv2.imencode(".png", image, params)
     elif fmt == "jpg":
