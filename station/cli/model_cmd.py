@@ -359,7 +359,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """Print a model artifact's manifest (verified against its hashes)."""
-        from model import Predictor, read_manifest
+        from model import ModelError, Predictor, read_manifest
         from model.views import describe_flips
 
         path = _artifact(artifact, config)
@@ -368,7 +368,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(m, indent=2))
             return
         flips = describe_flips(m.get("test_time_flips"))
-        served = Predictor.load(path).served  # loads the weights: which engine, checked
+        try:  # loads the weights: which engine serves, checked on the test image
+            served = Predictor.load(path).served
+            serving = f"{served.engine} ({served.note})"
+        except ModelError as e:  # the manifest is still worth reading
+            serving = f"nothing: it cannot be loaded ({e})"
         v = m.get("metrics", {}).get("validation", {})
         th = m.get("thresholds", {})
         lines = [
@@ -381,7 +385,7 @@ def register(app: typer.Typer) -> None:
             f"classes       {', '.join(m['classes'])} (defect-free: {m['ok_class']})",
             f"temperature   {m['temperature']:.4f}",
             f"explain       {m.get('explain', '')}",
-            f"served by     {served.engine} ({served.note})",
+            f"served by     {serving}",
             f"created       {m.get('created_at', '')}",
             f"summary       {m.get('summary', '')}",
             f"val accuracy  {_fmt(v.get('accuracy'))}  AUROC {_fmt(v.get('auroc_defect'))}  "

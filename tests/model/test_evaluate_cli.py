@@ -176,3 +176,18 @@ def test_bundled_model_loads_and_is_small(station) -> None:
     assert size < 10 * 1024 * 1024
     res = station("model", "info")
     assert res.code == 0 and p.manifest.sha256 in res.out
+
+
+def test_info_still_reads_an_artifact_that_cannot_be_loaded(station, trained, tmp_path) -> None:
+    from artifact_copy import edited_copy
+
+    def one_more_class(m: dict) -> None:
+        m["classes"] = [*m["classes"], "extra"]
+
+    art = edited_copy(trained.artifact, tmp_path / "extra", one_more_class)
+    info = station("model", "info", str(art))
+    assert info.code == 0, info.err
+    assert (
+        "served by     nothing: it cannot be loaded" in info.out
+        and "weights do not fit" in info.out
+    )
