@@ -115,7 +115,7 @@ class Predictor:
 
         `engine`: "auto" (default; onnxruntime when the artifact has an ONNX copy that agrees
         with torch, else torch), "torch", or "onnxruntime" (an error when it cannot); None reads
-        $STATION_MODEL_ENGINE, else "auto"."""
+        $INSPECTION_MODEL_ENGINE, else "auto"."""
         path = Path(path) if path is not None else bundled_model_path()
         m = read_manifest(path)
         try:
@@ -217,7 +217,7 @@ class Predictor:
         on a CPU a batched forward pass is no faster per image (the bundled model at 640x368,
         one thread: 8.0 ms per image at batch 1, 9.3 at batch 8 in onnxruntime; each image is
         already a large enough GEMM, and a batch's activations spill the caches), but the
-        preparation (resize and normalise, ~5 ms) overlaps the forward pass: OpenCV, torch and
+        preparation (resize and normalise, ~3.6 ms) overlaps the forward pass: OpenCV, torch and
         onnxruntime release the GIL (bench/model_latency.py prints the gain)."""
         if len(images) == 0:
             return []

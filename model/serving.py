@@ -36,6 +36,8 @@ import torch
 from torch import nn
 
 from model.arch import NetOutput
+from model.artifact import WEIGHTS, read_manifest, save_artifact
+from model.errors import ArtifactError, ModelError, TamperedArtifact
 from model.preprocess import InputSpec, preprocess
 
 log = logging.getLogger(__name__)
@@ -46,9 +48,9 @@ ONNX_FILE = "model.onnx"
 #: probabilities (4e-6 bundled, 1e-5 for a one-epoch test model; a heat-map shows 1/255 steps).
 AGREE = 1e-5
 AGREE_MAP = 1e-4
-#: The engine a Predictor uses when asked for "auto"; STATION_MODEL_ENGINE=torch forces torch
-#: (to rule onnxruntime out when chasing a problem on a line).
-ENGINE_ENV = "STATION_MODEL_ENGINE"
+#: INSPECTION_MODEL_ENGINE=torch forces torch (to rule onnxruntime out when chasing a problem on
+#: a line). Not STATION_*: the settings refuse a variable of that prefix they do not know.
+ENGINE_ENV = "INSPECTION_MODEL_ENGINE"
 ENGINES = ("auto", "onnxruntime", "torch")
 _OUTPUTS = ("logits", "defect_map", "embedding")
 
@@ -235,8 +237,6 @@ class Served:
 def choose_engine(requested: str | None) -> str:
     engine = requested or os.environ.get(ENGINE_ENV) or "auto"
     if engine not in ENGINES:
-        from model.errors import ModelError
-
         raise ModelError(f"expected a model engine among {', '.join(ENGINES)}, got {engine!r}")
     return engine
 
@@ -257,8 +257,6 @@ def load_session(
 
     def torch_serves(why: str) -> tuple[None, Served]:
         if engine == "onnxruntime":
-            from model.errors import ArtifactError
-
             raise ArtifactError(f"{path}: cannot serve with onnxruntime: {why}")
         return None, Served("torch", why)
 
@@ -272,16 +270,12 @@ def load_session(
         return torch_serves("onnxruntime is not installed (pip install onnxruntime)")
     name = str(section["file"])
     if name not in manifest["files"]:  # so not hashed: never run it
-        from model.errors import ArtifactError
-
         raise ArtifactError(
             f"{path}/manifest.json: its 'onnx' section names {name}, which 'files' does not list"
         )
     data = (path / name).read_bytes()
     # read_manifest checked the file's hash; these bytes are the ones checked (not a later swap)
     if hashlib.sha256(data).hexdigest() != manifest["files"].get(name):
-        from model.errors import TamperedArtifact
-
         raise TamperedArtifact(f"{path}: {name} changed while the model was loading")
     names = tuple(str(n) for n in section.get("outputs", ("logits",)))
     try:
@@ -301,17 +295,15 @@ def add_onnx_copy(path: Path | str) -> dict[str, Any]:
 
     The artifact's sha256 changes (its files do), so a registry sees a new version: what is
     served changes engine, and the evidence should say so."""
-    from model.artifact import MANIFEST, read_manifest, save_artifact
-    from model.predictor import Predictor
+    from model.predictor import Predictor  # it imports this module
 
     path = Path(path)
     predictor = Predictor.load(path, engine="torch")
     m = read_manifest(path)
     files, section = onnx_copy(predictor.net, predictor.spec, predictor.manifest.temperature)
-    extra = {n: (path / n).read_bytes() for n in m["files"] if n not in ("weights.pt", ONNX_FILE)}
+    extra = {n: (path / n).read_bytes() for n in m["files"] if n not in (WEIGHTS, ONNX_FILE)}
     body = {k: v for k, v in m.items() if k not in ("files", "sha256", "weights_sha256")}
     body["onnx"] = section
     if not files and (path / ONNX_FILE).exists():
         (path / ONNX_FILE).unlink()
-    assert MANIFEST not in extra
     return save_artifact(path, predictor.net.state_dict(), body, {**extra, **files})

@@ -191,3 +191,14 @@ def test_info_still_reads_an_artifact_that_cannot_be_loaded(station, trained, tm
         "served by     nothing: it cannot be loaded" in info.out
         and "weights do not fit" in info.out
     )
+
+
+def test_the_engine_can_be_forced_from_the_environment_of_any_command(
+    station, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model.serving import ENGINE_ENV
+
+    monkeypatch.setenv(ENGINE_ENV, "torch")
+    info = station("model", "info", str(bundled_model_path()))
+    assert info.code == 0, info.err
+    assert "served by     torch (torch was asked for)" in info.out
