@@ -1,20 +1,31 @@
-"""Report over 1,000,000 decisions: SQL aggregation (review.report) vs pandas + scikit-learn.
+"""Report over 1,000,000 decisions: the station's report (review.report) vs pandas + scikit-learn.
 
-    .venv/bin/python bench/report_1m.py [--n 1000000] [--db PATH] [--keep]
+    .venv/bin/python bench/report_1m.py [--n 1000000] [--append 10000] [--db PATH] [--keep]
 
-Fills a SQLite file (through the real migrations) by bulk insert, then measures, each in a fresh
-child process so that peak memory is its own: (1) `build_report` (the whole JSON report, gates
-included) and (2) the baseline: the same rows loaded with pandas, effective decisions resolved
-with pandas, and matrix / kappa / pass-fail / rates / risk-coverage / per-inspector / per-day
-computed with pandas and scikit-learn. Prints time and peak RSS of both, checks that they agree
-on the main numbers, and prints the ratio. The baseline is skipped, with a line saying so, when
-pandas or scikit-learn is not installed (they are not dependencies of the product).
+Fills a SQLite file (through the real migrations) by bulk insert: 14 days, 3 stations. Then
+measures `build_report` (the whole JSON report, gates included), each run in a fresh child
+process so that peak memory is its own:
+
+1. cold: the first report, which builds the daily summaries (review/summary.py);
+2. warm: the next one, nothing new since;
+3. after a day: `--append` new items on a new day, with corrections and adjudications of items
+   of the two days before (ids above the summaries' mark), then a report: the everyday case;
+4. full: the same database through the full path (every aggregate over the whole history, the
+   report before summaries); its JSON must equal the summed one's (floats to 1e-9);
+5. the baseline on the same database: the rows loaded with pandas, effective decisions resolved
+   with pandas, and matrix / kappa / pass-fail / rates / risk-coverage / per-inspector / per-day
+   computed with pandas and scikit-learn; its main numbers must equal the report's.
+
+Prints time and peak RSS of each and the ratios against the baseline. The baseline is skipped,
+with a line saying so, when pandas or scikit-learn is not installed (they are not dependencies
+of the product).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import sqlite3
@@ -22,8 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -206,21 +219,116 @@ def fill(path: Path, n: int, seed: int = 0) -> dict[str, float]:
     return {"fill_s": time.perf_counter() - t0, "decisions": hd_id, "predictions": pred_id}
 
 
+def append_day(path: Path, n: int, seed: int = 1) -> dict[str, int]:
+    """A day's work after the history: n new items on the next day (champion prediction, human
+    decision, disposition each), n/50 corrections and n/20 adjudications of items captured in
+    the two days before (each with its new disposition, as the station writes them)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    top = {
+        t: con.execute(f"SELECT coalesce(max(id), 0) FROM {t}").fetchone()[0]
+        for t in ("item", "prediction", "human_decision", "disposition", "adjudication")
+    }
+    last = con.execute("SELECT max(captured_at) FROM item").fetchone()[0]
+    start = datetime.fromisoformat(last[:10]) + timedelta(days=1)
+    now = "2026-11-27 00:00:00.000000"
+    ids = list(range(top["item"] + 1, top["item"] + n + 1))
+    times = [
+        (start + timedelta(seconds=int(k * 86400 / n))).strftime("%Y-%m-%d %H:%M:%S.000000")
+        for k in range(n)
+    ]
+    labels = rng.choice(CLASSES, n, p=[0.92, 0.02, 0.02, 0.02, 0.01, 0.01])
+    con.executemany(
+        "INSERT INTO item (id, station_id, captured_at, image_sha256, image_path, width, height,"
+        " stats, source, ground_truth, golden, trigger_version, guard_version, guard_passed,"
+        " guard_reason) VALUES (?,?,?,?,'',0,0,'{}','bench',NULL,0,'','',1,'')",
+        [(i, i % 3 + 1, t, f"{i:064x}") for i, t in zip(ids, times, strict=True)],
+    )
+    con.executemany(
+        "INSERT INTO prediction (id, item_id, model_version_id, slot, label, probabilities,"
+        " p_defect, confidence, created_at) VALUES (?,?,1,'champion',?,'{}',0.5,?,?)",
+        [
+            (top["prediction"] + k + 1, i, str(lab), float(c), now)
+            for k, (i, lab, c) in enumerate(zip(ids, labels, rng.uniform(0.5, 1, n), strict=True))
+        ],
+    )
+    hd = top["human_decision"]
+    con.executemany(
+        "INSERT INTO human_decision (id, item_id, operator_id, label, defect_types, decided_at,"
+        " decision_ms, suggestion_shown, blind, audit, golden, supersedes_id)"
+        " VALUES (?,?,?,?,'[]',?,900.0,0,1,0,0,NULL)",
+        [
+            (hd + k + 1, i, i % 12 + 1, str(lab), t)
+            for k, (i, lab, t) in enumerate(zip(ids, labels, times, strict=True))
+        ],
+    )
+    disp = top["disposition"]
+    rows = [
+        (disp + k + 1, i, str(lab), "human", "assist", hd + k + 1)
+        for k, (i, lab) in enumerate(zip(ids, labels, strict=True))
+    ]
+    hd += n
+    disp += n
+    # The two days before: items from the top of the history (it was filled in capture order).
+    recent = rng.choice(
+        np.arange(top["item"] - top["item"] // 7, top["item"] + 1), n // 50 + n // 20, replace=False
+    )
+    fixes, adjs = recent[: n // 50].tolist(), recent[n // 50 :].tolist()
+    corrections = []
+    for i in fixes:
+        (prev,) = con.execute(
+            "SELECT max(id) FROM human_decision WHERE item_id = ? AND id NOT IN"
+            " (SELECT supersedes_id FROM human_decision WHERE item_id = ? AND supersedes_id IS NOT NULL)",
+            (i, i),
+        ).fetchone()
+        hd += 1
+        disp += 1
+        corrections.append((hd, i, i % 12 + 1, "scratch", now, prev))
+        rows.append((disp, i, "scratch", "human", "assist", hd))
+    con.executemany(
+        "INSERT INTO human_decision (id, item_id, operator_id, label, defect_types, decided_at,"
+        " decision_ms, suggestion_shown, blind, audit, golden, supersedes_id)"
+        " VALUES (?,?,?,?,'[]',?,500.0,0,0,0,0,?)",
+        corrections,
+    )
+    con.executemany(
+        "INSERT INTO adjudication (id, item_id, operator_id, label, reason_code, note, created_at)"
+        " VALUES (?,?,13,?,'bench','',?)",
+        [(top["adjudication"] + k + 1, i, "dent", now) for k, i in enumerate(adjs)],
+    )
+    con.executemany(
+        "INSERT INTO disposition (id, item_id, final_label, decided_by, level, threshold_version,"
+        " human_decision_id, created_at) VALUES (?,?,?,?,?,'',?,'" + now + "')",
+        rows,
+    )
+    con.commit()
+    con.close()
+    return {"items": n, "corrections": len(fixes), "adjudications": len(adjs)}
+
+
 # --------------------------------------------------------------------------- the two contenders
 
 
-def measure_sql(path: Path) -> dict[str, object]:
+def measure_sql(path: Path, *, full: bool = False, out: Path | None = None) -> dict[str, object]:
     from db.engine import make_engine
+    from review import summary
     from review.labels import LabelSet
     from review.query import ReportFilters
     from review.report import build_report, dumps
 
+    if full:  # the report as it was made before the daily summaries
+        summary.applies = lambda conn, filters: False  # type: ignore[assignment]
     engine = make_engine(f"sqlite:///{path}")
     base = _peak_mb()
     t0, c0 = time.perf_counter(), _cpu_s()
     rep = build_report(engine, ReportFilters(), labels=LabelSet.of(CLASSES[0], CLASSES[1:]))
     text = dumps(rep)
     secs = time.perf_counter() - t0
+    if out is not None:
+        out.write_text(text)
     return {
         "seconds": secs,
         "cpu_seconds": _cpu_s() - c0,
@@ -329,35 +437,66 @@ def measure_pandas(path: Path) -> dict[str, object]:
     }
 
 
-def _child(mode: str, path: Path) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--measure", mode, "--db", str(path)],
+def _child(mode: str, path: Path, out: Path | None = None) -> dict[str, object]:
+    extra = [] if out is None else ["--out", str(out)]
+    run = subprocess.run(
+        [sys.executable, __file__, "--measure", mode, "--db", str(path), *extra],
         capture_output=True,
         text=True,
         check=False,
     )
-    if out.returncode != 0:
-        raise SystemExit(f"{mode} run failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    if run.returncode != 0:
+        raise SystemExit(f"{mode} run failed:\n{run.stderr}")
+    return json.loads(run.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _line(name: str, r: Mapping[str, Any]) -> str:
+    return (
+        f"{name:<34} {r['seconds']:6.2f} s wall, {r['cpu_seconds']:6.2f} s CPU, "
+        f"peak RSS {r['peak_rss_mb']:5.0f} MiB (+{r['rss_growth_mb']:.0f} MiB)"
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal JSON, floats to 1e-9 relative, generated_at aside."""
+    if isinstance(a, dict):
+        keys = set(a) - {"generated_at"}
+        return keys == set(b) - {"generated_at"} and all(_same(a[k], b[k]) for k in keys)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(a == b)
+
+
+def _agree(sql: Mapping[str, Any], pd_: Mapping[str, Any]) -> bool:
+    return bool(
+        sql["counts"] == pd_["counts"]
+        and sql["matrix"] == pd_["matrix"]
+        and sql["escape"] == pd_["escape"]
+        and abs(float(sql["kappa"]) - float(pd_["kappa"])) < 1e-9
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--append", type=int, default=10_000, help="items of the day added after")
     ap.add_argument("--db", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the database file")
-    ap.add_argument("--measure", choices=["sql", "pandas"], help=argparse.SUPPRESS)
+    ap.add_argument("--measure", choices=["sql", "full", "pandas"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        fn = measure_sql if args.measure == "sql" else measure_pandas
-        print(json.dumps(fn(args.db)))
+        if args.measure == "pandas":
+            print(json.dumps(measure_pandas(args.db)))
+        else:
+            print(json.dumps(measure_sql(args.db, full=args.measure == "full", out=args.out)))
         return
 
-    tmp = None
-    path = args.db
-    if path is None:
-        tmp = tempfile.TemporaryDirectory(prefix="report_1m-")
-        path = Path(tmp.name) / "bench.db"
+    tmp = tempfile.TemporaryDirectory(prefix="report_1m-")
+    work = Path(tmp.name)
+    path = args.db or work / "bench.db"
     if not path.exists():
         print(f"filling {path} with {args.n:,} items ...", flush=True)
         info = fill(path, args.n)
@@ -366,12 +505,27 @@ def main() -> None:
             f"{info['fill_s']:.1f} s ({os.path.getsize(path) / 2**20:.0f} MiB)",
             flush=True,
         )
-    sql = _child("sql", path)
+    with sqlite3.connect(path) as con:  # cold means cold: no summaries yet
+        con.execute("DELETE FROM report_summary")
+        con.execute("DELETE FROM report_summary_mark")
+    cold = _child("sql", path)
+    print(_line("cold (builds the daily summaries)", cold), flush=True)
+    warm = _child("sql", path)
+    print(_line("warm (nothing new)", warm), flush=True)
+    added = append_day(path, args.append)
+    day = _child("sql", path, work / "summed.json")
     print(
-        f"SQL report (review.build_report): {sql['seconds']:.2f} s wall, {sql['cpu_seconds']:.2f} s CPU, "
-        f"peak RSS {sql['peak_rss_mb']:.0f} MiB"
-        f" (+{sql['rss_growth_mb']:.0f} MiB during the report); counts {sql['counts']}"
+        _line("after a day", day)
+        + f"\n  ({added['items']:,} new items, {added['corrections']} corrections and "
+        f"{added['adjudications']} adjudications of the two days before)",
+        flush=True,
     )
+    full = _child("full", path, work / "full.json")
+    print(_line("full path (before the summaries)", full), flush=True)
+    same = _same(
+        json.loads((work / "summed.json").read_text()), json.loads((work / "full.json").read_text())
+    )
+    print(f"summed report equals the full one: {same}; counts {day['counts']}")
     try:
         import pandas  # noqa: F401
         import sklearn  # noqa: F401
@@ -382,26 +536,21 @@ def main() -> None:
         )
     else:
         pd_ = _child("pandas", path)
-        print(
-            f"pandas + scikit-learn baseline: {pd_['seconds']:.2f} s wall, {pd_['cpu_seconds']:.2f} s CPU, peak RSS "
-            f"{pd_['peak_rss_mb']:.0f} MiB (+{pd_['rss_growth_mb']:.0f} MiB)"
-        )
-        same = (
-            sql["counts"] == pd_["counts"]
-            and sql["matrix"] == pd_["matrix"]
-            and sql["escape"] == pd_["escape"]
-            and abs(float(sql["kappa"]) - float(pd_["kappa"])) < 1e-9
-        )  # type: ignore[arg-type]
-        print(f"numbers agree: {same}")
-        print(
-            f"ratio: SQL is {pd_['seconds'] / sql['seconds']:.2f}x faster (wall), "  # type: ignore[operator]
-            f"{pd_['cpu_seconds'] / sql['cpu_seconds']:.2f}x (CPU), peak RSS "  # type: ignore[operator]
-            f"{pd_['peak_rss_mb'] / sql['peak_rss_mb']:.1f}x lower"
-        )  # type: ignore[operator]
-    if tmp is not None and not args.keep:
-        tmp.cleanup()
-    elif args.keep or args.db:
+        print(_line("pandas + scikit-learn baseline", pd_))
+        print(f"numbers agree with the baseline: {_agree(day, pd_) and _agree(full, pd_)}")
+        for name, r in (("after a day", day), ("warm", warm), ("cold", cold), ("full path", full)):
+            print(
+                f"ratio, {name}: {pd_['seconds'] / r['seconds']:.2f}x faster (wall), "
+                f"{pd_['cpu_seconds'] / r['cpu_seconds']:.2f}x (CPU), peak RSS "
+                f"{pd_['peak_rss_mb'] / r['peak_rss_mb']:.1f}x lower"
+            )
+    if args.keep or args.db:
         print(f"database kept at {path}")
+        if not args.db:
+            kept = Path(tempfile.gettempdir()) / "report_1m.db"
+            path.replace(kept)
+            print(f"  (moved to {kept})")
+    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -430,6 +430,40 @@ class DatabaseIdentity(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class ReportSummary(SQLModel, table=True):
+    """A report's aggregates over one station's items captured on one UTC day (review/summary.py).
+
+    Derived, never authority: the rows of a (station, day) are replaced whenever a record of one
+    of its items is newer than `report_summary_mark`, so a report reads a few rows per day instead
+    of re-joining the whole history. `kind`: days / labels / scores / inspectors; `rows`: that
+    aggregate's rows as lists (keys then sums)."""
+
+    __tablename__ = "report_summary"
+    __table_args__ = (UniqueConstraint("station_id", "day", "kind", name="uq_report_summary_cell"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int = Field(foreign_key="station.id")
+    day: str = Field(max_length=10)  # YYYY-MM-DD, UTC, of capture
+    kind: str = Field(max_length=16)
+    rows: list[Any] = Field(default=[], sa_column=Column(JSON, nullable=False))
+
+
+class ReportSummaryMark(SQLModel, table=True):
+    """How far the report summaries are up to date: the highest id of each table they saw, and
+    the version of the aggregates they hold (a change of the aggregates rebuilds them)."""
+
+    __tablename__ = "report_summary_mark"
+
+    id: int | None = Field(default=None, primary_key=True)  # one row, id 1
+    version: int = 0
+    item_id: int = 0
+    prediction_id: int = 0
+    human_decision_id: int = 0
+    disposition_id: int = 0
+    adjudication_id: int = 0
+    built_at: datetime = Field(default_factory=utcnow)
+
+
 ALL_TABLES = [
     DatabaseIdentity,
     LoginAttempt,
@@ -452,4 +486,6 @@ ALL_TABLES = [
     DriftReference,
     MonitorCheck,
     Alarm,
+    ReportSummary,
+    ReportSummaryMark,
 ]

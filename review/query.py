@@ -24,7 +24,7 @@ Definitions (the report states them too):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -51,7 +51,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.selectable import FromClause, Subquery
+from sqlalchemy.sql.selectable import FromClause, Select, Subquery
 
 from db.models import (
     Adjudication,
@@ -226,19 +226,36 @@ def frame(
     filters: ReportFilters,
     *,
     columns: Sequence[str] | None = None,
+    scope: Select[Any] | None = None,
+    upto: Mapping[str, int] | None = None,
 ) -> Subquery:
     """One row per item in the filtered selection, with everything the report needs
-    (or only `columns`)."""
-    superseded = select(_hd.c.supersedes_id).where(_hd.c.supersedes_id.is_not(None))
-    eff_hd = _latest_id(_hd, _hd.c.id.not_in(superseded), name="eff_hd")
+    (or only `columns`).
+
+    For review/summary.py: `scope`, a select of item ids the frame is confined to (the
+    latest-row lookups too, so a few items cost a few items, not the whole history); `upto`,
+    the highest id of each table (item, prediction, human_decision, disposition, adjudication)
+    to see: the records are append-only, so that is the frame as it stood when those were the
+    newest rows."""
+
+    def within(table: Any) -> list[ColumnElement[bool]]:
+        conds = [] if scope is None else [table.c.item_id.in_(scope)]
+        if upto is not None:
+            conds.append(table.c.id <= upto[table.name])
+        return conds
+
+    superseded = select(_hd.c.supersedes_id).where(_hd.c.supersedes_id.is_not(None), *within(_hd))
+    eff_hd = _latest_id(_hd, _hd.c.id.not_in(superseded), *within(_hd), name="eff_hd")
     if filters.model_version:
         ids = resolve_model_versions(conn, filters.model_version)
         pred_cond = _pred.c.model_version_id.in_(ids) if ids else false()
     else:
         pred_cond = _pred.c.slot == Slot.champion.name
-    eff_pred = _latest_id(_pred, _pred.c.label.is_not(None), pred_cond, name="eff_pred")
-    eff_disp = _latest_id(_disp, name="eff_disp")
-    eff_adj = _latest_id(_adj, name="eff_adj")
+    eff_pred = _latest_id(
+        _pred, _pred.c.label.is_not(None), pred_cond, *within(_pred), name="eff_pred"
+    )
+    eff_disp = _latest_id(_disp, *within(_disp), name="eff_disp")
+    eff_adj = _latest_id(_adj, *within(_adj), name="eff_adj")
 
     hd = _hd.alias("hd")
     p = _pred.alias("p")
@@ -291,6 +308,8 @@ def frame(
         _item.c.id.label("item_id"),
         _item.c.captured_at.label("captured_at"),
         _station.c.name.label("station"),
+        # Not in the CSV: what the daily summaries are keyed by (review/summary.py)
+        _item.c.station_id.label("station_id"),
         _op.c.name.label("inspector"),
         hd.c.label.label("human_label"),
         p.c.label.label("model_label"),
@@ -332,6 +351,10 @@ def frame(
         cols = [c for c in cols if c.name in columns]
     q = select(*cols).select_from(joined)
     conds: list[ColumnElement[bool]] = []
+    if scope is not None:
+        conds.append(_item.c.id.in_(scope))
+    if upto is not None:
+        conds.append(_item.c.id <= upto[_item.name])
     if filters.station:
         conds.append(_station.c.name == filters.station)
     if filters.inspector:
@@ -353,6 +376,7 @@ def frame(
 
 AGGREGATE_COLUMNS = [
     "item_id",
+    "station_id",
     "day",
     "hour",
     "station",
@@ -377,14 +401,19 @@ AGGREGATE_COLUMNS = [
 
 
 @contextmanager
-def materialized(conn: Connection, filters: ReportFilters) -> Iterator[Table]:
+def materialized(
+    conn: Connection,
+    filters: ReportFilters,
+    scope: Select[Any] | None = None,
+    upto: Mapping[str, int] | None = None,
+) -> Iterator[Table]:
     """The frame computed once into a temporary table, dropped on exit.
 
     Every aggregate of a report then scans one narrow table instead of re-running the joins; the
     table lives in the connection's temporary store (on disk for SQLite, a temp table for
     PostgreSQL), so memory stays bounded and the inspectors' writes are never blocked.
     """
-    f = frame(conn, filters, columns=AGGREGATE_COLUMNS)
+    f = frame(conn, filters, columns=AGGREGATE_COLUMNS, scope=scope, upto=upto)
     name = f"review_frame_{uuid.uuid4().hex[:12]}"
     cols = [Column(c.name, String(64) if isinstance(c.type, Enum) else c.type) for c in f.c]
     table = Table(name, MetaData(), *cols, prefixes=["TEMPORARY"])
@@ -429,14 +458,23 @@ def _sum(cond: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
-def label_groups(conn: Connection, f: FromClause) -> list[dict[str, Any]]:
+def _per(f: FromClause, per: Sequence[str]) -> list[Any]:
+    """Extra grouping columns of the frame (review/summary.py groups by station_id and day)."""
+    return [f.c[name] for name in per]
+
+
+def label_groups(
+    conn: Connection, f: FromClause, *, per: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Paired items by (human, model, adjudicated, ground truth, evidence, uniform, shown, blind,
     audit).
 
     A few hundred rows at most, whatever the number of items: matrices, pass/fail, rates,
     McNemar, automation bias, per-class counts and audit escapes are all sums over them.
+    `per`: also grouped by these frame columns, named in each row.
     """
     keys = [
+        *_per(f, per),
         f.c.human_label,
         f.c.model_label,
         f.c.adjudicated_label,
@@ -449,6 +487,7 @@ def label_groups(conn: Connection, f: FromClause) -> list[dict[str, Any]]:
     ]
     q = select(*keys, func.count()).where(f.c.paired == 1).group_by(*keys)
     names = [
+        *per,
         "human",
         "model",
         "adjudicated",
@@ -469,7 +508,9 @@ def label_groups(conn: Connection, f: FromClause) -> list[dict[str, Any]]:
     return out
 
 
-def score_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[str, Any]]:
+def score_rows(
+    conn: Connection, f: FromClause, *, ok: str = "ok", per: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Paired items by (confidence floored to 1e-4, uniform): the risk/coverage histogram
     (items, model passes, escapes) and the reliability diagram (model == reference, sum of
     confidences)."""
@@ -484,12 +525,14 @@ def score_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[
             _sum(escape),
             _sum(f.c.model_label == f.c.reference_label),
             func.sum(f.c.score),
+            *_per(f, per),
         )
         .where(f.c.paired == 1, f.c.score_bin.is_not(None))
-        .group_by(f.c.score_bin, f.c.uniform)
+        .group_by(*_per(f, per), f.c.score_bin, f.c.uniform)
     )
     return [
         {
+            **dict(zip(per, r[7:], strict=True)),
             "score": int(r[0]) / SCORE_BINS,
             "uniform": bool(r[1]),
             "n": int(r[2]),
@@ -520,7 +563,9 @@ INSPECTOR_SUMS = [
 ]
 
 
-def inspector_hour_rows(conn: Connection, f: FromClause) -> list[dict[str, Any]]:
+def inspector_hour_rows(
+    conn: Connection, f: FromClause, *, per: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Per inspector and hour of day (UTC, of the decision): the sums behind agreement with the
     model / adjudication / golden truth, time to decide and automation bias. Summed over hours
     they give the inspector's totals; by hour, the trend through the shift."""
@@ -547,21 +592,26 @@ def inspector_hour_rows(conn: Connection, f: FromClause) -> list[dict[str, Any]]
             _sum(blind),
             _sum(and_(blind, f.c.human_label == f.c.model_label)),
             _sum(and_(paired, f.c.evidence == 1)),
+            *_per(f, per),
         )
         .where(f.c.inspector.is_not(None))
-        .group_by(f.c.inspector, hour)
+        .group_by(*_per(f, per), f.c.inspector, hour)
         .order_by(f.c.inspector, hour)
     )
     out = []
+    n = len(INSPECTOR_SUMS)
     for r in conn.execute(q):
-        d: dict[str, Any] = {"inspector": str(r[0]), "hour": int(r[1] or 0)}
-        for k, v in zip(INSPECTOR_SUMS, r[2:], strict=True):
+        d: dict[str, Any] = dict(zip(per, r[2 + n :], strict=True))
+        d.update(inspector=str(r[0]), hour=int(r[1] or 0))
+        for k, v in zip(INSPECTOR_SUMS, r[2 : 2 + n], strict=True):
             d[k] = float(v or 0.0) if k == "decision_ms_sum" else int(v or 0)
         out.append(d)
     return out
 
 
-def day_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[str, Any]]:
+def day_rows(
+    conn: Connection, f: FromClause, *, ok: str = "ok", per: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Trend by day (UTC, of capture): items, paired, agreement, evidence, uniform evidence, model
     passes, escapes. Their sums are the report's counts; days with uniform evidence are the gate's
     "distinct days"."""
@@ -578,14 +628,15 @@ def day_rows(conn: Connection, f: FromClause, *, ok: str = "ok") -> list[dict[st
             _sum(f.c.uniform == 1),
             _sum(model_pass),
             _sum(and_(model_pass, _is_def(f.c.reference_label, ok))),
+            *_per(f, per),
         )
-        .group_by(day)
+        .group_by(*_per(f, per), day)
         .order_by(day)
     )
     names = ["day", "items", "paired", "agree", "evidence", "uniform", "model_pass", "escapes"]
     out = []
     for r in conn.execute(q):
-        d = dict(zip(names, r, strict=True))
+        d = dict(zip([*names, *per], r, strict=True))
         d["day"] = str(d["day"])
         for k in names[1:]:
             d[k] = int(d[k] or 0)

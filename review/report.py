@@ -25,6 +25,7 @@ from db.chain import heads as chain_heads
 from db.models import Level, Station
 from review import query as Q
 from review import stats as S
+from review import summary
 from review.canary import CanaryRules, models_block
 from review.errors import ReportFormatError, ReviewError
 from review.gates import Evidence, GateResult, GateRules, evaluate_gate, parse_level
@@ -640,30 +641,55 @@ def build_report(
     station's models (lineup, challenger against champion, the canary's step).
     `default_level`: a station's level before any change was recorded (settings);
     `canary_rules`: what a canary step needs (settings [lifecycle]); `on_stage`: told each of
-    STAGES as it begins."""
-    if isinstance(engine, Engine):
-        with engine.connect() as conn:
-            return build_report(
-                conn,
-                filters,
-                labels=labels,
-                rules=rules,
-                drift_alarm_open=drift_alarm_open,
-                disagreement_limit=disagreement_limit,
-                default_level=default_level,
-                canary_rules=canary_rules,
-                on_stage=on_stage,
-            )
-    conn = engine
+    STAGES as it begins.
+
+    Given an engine, the daily summaries the report brought up to date are stored afterwards
+    (review/summary.py), in their own transaction; given a connection, whose transaction is the
+    caller's, they are not."""
     say = on_stage or _ignore_stage
     filters = filters or Q.ReportFilters()
     rules = rules or GateRules()
+    args = (filters, labels, rules, drift_alarm_open, disagreement_limit, default_level)
+    if isinstance(engine, Connection):
+        return _build(engine, *args, canary_rules, say)[0]
+    with engine.connect() as conn:
+        report, refresh = _build(conn, *args, canary_rules, say)
+        if refresh is not None:
+            conn.rollback()  # the report only read; the summaries are written in their own
+            summary.save(conn, refresh)
+    return report
+
+
+def _build(
+    conn: Connection,
+    filters: Q.ReportFilters,
+    labels: LabelSet,
+    rules: GateRules,
+    drift_alarm_open: bool | None,
+    disagreement_limit: int,
+    default_level: Level,
+    canary_rules: CanaryRules | None,
+    say: OnStage,
+) -> tuple[dict[str, Any], summary.Refresh | None]:
     order = S.label_order(list(labels.all), labels.ok)
     say("selecting items")
-    with Q.materialized(conn, filters) as f:
-        report = _report_from(
-            conn, f, filters, order, labels.ok, rules, drift_alarm_open, disagreement_limit, say
-        )
+    refresh = None
+    if summary.applies(conn, filters):
+        # Summed from the daily summaries, the days changed since the last report recomputed.
+        parts, refresh = summary.aggregates(conn, filters, labels.ok)
+        latest = summary.disagreements(conn, filters, parts.days, disagreement_limit)
+    else:
+        with Q.materialized(conn, filters) as f:
+            parts = summary.Parts(
+                days=Q.day_rows(conn, f, ok=labels.ok),
+                groups=Q.label_groups(conn, f),
+                scores=Q.score_rows(conn, f, ok=labels.ok),
+                hours=Q.inspector_hour_rows(conn, f),
+            )
+            latest = Q.disagreements(conn, f, disagreement_limit)
+    report = _report_from(
+        conn, parts, latest, filters, order, labels.ok, rules, drift_alarm_open, say
+    )
     say("gates")
     report["gates"] = _gates(conn, filters, labels, rules, default_level, drift_alarm_open)
     say("models and pipeline stages")
@@ -672,7 +698,7 @@ def build_report(
     # Each tamper-evidence chain's length and head (db/chain.py; `station audit verify` walks
     # them): a head kept from an earlier report must be a prefix of this one's chain.
     report["chain"] = chain_heads(conn)
-    return report
+    return report, refresh
 
 
 def _one_station(conn: Connection, filters: Q.ReportFilters) -> int | None:
@@ -707,28 +733,28 @@ def _stages(conn: Connection, filters: Q.ReportFilters, ok: str) -> dict[str, An
 
 def _report_from(
     conn: Connection,
-    f: FromClause,
+    parts: summary.Parts,
+    latest: list[dict[str, Any]],
     filters: Q.ReportFilters,
     labels: Sequence[str],
     ok: str,
     rules: GateRules,
     drift_alarm_open: bool | None,
-    disagreement_limit: int,
     say: OnStage = _ignore_stage,
 ) -> dict[str, Any]:
     say("counting items")
     messages = Q.unmatched_filters(conn, filters)
-    days = Q.day_rows(conn, f, ok=ok)
+    days = parts.days
     n = {
         "items": sum(d["items"] for d in days),
         "paired": sum(d["paired"] for d in days),
         "evidence": sum(d["evidence"] for d in days),
     }
-    groups = Q.label_groups(conn, f)
+    groups = parts.groups
     uniform = [g for g in groups if g["uniform"]]
     n["evidence_uniform"] = sum(d["uniform"] for d in days)
     n["audited"] = sum(g["n"] for g in groups if g["evidence"] and g["audit"])
-    scores = Q.score_rows(conn, f, ok=ok)
+    scores = parts.scores
     say("agreement")
     main = _agreement_block(uniform, labels, ok)
     basis = {
@@ -803,9 +829,9 @@ def _report_from(
         "risk_coverage": curve,
         "selective_threshold": sel,
         "reliability": _reliability(uniform_scores),
-        "inspectors": _inspectors(Q.inspector_hour_rows(conn, f)),
+        "inspectors": _inspectors(parts.hours),
         "by_day": days,
-        "disagreements": Q.disagreements(conn, f, disagreement_limit),
+        "disagreements": latest,
         "definitions": DEFINITIONS,
     }
     return _jsonable(report)  # type: ignore[no-any-return]

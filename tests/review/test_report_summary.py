@@ -1,0 +1,208 @@
+"""Daily report summaries (review/summary.py): a report summed from them equals the full report,
+through later writes of every kind, and a report recomputes only the days a newer record touched."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from review_records import LABELS, T0, Records, random_records
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from db import repo
+from db.models import (
+    Adjudication,
+    HumanDecision,
+    Item,
+    Level,
+    ModelVersion,
+    Operator,
+    Prediction,
+    ReportSummary,
+    ReportSummaryMark,
+    Role,
+    Slot,
+    Station,
+)
+from review import summary
+from review.query import ReportFilters
+from review.report import build_report
+
+_summary = ReportSummary.__table__  # type: ignore[attr-defined]
+_mark = ReportSummaryMark.__table__  # type: ignore[attr-defined]
+
+
+def _full(engine: Engine, filters: ReportFilters, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The report the way it was made before summaries: every aggregate over the whole frame."""
+    with monkeypatch.context() as m:
+        m.setattr(summary, "applies", lambda conn, f: False)
+        return build_report(engine, filters, labels=LABELS)
+
+
+def _summed(engine: Engine, filters: ReportFilters) -> dict:
+    with engine.connect() as conn:
+        assert summary.applies(conn, filters)
+    return build_report(engine, filters, labels=LABELS)
+
+
+def _same(a: Any, b: Any, path: str = "report") -> None:
+    """Equal, floats to 1e-9 relative (sums of per-day sums add in another order)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            if k != "generated_at":
+                _same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), f"{path}: {a} != {b}"
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+FILTERS = [
+    ReportFilters(),
+    ReportFilters.parse(station="A1"),
+    ReportFilters.parse(since="2026-11-03", until="2026-11-03"),
+    ReportFilters.parse(station="B2", since="2026-11-02"),
+    ReportFilters.parse(station="nowhere"),
+]
+
+
+@pytest.fixture
+def line(engine: Engine) -> Iterator[Engine]:
+    with Session(engine) as session:
+        random_records(Records(session), 240, seed=3)
+        session.commit()
+    yield engine
+
+
+def _records(session: Session) -> Records:
+    """A record builder that knows the stations, operators and models already there."""
+    r = Records(session)
+    for table, into in ((Station, r.stations), (Operator, r.operators)):
+        into.update({row.name: row.id for row in session.exec(select(table))})
+    r.models.update({row.version: row.id for row in session.exec(select(ModelVersion))})
+    return r
+
+
+def _later_writes(engine: Engine) -> None:
+    """A day later: new items; a correction, an adjudication and a new prediction, each of an
+    old item of another day already summarised (ids above the mark)."""
+    with Session(engine) as session:
+        r = _records(session)
+        r.n = 10_000
+        for i in range(12):
+            r.item(
+                "ok" if i % 4 else "crack",
+                "ok",
+                station="A1",
+                level=Level.assist,
+                blind=i % 3 == 0,
+                when=T0 + timedelta(days=3, minutes=i),
+            )
+        first = int(session.execute(select(func.min(HumanDecision.item_id))).scalar_one())
+        r.correct(first, "scratch")  # the first day
+        # An item of the second day decided by its inspector, now adjudicated otherwise.
+        second = session.exec(
+            select(HumanDecision).where(HumanDecision.item_id.between(125, 140))  # type: ignore[attr-defined]
+        ).first()
+        assert second is not None
+        repo.record_adjudication(
+            session=session,
+            adjudication=Adjudication(
+                item_id=second.item_id,
+                operator_id=r.operator("qa", Role.qa_lead),
+                label="missing" if second.label != "missing" else "dent",
+                reason_code="test",
+            ),
+            level=Level.shadow,
+        )
+        session.add(
+            Prediction(
+                item_id=230,  # the third day
+                model_version_id=r.model("v1"),
+                label="stain",
+                slot=Slot.champion,
+                confidence=0.77,
+                p_defect=0.77,
+            )
+        )
+        session.commit()
+
+
+@pytest.mark.parametrize(
+    "filters", FILTERS, ids=lambda f: ",".join(k for k, v in f.to_dict().items() if v) or "none"
+)
+def test_the_summed_report_equals_the_full_one_before_and_after_later_writes(
+    line: Engine, filters: ReportFilters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _same(_full(line, filters, monkeypatch), _summed(line, filters))  # builds the summaries
+    _same(_full(line, filters, monkeypatch), _summed(line, filters))  # reads them
+    _later_writes(line)
+    _same(_full(line, filters, monkeypatch), _summed(line, filters))  # refreshes the touched days
+
+
+def test_a_report_recomputes_only_the_days_a_newer_record_touched(line: Engine) -> None:
+    build_report(line, ReportFilters(), labels=LABELS)
+    with line.connect() as conn:
+        stored = {(s, d) for s, d in conn.execute(select(_summary.c.station_id, _summary.c.day))}
+        _, refresh = summary.aggregates(conn, ReportFilters(), "ok")
+    assert stored and refresh.cells == {} and not refresh.full  # nothing new: nothing recomputed
+
+    with Session(line) as session:  # one adjudication of the first item, summarised long ago
+        qa = _records(session).operator("qa", Role.qa_lead)
+        session.add(Adjudication(item_id=1, operator_id=qa, label="dent", reason_code="test"))
+        session.commit()
+        first = session.get(Item, 1)
+        assert first is not None
+        touched = (first.station_id, first.captured_at.date().isoformat())
+    with line.connect() as conn:
+        _, refresh = summary.aggregates(conn, ReportFilters(), "ok")
+    assert set(refresh.cells) == {touched}
+    assert touched in stored and len(stored) > 3
+
+
+def test_a_report_that_lost_the_race_stores_nothing_and_the_next_one_is_right(
+    line: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_report(line, ReportFilters(), labels=LABELS)
+    _later_writes(line)
+    with line.connect() as conn:
+        _, slow = summary.aggregates(conn, ReportFilters(), "ok")  # a report that began first
+    build_report(line, ReportFilters(), labels=LABELS)  # another one stores its refresh
+    with line.connect() as conn:
+        assert summary.save(conn, slow) is False  # the mark moved: the slow one keeps out
+    _same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
+
+
+def test_summaries_of_another_version_are_rebuilt(
+    line: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_report(line, ReportFilters(), labels=LABELS)
+    with line.begin() as conn:  # as left by a program whose aggregates differed
+        conn.execute(update(_mark).values(version=summary.VERSION + 1))
+        conn.execute(update(_summary).values(rows=[]))
+    with line.connect() as conn:
+        _, refresh = summary.aggregates(conn, ReportFilters(), "ok")
+    assert refresh.full
+    _same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
+
+
+def test_other_filters_take_the_full_path(line: Engine) -> None:
+    with line.connect() as conn:
+        for f in (
+            ReportFilters.parse(inspector="lan"),
+            ReportFilters.parse(level="assist"),
+            ReportFilters.parse(model_version="defect:v1"),
+            ReportFilters(evidence_only=True),
+            ReportFilters.parse(since="2026-11-02T06:30"),
+        ):
+            assert not summary.applies(conn, f), f
