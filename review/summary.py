@@ -19,7 +19,10 @@ The summaries are derived data, never authority: deleting them only makes the ne
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,7 +44,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.models import Item, ReportSummary, ReportSummaryMark, Station, utcnow
@@ -135,9 +138,10 @@ def _midnight(t: datetime) -> bool:
 
 def aggregates(conn: Connection, filters: Q.ReportFilters, ok: str) -> tuple[Parts, Refresh]:
     """The report's aggregates from the stored summaries, brought up to date first."""
+    _snapshot(conn)
     read = _read_mark(conn)
     reached = _current_ids(conn)
-    fresh = _compute(conn, None, ok) if read is None else _catch_up(conn, read, ok)
+    fresh = _bring_up(conn, read, reached, ok)
     refresh = Refresh(read=read, reached=reached, full=read is None, cells=fresh)
 
     station_id = _station_id(conn, filters.station)
@@ -166,6 +170,24 @@ def aggregates(conn: Connection, filters: Q.ReportFilters, ok: str) -> tuple[Par
             if cell not in fresh:
                 cells.setdefault(cell, {})[str(kind)] = rows
     return _merge(cells.values()), refresh
+
+
+def _snapshot(conn: Connection) -> None:
+    """One read transaction from here on, so that the mark, the stored sums, the newest ids and
+    the frames are read from one and the same state of the file (pysqlite otherwise reads each
+    statement at whatever was committed when it ran). The caller's rollback ends it."""
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is not None and not dbapi.in_transaction:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _bring_up(
+    conn: Connection, read: Mapping[str, int] | None, reached: Mapping[str, int], ok: str
+) -> dict[Cell, dict[str, list[list[Any]]]]:
+    """The station-days to store so that the summaries hold everything up to `reached`."""
+    if read is None:
+        return _compute(conn, None, reached, ok)
+    return _catch_up(conn, read, reached, ok)
 
 
 def _read_mark(conn: Connection) -> dict[str, int] | None:
@@ -233,16 +255,17 @@ def _scope(stale: set[Cell]) -> Any:
 
 
 def _compute(
-    conn: Connection, stale: set[Cell] | None, ok: str
+    conn: Connection, stale: set[Cell] | None, reached: Mapping[str, int], ok: str
 ) -> dict[Cell, dict[str, list[list[Any]]]]:
-    """Each stale station-day's aggregates recomputed whole (every day when `stale` is None)."""
+    """Each stale station-day's aggregates recomputed whole (every day when `stale` is None), as
+    of the ids `reached`."""
     if stale is not None and not stale:
         return {}
     scope = None if stale is None or len(stale) > MAX_SCOPED else _scope(stale)
     cells: dict[Cell, dict[str, list[list[Any]]]] = {
         c: {k: [] for k in LAYOUT} for c in (stale or ())
     }
-    cells.update(_aggregate_cells(conn, scope, None, ok))
+    cells.update(_aggregate_cells(conn, scope, reached, ok))
     return cells
 
 
@@ -272,20 +295,20 @@ def _aggregate_cells(
 
 
 def _catch_up(
-    conn: Connection, mark: Mapping[str, int], ok: str
+    conn: Connection, mark: Mapping[str, int], reached: Mapping[str, int], ok: str
 ) -> dict[Cell, dict[str, list[list[Any]]]]:
     """The station-days that records newer than the mark changed, brought up to date: for each
     item they touch, its line as it stood at the mark is taken out of the stored sums and its
-    line now is put in (the records are append-only: the frame at the mark is the frame of the
+    line as of the ids reached now is put in (the records are append-only: the frame at the mark is the frame of the
     rows up to it). A day whose sums would go negative (summaries not what the mark says) is
     recomputed whole instead."""
     items = _touched_items(conn, mark)
     if not items:
         return {}
     if len(items) > MAX_DELTA:
-        return _compute(conn, _stale_cells(conn, mark), ok)
+        return _compute(conn, _stale_cells(conn, mark), reached, ok)
     with _id_table(conn, items) as scope:
-        plus = _aggregate_cells(conn, scope, None, ok)
+        plus = _aggregate_cells(conn, scope, reached, ok)
         minus = _aggregate_cells(conn, scope, mark, ok)
     touched = set(plus) | set(minus)
     stored = _stored(conn, touched)
@@ -308,7 +331,7 @@ def _catch_up(
             out[cell] = kinds
     if broken:
         log.warning("report summaries of %d days did not add up: recomputed", len(broken))
-        out.update(_compute(conn, broken, ok))
+        out.update(_compute(conn, broken, reached, ok))
     return out
 
 
@@ -472,6 +495,10 @@ def save(conn: Connection, refresh: Refresh) -> bool:
         return False
     try:
         with conn.begin():
+            # The write lock before the mark is read: the check and the writes are one step, or
+            # a report could store sums of another mark than the one it leaves (the next catch-up
+            # would then take out lines that were never put in).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
             if _read_mark(conn) != refresh.read:
                 return False
             if refresh.full:
@@ -497,3 +524,55 @@ def save(conn: Connection, refresh: Refresh) -> bool:
     except SQLAlchemyError as e:  # a read-only copy, a lock held too long: next time
         log.warning("report summaries not saved (%s): the next report recomputes them", e)
         return False
+
+
+# --------------------------------------------------------------------------- kept up to date
+
+
+def refresh(engine: Engine, ok: str) -> bool:
+    """Bring the stored summaries up to date without making a report (what a report would do
+    first). True when something was stored; False when nothing was new, another writer got there
+    first, or the database is not one summaries are kept for."""
+    if engine.dialect.name != "sqlite":
+        return False
+    with engine.connect() as conn:
+        _snapshot(conn)
+        read = _read_mark(conn)
+        reached = _current_ids(conn)
+        if read == reached:
+            return False
+        fresh = _bring_up(conn, read, reached, ok)
+        conn.rollback()
+        return save(conn, Refresh(read=read, reached=reached, full=read is None, cells=fresh))
+
+
+class Keeper:
+    """Refreshes the summaries from a thread of its own every `every_s` seconds, so that the
+    report that follows a long shift (or a month without one) costs seconds, not a rebuild.
+    A refresh that fails is logged and tried again at the next turn."""
+
+    def __init__(self, engine: Engine, ok: str, every_s: float) -> None:
+        self.engine, self.ok, self.every_s = engine, ok, every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.refreshed = 0  # refreshes that stored something
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="report-summaries", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # below the pipeline where allowed
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        while not self._stop.wait(self.every_s):
+            try:
+                self.refreshed += refresh(self.engine, self.ok)
+            except Exception as e:  # the station goes on; a report catches up by itself
+                log.warning("could not refresh the report summaries: %s", e)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30.0)
+            self._thread = None

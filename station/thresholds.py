@@ -297,20 +297,41 @@ class RuleWatch:
         self.model_version_id: int | None = None
         self.last: RuleInForce | None = None
         self._lock = threading.Lock()
+        self._seen: tuple[Any, ...] | None = None  # the probe's answer `last` was read at
 
     def follow(self, model_version_id: int | None) -> None:
         """The champion changed: its own approved rule (or none) from now on."""
         self.model_version_id = model_version_id
+        self._seen = None
         self.read()
+
+    def _probe(self) -> Any:
+        """Which set rule_in_force would pick, by id and approval time only: a Core query per
+        item instead of loading and parsing the set (an approval updates approved_at)."""
+        return (
+            select(col(ThresholdSet.id), col(ThresholdSet.approved_at))
+            .where(
+                ThresholdSet.station_id == self.station_id,
+                ThresholdSet.model_version_id == self.model_version_id,
+                col(ThresholdSet.approved_at).is_not(None),
+            )
+            .order_by(col(ThresholdSet.approved_at).desc(), col(ThresholdSet.id).desc())
+            .limit(1)
+        )
 
     def read(self) -> RuleInForce | None:
         try:
+            with self.engine.connect() as conn:
+                row = conn.execute(self._probe()).first()
+            seen = ("set", *row) if row is not None else ("none",)
+            if seen == self._seen:
+                return self.last
             with Session(self.engine) as s:
                 found = rule_in_force(s, self.station_id, self.model_version_id)
         except SQLAlchemyError as e:
             log.warning("cannot read the thresholds of station %d: %s", self.station_id, e)
             return self.last
-        self.last = found
+        self.last, self._seen = found, seen
         return found
 
 

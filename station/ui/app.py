@@ -22,6 +22,7 @@ from db.repo import (
     list_operators,
     start_operator_session,
 )
+from review import summary
 from station.auth import authenticate, require
 from station.errors import AuthError, StationError
 from station.frames.sources import open_source
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 #: How often the level in force is read while no item arrives (each item reads it anyway).
 LEVEL_POLL_S = 1.0
+#: How often the report summaries catch up with the line (review/summary.py): a report then only
+#: adds what came since, whenever it is asked for.
+SUMMARIES_EVERY_S = 300.0
 
 
 def login_check(engine: Engine) -> Callable[[str, str], Operator]:
@@ -76,6 +80,7 @@ class StationApp:
     ) -> None:
         self.settings = settings
         self.engine = engine
+        self.summaries = summary.Keeper(engine, settings.ok_class, SUMMARIES_EVERY_S)
         assert operator.id is not None
         with session_scope(engine) as session:
             station = get_or_create_station(session=session, name=settings.station_name)
@@ -245,11 +250,13 @@ class StationApp:
         gc.freeze()
         self.window.showMaximized()  # a station screen is the station's; nothing else shares it
         self.core.levels.poll(LEVEL_POLL_S)  # the level shown follows a change made elsewhere
+        self.summaries.start()
         self.thread.start()
 
     def stop(self) -> None:
         if self.dashboard is not None:
             self.dashboard.close()
+        self.summaries.stop()
         self.thread.stop()
         self.background.close()
         self.core.close()

@@ -206,3 +206,35 @@ def test_other_filters_take_the_full_path(line: Engine) -> None:
             ReportFilters.parse(since="2026-11-02T06:30"),
         ):
             assert not summary.applies(conn, f), f
+
+
+def test_refreshing_between_reports_leaves_a_report_nothing_to_recompute(
+    line: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert summary.refresh(line, "ok") is True  # the first one builds them
+    assert summary.refresh(line, "ok") is False  # nothing new since
+    _later_writes(line)
+    assert summary.refresh(line, "ok") is True
+    with line.connect() as conn:
+        _, pending = summary.aggregates(conn, ReportFilters(), "ok")
+    assert pending.cells == {} and not pending.full
+    _same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
+
+
+def test_rows_committed_while_a_refresh_reads_are_counted_once(
+    line: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest rows of every table land after the refresh read the newest ids (a station
+    writing while a report runs): they belong to the next refresh, not to this one as well."""
+    summary.refresh(line, "ok")
+    _later_writes(line)
+    current = summary._current_ids
+    with monkeypatch.context() as m:
+        m.setattr(
+            summary,
+            "_current_ids",
+            lambda conn: {t: max(0, v - 3) for t, v in current(conn).items()},
+        )
+        assert summary.refresh(line, "ok") is True
+    assert summary.refresh(line, "ok") is True  # the rows it left out
+    _same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))

@@ -603,6 +603,7 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
     )
     qtbot.addWidget(app.window)
     app.window.show()  # painted, so each item's timeline reaches the screen
+    app.summaries.every_s = 0.1  # the report summaries catch up while the station runs
     app.start()
     try:
         qtbot.waitUntil(lambda: len(app.core.desk.queue) == 3, timeout=10_000)
@@ -613,6 +614,15 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
             qtbot.waitUntil(lambda t=shown: t.has("shown"), timeout=10_000)
             qtbot.keyClick(app.window, Qt.Key.Key_Space)
         qtbot.waitUntil(lambda: app.window.saved.text().startswith("✔ saved #3"), timeout=10_000)
+
+        def summarised() -> bool:
+            with rig.engine.connect() as conn:
+                mark = conn.exec_driver_sql(
+                    "SELECT item_id, disposition_id FROM report_summary_mark"
+                ).first()
+            return mark is not None and tuple(mark) == (3, 3)
+
+        qtbot.waitUntil(summarised, timeout=10_000)
     finally:
         app.stop()
     assert app.thread.thread.isFinished()
