@@ -3,8 +3,9 @@
     .venv/bin/python bench/report_1m.py [--n 1000000] [--append 10000] [--db PATH] [--keep]
 
 Fills a SQLite file (through the real migrations) by bulk insert: 14 days, 3 stations. Then
-measures `build_report` (the whole JSON report, gates included), each run in a fresh child
-process so that peak memory is its own:
+measures `build_report` (the whole JSON report over every station: gates and models are per
+station, so this report names them and skips them), each run in a fresh child process so that
+peak memory is its own:
 
 1. cold: the first report, which builds the daily summaries (review/summary.py);
 2. warm: the next one, nothing new since;
@@ -12,7 +13,9 @@ process so that peak memory is its own:
    of the two days before (ids above the summaries' mark), then a report: the everyday case;
 4. full: the same database through the full path (every aggregate over the whole history, the
    report before summaries); its JSON must equal the summed one's (floats to 1e-9);
-5. the baseline on the same database: the rows loaded with pandas, effective decisions resolved
+5. one station's report (`--station L1`, a third of the items): its gates and models blocks
+   read that station's evidence and predictions in full, not from the summaries;
+6. the baseline on the same database: the rows loaded with pandas, effective decisions resolved
    with pandas, and matrix / kappa / pass-fail / rates / risk-coverage / per-inspector / per-day
    computed with pandas and scikit-learn; its main numbers must equal the report's.
 
@@ -312,7 +315,9 @@ def append_day(path: Path, n: int, seed: int = 1) -> dict[str, int]:
 # --------------------------------------------------------------------------- the two contenders
 
 
-def measure_sql(path: Path, *, full: bool = False, out: Path | None = None) -> dict[str, object]:
+def measure_sql(
+    path: Path, *, full: bool = False, out: Path | None = None, station: str | None = None
+) -> dict[str, object]:
     from db.engine import make_engine
     from review import summary
     from review.labels import LabelSet
@@ -323,8 +328,23 @@ def measure_sql(path: Path, *, full: bool = False, out: Path | None = None) -> d
         summary.applies = lambda conn, filters: False  # type: ignore[assignment]
     engine = make_engine(f"sqlite:///{path}")
     base = _peak_mb()
+    stage_s: dict[str, float] = {}
+    mark = [time.perf_counter(), ""]
+
+    def on_stage(what: str) -> None:
+        now = time.perf_counter()
+        if mark[1]:
+            stage_s[str(mark[1])] = round(now - float(mark[0]), 2)
+        mark[:] = [now, what]
+
     t0, c0 = time.perf_counter(), _cpu_s()
-    rep = build_report(engine, ReportFilters(), labels=LabelSet.of(CLASSES[0], CLASSES[1:]))
+    rep = build_report(
+        engine,
+        ReportFilters(station=station),
+        labels=LabelSet.of(CLASSES[0], CLASSES[1:]),
+        on_stage=on_stage,
+    )
+    on_stage("")
     text = dumps(rep)
     secs = time.perf_counter() - t0
     if out is not None:
@@ -335,6 +355,7 @@ def measure_sql(path: Path, *, full: bool = False, out: Path | None = None) -> d
         "peak_rss_mb": _peak_mb(),
         "rss_growth_mb": _peak_mb() - base,
         "json_bytes": len(text),
+        "stages_s": stage_s,
         # The headline is computed on uniform evidence only; the pandas side computes over all
         # paired items, which the report keeps in by_basis.all.
         "counts": {k: rep["counts"][k] for k in ("items", "paired", "evidence")},
@@ -437,8 +458,11 @@ def measure_pandas(path: Path) -> dict[str, object]:
     }
 
 
-def _child(mode: str, path: Path, out: Path | None = None) -> dict[str, object]:
+def _child(
+    mode: str, path: Path, out: Path | None = None, station: str | None = None
+) -> dict[str, object]:
     extra = [] if out is None else ["--out", str(out)]
+    extra += [] if station is None else ["--station", station]
     run = subprocess.run(
         [sys.executable, __file__, "--measure", mode, "--db", str(path), *extra],
         capture_output=True,
@@ -486,12 +510,14 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the database file")
     ap.add_argument("--measure", choices=["sql", "full", "pandas"], help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--station", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
         if args.measure == "pandas":
             print(json.dumps(measure_pandas(args.db)))
         else:
-            print(json.dumps(measure_sql(args.db, full=args.measure == "full", out=args.out)))
+            full = args.measure == "full"
+            print(json.dumps(measure_sql(args.db, full=full, out=args.out, station=args.station)))
         return
 
     tmp = tempfile.TemporaryDirectory(prefix="report_1m-")
@@ -526,6 +552,12 @@ def main() -> None:
         json.loads((work / "summed.json").read_text()), json.loads((work / "full.json").read_text())
     )
     print(f"summed report equals the full one: {same}; counts {day['counts']}")
+    # One station's report also judges its gates and compares its models: those blocks read the
+    # station's evidence and predictions in full (not summarised), so they grow with its history.
+    one = _child("sql", path, station="L1")
+    print(
+        _line("one station (gates, models: L1)", one) + f"\n  seconds per stage: {one['stages_s']}"
+    )
     try:
         import pandas  # noqa: F401
         import sklearn  # noqa: F401

@@ -31,14 +31,26 @@ def _interval(k: int, n: int) -> dict[str, Any]:
 
 
 def stages_block(conn: Connection, station_id: int, ok: str) -> dict[str, Any]:
+    # In a database whose items are shared with other stations (a simulation's, a fleet's) the
+    # per-item lookups are confined to this station's items: its share of the work, not the
+    # whole (1.55 against 2.33 s for a third of 1M items). Alone, the confinement would only
+    # cost (3.95 against 3.09 s).
+    others = [_item.c.station_id < station_id, _item.c.station_id > station_id]  # index seeks
+    shared = any(conn.execute(select(_item.c.id).where(o).limit(1)).first() for o in others)
+    own = select(_item.c.id).where(_item.c.station_id == station_id)
+
+    def mine(item_id: Any) -> list[Any]:
+        return [item_id.in_(own)] if shared else []
+
     acting = (
         select(_pred.c.item_id, func.min(_pred.c.id).label("id"))
-        .where(_pred.c.slot.in_([Slot.champion.name, Slot.canary.name]))
+        .where(_pred.c.slot.in_([Slot.champion.name, Slot.canary.name]), *mine(_pred.c.item_id))
         .group_by(_pred.c.item_id)
         .subquery("acting")
     )
     latest_hd = (
         select(_hd.c.item_id, func.max(_hd.c.id).label("id"))
+        .where(*mine(_hd.c.item_id))
         .group_by(_hd.c.item_id)
         .subquery("latest_hd")
     )
