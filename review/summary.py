@@ -347,11 +347,11 @@ def _apply(
         for i, v in enumerate(r[width:]):
             have[i] += v
     for r in minus:
-        have = acc.get(tuple(r[:width]))
-        if have is None:
+        left = acc.get(tuple(r[:width]))
+        if left is None:
             return None
         for i, v in enumerate(r[width:]):
-            have[i] -= v
+            left[i] -= v
     out = []
     for key, sums in acc.items():
         counts = [v for v in sums if not isinstance(v, float)]
@@ -515,7 +515,7 @@ def save(conn: Connection, refresh: Refresh) -> bool:
             ]
             if rows:
                 conn.execute(insert(_summary), rows)
-            values = {col: refresh.reached[t] for t, col in MARKED.items()}
+            values: dict[str, Any] = {col: refresh.reached[t] for t, col in MARKED.items()}
             values.update(version=VERSION, built_at=utcnow())
             done = conn.execute(update(_mark).where(_mark.c.id == 1).values(**values))
             if done.rowcount == 0:
