@@ -8,6 +8,7 @@ and the same rows, in one run on one machine. Target: ours >= 0.8x raw.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sqlite3
 import statistics
@@ -20,17 +21,25 @@ from db import driver
 from db.engine import make_engine, session_scope
 from db.migrate import upgrade
 from db.models import DecidedBy, Disposition, HumanDecision, Item, Level, Prediction, Role, Slot
-from db.repo import add_operator, get_or_create_station, record_inspection
+from db.repo import (
+    add_operator,
+    get_or_create_station,
+    record_inspection,
+    record_inspection_rows,
+)
 
 USABLE = driver.usable
 PROBS = {"ok": 0.9, "crack": 0.02, "scratch": 0.03, "dent": 0.02, "stain": 0.02, "missing": 0.01}
 
 
-def bench_repo(url: str, n: int, core: bool = False) -> tuple[float, float]:
-    """(inspections/s with the four SQLModel objects built in the loop, as the station does;
-    inspections/s of the transactions alone). `core`: through SQLAlchemy Core inserts, the
-    path before db/driver.py (and the one PostgreSQL takes)."""
-    driver.usable = (lambda _conn: False) if core else USABLE  # type: ignore[assignment]
+def bench_repo(url: str, n: int, how: str = "rows") -> tuple[float, float]:
+    """(inspections/s with the rows built in the loop, as the station builds them; inspections/s
+    of the transactions alone). `how`: "rows", column values through record_inspection_rows and
+    the driver, as the station's recorder writes (station/pipeline/records.py); "objects", the
+    four SQLModel objects through record_inspection (the recorder before); "core", objects
+    through SQLAlchemy Core inserts (the path before db/driver.py, and the one PostgreSQL
+    takes)."""
+    driver.usable = (lambda _conn: False) if how == "core" else USABLE  # type: ignore[assignment]
     engine = make_engine(url)
     upgrade(engine)
     with session_scope(engine) as s:
@@ -40,7 +49,7 @@ def bench_repo(url: str, n: int, core: bool = False) -> tuple[float, float]:
     for i in range(n):
         t0 = time.perf_counter()
         rows = dict(
-            item=Item(
+            item=dict(
                 station_id=station_id,
                 image_sha256=f"{i:064x}",
                 image_path="x",
@@ -53,7 +62,7 @@ def bench_repo(url: str, n: int, core: bool = False) -> tuple[float, float]:
                 source="bench",
             ),
             predictions=[
-                Prediction(
+                dict(
                     slot=Slot.champion,
                     label="ok",
                     probabilities=PROBS,
@@ -62,14 +71,23 @@ def bench_repo(url: str, n: int, core: bool = False) -> tuple[float, float]:
                     latency_ms=40.0,
                 )
             ],
-            decision=HumanDecision(operator_id=operator_id, label="ok", decision_ms=900.0),
-            disposition=Disposition(
-                final_label="ok", decided_by=DecidedBy.human, level=Level.shadow
-            ),
+            decision=dict(operator_id=operator_id, label="ok", decision_ms=900.0),
+            disposition=dict(final_label="ok", decided_by=DecidedBy.human, level=Level.shadow),
         )
+        objects = None
+        if how != "rows":
+            objects = dict(
+                item=Item(**rows["item"]),  # type: ignore[arg-type]
+                predictions=[Prediction(**p) for p in rows["predictions"]],  # type: ignore[attr-defined]
+                decision=HumanDecision(**rows["decision"]),  # type: ignore[arg-type]
+                disposition=Disposition(**rows["disposition"]),  # type: ignore[arg-type]
+            )
         t1 = time.perf_counter()
         with session_scope(engine) as s:
-            record_inspection(session=s, **rows)  # type: ignore[arg-type]
+            if objects is None:
+                record_inspection_rows(conn=s.connection(), **rows)  # type: ignore[arg-type]
+            else:
+                record_inspection(session=s, **objects)  # type: ignore[arg-type]
         t2 = time.perf_counter()
         building += t1 - t0
         writing += t2 - t1
@@ -77,8 +95,10 @@ def bench_repo(url: str, n: int, core: bool = False) -> tuple[float, float]:
     return n / (building + writing), n / writing
 
 
-def bench_raw(url_path: Path, schema_from: Path, n: int) -> float:
-    """Same schema (copied from a migrated file), same pragmas, hand-written INSERTs."""
+def bench_raw(url_path: Path, schema_from: Path, n: int, chain: bool = False) -> float:
+    """Same schema (copied from a migrated file), same pragmas, hand-written INSERTs. `chain`:
+    also the two audit-chain rows ours writes per item (the decision's and the disposition's,
+    each a SHA-256 of its values' JSON linked to the previous entry, db/chain.py), by hand."""
     src = sqlite3.connect(schema_from)
     ddl = [r[0] for r in src.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")]
     src.close()
@@ -119,12 +139,32 @@ def bench_raw(url_path: Path, schema_from: Path, n: int) -> float:
             "VALUES (?, 1, 'ok', '[]', ?, 900.0, 0, 0, 0, 0)",
             (item_id, now),
         )
-        conn.execute(
+        dec_id = cur.lastrowid
+        cur = conn.execute(
             "INSERT INTO disposition (item_id, final_label, decided_by, level, threshold_version, "
             "human_decision_id, prediction_id, created_at) "
             "VALUES (?, 'ok', 'human', 'shadow', '', ?, ?, ?)",
-            (item_id, cur.lastrowid, pred_id, now),
+            (item_id, dec_id, pred_id, now),
         )
+        if chain:
+            last = conn.execute(
+                "SELECT seq, entry_hash FROM audit_chain WHERE chain = 'station:1' "
+                "ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, prev = last if last is not None else (0, "0" * 64)
+            for table, row_id, row in (
+                ("human_decision", dec_id, [item_id, 1, "ok", [], now, 900.0, 0, 0, 0, 0]),
+                ("disposition", cur.lastrowid, [item_id, "ok", "human", "shadow", dec_id, now]),
+            ):
+                seq += 1
+                rhash = hashlib.sha256(json.dumps(row, separators=(",", ":")).encode()).hexdigest()
+                this = hashlib.sha256(f"{prev}|{table}|{row_id}|{rhash}".encode()).hexdigest()
+                conn.execute(
+                    "INSERT INTO audit_chain (chain, seq, table_name, row_id, row_hash, prev_hash, "
+                    "entry_hash, created_at) VALUES ('station:1', ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, table, row_id, rhash, prev, this, now),
+                )
+                prev = this
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - t0
     conn.close()
@@ -139,7 +179,9 @@ def main() -> None:
         "--dir", type=Path, default=None, help="where to put the files (a real disk)"
     )
     args = parser.parse_args()
-    rates: dict[str, list[float]] = {k: [] for k in ("ours", "ours_write", "core", "raw")}
+    rates: dict[str, list[float]] = {
+        k: [] for k in ("ours", "ours_write", "objects", "core", "raw", "raw_chain")
+    }
     # fsync time dominates and drifts with whatever else the disk is doing, so the contenders
     # take turns, each on a fresh file, the order rotating per round, and medians are compared.
     for r in range(args.rounds):
@@ -147,15 +189,16 @@ def main() -> None:
             tmp_path = Path(tmp)
             schema = tmp_path / "schema.db"
             upgrade(make_engine(f"sqlite:///{schema}"))
-            runs = ["ours", "core", "raw"]
-            for who in runs[r % 3 :] + runs[: r % 3]:
-                if who == "raw":
-                    rates["raw"].append(bench_raw(tmp_path / "raw.db", schema, args.n))
-                elif who == "core":
-                    url = f"sqlite:///{tmp_path / 'core.db'}"
-                    rates["core"].append(bench_repo(url, args.n, core=True)[0])
+            runs = ["ours", "objects", "core", "raw", "raw_chain"]
+            for who in runs[r % 5 :] + runs[: r % 5]:
+                url = f"sqlite:///{tmp_path / (who + '.db')}"
+                if who in ("raw", "raw_chain"):
+                    path = tmp_path / f"{who}.db"
+                    rates[who].append(bench_raw(path, schema, args.n, chain=who == "raw_chain"))
+                elif who in ("core", "objects"):
+                    rates[who].append(bench_repo(url, args.n, how=who)[0])
                 else:
-                    both = bench_repo(f"sqlite:///{tmp_path / 'ours.db'}", args.n)
+                    both = bench_repo(url, args.n, how="rows")
                     rates["ours"].append(both[0])
                     rates["ours_write"].append(both[1])
     med = {k: statistics.median(v) for k, v in rates.items()}
@@ -164,18 +207,23 @@ def main() -> None:
         f"n={args.n} x {args.rounds} rounds, medians)"
     )
     names = {
-        "ours": "record_inspection, driver (objects built)",
-        "ours_write": "record_inspection, driver (write only)",
-        "core": "record_inspection, Core (before)",
-        "raw": "raw sqlite3",
+        "ours": "recorder's rows, driver (rows built)",
+        "ours_write": "recorder's rows, driver (write only)",
+        "objects": "SQLModel objects, driver (before)",
+        "core": "SQLModel objects, Core (before that)",
+        "raw": "raw sqlite3 (4 rows, no chain)",
+        "raw_chain": "raw sqlite3 (4 rows + the 2 chain rows)",
     }
     for k, label in names.items():
         print(f"  {label:<42}: {med[k]:8.1f}/s   rounds: {', '.join(f'{x:.0f}' for x in rates[k])}")
     ratio = med["ours"] / med["raw"]
     print(
         f"  ratio ours/raw: {ratio:.2f} (target >= 0.8: {'met' if ratio >= 0.8 else 'NOT met'}); "
-        f"write only {med['ours_write'] / med['raw']:.2f}; before (Core) "
-        f"{med['core'] / med['raw']:.2f}; driver vs Core {med['ours'] / med['core']:.2f}x"
+        f"write only {med['ours_write'] / med['raw']:.2f}; objects (before) "
+        f"{med['objects'] / med['raw']:.2f}; Core {med['core'] / med['raw']:.2f}; "
+        f"rows vs objects {med['ours'] / med['objects']:.2f}x\n"
+        f"  against raw sqlite3 writing the same 6 rows (chain included): "
+        f"{med['ours'] / med['raw_chain']:.2f}"
     )
 
 

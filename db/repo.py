@@ -7,11 +7,14 @@ decision and disposition is written by one call inside one transaction, all or n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, exc, func
+from sqlalchemy import Connection, Table, exc, func
 from sqlmodel import Session, SQLModel, col, select
 
 from db import driver
@@ -37,6 +40,11 @@ from db.models import (
     Station,
     utcnow,
 )
+
+_ITEM: Table = Item.__table__  # type: ignore[attr-defined]
+_PREDICTION: Table = Prediction.__table__  # type: ignore[attr-defined]
+_DECISION: Table = HumanDecision.__table__  # type: ignore[attr-defined]
+_DISPOSITION: Table = Disposition.__table__  # type: ignore[attr-defined]
 
 
 def _flush(session: Session, what: str) -> None:
@@ -170,16 +178,15 @@ def active_deployments(*, session: Session, station_id: int) -> Sequence[Deploym
 # --------------------------------------------------------------------------- the inspection record
 
 
-def _insert(conn: Connection, row: SQLModel, what: str) -> dict[str, Any]:
-    """INSERT one row, set its id; the values written, id included (what the chain hashes).
+def _insert(conn: Connection, table: Table, values: dict[str, Any], what: str) -> int:
+    """INSERT one row (`values`: every column but `id`); its new id, also set in `values`
+    (what the chain hashes is the values written, id included).
 
     Not the ORM unit of work: the inspection record is written once and never updated, so change
     tracking buys nothing, and it cost most of the time of a durable write. On SQLite the
     driver's cursor runs it with SQLAlchemy's own value conversions (db/driver.py); elsewhere a
     Core insert, compiled once and cached by SQLAlchemy (bench/db_write.py measures both).
     """
-    table = row.__table__  # type: ignore[attr-defined]
-    values = {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
     if driver.usable(conn):
         try:
             new_id = driver.insert_row(conn, table, values)
@@ -194,9 +201,101 @@ def _insert(conn: Connection, row: SQLModel, what: str) -> dict[str, Any]:
         if key is None or key[0] is None:
             raise IntegrityProblem(f"cannot save {what}: the database returned no id")
         new_id = int(key[0])
-    row.id = new_id  # type: ignore[attr-defined]
     values["id"] = new_id
-    return values
+    return new_id
+
+
+@functools.cache
+def _defaults(model: type[SQLModel]) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
+    """(column, default, default factory) of each column of `model` but `id`, as the model
+    class declares them: what an object of it built without that field would hold."""
+    out: list[tuple[str, Any, Any]] = []
+    for c in model.__table__.columns:  # type: ignore[attr-defined]
+        if c.name == "id":
+            continue
+        f = model.model_fields[c.name]
+        factory = f.default_factory  # the models' own take no argument (utcnow)
+        default = None if f.is_required() or factory is not None else f.default
+        out.append((c.name, default, factory))
+    return tuple(out)
+
+
+def row_values(model: type[SQLModel], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The values an INSERT of one `model` row writes: `given`, and the model's defaults for the
+    columns it leaves out, exactly as an object of `model` built from `given` would hold them
+    (tested), without building one (a SQLModel object costs ~0.1 ms: most of a durable write)."""
+    out: dict[str, Any] = {}
+    for name, default, factory in _defaults(model):
+        if name in given:
+            out[name] = given[name]
+        else:
+            out[name] = factory() if factory is not None else copy.copy(default)
+    unknown = set(given) - set(out) - {"id"}
+    if unknown:
+        raise ValueError(
+            f"{model.__name__} has no column {', '.join(sorted(unknown))}: expected some of "
+            f"{', '.join(out)}"
+        )
+    return out
+
+
+def _values_of(row: SQLModel) -> dict[str, Any]:
+    table = row.__table__  # type: ignore[attr-defined]
+    return {c.name: getattr(row, c.name) for c in table.columns if c.name != "id"}
+
+
+@dataclass(frozen=True)
+class InspectionIds:
+    item: int
+    predictions: tuple[int, ...]
+    decision: int | None
+    disposition: int | None
+
+
+def record_inspection_rows(
+    *,
+    conn: Connection,
+    item: Mapping[str, Any],
+    predictions: Sequence[Mapping[str, Any]] = (),
+    decision: Mapping[str, Any] | None = None,
+    disposition: Mapping[str, Any] | None = None,
+) -> InspectionIds:
+    """Write one inspected item with everything decided about it, inside the caller's transaction
+    (`conn`: the session's connection), from the column values of each row (db/models.py:
+    Item, Prediction, HumanDecision, Disposition; left-out columns take the model's defaults).
+
+    The foreign keys between the rows are filled in here. Which prediction the disposition rests
+    on is its `prediction_id` if given, else the first one of the champion or canary slot (the
+    answer acted on; a hidden model's answer follows it). The decision and the disposition are
+    chained (db/chain.py) from the values written: the session's chain hook does not see rows
+    written this way."""
+    item_values = row_values(Item, item)
+    item_id = _insert(conn, _ITEM, item_values, "item")
+    pred_ids = []
+    acted: dict[str, Any] | None = None
+    for given in predictions:
+        values = row_values(Prediction, {**given, "item_id": item_id})
+        pred_ids.append(_insert(conn, _PREDICTION, values, "prediction"))
+        if acted is None and values["slot"] in (Slot.champion, Slot.canary):
+            acted = values
+    chained: list[tuple[str, int, dict[str, Any]]] = []
+    decision_id = disposition_id = None
+    if decision is not None:
+        values = row_values(HumanDecision, {**decision, "item_id": item_id})
+        decision_id = _insert(conn, _DECISION, values, "human decision")
+        chained.append(("human_decision", decision_id, values))
+    if disposition is not None:
+        values = row_values(Disposition, {**disposition, "item_id": item_id})
+        if decision_id is not None and values["human_decision_id"] is None:
+            values["human_decision_id"] = decision_id
+        if acted is not None and values["prediction_id"] is None:
+            values["prediction_id"] = acted["id"]
+            values["model_version_id"] = values["model_version_id"] or acted["model_version_id"]
+        disposition_id = _insert(conn, _DISPOSITION, values, "disposition")
+        chained.append(("disposition", disposition_id, values))
+    if chained:
+        append_rows(conn, f"station:{item_values['station_id']}", chained)
+    return InspectionIds(item_id, tuple(pred_ids), decision_id, disposition_id)
 
 
 def record_inspection(
@@ -207,39 +306,30 @@ def record_inspection(
     decision: HumanDecision | None = None,
     disposition: Disposition | None = None,
 ) -> Item:
-    """Write one inspected item with everything decided about it, inside the caller's transaction.
-
-    The foreign keys between the rows are filled in here, so callers build plain objects. Which
-    prediction the disposition rests on is `disposition.prediction_id` if set, else the first one
-    of the champion or canary slot (the answer acted on; a hidden model's answer follows it).
-    The objects get their ids but are not attached to the session (they are history, not state).
-    The decision and the disposition are chained (db/chain.py) from the values written: the
-    session's chain hook does not see rows written this way.
-    """
-    conn = session.connection()
-    item_id = _insert(conn, item, "item")["id"]
-    champion: Prediction | None = None
-    for p in predictions:
-        p.item_id = item_id
-        _insert(conn, p, "prediction")
-        if p.slot in (Slot.champion, Slot.canary) and champion is None:
-            champion = p
-    chained: list[tuple[str, int, dict[str, Any]]] = []
+    """record_inspection_rows from objects, which get their ids and foreign keys filled in
+    (they are not attached to the session: they are history, not state)."""
+    ids = record_inspection_rows(
+        conn=session.connection(),
+        item=_values_of(item),
+        predictions=[_values_of(p) for p in predictions],
+        decision=None if decision is None else _values_of(decision),
+        disposition=None if disposition is None else _values_of(disposition),
+    )
+    item.id = ids.item
+    acted: Prediction | None = None
+    for p, pid in zip(predictions, ids.predictions, strict=True):
+        p.item_id, p.id = ids.item, pid
+        if acted is None and p.slot in (Slot.champion, Slot.canary):
+            acted = p
     if decision is not None:
-        decision.item_id = item_id
-        values = _insert(conn, decision, "human decision")
-        chained.append(("human_decision", values["id"], values))
+        decision.item_id, decision.id = ids.item, ids.decision
     if disposition is not None:
-        disposition.item_id = item_id
+        disposition.item_id, disposition.id = ids.item, ids.disposition
         if decision is not None and disposition.human_decision_id is None:
             disposition.human_decision_id = decision.id
-        if champion is not None and disposition.prediction_id is None:
-            disposition.prediction_id = champion.id
-            disposition.model_version_id = disposition.model_version_id or champion.model_version_id
-        values = _insert(conn, disposition, "disposition")
-        chained.append(("disposition", values["id"], values))
-    if chained:
-        append_rows(conn, f"station:{item.station_id}", chained)
+        if acted is not None and disposition.prediction_id is None:
+            disposition.prediction_id = acted.id
+            disposition.model_version_id = disposition.model_version_id or acted.model_version_id
     return item
 
 

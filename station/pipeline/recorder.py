@@ -250,9 +250,8 @@ class Recorder:
                     assert old.id is not None
                     dec = effective_decision(session=session, item_id=old.id)
                     return (old.id, dec.id if dec else None)
-            item, dec = write_inspection(session=session, rec=rec, model_ids=self._model_ids)
-            assert item.id is not None
-            return (item.id, dec.id if dec is not None else None)
+            ids = write_inspection(session=session, rec=rec, model_ids=self._model_ids)
+            return (ids.item, ids.decision)
         finally:
             if self._sqlite:  # the pooled connection goes back with the engine's own wait
                 with contextlib.suppress(Exception):

@@ -20,16 +20,20 @@ from db.models import (
     AdjudicationRequest,
     ChosenFor,
     DecidedBy,
-    Disposition,
     HumanDecision,
     Item,
     Level,
     ModelVersion,
-    Prediction,
     Slot,
     Station,
 )
-from db.repo import active_deployments, deploy, record_inspection, register_model_version
+from db.repo import (
+    InspectionIds,
+    active_deployments,
+    deploy,
+    record_inspection_rows,
+    register_model_version,
+)
 from station.errors import ModelRefused
 from station.pipeline.assess import Assessed
 from station.pipeline.predictor import ModelInfo
@@ -381,26 +385,31 @@ def find_item_by_uid(*, session: Session, uid: str, image_sha256: str | None = N
     return None
 
 
+def decision_values(d: DecisionRecord) -> dict[str, Any]:
+    """A decision's column values (db.models.HumanDecision; item_id filled in where written)."""
+    return {
+        "operator_id": d.operator_id,
+        "label": d.label,
+        "defect_types": list(d.defect_types),
+        "decided_at": d.decided_at,
+        "decision_ms": d.decision_ms,
+        "suggestion_shown": d.suggestion_shown,
+        "blind": d.blind,
+        "audit": d.audit,
+        "golden": d.golden,
+    }
+
+
 def human_decision_row(d: DecisionRecord) -> HumanDecision:
-    return HumanDecision(
-        item_id=0,
-        operator_id=d.operator_id,
-        label=d.label,
-        defect_types=list(d.defect_types),
-        decided_at=d.decided_at,
-        decision_ms=d.decision_ms,
-        suggestion_shown=d.suggestion_shown,
-        blind=d.blind,
-        audit=d.audit,
-        golden=d.golden,
-    )
+    return HumanDecision(item_id=0, **decision_values(d))
 
 
 def write_inspection(
     *, session: Session, rec: InspectionRecord, model_ids: dict[str, int]
-) -> tuple[Item, HumanDecision | None]:
-    """The rows of one inspection, through db.repo.record_inspection (caller's transaction)."""
-    predictions: list[Prediction] = []
+) -> InspectionIds:
+    """The rows of one inspection, through db.repo.record_inspection_rows (caller's
+    transaction): built as column values, not SQLModel objects (bench/db_write.py)."""
+    predictions: list[dict[str, Any]] = []
     for p in rec.predictions:
         mv_id = None
         if p.model is not None:
@@ -411,55 +420,52 @@ def write_inspection(
                 model_ids[key] = mv.id
             mv_id = model_ids[key]
         predictions.append(
-            Prediction(
-                item_id=0,
-                model_version_id=mv_id,
-                slot=Slot(p.slot),
-                label=p.label,
-                probabilities=dict(p.probabilities),
-                p_defect=p.p_defect,
-                confidence=p.confidence,
-                latency_ms=p.latency_ms,
-                error=p.error,
-                embedding=None if p.embedding is None else list(p.embedding),
-            )
+            {
+                "model_version_id": mv_id,
+                "slot": Slot(p.slot),
+                "label": p.label,
+                "probabilities": dict(p.probabilities),
+                "p_defect": p.p_defect,
+                "confidence": p.confidence,
+                "latency_ms": p.latency_ms,
+                "error": p.error,
+                "embedding": None if p.embedding is None else list(p.embedding),
+            }
         )
-    item = Item(
-        station_id=rec.station_id,
-        captured_at=rec.captured_at,
-        image_sha256=rec.image_sha256,
-        image_path=rec.image_path,
-        width=rec.width,
-        height=rec.height,
-        brightness=rec.stats.get("brightness"),
-        contrast=rec.stats.get("contrast"),
-        sharpness=rec.stats.get("sharpness"),
-        clipped_share=rec.stats.get("clipped_share"),
-        stats={**rec.stats, UID_KEY: rec.uid},
-        source=rec.source,
-        ground_truth=rec.ground_truth,
-        golden=rec.golden,
-        trigger_version=rec.trigger_version,
-        guard_version=rec.guard_version,
-        guard_passed=rec.guard_passed,
-        guard_reason=rec.guard_reason,
-        stage_ms=rec.stage_ms,
-    )
+    item = {
+        "station_id": rec.station_id,
+        "captured_at": rec.captured_at,
+        "image_sha256": rec.image_sha256,
+        "image_path": rec.image_path,
+        "width": rec.width,
+        "height": rec.height,
+        "brightness": rec.stats.get("brightness"),
+        "contrast": rec.stats.get("contrast"),
+        "sharpness": rec.stats.get("sharpness"),
+        "clipped_share": rec.stats.get("clipped_share"),
+        "stats": {**rec.stats, UID_KEY: rec.uid},
+        "source": rec.source,
+        "ground_truth": rec.ground_truth,
+        "golden": rec.golden,
+        "trigger_version": rec.trigger_version,
+        "guard_version": rec.guard_version,
+        "guard_passed": rec.guard_passed,
+        "guard_reason": rec.guard_reason,
+        "stage_ms": rec.stage_ms,
+    }
     acted = predictions[0] if predictions else None  # the champion's, or the canary's
-    disposition = Disposition(
-        item_id=0,
-        final_label=rec.final_label,
-        decided_by=DecidedBy(rec.decided_by),
-        level=Level(rec.level),
-        threshold_version=rec.threshold_version,
-        model_version_id=acted.model_version_id if acted is not None else None,
-    )
-    decision = None if rec.decision is None else human_decision_row(rec.decision)
-    record_inspection(
-        session=session,
+    disposition: dict[str, Any] = {
+        "final_label": rec.final_label,
+        "decided_by": DecidedBy(rec.decided_by),
+        "level": Level(rec.level),
+        "threshold_version": rec.threshold_version,
+        "model_version_id": acted["model_version_id"] if acted is not None else None,
+    }
+    ids = record_inspection_rows(
+        conn=session.connection(),
         item=item,
         predictions=predictions,
-        decision=decision,
+        decision=None if rec.decision is None else decision_values(rec.decision),
         disposition=disposition,
     )
     queued = []
@@ -468,14 +474,13 @@ def write_inspection(
     if rec.audit_flagged:
         queued.append((ChosenFor.disagreement, 1.0))
     for reason, probability in queued:
-        assert item.id is not None
         session.add(
             AdjudicationRequest(
-                item_id=item.id,
+                item_id=ids.item,
                 station_id=rec.station_id,
                 reason=reason.value,
                 probability=probability,
-                model_version_id=disposition.model_version_id,
+                model_version_id=disposition["model_version_id"],
             )
         )
-    return item, decision
+    return ids

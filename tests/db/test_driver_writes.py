@@ -24,13 +24,21 @@ from db.models import (
     Role,
     Slot,
 )
-from db.repo import add_operator, get_or_create_station, record_inspection
+from db.repo import (
+    add_operator,
+    get_or_create_station,
+    record_inspection,
+    record_inspection_rows,
+    row_values,
+)
 
 T0 = datetime(2026, 12, 2, 8, 30, 15, 123456, tzinfo=UTC)
 TABLES = ("item", "prediction", "human_decision", "disposition")
 
 
-def write(path: Path, n: int) -> None:
+def write(path: Path, n: int, *, as_rows: bool = False) -> None:
+    """`n` inspections, through record_inspection (objects) or, `as_rows`, through
+    record_inspection_rows from column values (what the station's recorder writes)."""
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine, backup=False)
     with session_scope(engine) as s:
@@ -38,59 +46,69 @@ def write(path: Path, n: int) -> None:
         operator = add_operator(session=s, name="ana", role=Role.inspector, secret_hash="x").id
     for i in range(n):
         at = T0 + timedelta(seconds=i)
+        item = dict(
+            station_id=station,
+            captured_at=at,
+            image_sha256=f"{i:064x}",
+            image_path=f"images/{i}.png",
+            width=1280,
+            height=720,
+            brightness=101.5 + i,
+            contrast=40.25,
+            sharpness=300.0,
+            clipped_share=0.001,
+            stats={"mean": [1.5, 2.25], "note": "é"},
+            source="camera",
+        )
+        predictions = [
+            dict(
+                slot=Slot.champion,
+                label="scratch" if i % 2 else "ok",
+                probabilities={"ok": 0.1 + i / 100, "scratch": 0.9 - i / 100},
+                p_defect=0.9 - i / 100,
+                confidence=0.9,
+                latency_ms=12.5,
+                embedding=[0.25, -1.0, 3.0] if i % 2 else None,
+                created_at=at,
+            ),
+            dict(
+                slot=Slot.challenger,
+                label="ok",
+                probabilities={"ok": 0.6, "scratch": 0.4},
+                p_defect=0.4,
+                confidence=0.6,
+                latency_ms=30.0,
+                created_at=at,
+            ),
+        ]
+        # defect_types, blind, audit, golden, supersedes_id left to the model's defaults
+        decision = dict(
+            operator_id=operator,
+            label="scratch",
+            decided_at=at,
+            decision_ms=812.0,
+            suggestion_shown=bool(i % 2),
+        )
+        disposition = dict(
+            final_label="scratch", decided_by=DecidedBy.human, level=Level.assist, created_at=at
+        )
         with session_scope(engine) as s:
-            record_inspection(
-                session=s,
-                item=Item(
-                    station_id=station,
-                    captured_at=at,
-                    image_sha256=f"{i:064x}",
-                    image_path=f"images/{i}.png",
-                    width=1280,
-                    height=720,
-                    brightness=101.5 + i,
-                    contrast=40.25,
-                    sharpness=300.0,
-                    clipped_share=0.001,
-                    stats={"mean": [1.5, 2.25], "note": "é"},
-                    source="camera",
-                ),
-                predictions=[
-                    Prediction(
-                        slot=Slot.champion,
-                        label="scratch" if i % 2 else "ok",
-                        probabilities={"ok": 0.1 + i / 100, "scratch": 0.9 - i / 100},
-                        p_defect=0.9 - i / 100,
-                        confidence=0.9,
-                        latency_ms=12.5,
-                        embedding=[0.25, -1.0, 3.0] if i % 2 else None,
-                        created_at=at,
-                    ),
-                    Prediction(
-                        slot=Slot.challenger,
-                        label="ok",
-                        probabilities={"ok": 0.6, "scratch": 0.4},
-                        p_defect=0.4,
-                        confidence=0.6,
-                        latency_ms=30.0,
-                        created_at=at,
-                    ),
-                ],
-                decision=HumanDecision(
-                    operator_id=operator,
-                    label="scratch",
-                    defect_types=["scratch"],
-                    decided_at=at,
-                    decision_ms=812.0,
-                    suggestion_shown=bool(i % 2),
-                ),
-                disposition=Disposition(
-                    final_label="scratch",
-                    decided_by=DecidedBy.human,
-                    level=Level.assist,
-                    created_at=at,
-                ),
-            )
+            if as_rows:
+                record_inspection_rows(
+                    conn=s.connection(),
+                    item=item,
+                    predictions=predictions,
+                    decision=decision,
+                    disposition=disposition,
+                )
+            else:
+                record_inspection(
+                    session=s,
+                    item=Item(**item),
+                    predictions=[Prediction(**p) for p in predictions],
+                    decision=HumanDecision(**decision),
+                    disposition=Disposition(**disposition),
+                )
     engine.dispose()
 
 
@@ -122,6 +140,33 @@ def test_driver_and_core_paths_store_the_same_record(tmp_path: Path, monkeypatch
         v = verify(conn)
     assert v.intact, v.problems
     assert v.rows_checked >= 8
+
+
+def test_rows_from_column_values_store_what_objects_store(tmp_path: Path) -> None:
+    """The recorder writes column values, no SQLModel objects: the columns left out take the
+    very defaults an object would have had, and the chain hashes the same values."""
+    write(tmp_path / "objects.db", 3)
+    write(tmp_path / "rows.db", 3, as_rows=True)
+    for table in (*TABLES, "audit_chain"):
+        objs, rows = stored(tmp_path / "objects.db", table), stored(tmp_path / "rows.db", table)
+        assert objs and objs == rows, table
+    engine = make_engine(f"sqlite:///{tmp_path / 'rows.db'}")
+    with engine.connect() as conn:
+        assert verify(conn).intact
+
+
+def test_row_values_fill_the_models_defaults_and_refuse_unknown_columns() -> None:
+    got = row_values(HumanDecision, {"item_id": 1, "operator_id": 2, "label": "ok"})
+    obj = HumanDecision(item_id=1, operator_id=2, label="ok")
+    assert {k: v for k, v in got.items() if k != "decided_at"} == {
+        c: getattr(obj, c) for c in got if c != "decided_at"
+    }
+    assert isinstance(got["decided_at"], datetime) and got["decided_at"].tzinfo is not None
+    # a mutable default is the row's own, never the class's shared one
+    got["defect_types"].append("x")
+    assert row_values(HumanDecision, {"label": "ok"})["defect_types"] == []
+    with pytest.raises(ValueError, match="HumanDecision has no column lable: expected some of"):
+        row_values(HumanDecision, {"lable": "ok"})
 
 
 def test_a_broken_foreign_key_is_refused_and_nothing_of_the_item_is_kept(tmp_path: Path) -> None:
