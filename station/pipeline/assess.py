@@ -27,7 +27,7 @@ from station.pipeline.predictor import (
     load_predictor,
 )
 from station.pipeline.router import Plan, Router
-from station.pipeline.worker import InferenceResult, InferenceWorker
+from station.pipeline.worker import InferenceResult, InferenceWorker, Started
 
 if TYPE_CHECKING:
     from station.pipeline.lineup import ShadowJob, ShadowRunner
@@ -89,6 +89,14 @@ class Assessed:
         return inf.prediction if inf is not None and inf.ok else None
 
 
+@dataclass(frozen=True)
+class Early:
+    """An item's forward pass started at capture, and the model it was started on."""
+
+    model: ModelInUse
+    started: Started
+
+
 class Assessor:
     def __init__(
         self,
@@ -116,6 +124,19 @@ class Assessor:
         self.rule = rule
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
+        # Whether the last item's plan ran the model: the next one most likely runs it too, so
+        # its forward pass is worth starting at capture (a guess only: assess decides).
+        self._ran_model = True
+
+    def start(self, image: np.ndarray) -> Early | None:
+        """At capture (the intake's thread): start the model in use on the item's image before
+        the station has read what to do with it. Wasted only when the plan then runs no model or
+        another one (a swap, the canary's arm): the answer is used only from the same model."""
+        model = self.model.get()
+        if model is None or not self._ran_model:
+            return None
+        started = model.worker.start(image)
+        return Early(model, started) if started is not None else None
 
     def assess(self, captured: Captured) -> Assessed:
         """Guard, plan at the level in force now, and inference where the plan asks for it
@@ -145,9 +166,12 @@ class Assessor:
                     hidden, captured.image, slot="champion" if canary else "challenger"
                 )
             captured.timeline.mark("model")
-            inference = in_use.worker.infer(captured.image)
+            early = captured.early
+            started = early.started if isinstance(early, Early) and early.model is in_use else None
+            inference = in_use.worker.infer(captured.image, started)
             captured.timeline.mark("answered")
             level_after = self.level()  # the model took a while: read again
+        self._ran_model = plan.run_model
         with self._lock:
             seq = next(self._seq)
         return Assessed(

@@ -71,6 +71,9 @@ class Captured:
     frame_index: int  # in the source's stream
     frame_time: float  # the source's clock
     meta: Mapping[str, Any] = field(default_factory=dict)  # what the source knows of the frame
+    # the model's answer, started at capture where the station asked for it (Assessor.start);
+    # opaque here: the assessor uses it only if it came from the model it then runs
+    early: object = field(default=None, compare=False, repr=False)
     # when it passed each point on its way to the screen (station/pipeline/timeline.py)
     timeline: Timeline = field(default_factory=Timeline, compare=False, repr=False)
 
@@ -149,6 +152,7 @@ class Intake:
         backoff: Backoff | None = None,
         keep_trying_to_open: bool = False,
         writers: int = 1,
+        early: Callable[[np.ndarray], object] | None = None,
     ) -> None:
         self.source = source
         self.store = store
@@ -161,6 +165,8 @@ class Intake:
         self.backoff = backoff
         self.keep_trying_to_open = keep_trying_to_open
         self.writers = writers
+        # Called with each item's image as it is captured (the model may start on it at once).
+        self.early = early
         self.frames_seen = 0
         self.items_out = 0
         self._manual = False
@@ -289,6 +295,7 @@ class Intake:
             stored = self._pool.submit(_store, self.store, item.image)
         timeline = Timeline()
         timeline.mark("captured")
+        early = self.early(item.image) if self.early is not None else None
         return Captured(
             timeline=timeline,
             image=item.image,
@@ -303,6 +310,7 @@ class Intake:
             frame_index=frame.index,
             frame_time=frame.timestamp,
             meta=dict(frame.meta),
+            early=early,
         )
 
 

@@ -438,6 +438,7 @@ def simulate(
         # The n-th item arrives n - 1 intervals after the first, whenever it is read ahead.
         now=lambda: start + timedelta(seconds=(intake.items_out - 1) * config.interval_s),
         writers=2,  # two fsyncs in flight overlap the model
+        early=core.assessor.start,  # the model works on the items read ahead
     )
     people = inspectors if inspectors is not None else synthetic_inspectors(config)
 

@@ -3,13 +3,18 @@
 A model that does not answer within the timeout yields an error result at once (the item goes to
 a human) and its thread is abandoned: the next call runs on a fresh thread, and the late answer is
 dropped (and counted).
+
+An item's forward pass may be started as soon as it is captured (`start`); `infer` then collects
+that answer instead of asking anew. Where the intake reads ahead (`station simulate`), the model
+works on the next items while this thread routes and records the current one; the answer is the
+same, the model being a function of the image.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
@@ -22,11 +27,19 @@ from station.pipeline.predictor import Prediction, Predictor
 class InferenceResult:
     prediction: Prediction | None  # None on error
     error: str | None
-    latency_ms: float  # wall time from submit to answer (or to the timeout)
+    latency_ms: float  # wall time the item waited for the answer (or for the timeout)
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.prediction is not None
+
+
+@dataclass(frozen=True)
+class Started:
+    """A forward pass asked for at capture; `InferenceWorker.infer` collects it."""
+
+    worker: InferenceWorker
+    future: Future[Prediction]
 
 
 class InferenceWorker:
@@ -45,13 +58,27 @@ class InferenceWorker:
     def _new_executor() -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
-    def infer(self, image: np.ndarray) -> InferenceResult:
-        """Blocking (call it from a worker thread, never the UI thread)."""
+    def start(self, image: np.ndarray) -> Started | None:
+        """Start the forward pass of `image` now, on the model's thread (any thread may call
+        it; None once the worker is closed). Passes run in the order they were started."""
+        with self._lock:
+            if self._closed:
+                return None
+            return Started(self, self._executor.submit(self.predictor.predict, image))
+
+    def infer(self, image: np.ndarray, started: Started | None = None) -> InferenceResult:
+        """Blocking (call it from a worker thread, never the UI thread): the answer for `image`,
+        collected from `started` (this worker's `start` of the same image) where given. The
+        timeout counts from this call: items are inferred in the order they were started, so
+        the passes started before this one have been collected by then."""
         t0 = time.perf_counter()
         with self._lock:
             if self._closed:  # taken out of use (the fail-safe) while this item was on its way
                 return InferenceResult(None, "model taken out of use", 0.0)
-            future = self._executor.submit(self.predictor.predict, image)
+            if started is not None and started.worker is self and not started.future.cancelled():
+                future = started.future
+            else:  # not started, or cancelled with the executor a hung pass left behind
+                future = self._executor.submit(self.predictor.predict, image)
         try:
             prediction = future.result(timeout=self.timeout_s)
         except FutureTimeout:

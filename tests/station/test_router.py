@@ -6,6 +6,7 @@ import random
 import threading
 import time
 
+import numpy as np
 import pytest
 from sqlmodel import select
 
@@ -254,3 +255,41 @@ def test_truth_sample_draws_only_uniform_model_passes_at_its_share():
     assist = r.plan(Level.assist)  # the suggestion shown: not uniform
     shown = [r.route(assist, probabilities=confident("ok"), model_label="ok") for _ in range(400)]
     assert all(r.truth_sample(x) is None for x in shown if x.show_suggestion)
+
+
+def test_a_pass_started_at_capture_is_collected_once_and_a_stale_one_is_asked_anew():
+    """`station simulate` starts each item's forward pass as the intake reads it ahead; the
+    item's assessment collects that answer. One pass per item, never another model's answer."""
+    from station.pipeline.worker import InferenceWorker
+
+    model = FakePredictor(lambda im: confident("ok") if im.mean() < 100 else confident("scratch"))
+    worker = InferenceWorker(model, timeout_s=5)
+    dark, bright = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 200, np.uint8)
+    started = [worker.start(dark), worker.start(bright)]
+    answers = [worker.infer(im, s) for im, s in zip((dark, bright), started, strict=True)]
+    assert [a.prediction.label for a in answers] == ["ok", "scratch"]
+    assert model.calls == 2  # collected, not run again
+
+    other = InferenceWorker(FakePredictor(confident("crack")), timeout_s=5)
+    from_other = other.start(dark)
+    assert worker.infer(dark, from_other).prediction.label == "ok"
+    assert model.calls == 3
+    worker.close()
+    other.close()
+
+
+def test_an_item_whose_pass_was_cancelled_with_a_hung_model_is_answered_afresh():
+    from station.pipeline.worker import InferenceWorker
+
+    release = threading.Event()
+    model = FakePredictor(release=release)
+    worker = InferenceWorker(model, timeout_s=0.05)
+    hung, queued = worker.start(phone_image(1)), worker.start(phone_image(2))
+    assert not worker.infer(phone_image(1), hung).ok  # timed out: the executor is replaced
+    assert queued is not None and queued.future.cancelled()
+    model.release = None
+    second = worker.infer(phone_image(2), queued)
+    assert second.ok and second.prediction is not None
+    release.set()
+    worker.close()
+    assert worker.start(phone_image(3)) is None  # closed: nothing is started
