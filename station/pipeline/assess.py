@@ -129,9 +129,10 @@ class Assessor:
         self._ran_model = True
 
     def start(self, image: np.ndarray) -> Early | None:
-        """At capture (the intake's thread): start the model in use on the item's image before
-        the station has read what to do with it. Wasted only when the plan then runs no model or
-        another one (a swap, the canary's arm): the answer is used only from the same model."""
+        """At capture (the intake's thread): start the champion on the item's image before the
+        station has read what to do with it. Its answer is used only by the same model: as the
+        answer, or as the hidden one in the canary's arm; wasted when the plan then runs no
+        model or the champion was swapped meanwhile."""
         model = self.model.get()
         if model is None or not self._ran_model:
             return None
@@ -159,15 +160,19 @@ class Assessor:
         inference = None
         shadow = None
         level_after = plan.level
+        early = captured.early if isinstance(captured.early, Early) else None
         if plan.run_model and in_use is not None:
             if hidden is not None and self.shadow is not None:
-                # None: the hidden model fell behind (counted); the item goes without it
+                # None: the hidden model fell behind (counted); the item goes without it. In the
+                # canary's arm the pass started at capture is the champion's: the hidden answer.
                 shadow = self.shadow.submit(
-                    hidden, captured.image, slot="champion" if canary else "challenger"
+                    hidden,
+                    captured.image,
+                    slot="champion" if canary else "challenger",
+                    started=early.started if early is not None and early.model is hidden else None,
                 )
             captured.timeline.mark("model")
-            early = captured.early
-            started = early.started if isinstance(early, Early) and early.model is in_use else None
+            started = early.started if early is not None and early.model is in_use else None
             inference = in_use.worker.infer(captured.image, started)
             captured.timeline.mark("answered")
             level_after = self.level()  # the model took a while: read again

@@ -35,7 +35,7 @@ from station.errors import ModelRefused
 from station.pipeline.assess import ModelHolder, ModelInUse
 from station.pipeline.intake import Captured
 from station.pipeline.predictor import ModelInfo
-from station.pipeline.worker import InferenceResult
+from station.pipeline.worker import InferenceResult, Started
 from station.registry import Lineup, artifact_dir, lineup, spec_of
 from station.settings import Settings
 
@@ -296,14 +296,21 @@ class ShadowRunner:
         self.submitted = 0
 
     def submit(
-        self, model: ModelInUse, image: np.ndarray, *, slot: str = "challenger"
+        self,
+        model: ModelInUse,
+        image: np.ndarray,
+        *,
+        slot: str = "challenger",
+        started: Started | None = None,
     ) -> ShadowJob | None:
+        """`started`: the hidden model's pass on `image`, started at capture (the champion's,
+        on an item that fell in the canary's arm), collected instead of asked anew."""
         if not self._slots.acquire(blocking=False):
             self.dropped += 1
             return None
         self.submitted += 1
         try:
-            future = self._executor.submit(model.worker.infer, image)
+            future = self._executor.submit(model.worker.infer, image, started)
         except RuntimeError:  # shut down
             self._slots.release()
             return None

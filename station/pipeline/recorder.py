@@ -1,6 +1,6 @@
 """The recorder: every decision reaches the database of record, or waits in a journal until it can.
 
-One record is written in one transaction (`session_scope` + `db.repo.record_inspection`). The
+One record is written in one transaction (`session_scope` + `db.repo.record_inspection_rows`). The
 acknowledgement callback fires only after the commit, so "saved" on screen means saved. If the write
 fails (database locked, disk full, read-only) the record is appended to a JSON-lines spool in the
 data dir (fsynced) and kept in memory; later writes queue behind it so order is kept, `retry()`

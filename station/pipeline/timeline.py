@@ -6,6 +6,8 @@ An item's timeline is stamped (time.perf_counter, one process) by whichever thre
     assess     the pipeline thread took it up              -> "wait": queued behind earlier items
     model      the plan is made, the model is asked        -> "plan": guard, level, rule reads
     answered   the model's answer is back                  -> "model": preprocessing + forward
+                                                              (the wait that is left of them where
+                                                              the pass started at capture)
     sent       its picture is converted for Qt, signalled  -> "convert"
     received   the GUI thread has it                       -> "hop": the event loop's delay
     shown      the window has painted it (GUI thread)      -> "paint": routing, scaling, drawing

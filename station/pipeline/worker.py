@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
@@ -61,26 +61,30 @@ class InferenceWorker:
     def start(self, image: np.ndarray) -> Started | None:
         """Start the forward pass of `image` now, on the model's thread (any thread may call
         it; None once the worker is closed). Passes run in the order they were started."""
-        with self._lock:
-            if self._closed:
-                return None
-            return Started(self, self._executor.submit(self.predictor.predict, image))
+        future = self._submit(image, None)
+        return Started(self, future) if future is not None else None
 
     def infer(self, image: np.ndarray, started: Started | None = None) -> InferenceResult:
         """Blocking (call it from a worker thread, never the UI thread): the answer for `image`,
         collected from `started` (this worker's `start` of the same image) where given. The
-        timeout counts from this call: items are inferred in the order they were started, so
-        the passes started before this one have been collected by then."""
+        timeout counts from this call; a pass started at capture may be queued behind others
+        started before it (the simulation's read-ahead), which this wait includes."""
         t0 = time.perf_counter()
-        with self._lock:
-            if self._closed:  # taken out of use (the fail-safe) while this item was on its way
-                return InferenceResult(None, "model taken out of use", 0.0)
-            if started is not None and started.worker is self and not started.future.cancelled():
-                future = started.future
-            else:  # not started, or cancelled with the executor a hung pass left behind
-                future = self._executor.submit(self.predictor.predict, image)
+        future = self._submit(image, started)
+        if future is None:  # taken out of use (the fail-safe) while this item was on its way
+            return InferenceResult(None, "model taken out of use", 0.0)
         try:
-            prediction = future.result(timeout=self.timeout_s)
+            try:
+                prediction = future.result(timeout=self.timeout_s)
+            except CancelledError:
+                # Queued when another caller's timeout replaced the executor (its queue is
+                # cancelled with it): not this model's failure. Asked again, in the time left.
+                again = self._submit(image, None)
+                if again is None:
+                    return InferenceResult(None, "model taken out of use", 0.0)
+                future = again
+                left = max(0.0, self.timeout_s - (time.perf_counter() - t0))
+                prediction = future.result(timeout=left)
         except FutureTimeout:
             self.timeouts += 1
             with self._lock:
@@ -100,6 +104,16 @@ class InferenceWorker:
                 None, f"model raised {type(e).__name__}: {e}", (time.perf_counter() - t0) * 1e3
             )
         return InferenceResult(prediction, None, (time.perf_counter() - t0) * 1e3)
+
+    def _submit(self, image: np.ndarray, started: Started | None) -> Future[Prediction] | None:
+        """`started`'s pass if it is this worker's and still on its way, else a new one; None
+        once the worker is closed."""
+        with self._lock:
+            if self._closed:
+                return None
+            if started is not None and started.worker is self and not started.future.cancelled():
+                return started.future
+            return self._executor.submit(self.predictor.predict, image)
 
     def explain(self, image: np.ndarray) -> np.ndarray | None:
         """The model's heat-map for `image` (blocking, off the UI), or None if it fails or is

@@ -153,3 +153,33 @@ def test_the_canary_arm_is_sticky_uniform_and_drawn_afresh_at_each_step():
     # within one salt: the 25% arm of a salt holds its 5% arm
     wider = [canary_arm("canary-7", c, 25.0) for c in items]
     assert all(w for a, w in zip(arm, wider, strict=True) if a)
+
+
+def test_with_passes_started_at_capture_the_champion_answers_each_item_once(station):
+    """`station simulate` starts the champion on each item as the intake reads it ahead. In the
+    canary's arm that pass is the hidden champion answer: never run a second time, and every
+    item stays paired."""
+    from station.pipeline.testing import still_intake
+
+    rig, eve = station
+    deploy_version(
+        rig.engine, rig.settings, "synthetic-line:4", "canary", operator=eve, reason="c", weight=50
+    )
+    rig.core.lineup.check()
+    rig.core.lineup.wait_loaded()
+    champion = rig.core.model.get().worker.predictor
+    calls, predict = [], champion.predict
+    champion.predict = lambda image: calls.append(1) or predict(image)
+    images = [phone_image(40 + i) for i in range(16)]
+    intake = still_intake(images, rig.store, truth="ok")
+    intake.early = rig.core.assessor.start
+    for captured in intake.items(ahead=4):
+        rig.core.accept(rig.core.assessor.assess(captured))
+        rig.core.desk.decide("ok")
+    slots: dict[int, list[str]] = {}
+    for item, slot, _version in predictions(rig.engine):
+        slots.setdefault(item, []).append(slot)
+    assert len(slots) == 16
+    assert {s[0] for s in slots.values()} == {"champion", "canary"}  # p of one arm only: 3e-5
+    assert all(s in (["champion", "challenger"], ["canary", "champion"]) for s in slots.values())
+    assert len(calls) == 16

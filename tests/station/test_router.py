@@ -293,3 +293,30 @@ def test_an_item_whose_pass_was_cancelled_with_a_hung_model_is_answered_afresh()
     release.set()
     worker.close()
     assert worker.start(phone_image(3)) is None  # closed: nothing is started
+
+
+def test_a_pass_cancelled_while_its_item_waits_is_asked_again_not_counted_as_a_failure():
+    """Two callers on one model (the pipeline, and the hidden-answer thread in a canary's arm):
+    one's timeout replaces the executor and cancels what is queued on it, while the other waits
+    on a queued pass. That item is answered afresh, not sent to a human as a model error."""
+    from station.pipeline.worker import InferenceWorker
+
+    release = threading.Event()
+    model = FakePredictor(release=release)
+    worker = InferenceWorker(model, timeout_s=0.4)
+    hung = worker.start(phone_image(1))
+    queued = worker.start(phone_image(2))
+    model.release = None  # passes run from now on answer at once
+    got = {}
+    first = threading.Thread(target=lambda: got.update(h=worker.infer(phone_image(1), hung)))
+    waiting = threading.Thread(target=lambda: got.update(r=worker.infer(phone_image(2), queued)))
+    first.start()
+    time.sleep(0.15)
+    waiting.start()  # waits on its queued pass, behind the hung one
+    first.join(5)  # timed out first: the executor is replaced, its queue cancelled
+    waiting.join(5)
+    assert not got["h"].ok and "timed out" in (got["h"].error or "")
+    assert queued is not None and queued.future.cancelled()
+    assert got["r"].ok, got["r"].error
+    release.set()
+    worker.close()
