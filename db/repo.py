@@ -250,6 +250,8 @@ class InspectionIds:
     predictions: tuple[int, ...]
     decision: int | None
     disposition: int | None
+    # the disposition's links as written: human_decision_id, prediction_id, model_version_id
+    links: dict[str, int | None]
 
 
 def record_inspection_rows(
@@ -280,6 +282,7 @@ def record_inspection_rows(
             acted = values
     chained: list[tuple[str, int, dict[str, Any]]] = []
     decision_id = disposition_id = None
+    links: dict[str, int | None] = {}
     if decision is not None:
         values = row_values(HumanDecision, {**decision, "item_id": item_id})
         decision_id = _insert(conn, _DECISION, values, "human decision")
@@ -293,9 +296,10 @@ def record_inspection_rows(
             values["model_version_id"] = values["model_version_id"] or acted["model_version_id"]
         disposition_id = _insert(conn, _DISPOSITION, values, "disposition")
         chained.append(("disposition", disposition_id, values))
+        links = {k: values[k] for k in ("human_decision_id", "prediction_id", "model_version_id")}
     if chained:
         append_rows(conn, f"station:{item_values['station_id']}", chained)
-    return InspectionIds(item_id, tuple(pred_ids), decision_id, disposition_id)
+    return InspectionIds(item_id, tuple(pred_ids), decision_id, disposition_id, links)
 
 
 def record_inspection(
@@ -316,20 +320,14 @@ def record_inspection(
         disposition=None if disposition is None else _values_of(disposition),
     )
     item.id = ids.item
-    acted: Prediction | None = None
     for p, pid in zip(predictions, ids.predictions, strict=True):
         p.item_id, p.id = ids.item, pid
-        if acted is None and p.slot in (Slot.champion, Slot.canary):
-            acted = p
     if decision is not None:
         decision.item_id, decision.id = ids.item, ids.decision
     if disposition is not None:
         disposition.item_id, disposition.id = ids.item, ids.disposition
-        if decision is not None and disposition.human_decision_id is None:
-            disposition.human_decision_id = decision.id
-        if acted is not None and disposition.prediction_id is None:
-            disposition.prediction_id = acted.id
-            disposition.model_version_id = disposition.model_version_id or acted.model_version_id
+        for name, value in ids.links.items():
+            setattr(disposition, name, value)
     return item
 
 

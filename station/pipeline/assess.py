@@ -89,14 +89,6 @@ class Assessed:
         return inf.prediction if inf is not None and inf.ok else None
 
 
-@dataclass(frozen=True)
-class Early:
-    """An item's forward pass started at capture, and the model it was started on."""
-
-    model: ModelInUse
-    started: Started
-
-
 class Assessor:
     def __init__(
         self,
@@ -128,16 +120,15 @@ class Assessor:
         # its forward pass is worth starting at capture (a guess only: assess decides).
         self._ran_model = True
 
-    def start(self, image: np.ndarray) -> Early | None:
+    def start(self, image: np.ndarray) -> Started | None:
         """At capture (the intake's thread): start the champion on the item's image before the
-        station has read what to do with it. Its answer is used only by the same model: as the
-        answer, or as the hidden one in the canary's arm; wasted when the plan then runs no
+        station has read what to do with it. Its worker alone collects the answer (for the
+        item, or as the hidden one in the canary's arm); wasted when the plan then runs no
         model or the champion was swapped meanwhile."""
         model = self.model.get()
         if model is None or not self._ran_model:
             return None
-        started = model.worker.start(image)
-        return Early(model, started) if started is not None else None
+        return model.worker.start(image)
 
     def assess(self, captured: Captured) -> Assessed:
         """Guard, plan at the level in force now, and inference where the plan asks for it
@@ -160,20 +151,20 @@ class Assessor:
         inference = None
         shadow = None
         level_after = plan.level
-        early = captured.early if isinstance(captured.early, Early) else None
+        # The champion's pass started at capture: its worker collects it, whichever of the two
+        # answers the champion gives for this item (another worker asks anew).
+        early = captured.early if isinstance(captured.early, Started) else None
         if plan.run_model and in_use is not None:
             if hidden is not None and self.shadow is not None:
-                # None: the hidden model fell behind (counted); the item goes without it. In the
-                # canary's arm the pass started at capture is the champion's: the hidden answer.
+                # None: the hidden model fell behind (counted); the item goes without it
                 shadow = self.shadow.submit(
                     hidden,
                     captured.image,
                     slot="champion" if canary else "challenger",
-                    started=early.started if early is not None and early.model is hidden else None,
+                    started=early,
                 )
             captured.timeline.mark("model")
-            started = early.started if early is not None and early.model is in_use else None
-            inference = in_use.worker.infer(captured.image, started)
+            inference = in_use.worker.infer(captured.image, early)
             captured.timeline.mark("answered")
             level_after = self.level()  # the model took a while: read again
         self._ran_model = plan.run_model

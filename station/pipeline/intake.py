@@ -71,8 +71,8 @@ class Captured:
     frame_index: int  # in the source's stream
     frame_time: float  # the source's clock
     meta: Mapping[str, Any] = field(default_factory=dict)  # what the source knows of the frame
-    # the model's answer, started at capture where the station asked for it (Assessor.start);
-    # opaque here: the assessor uses it only if it came from the model it then runs
+    # the champion's pass, started at capture where the station asked for it (Assessor.start);
+    # opaque here: only the worker it was started on collects it
     early: object = field(default=None, compare=False, repr=False)
     # when it passed each point on its way to the screen (station/pipeline/timeline.py)
     timeline: Timeline = field(default_factory=Timeline, compare=False, repr=False)

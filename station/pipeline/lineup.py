@@ -303,8 +303,8 @@ class ShadowRunner:
         slot: str = "challenger",
         started: Started | None = None,
     ) -> ShadowJob | None:
-        """`started`: the hidden model's pass on `image`, started at capture (the champion's,
-        on an item that fell in the canary's arm), collected instead of asked anew."""
+        """`started`: a pass on `image` started at capture; collected if it is `model`'s (the
+        champion hidden in the canary's arm), else the model is asked anew."""
         if not self._slots.acquire(blocking=False):
             self.dropped += 1
             return None
