@@ -298,21 +298,24 @@ class RuleWatch:
         self.last: RuleInForce | None = None
         self._lock = threading.Lock()
         self._seen: tuple[Any, ...] | None = None  # the probe's answer `last` was read at
+        self._probe = self._probe_for(None)
 
     def follow(self, model_version_id: int | None) -> None:
         """The champion changed: its own approved rule (or none) from now on."""
         self.model_version_id = model_version_id
+        self._probe = self._probe_for(model_version_id)
         self._seen = None
         self.read()
 
-    def _probe(self) -> Any:
+    def _probe_for(self, model_version_id: int | None) -> Any:
         """Which set rule_in_force would pick, by id and approval time only: a Core query per
-        item instead of loading and parsing the set (an approval updates approved_at)."""
+        item instead of loading and parsing the set (an approval updates approved_at). Built
+        once per champion: building it for each item cost 0.2 ms, running it built 0.04."""
         return (
             select(col(ThresholdSet.id), col(ThresholdSet.approved_at))
             .where(
                 ThresholdSet.station_id == self.station_id,
-                ThresholdSet.model_version_id == self.model_version_id,
+                ThresholdSet.model_version_id == model_version_id,
                 col(ThresholdSet.approved_at).is_not(None),
             )
             .order_by(col(ThresholdSet.approved_at).desc(), col(ThresholdSet.id).desc())
@@ -322,7 +325,7 @@ class RuleWatch:
     def read(self) -> RuleInForce | None:
         try:
             with self.engine.connect() as conn:
-                row = conn.execute(self._probe()).first()
+                row = conn.execute(self._probe).first()
             seen = ("set", *row) if row is not None else ("none",)
             if seen == self._seen:
                 return self.last
