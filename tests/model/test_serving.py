@@ -155,6 +155,8 @@ def test_serving_preprocessing_is_bit_for_bit_the_training_one(fit: str) -> None
         rng.integers(0, 256, (30, 20), dtype=np.uint8),  # grayscale, grown
         rng.integers(0, 65536, (40, 200, 4), dtype=np.uint16),  # 16-bit BGRA
         rng.random((64, 96, 3)),  # float in [0, 1], already at size
+        rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)[::-1, ::-1],  # a view, at size
+        rng.integers(0, 256, (130, 70, 3), dtype=np.uint8).transpose(1, 0, 2),  # strided view
     ]
     for img in images:
         fast = preprocess(img, spec)

@@ -238,3 +238,17 @@ def test_rows_committed_while_a_refresh_reads_are_counted_once(
         assert summary.refresh(line, "ok") is True
     assert summary.refresh(line, "ok") is True  # the rows it left out
     _same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
+
+
+def test_summaries_refreshed_with_latest_rows_grouped_equal_the_full_report(
+    line: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refresh's `scope` and `upto` on the grouped form of review.query.join_latest (what
+    PostgreSQL runs), here on SQLite: the same sums as the full report."""
+    import review.query as Q
+
+    monkeypatch.setattr(Q, "looked_up", lambda conn: False)
+    filters = ReportFilters()
+    _same(_full(line, filters, monkeypatch), _summed(line, filters))
+    _later_writes(line)
+    _same(_full(line, filters, monkeypatch), _summed(line, filters))
