@@ -252,8 +252,29 @@ class Verification:
         }
 
 
+# Each chain's name, by a loose index scan of (chain, seq): one seek per chain.
+_NAMES_SQL = f"""
+WITH RECURSIVE names(chain) AS (
+    SELECT min(chain) FROM {_entries.name}
+    UNION ALL
+    SELECT (SELECT min(chain) FROM {_entries.name} WHERE chain > names.chain)
+    FROM names WHERE names.chain IS NOT NULL
+)
+SELECT chain FROM names WHERE chain IS NOT NULL
+"""
+
+
 def heads(conn: Connection) -> dict[str, dict[str, Any]]:
-    """Each chain's length and last hash (cheap: for the report)."""
+    """Each chain's length and last hash (cheap: for every report). On SQLite, found by
+    seeking each chain's last entry: grouping every entry by chain took 0.17-0.26 s at 2,000,000
+    entries (a million decisions), on every report."""
+    if driver.usable(conn):
+        out: dict[str, dict[str, Any]] = {}
+        for (name,) in conn.exec_driver_sql(_NAMES_SQL).all():
+            last_row = driver.first_row(conn, _LAST_SQL, (name,))
+            if last_row is not None:
+                out[str(name)] = {"length": int(last_row[0]), "head": str(last_row[1])}
+        return out
     last = (
         select(_entries.c.chain, func.max(_entries.c.seq).label("seq"))
         .group_by(_entries.c.chain)
