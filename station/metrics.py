@@ -6,11 +6,20 @@ inspector's time to decide, gauges of the automation level, the canary's weight,
 check's latest score and its thresholds, and open alarms. Read from the database, so
 `station metrics serve` beside a running station, or on a fleet's PostgreSQL, shows every
 station the database holds; a running station adds its own process's gauges (`live`).
+
+The counters and histograms sum the whole history, so on SQLite a collector keeps them as
+running totals (`_Totals`): its first scrape reads everything up to the newest ids, each later
+one only the rows past them (and, for the items counter, the items whose latest disposition is
+among those rows: taken out as they stood, put back as they stand). On 1,010,000 items a scrape
+took 2-3 s whole; PostgreSQL sequences do not give ids in commit order, so there every scrape
+reads everything.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +71,8 @@ class RecordCollector:
         self.settings = settings
         self.station = station
         self.live = live
+        self._totals: _Totals | None = None
+        self._lock = threading.Lock()  # one scrape at a time updates the totals
 
     def describe(self) -> list[Metric]:
         return []  # collected lazily: registering must not touch the database
@@ -84,87 +95,43 @@ class RecordCollector:
         return {r[0]: r[1] for r in conn.execute(q)}
 
     def _from_record(self) -> Iterator[Metric]:
-        ok = self.settings.ok_class
         with self.engine.connect() as conn:
             stations = self._stations(conn)
-            ids = list(stations)
             up = GaugeMetricFamily("inspection_record_up", "1 when the record could be read")
             up.add_metric([], 1.0)
             yield up
 
+            totals = self._current_totals(conn, stations)
             items = CounterMetricFamily(
                 "inspection_items",
                 "Items by who decided (final disposition) and outcome (pass / fail)",
                 labels=["station", "decided_by", "outcome"],
             )
-            latest = (
-                select(func.max(Disposition.id).label("id"))
-                .group_by(col(Disposition.item_id))
-                .subquery()
-            )
-            passed = (col(Disposition.final_label) == ok).label("passed")
-            rows = conn.execute(
-                core_select(
-                    col(Item.station_id),
-                    col(Disposition.decided_by),
-                    passed,
-                    func.count(),
-                )
-                .join(latest, latest.c.id == Disposition.id)
-                .join(Item, col(Item.id) == col(Disposition.item_id))
-                .where(col(Item.station_id).in_(ids))
-                .group_by(col(Item.station_id), col(Disposition.decided_by), passed)
-            )
-            for sid, by, is_pass, n in rows:
-                items.add_metric(
-                    [stations[sid], str(getattr(by, "value", by)), "pass" if is_pass else "fail"], n
-                )
+            for (sid, by, is_pass), n in sorted(totals.items.items()):
+                if n:
+                    items.add_metric([stations[sid], by, "pass" if is_pass else "fail"], n)
             yield items
-
             errors = CounterMetricFamily(
                 "inspection_model_errors",
                 "Model answers that were errors or timeouts",
                 labels=["station"],
             )
-            for sid, n in conn.execute(
-                select(Item.station_id, func.count())
-                .select_from(Prediction)
-                .join(Item, col(Item.id) == col(Prediction.item_id))
-                .where(col(Item.station_id).in_(ids), col(Prediction.error).is_not(None))
-                .group_by(col(Item.station_id))
-            ):
-                errors.add_metric([stations[sid]], n)
+            for sid, n in sorted(totals.errors.items()):
+                if n:
+                    errors.add_metric([stations[sid]], n)
             yield errors
-
-            yield self._histogram(
-                conn,
+            yield _histogram(
                 stations,
                 "inspection_model_latency_seconds",
                 "Time the acting model took per item",
-                col(Prediction.latency_ms),
-                lambda *cols: (
-                    select(*cols)
-                    .select_from(Prediction)
-                    .join(Item, col(Item.id) == col(Prediction.item_id))
-                    .where(
-                        col(Prediction.slot).in_([Slot.champion, Slot.canary]),
-                        col(Prediction.latency_ms).is_not(None),
-                    )
-                ),
+                totals.latency,
                 LATENCY_BUCKETS_S,
             )
-            yield self._histogram(
-                conn,
+            yield _histogram(
                 stations,
                 "inspection_decision_seconds",
                 "Time an inspector took to decide, from the item on screen to the key",
-                col(HumanDecision.decision_ms),
-                lambda *cols: (
-                    select(*cols)
-                    .select_from(HumanDecision)
-                    .join(Item, col(Item.id) == col(HumanDecision.item_id))
-                    .where(col(HumanDecision.decision_ms).is_not(None))
-                ),
+                totals.decisions,
                 DECISION_BUCKETS_S,
             )
 
@@ -194,31 +161,16 @@ class RecordCollector:
             yield self._canary(conn, stations)
             yield from self._drift(conn, stations)
 
-    def _histogram(
-        self,
-        conn: Any,
-        stations: dict[int, str],
-        name: str,
-        doc: str,
-        value_ms: Any,
-        base: Callable[..., Any],
-        buckets: tuple[float, ...],
-    ) -> HistogramMetricFamily:
-        h = HistogramMetricFamily(name, doc, labels=["station"])
-        cols = [func.count(), func.coalesce(func.sum(value_ms), 0.0)] + [
-            func.sum(case((value_ms <= b * 1000.0, 1), else_=0)) for b in buckets
-        ]
-        q = (
-            base(col(Item.station_id), *cols)
-            .where(col(Item.station_id).in_(list(stations)))
-            .group_by(col(Item.station_id))
-        )
-        for row in conn.execute(q):
-            sid, count, total = row[0], int(row[1]), float(row[2])
-            cumulative = [(str(b), float(row[3 + i] or 0)) for i, b in enumerate(buckets)]
-            cumulative.append(("+Inf", float(count)))
-            h.add_metric([stations[sid]], cumulative, total / 1000.0)
-        return h
+    def _current_totals(self, conn: Any, stations: dict[int, str]) -> _Totals:
+        """The running totals brought up to the newest rows (read whole when there are none
+        yet, the stations changed, or the database is not SQLite)."""
+        with self._lock:
+            totals = self._totals
+            if totals is None or totals.stations != set(stations) or conn.dialect.name != "sqlite":
+                totals = _Totals(set(stations), self.settings.ok_class)
+            totals.catch_up(conn)
+            self._totals = totals
+            return totals
 
     def _canary(self, conn: Any, stations: dict[int, str]) -> GaugeMetricFamily:
         from sqlmodel import Session
@@ -285,6 +237,141 @@ class RecordCollector:
             for sev in ("warn", "fail"):
                 alarms.add_metric([name, sev], float(counts.get((sid, sev), 0)))
         yield alarms
+
+
+_item = Item.__table__  # type: ignore[attr-defined]
+_disp = Disposition.__table__  # type: ignore[attr-defined]
+_pred = Prediction.__table__  # type: ignore[attr-defined]
+_hd = HumanDecision.__table__  # type: ignore[attr-defined]
+
+
+class _Totals:
+    """The history's counters and histograms for `stations`, as of `marks` (the newest id of
+    each table they read): every query is bounded by the marks read first, so rows committed
+    meanwhile are counted by the next catch-up, once."""
+
+    def __init__(self, stations: set[int], ok: str) -> None:
+        self.stations = stations
+        self.ok = ok
+        self.marks = {"disposition": 0, "prediction": 0, "human_decision": 0}
+        self.items: Counter[tuple[int, str, bool]] = Counter()
+        self.errors: Counter[int] = Counter()
+        # station id -> [count, sum of ms, count at or below each bucket's bound]
+        self.latency: dict[int, list[float]] = {}
+        self.decisions: dict[int, list[float]] = {}
+
+    def catch_up(self, conn: Any) -> None:
+        tables = {"disposition": _disp, "prediction": _pred, "human_decision": _hd}
+        new = {
+            k: int(conn.execute(core_select(func.max(t.c.id))).scalar() or 0)
+            for k, t in tables.items()
+        }
+        old, ids = self.marks, list(self.stations)
+        lo, hi = old["disposition"], new["disposition"]
+        if hi > lo:
+            # Items whose latest disposition is past the mark: out as they stood, in as they stand.
+            touched = core_select(_disp.c.item_id).where(_disp.c.id > lo, _disp.c.id <= hi)
+            if lo:
+                self.items.subtract(self._outcomes(conn, ids, lo, touched))
+            self.items.update(self._outcomes(conn, ids, hi, touched if lo else None))
+        lo, hi = old["prediction"], new["prediction"]
+        if hi > lo:
+            newer = [_pred.c.id > lo, _pred.c.id <= hi]
+            for sid, n in conn.execute(
+                core_select(_item.c.station_id, func.count())
+                .select_from(_pred.join(_item, _item.c.id == _pred.c.item_id))
+                .where(_item.c.station_id.in_(ids), _pred.c.error.is_not(None), *newer)
+                .group_by(_item.c.station_id)
+            ):
+                self.errors[int(sid)] += int(n)
+            acting = _pred.c.slot.in_([Slot.champion.name, Slot.canary.name])
+            _add_histogram(
+                self.latency,
+                conn,
+                ids,
+                _pred,
+                _pred.c.latency_ms,
+                [acting, _pred.c.latency_ms.is_not(None), *newer],
+                LATENCY_BUCKETS_S,
+            )
+        lo, hi = old["human_decision"], new["human_decision"]
+        if hi > lo:
+            _add_histogram(
+                self.decisions,
+                conn,
+                ids,
+                _hd,
+                _hd.c.decision_ms,
+                [_hd.c.decision_ms.is_not(None), _hd.c.id > lo, _hd.c.id <= hi],
+                DECISION_BUCKETS_S,
+            )
+        self.marks = new
+
+    def _outcomes(
+        self, conn: Any, ids: list[int], upto: int, items: Any | None
+    ) -> Counter[tuple[int, str, bool]]:
+        """(station, decided by, passed) -> items, by each item's latest disposition up to id
+        `upto` (of `items` only, a select of item ids, when given)."""
+        latest = core_select(func.max(_disp.c.id).label("id")).where(_disp.c.id <= upto)
+        if items is not None:
+            latest = latest.where(_disp.c.item_id.in_(items))
+        newest = latest.group_by(_disp.c.item_id).subquery()
+        passed = (_disp.c.final_label == self.ok).label("passed")
+        rows = conn.execute(
+            core_select(_item.c.station_id, _disp.c.decided_by, passed, func.count())
+            .select_from(
+                _disp.join(newest, newest.c.id == _disp.c.id).join(
+                    _item, _item.c.id == _disp.c.item_id
+                )
+            )
+            .where(_item.c.station_id.in_(ids))
+            .group_by(_item.c.station_id, _disp.c.decided_by, passed)
+        )
+        return Counter(
+            {(int(sid), str(getattr(by, "value", by)), bool(ok)): int(n) for sid, by, ok, n in rows}
+        )
+
+
+def _add_histogram(
+    into: dict[int, list[float]],
+    conn: Any,
+    ids: list[int],
+    table: Any,
+    value_ms: Any,
+    where: list[Any],
+    buckets: tuple[float, ...],
+) -> None:
+    cols = [func.count(), func.coalesce(func.sum(value_ms), 0.0)] + [
+        func.sum(case((value_ms <= b * 1000.0, 1), else_=0)) for b in buckets
+    ]
+    q = (
+        core_select(_item.c.station_id, *cols)
+        .select_from(table.join(_item, _item.c.id == table.c.item_id))
+        .where(_item.c.station_id.in_(ids), *where)
+        .group_by(_item.c.station_id)
+    )
+    for sid, *sums in conn.execute(q):
+        have = into.setdefault(int(sid), [0.0] * (2 + len(buckets)))
+        for i, v in enumerate(sums):
+            have[i] += float(v or 0)
+
+
+def _histogram(
+    stations: dict[int, str],
+    name: str,
+    doc: str,
+    sums: dict[int, list[float]],
+    buckets: tuple[float, ...],
+) -> HistogramMetricFamily:
+    h = HistogramMetricFamily(name, doc, labels=["station"])
+    for sid in sorted(sums):
+        count, total, *below = sums[sid]
+        if not count:
+            continue
+        cumulative = [(str(b), below[i]) for i, b in enumerate(buckets)]
+        cumulative.append(("+Inf", count))
+        h.add_metric([stations[sid]], cumulative, total / 1000.0)
+    return h
 
 
 @dataclass

@@ -264,6 +264,61 @@ def test_the_metrics_endpoint_serves_prometheus_text_a_parser_reads(line):
     assert not any("item" in k for f in families.values() for s in f.samples for k in s.labels)
 
 
+def test_metrics_caught_up_since_the_last_scrape_equal_a_fresh_read(line):
+    """A collector keeps the history's counters as running totals and reads only newer rows:
+    new items, an old item's new final disposition, an error answer, later decisions."""
+    from prometheus_client import generate_latest
+
+    from db.models import Adjudication, Disposition, Prediction, Slot
+    from db.repo import add_operator, final_disposition, record_adjudication
+    from station.metrics import registry_for
+
+    counted = {
+        "inspection_items",
+        "inspection_model_errors",
+        "inspection_model_latency_seconds",
+        "inspection_decision_seconds",
+    }
+
+    def samples(registry):
+        text = generate_latest(registry).decode()
+        return sorted(
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for f in text_string_to_metric_families(text)
+            if f.name in counted
+            for s in f.samples
+        )
+
+    settings, engine = line
+    with session_scope(engine) as s:  # an error answer already counted by the first scrape
+        s.add(Prediction(item_id=3, slot=Slot.champion, error="timeout", latency_ms=5000.0))
+    kept = registry_for(engine, settings)
+    first = samples(kept)
+    run(settings, engine, Level.partial, 40)
+    with session_scope(engine) as s:
+        before = final_disposition(session=s, item_id=1)
+        assert isinstance(before, Disposition) and before.decided_by != "adjudication"
+        qa = add_operator(session=s, name="qa", role=Role.qa_lead, secret_hash="x")
+        flipped = "ok" if before.final_label != "ok" else "scratch"
+        record_adjudication(
+            session=s,
+            adjudication=Adjudication(item_id=1, operator_id=qa.id, label=flipped, reason_code="t"),
+            level=Level.partial,
+        )
+        s.add(Prediction(item_id=2, slot=Slot.champion, error="timeout", latency_ms=5000.0))
+    caught_up = samples(kept)
+    assert caught_up == samples(registry_for(engine, settings)) and caught_up != first
+    items = {
+        (dict(k)["decided_by"], dict(k)["outcome"]): v
+        for n, k, v in caught_up
+        if n.endswith("items_total")
+    }
+    assert sum(items.values()) == 140
+    assert items[("adjudication", "pass" if flipped == "ok" else "fail")] == 1
+    errors = [v for n, _k, v in caught_up if n == "inspection_model_errors_total"]
+    assert errors == [2.0]
+
+
 def test_a_round_on_a_station_without_items_says_why_it_did_not_check(tmp_path):
     settings = settings_at(tmp_path)
     engine = open_station_db(f"sqlite:///{tmp_path / 'empty.db'}")
