@@ -17,6 +17,7 @@ reads everything.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections import Counter
@@ -79,12 +80,15 @@ class RecordCollector:
 
     def collect(self) -> Iterator[Metric]:
         try:
-            yield from self._from_record()
+            # Read whole before any is given out: a read failing half-way gives "up 0" alone,
+            # not "up 1", some families, then "up 0" (two samples of one series).
+            read = list(self._from_record())
         except Exception as e:  # a scrape during a database outage says so, and nothing else
             log.warning("metrics: cannot read the record: %s", e)
             up = GaugeMetricFamily("inspection_record_up", "1 when the record could be read")
             up.add_metric([], 0.0)
-            yield up
+            read = [up]
+        yield from read
         if self.live is not None:
             yield from self.live()
 
@@ -165,12 +169,15 @@ class RecordCollector:
         """The running totals brought up to the newest rows (read whole when there are none
         yet, the stations changed, or the database is not SQLite)."""
         with self._lock:
-            totals = self._totals
-            if totals is None or totals.stations != set(stations) or conn.dialect.name != "sqlite":
+            kept = self._totals
+            if kept is None or kept.stations != set(stations) or conn.dialect.name != "sqlite":
                 totals = _Totals(set(stations), self.settings.ok_class)
+            else:  # a copy: a catch-up that fails half-way must leave the kept totals as they were
+                totals = copy.deepcopy(kept)
             totals.catch_up(conn)
             self._totals = totals
-            return totals
+            # A copy again: another scrape may bring the totals up while this one reads them.
+            return copy.deepcopy(totals)
 
     def _canary(self, conn: Any, stations: dict[int, str]) -> GaugeMetricFamily:
         from sqlmodel import Session

@@ -319,6 +319,37 @@ def test_metrics_caught_up_since_the_last_scrape_equal_a_fresh_read(line):
     assert errors == [2.0]
 
 
+def test_a_scrape_that_fails_half_way_leaves_the_running_totals_as_they_were(line, monkeypatch):
+    from prometheus_client import generate_latest
+
+    from station import metrics
+    from station.metrics import registry_for
+
+    def totals(registry):
+        text = generate_latest(registry).decode()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        up = fams["inspection_record_up"].samples[0].value
+        if "inspection_items" not in fams:
+            return up, None
+        return up, sum(
+            s.value for s in fams["inspection_items"].samples if s.name.endswith("_total")
+        )
+
+    settings, engine = line
+    kept = registry_for(engine, settings)
+    assert totals(kept) == (1.0, 100)
+    run(settings, engine, Level.partial, 30)
+    real = metrics._add_histogram
+
+    def went_away(*a):  # after the new items were counted: the database goes away
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(metrics, "_add_histogram", went_away)
+    assert totals(kept) == (0.0, None)
+    monkeypatch.setattr(metrics, "_add_histogram", real)
+    assert totals(kept) == (1.0, 130)
+
+
 def test_a_round_on_a_station_without_items_says_why_it_did_not_check(tmp_path):
     settings = settings_at(tmp_path)
     engine = open_station_db(f"sqlite:///{tmp_path / 'empty.db'}")
