@@ -11,7 +11,7 @@ The counters and histograms sum the whole history, so on SQLite a collector keep
 running totals (`_Totals`): its first scrape reads everything up to the newest ids, each later
 one only the rows past them (and, for the items counter, the items whose latest disposition is
 among those rows: taken out as they stood, put back as they stand). On 1,010,000 items a scrape
-took 2-3 s whole; PostgreSQL sequences do not give ids in commit order, so there every scrape
+took 1.6-3 s read whole; PostgreSQL sequences do not give ids in commit order, so there every scrape
 reads everything.
 """
 
@@ -252,6 +252,23 @@ _pred = Prediction.__table__  # type: ignore[attr-defined]
 _hd = HumanDecision.__table__  # type: ignore[attr-defined]
 
 
+# The tables whose newest id marks what the totals hold, with when each row was written.
+_MARKED = {
+    "disposition": (_disp, _disp.c.created_at),
+    "prediction": (_pred, _pred.c.created_at),
+    "human_decision": (_hd, _hd.c.decided_at),
+}
+
+
+def _stamps(conn: Any, marks: dict[str, int]) -> dict[str, Any]:
+    """When the row at each nonzero mark was written (None: it is gone)."""
+    return {
+        k: conn.execute(core_select(_MARKED[k][1]).where(_MARKED[k][0].c.id == mark)).scalar()
+        for k, mark in marks.items()
+        if mark
+    }
+
+
 class _Totals:
     """The history's counters and histograms for `stations`, as of `marks` (the newest id of
     each table they read): every query is bounded by the marks read first, so rows committed
@@ -260,7 +277,11 @@ class _Totals:
     def __init__(self, stations: set[int], ok: str) -> None:
         self.stations = stations
         self.ok = ok
+        self._reset()
+
+    def _reset(self) -> None:
         self.marks = {"disposition": 0, "prediction": 0, "human_decision": 0}
+        self.stamps: dict[str, Any] = {}  # the time of each table's row at its mark
         self.items: Counter[tuple[int, str, bool]] = Counter()
         self.errors: Counter[int] = Counter()
         # station id -> [count, sum of ms, count at or below each bucket's bound]
@@ -268,11 +289,14 @@ class _Totals:
         self.decisions: dict[int, list[float]] = {}
 
     def catch_up(self, conn: Any) -> None:
-        tables = {"disposition": _disp, "prediction": _pred, "human_decision": _hd}
         new = {
             k: int(conn.execute(core_select(func.max(t.c.id))).scalar() or 0)
-            for k, t in tables.items()
+            for k, (t, _when) in _MARKED.items()
         }
+        if _stamps(conn, self.marks) != self.stamps:
+            # A row at a mark is gone or another (a backup restored under a running station):
+            # ids past the marks need not be new rows. Read everything again.
+            self._reset()
         old, ids = self.marks, list(self.stations)
         lo, hi = old["disposition"], new["disposition"]
         if hi > lo:
@@ -312,7 +336,7 @@ class _Totals:
                 [_hd.c.decision_ms.is_not(None), _hd.c.id > lo, _hd.c.id <= hi],
                 DECISION_BUCKETS_S,
             )
-        self.marks = new
+        self.marks, self.stamps = new, _stamps(conn, new)
 
     def _outcomes(
         self, conn: Any, ids: list[int], upto: int, items: Any | None
