@@ -11,7 +11,7 @@ The counters and histograms sum the whole history, so on SQLite a collector keep
 running totals (`_Totals`): its first scrape reads everything up to the newest ids, each later
 one only the rows past them (and, for the items counter, the items whose latest disposition is
 among those rows: taken out as they stood, put back as they stand). On 1,010,000 items a scrape
-took 1.6-3 s read whole; PostgreSQL sequences do not give ids in commit order, so there every scrape
+took 1.4-2.9 s read whole; PostgreSQL sequences do not give ids in commit order, so there every scrape
 reads everything.
 """
 
