@@ -285,15 +285,13 @@ def frame(
     d = _disp.alias("d")
     a = _adj.alias("a")
     joined = _item.join(_station, _station.c.id == _item.c.station_id)
-    for table, row, kept in (
-        (_hd, hd, [_hd.c.id.not_in(superseded), *within(_hd)]),
-        (_pred, p, [_pred.c.label.is_not(None), pred_cond, *within(_pred)]),
-        (_disp, d, within(_disp)),
-        (_adj, a, within(_adj)),
-    ):
-        joined = join_latest(conn, joined, table, row, kept)
-        if row is hd:
-            joined = joined.outerjoin(_op, _op.c.id == hd.c.operator_id)
+    joined = join_latest(conn, joined, _hd, hd, [_hd.c.id.not_in(superseded), *within(_hd)])
+    joined = joined.outerjoin(_op, _op.c.id == hd.c.operator_id)
+    joined = join_latest(
+        conn, joined, _pred, p, [_pred.c.label.is_not(None), pred_cond, *within(_pred)]
+    )
+    joined = join_latest(conn, joined, _disp, d, within(_disp))
+    joined = join_latest(conn, joined, _adj, a, within(_adj))
     if columns is None or "model_version" in columns:
         joined = joined.outerjoin(_mv, _mv.c.id == p.c.model_version_id)
     paired = and_(hd.c.id.is_not(None), p.c.label.is_not(None))

@@ -11,8 +11,8 @@ The counters and histograms sum the whole history, so on SQLite a collector keep
 running totals (`_Totals`): its first scrape reads everything up to the newest ids, each later
 one only the rows past them (and, for the items counter, the items whose latest disposition is
 among those rows: taken out as they stood, put back as they stand). On 1,010,000 items a scrape
-took 1.4-2.9 s read whole; PostgreSQL sequences do not give ids in commit order, so there every scrape
-reads everything.
+took 1.4-2.9 s read whole; PostgreSQL sequences do not give ids in commit order, so there every
+scrape reads everything.
 """
 
 from __future__ import annotations
@@ -172,12 +172,13 @@ class RecordCollector:
             kept = self._totals
             if kept is None or kept.stations != set(stations) or conn.dialect.name != "sqlite":
                 totals = _Totals(set(stations), self.settings.ok_class)
-            else:  # a copy: a catch-up that fails half-way must leave the kept totals as they were
+            else:
+                # Kept totals are never changed in place: a catch-up failing half-way leaves
+                # them as they were, and a scrape still reading them sees them whole.
                 totals = copy.deepcopy(kept)
             totals.catch_up(conn)
             self._totals = totals
-            # A copy again: another scrape may bring the totals up while this one reads them.
-            return copy.deepcopy(totals)
+            return totals
 
     def _canary(self, conn: Any, stations: dict[int, str]) -> GaugeMetricFamily:
         from sqlmodel import Session
@@ -298,20 +299,25 @@ class _Totals:
             # ids past the marks need not be new rows. Read everything again.
             self._reset()
         old, ids = self.marks, list(self.stations)
+
+        def newer(key: str) -> list[Any]:  # the rows of `key`'s table past the old mark
+            table = _MARKED[key][0]
+            return [table.c.id > old[key], table.c.id <= new[key]]
+
         lo, hi = old["disposition"], new["disposition"]
         if hi > lo:
             # Items whose latest disposition is past the mark: out as they stood, in as they stand.
-            touched = core_select(_disp.c.item_id).where(_disp.c.id > lo, _disp.c.id <= hi)
+            touched = core_select(_disp.c.item_id).where(*newer("disposition"))
             if lo:
                 self.items.subtract(self._outcomes(conn, ids, lo, touched))
             self.items.update(self._outcomes(conn, ids, hi, touched if lo else None))
-        lo, hi = old["prediction"], new["prediction"]
-        if hi > lo:
-            newer = [_pred.c.id > lo, _pred.c.id <= hi]
+        if new["prediction"] > old["prediction"]:
             for sid, n in conn.execute(
                 core_select(_item.c.station_id, func.count())
                 .select_from(_pred.join(_item, _item.c.id == _pred.c.item_id))
-                .where(_item.c.station_id.in_(ids), _pred.c.error.is_not(None), *newer)
+                .where(
+                    _item.c.station_id.in_(ids), _pred.c.error.is_not(None), *newer("prediction")
+                )
                 .group_by(_item.c.station_id)
             ):
                 self.errors[int(sid)] += int(n)
@@ -322,18 +328,17 @@ class _Totals:
                 ids,
                 _pred,
                 _pred.c.latency_ms,
-                [acting, _pred.c.latency_ms.is_not(None), *newer],
+                [acting, _pred.c.latency_ms.is_not(None), *newer("prediction")],
                 LATENCY_BUCKETS_S,
             )
-        lo, hi = old["human_decision"], new["human_decision"]
-        if hi > lo:
+        if new["human_decision"] > old["human_decision"]:
             _add_histogram(
                 self.decisions,
                 conn,
                 ids,
                 _hd,
                 _hd.c.decision_ms,
-                [_hd.c.decision_ms.is_not(None), _hd.c.id > lo, _hd.c.id <= hi],
+                [_hd.c.decision_ms.is_not(None), *newer("human_decision")],
                 DECISION_BUCKETS_S,
             )
         self.marks, self.stamps = new, _stamps(conn, new)
