@@ -384,6 +384,45 @@ def test_metrics_read_everything_again_when_counted_rows_are_gone(line):
     assert sum(v for _, v in items(kept)) == 100
 
 
+def test_metrics_serve_counts_what_a_station_writes_after_its_first_scrape(line, tmp_path):
+    """`station metrics serve` in its own process beside a station that goes on writing: each
+    scrape counts every item once, the later ones read only what is new."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    settings, engine = line
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"sqlite:///{tmp_path / 'sim.db'}"
+    args = ["-m", "station", "metrics", "serve", "--db", url, "--port", str(port)]
+    server = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL)
+
+    def items_total() -> float:
+        for _ in range(300):  # the server needs a moment to start
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    text = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("station metrics serve did not answer within 30 s")
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        return sum(s.value for s in fams["inspection_items"].samples if s.name.endswith("_total"))
+
+    try:
+        assert items_total() == 100
+        run(settings, engine, Level.partial, 25)
+        assert items_total() == 125
+        assert items_total() == 125
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def test_a_round_on_a_station_without_items_says_why_it_did_not_check(tmp_path):
     settings = settings_at(tmp_path)
     engine = open_station_db(f"sqlite:///{tmp_path / 'empty.db'}")
