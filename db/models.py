@@ -464,6 +464,49 @@ class ReportSummaryMark(SQLModel, table=True):
     built_at: datetime = Field(default_factory=utcnow)
 
 
+class GateEvidenceRow(SQLModel, table=True):
+    """One item of a station's gate evidence, as review.query.frame computes it for the station's
+    champion version (review/evidence_cache.py): the columns the gates read, kept so that a gate
+    check or a station's report reads them instead of looking up four latest records for every
+    item of the station's history. Derived, never authority: deleting the rows only makes the
+    next gate check slower."""
+
+    __tablename__ = "gate_evidence_row"
+
+    station_id: int = Field(foreign_key="station.id", primary_key=True)
+    item_id: int = Field(primary_key=True)
+    day: str | None = Field(default=None, max_length=10)
+    human_label: str | None = Field(default=None, max_length=64)
+    model_label: str | None = Field(default=None, max_length=64)
+    adjudicated_label: str | None = Field(default=None, max_length=64)
+    ground_truth: str | None = Field(default=None, max_length=64)
+    reference_label: str | None = Field(default=None, max_length=64)
+    evidence: int = 0
+    uniform: int = 0
+    paired: int = 0
+    shown: bool | None = None
+    blind: bool | None = None
+    audit: int = 0
+    score: float | None = None
+    score_bin: int | None = None
+
+
+class GateEvidenceMark(SQLModel, table=True):
+    """What a station's kept gate evidence is (`basis`: the model versions and the version of
+    the computation) and how far it is up to date (the highest id of each table it saw)."""
+
+    __tablename__ = "gate_evidence_mark"
+
+    station_id: int = Field(foreign_key="station.id", primary_key=True)
+    basis: str = Field(max_length=200)
+    item_id: int = 0
+    prediction_id: int = 0
+    human_decision_id: int = 0
+    disposition_id: int = 0
+    adjudication_id: int = 0
+    built_at: datetime = Field(default_factory=utcnow)
+
+
 ALL_TABLES = [
     DatabaseIdentity,
     LoginAttempt,
@@ -488,4 +531,6 @@ ALL_TABLES = [
     Alarm,
     ReportSummary,
     ReportSummaryMark,
+    GateEvidenceRow,
+    GateEvidenceMark,
 ]

@@ -23,9 +23,9 @@ from sqlalchemy.sql.selectable import FromClause
 
 from db.chain import heads as chain_heads
 from db.models import Level, Station
+from review import evidence_cache, summary
 from review import query as Q
 from review import stats as S
-from review import summary
 from review.canary import CanaryRules, models_block
 from review.errors import ReportFormatError, ReviewError
 from review.gates import Evidence, GateResult, GateRules, evaluate_gate, parse_level
@@ -305,7 +305,7 @@ def gate_evidence(
     rule is in force, and those gates fail."""
     rules = rules or GateRules()
     ev_filters = dataclasses.replace(filters, evidence_only=True)
-    with Q.materialized(conn, ev_filters) as f:
+    with evidence_cache.evidence_frame(conn, ev_filters) as f:
         ev, sel = _evidence_from(conn, f, list(labels.all), labels.ok, rules, drift_alarm_open)
     judged = rule_evidence(
         conn, ev_filters, labels.ok, rule, rules.max_escape_upper95, labels.defects
@@ -504,6 +504,25 @@ def champion_evidence(
 ) -> tuple[str | None, Evidence, dict[str, Any]]:
     """The station's champion (NAME:VERSION) and the gate evidence of that version under the
     approved rule in force for it: what every gate of the station judges."""
+    from sqlmodel import Session
+
+    station_id, spec, version_id = _champion_spec(conn, station)
+    with Session(bind=conn) as s:
+        in_force = rule_in_force(s, station_id, version_id)
+    evidence, selective = gate_evidence(
+        conn,
+        Q.ReportFilters(station=station, model_version=spec),
+        labels=labels,
+        rules=rules,
+        drift_alarm_open=drift_alarm_open,
+        rule=in_force,
+    )
+    return spec, evidence, selective
+
+
+def _champion_spec(conn: Connection, station: str) -> tuple[int, str | None, int | None]:
+    """The station's id, its champion as NAME:VERSION and the version's id (None, None: no
+    champion yet)."""
     from sqlmodel import Session, select
 
     from db.repo import champion_version
@@ -514,17 +533,9 @@ def champion_evidence(
         if row is None or row.id is None:
             raise FilterError(f"no station is named {station!r}")
         mv = champion_version(s, row.id)
-        spec = f"{mv.name}:{mv.version}" if mv is not None else None
-        in_force = rule_in_force(s, row.id, mv.id if mv is not None else None)
-    evidence, selective = gate_evidence(
-        conn,
-        Q.ReportFilters(station=station, model_version=spec),
-        labels=labels,
-        rules=rules,
-        drift_alarm_open=drift_alarm_open,
-        rule=in_force,
-    )
-    return spec, evidence, selective
+    if mv is None:
+        return row.id, None, None
+    return row.id, f"{mv.name}:{mv.version}", mv.id
 
 
 def gate_check(
@@ -590,6 +601,17 @@ def supported_level(
     return best, ""
 
 
+def _gate_station(conn: Connection, filters: Q.ReportFilters) -> str | None:
+    """The station whose gates a report shows: its --station, or the only one there is."""
+    if filters.station is not None:
+        return filters.station
+    table = Station.__table__  # type: ignore[attr-defined]
+    names = [
+        str(r[0]) for r in conn.execute(table.select().with_only_columns(table.c.name).limit(2))
+    ]
+    return names[0] if len(names) == 1 else None
+
+
 def _gates(
     conn: Connection,
     filters: Q.ReportFilters,
@@ -600,15 +622,9 @@ def _gates(
 ) -> Any:
     """The report's gates block: `gate_check` to the next level, for the report's station (or
     the only one there is); None with a reason when the report spans several stations."""
-    station = filters.station
+    station = _gate_station(conn, filters)
     if station is None:
-        table = Station.__table__  # type: ignore[attr-defined]
-        names = [
-            str(r[0]) for r in conn.execute(table.select().with_only_columns(table.c.name).limit(2))
-        ]
-        if len(names) != 1:
-            return {"note": "gates are per station: filter the report by --station"}
-        station = names[0]
+        return {"note": "gates are per station: filter the report by --station"}
     try:
         return gate_check(
             conn,
@@ -653,11 +669,30 @@ def build_report(
     if isinstance(engine, Connection):
         return _build(engine, *args, canary_rules, say)[0]
     with engine.connect() as conn:
+        _keep_gate_evidence(conn, filters)
         report, refresh = _build(conn, *args, canary_rules, say)
         if refresh is not None:
             conn.rollback()  # the report only read; the summaries are written in their own
             summary.save(conn, refresh)
     return report
+
+
+def _keep_gate_evidence(conn: Connection, filters: Q.ReportFilters) -> None:
+    """The kept gate evidence of the report's station brought up to date before the report's
+    snapshot begins (review/evidence_cache.py), so that its gates read it instead of computing
+    the station's whole history: the report cannot write while it reads."""
+    station = _gate_station(conn, filters)
+    if station is not None:
+        try:
+            spec = _champion_spec(conn, station)[1]
+        except ReviewError:
+            spec = None
+        if spec is not None:
+            evidence_cache.refresh(
+                conn,
+                Q.ReportFilters(station=station, model_version=spec, evidence_only=True),
+            )
+    conn.rollback()
 
 
 def _build(

@@ -140,7 +140,7 @@ def aggregates(conn: Connection, filters: Q.ReportFilters, ok: str) -> tuple[Par
     """The report's aggregates from the stored summaries, brought up to date first."""
     _snapshot(conn)
     read = _read_mark(conn)
-    reached = _current_ids(conn)
+    reached = current_ids(conn)
     fresh = _bring_up(conn, read, reached, ok)
     refresh = Refresh(read=read, reached=reached, full=read is None, cells=fresh)
 
@@ -197,12 +197,12 @@ def _read_mark(conn: Connection) -> dict[str, int] | None:
     return {t: int(row[col]) for t, col in MARKED.items()}
 
 
-def _current_ids(conn: Connection) -> dict[str, int]:
+def current_ids(conn: Connection) -> dict[str, int]:
     parts = " UNION ALL ".join(f"SELECT '{t}', coalesce(max(id), 0) FROM {t}" for t in MARKED)
     return {str(t): int(v) for t, v in conn.execute(text(parts))}
 
 
-def _touched_items(conn: Connection, mark: Mapping[str, int]) -> list[int]:
+def touched_items(conn: Connection, mark: Mapping[str, int]) -> list[int]:
     """Every item a record newer than the mark is about (or that is newer itself)."""
     sql = " UNION ".join(
         "SELECT id FROM item WHERE id > :item"
@@ -302,7 +302,7 @@ def _catch_up(
     line as of the ids reached now is put in (the records are append-only: the frame at the mark is the frame of the
     rows up to it). A day whose sums would go negative (summaries not what the mark says) is
     recomputed whole instead."""
-    items = _touched_items(conn, mark)
+    items = touched_items(conn, mark)
     if not items:
         return {}
     if len(items) > MAX_DELTA:
@@ -538,7 +538,7 @@ def refresh(engine: Engine, ok: str) -> bool:
     with engine.connect() as conn:
         _snapshot(conn)
         read = _read_mark(conn)
-        reached = _current_ids(conn)
+        reached = current_ids(conn)
         if read == reached:
             return False
         fresh = _bring_up(conn, read, reached, ok)

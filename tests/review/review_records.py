@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from db import repo
 from db.models import (
@@ -22,6 +24,7 @@ from db.models import (
     Prediction,
     Role,
     Slot,
+    Station,
 )
 from review.labels import LabelSet
 
@@ -192,3 +195,29 @@ def random_records(r: Records, n: int, seed: int = 0) -> None:
         if rng.random() < 0.03 and human is not None:
             with contextlib.suppress(AssertionError):  # no human decision to correct
                 r.correct(item_id, str(rng.choice(CLASSES)))
+
+
+def existing_records(session: Session) -> Records:
+    """A record builder that knows the stations, operators and models already there."""
+    r = Records(session)
+    for table, into in ((Station, r.stations), (Operator, r.operators)):
+        into.update({row.name: row.id for row in session.exec(select(table))})
+    r.models.update({row.version: row.id for row in session.exec(select(ModelVersion))})
+    return r
+
+
+def same(a: Any, b: Any, path: str = "report") -> None:
+    """Equal, floats to 1e-9 relative (sums added in another order), `generated_at` aside."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            if k != "generated_at":
+                same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), f"{path}: {a} != {b}"
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"

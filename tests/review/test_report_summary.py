@@ -3,13 +3,11 @@ through later writes of every kind, and a report recomputes only the days a newe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from review_records import LABELS, T0, Records, random_records
+from review_records import LABELS, T0, Records, existing_records, random_records, same
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -20,14 +18,11 @@ from db.models import (
     HumanDecision,
     Item,
     Level,
-    ModelVersion,
-    Operator,
     Prediction,
     ReportSummary,
     ReportSummaryMark,
     Role,
     Slot,
-    Station,
 )
 from review import summary
 from review.query import ReportFilters
@@ -50,23 +45,6 @@ def _summed(engine: Engine, filters: ReportFilters) -> dict:
     return build_report(engine, filters, labels=LABELS)
 
 
-def _same(a: Any, b: Any, path: str = "report") -> None:
-    """Equal, floats to 1e-9 relative (sums of per-day sums add in another order)."""
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for k in a:
-            if k != "generated_at":
-                _same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _same(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), f"{path}: {a} != {b}"
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
-
-
 FILTERS = [
     ReportFilters(),
     ReportFilters.parse(station="A1"),
@@ -84,20 +62,11 @@ def line(engine: Engine) -> Iterator[Engine]:
     yield engine
 
 
-def _records(session: Session) -> Records:
-    """A record builder that knows the stations, operators and models already there."""
-    r = Records(session)
-    for table, into in ((Station, r.stations), (Operator, r.operators)):
-        into.update({row.name: row.id for row in session.exec(select(table))})
-    r.models.update({row.version: row.id for row in session.exec(select(ModelVersion))})
-    return r
-
-
 def _later_writes(engine: Engine) -> None:
     """A day later: new items; a correction, an adjudication and a new prediction, each of an
     old item of another day already summarised (ids above the mark)."""
     with Session(engine) as session:
-        r = _records(session)
+        r = existing_records(session)
         r.n = 10_000
         for i in range(12):
             r.item(
@@ -144,10 +113,10 @@ def _later_writes(engine: Engine) -> None:
 def test_the_summed_report_equals_the_full_one_before_and_after_later_writes(
     line: Engine, filters: ReportFilters, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _same(_full(line, filters, monkeypatch), _summed(line, filters))  # builds the summaries
-    _same(_full(line, filters, monkeypatch), _summed(line, filters))  # reads them
+    same(_full(line, filters, monkeypatch), _summed(line, filters))  # builds the summaries
+    same(_full(line, filters, monkeypatch), _summed(line, filters))  # reads them
     _later_writes(line)
-    _same(_full(line, filters, monkeypatch), _summed(line, filters))  # refreshes the touched days
+    same(_full(line, filters, monkeypatch), _summed(line, filters))  # refreshes the touched days
 
 
 def test_a_report_recomputes_only_the_days_a_newer_record_touched(line: Engine) -> None:
@@ -158,7 +127,7 @@ def test_a_report_recomputes_only_the_days_a_newer_record_touched(line: Engine) 
     assert stored and refresh.cells == {} and not refresh.full  # nothing new: nothing recomputed
 
     with Session(line) as session:  # one adjudication of the first item, summarised long ago
-        qa = _records(session).operator("qa", Role.qa_lead)
+        qa = existing_records(session).operator("qa", Role.qa_lead)
         session.add(Adjudication(item_id=1, operator_id=qa, label="dent", reason_code="test"))
         session.commit()
         first = session.get(Item, 1)
@@ -180,7 +149,7 @@ def test_a_report_that_lost_the_race_stores_nothing_and_the_next_one_is_right(
     build_report(line, ReportFilters(), labels=LABELS)  # another one stores its refresh
     with line.connect() as conn:
         assert summary.save(conn, slow) is False  # the mark moved: the slow one keeps out
-    _same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
+    same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
 
 
 def test_summaries_of_another_version_are_rebuilt(
@@ -193,7 +162,7 @@ def test_summaries_of_another_version_are_rebuilt(
     with line.connect() as conn:
         _, refresh = summary.aggregates(conn, ReportFilters(), "ok")
     assert refresh.full
-    _same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
+    same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
 
 
 def test_other_filters_take_the_full_path(line: Engine) -> None:
@@ -218,7 +187,7 @@ def test_refreshing_between_reports_leaves_a_report_nothing_to_recompute(
     with line.connect() as conn:
         _, pending = summary.aggregates(conn, ReportFilters(), "ok")
     assert pending.cells == {} and not pending.full
-    _same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
+    same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
 
 
 def test_rows_committed_while_a_refresh_reads_are_counted_once(
@@ -228,16 +197,16 @@ def test_rows_committed_while_a_refresh_reads_are_counted_once(
     writing while a report runs): they belong to the next refresh, not to this one as well."""
     summary.refresh(line, "ok")
     _later_writes(line)
-    current = summary._current_ids
+    current = summary.current_ids
     with monkeypatch.context() as m:
         m.setattr(
             summary,
-            "_current_ids",
+            "current_ids",
             lambda conn: {t: max(0, v - 3) for t, v in current(conn).items()},
         )
         assert summary.refresh(line, "ok") is True
     assert summary.refresh(line, "ok") is True  # the rows it left out
-    _same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
+    same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
 
 
 def test_summaries_refreshed_with_latest_rows_grouped_equal_the_full_report(
@@ -249,6 +218,6 @@ def test_summaries_refreshed_with_latest_rows_grouped_equal_the_full_report(
 
     monkeypatch.setattr(Q, "looked_up", lambda conn: False)
     filters = ReportFilters()
-    _same(_full(line, filters, monkeypatch), _summed(line, filters))
+    same(_full(line, filters, monkeypatch), _summed(line, filters))
     _later_writes(line)
-    _same(_full(line, filters, monkeypatch), _summed(line, filters))
+    same(_full(line, filters, monkeypatch), _summed(line, filters))
