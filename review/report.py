@@ -729,7 +729,7 @@ def _build(
     report["gates"] = _gates(conn, filters, labels, rules, default_level, drift_alarm_open)
     say("models and pipeline stages")
     report["models"] = _models(conn, filters, labels.ok, canary_rules)
-    report["stages"] = _stages(conn, filters, labels.ok)
+    report["stages"] = _stages(conn, filters, labels.ok, parts.stages)
     # Each tamper-evidence chain's length and head (db/chain.py; `station audit verify` walks
     # them): a head kept from an earlier report must be a prefix of this one's chain.
     report["chain"] = chain_heads(conn)
@@ -756,10 +756,15 @@ def _models(
     return _jsonable(models_block(conn, station_id, ok=ok, rules=canary_rules))
 
 
-def _stages(conn: Connection, filters: Q.ReportFilters, ok: str) -> dict[str, Any]:
-    """The report's pipeline-stages block (review/stages.py) for its one station."""
-    from review.stages import stages_block
+def _stages(
+    conn: Connection, filters: Q.ReportFilters, ok: str, summed: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """The report's pipeline-stages block (review/stages.py) for its one station: from the daily
+    summaries' stage rows when the report was summed from them, else from the records."""
+    from review.stages import block_from_rows, stages_block
 
+    if summed is not None:
+        return _jsonable(block_from_rows(summed))
     station_id = _one_station(conn, filters)
     if station_id is None:
         return {"note": "pipeline stages are per station: filter the report by --station"}

@@ -12,10 +12,12 @@ the recogniser hears), a new trigger or guard changes what the model sees.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Select
 
 from db.models import HumanDecision, Item, Prediction, Slot
 from review import query as Q
@@ -31,58 +33,129 @@ def _interval(k: int, n: int) -> dict[str, Any]:
     return {"k": k, "n": n, "rate": p.rate, "ci95": None if p.ci95 is None else list(p.ci95)}
 
 
-def stages_block(conn: Connection, station_id: int, ok: str) -> dict[str, Any]:
+#: What stage_rows sums per (trigger, guard) versions: every sum adds over items, and the first
+#: and last item ids are a min and a max, so per-day rows merge into the station's
+#: (review/summary.py keeps them per station and day).
+STAGE_SUMS = [
+    "items",
+    "guard_passed",
+    "answered",
+    "defects",
+    "conf_n",
+    "conf_sum",
+    "conf2_sum",
+    "paired",
+    "agreed",
+    "first_item_id",
+    "last_item_id",
+]
+#: The sums that are not added but kept as the smallest or the largest.
+EXTREMES = {"first_item_id": min, "last_item_id": max}
+
+
+def stage_rows(
+    conn: Connection,
+    ok: str,
+    *,
+    station_id: int | None = None,
+    per: tuple[str, ...] = (),
+    scope: Select[Any] | None = None,
+    upto: Mapping[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """STAGE_SUMS per trigger and guard version (and per `per`: "station_id", "day"), for the
+    items of `station_id` (all when None) or those `scope` selects, as the records stood at the
+    ids `upto` (review.query.frame's `scope` and `upto`: the records are append-only)."""
     p = _pred.alias("p")
     hd = _hd.alias("hd")
+
+    def within(table: Any) -> list[Any]:
+        conds = [] if scope is None else [table.c.item_id.in_(scope)]
+        if upto is not None:
+            conds.append(table.c.id <= upto[table.name])
+        return conds
+
     answered = and_(p.c.id.is_not(None), p.c.label.is_not(None))
     paired = and_(answered, hd.c.id.is_not(None))
     agree = and_(paired, (hd.c.label == ok) == (p.c.label == ok))
+    confidence = case((answered, p.c.confidence), else_=None)
     # Each item's acting answer (its first champion or canary prediction) and its latest human
     # decision, looked up per item of the station (review.query.join_latest): 1.4-1.5 s for a
     # third of 1,010,000 items, against 1.8-2.5 s when each table was first grouped by item.
-    acting = [_pred.c.slot.in_([Slot.champion.name, Slot.canary.name])]
+    acting = [_pred.c.slot.in_([Slot.champion.name, Slot.canary.name]), *within(_pred)]
     joined = Q.join_latest(conn, _item, _pred, p, acting, pick=func.min)
-    joined = Q.join_latest(conn, joined, _hd, hd, [])
-    q = (
-        select(
-            _item.c.trigger_version,
-            _item.c.guard_version,
-            func.min(_item.c.id),
-            func.max(_item.c.id),
-            func.count(),
-            func.sum(case((_item.c.guard_passed, 1), else_=0)),
-            func.sum(case((answered, 1), else_=0)),
-            func.sum(case((and_(answered, p.c.label != ok), 1), else_=0)),
-            func.avg(case((answered, p.c.confidence), else_=None)),
-            func.avg(case((answered, p.c.confidence * p.c.confidence), else_=None)),
-            func.sum(case((paired, 1), else_=0)),
-            func.sum(case((agree, 1), else_=0)),
-        )
-        .select_from(joined)
-        .where(_item.c.station_id == station_id)
-        .group_by(_item.c.trigger_version, _item.c.guard_version)
-        .order_by(func.min(_item.c.id))
-    )
+    joined = Q.join_latest(conn, joined, _hd, hd, within(_hd))
+    keys = [
+        *(
+            _item.c.station_id if k == "station_id" else Q.utc_day(conn, _item.c.captured_at)
+            for k in per
+        ),
+        _item.c.trigger_version,
+        _item.c.guard_version,
+    ]
+    sums = [
+        func.count(),
+        func.sum(case((_item.c.guard_passed, 1), else_=0)),
+        func.sum(case((answered, 1), else_=0)),
+        func.sum(case((and_(answered, p.c.label != ok), 1), else_=0)),
+        func.count(confidence),
+        func.coalesce(func.sum(confidence), 0.0),
+        func.coalesce(func.sum(confidence * confidence), 0.0),
+        func.sum(case((paired, 1), else_=0)),
+        func.sum(case((agree, 1), else_=0)),
+        func.min(_item.c.id),
+        func.max(_item.c.id),
+    ]
+    conds = []
+    if station_id is not None:
+        conds.append(_item.c.station_id == station_id)
+    if scope is not None:
+        conds.append(_item.c.id.in_(scope))
+    if upto is not None:
+        conds.append(_item.c.id <= upto[_item.name])
+    q = select(*keys, *sums).select_from(joined).where(*conds).group_by(*keys)
+    names = [*per, "trigger", "guard", *STAGE_SUMS]
+    return [
+        {
+            n: (float(v) if n in ("conf_sum", "conf2_sum") else v)
+            for n, v in zip(names, row, strict=True)
+        }
+        for row in conn.execute(q)
+    ]
+
+
+def stages_block(conn: Connection, station_id: int, ok: str) -> dict[str, Any]:
+    """The report's pipeline-stages block of one station, from its whole history."""
+    return block_from_rows(stage_rows(conn, ok, station_id=station_id))
+
+
+def block_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The block from stage_rows' rows of one station (or their per-day rows merged), in the
+    order the versions first appeared."""
     versions = []
-    for row in conn.execute(q):
-        trig, guard, first, last, n, passed, answers, defects, mean_c, mean_c2, pairs, agreed = row
-        answers, defects, pairs, agreed = (int(x or 0) for x in (answers, defects, pairs, agreed))
+    for row in sorted(rows, key=lambda r: int(r["first_item_id"])):
+        n = int(row["items"])
+        answers, defects, pairs, agreed = (
+            int(row[k] or 0) for k in ("answered", "defects", "paired", "agreed")
+        )
         conf: dict[str, Any] = {"mean": None, "ci95": None}
-        if answers and mean_c is not None:
-            var = max(0.0, float(mean_c2 or 0.0) - float(mean_c) ** 2)
+        conf_n = int(row["conf_n"] or 0)
+        if answers and conf_n:
+            mean_c = float(row["conf_sum"]) / conf_n
+            mean_c2 = float(row["conf2_sum"]) / conf_n
+            var = max(0.0, mean_c2 - mean_c**2)
             half = 1.96 * math.sqrt(var / answers) if answers > 1 else None
             conf = {
-                "mean": float(mean_c),
-                "ci95": None if half is None else [float(mean_c) - half, float(mean_c) + half],
+                "mean": mean_c,
+                "ci95": None if half is None else [mean_c - half, mean_c + half],
             }
         versions.append(
             {
-                "trigger": trig,
-                "guard": guard,
-                "first_item_id": first,
-                "last_item_id": last,
-                "items": int(n),
-                "guard_passed": _interval(int(passed or 0), int(n)),
+                "trigger": row["trigger"],
+                "guard": row["guard"],
+                "first_item_id": int(row["first_item_id"]),
+                "last_item_id": int(row["last_item_id"]),
+                "items": n,
+                "guard_passed": _interval(int(row["guard_passed"] or 0), n),
                 "defect_rate": _interval(defects, answers),
                 "confidence": conf,
                 "agreement": _interval(agreed, pairs),

@@ -20,6 +20,7 @@ The summaries are derived data, never authority: deleting them only makes the ne
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -37,7 +38,6 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
-    func,
     insert,
     or_,
     select,
@@ -49,12 +49,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.models import Item, ReportSummary, ReportSummaryMark, Station, utcnow
 from review import query as Q
+from review import stages as ST
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever what an aggregate computes changes: stored summaries of another version are
 #: rebuilt rather than mixed with new ones.
-VERSION = 1
+VERSION = 2  # 2: the pipeline stages' sums (review/stages.py) per station-day
 
 _summary = ReportSummary.__table__  # type: ignore[attr-defined]
 _mark = ReportSummaryMark.__table__  # type: ignore[attr-defined]
@@ -90,6 +91,13 @@ LAYOUT: dict[str, tuple[list[str], list[str]]] = {
     "labels": (LABEL_KEYS, ["n"]),
     "scores": (["bin", "uniform"], SCORE_SUMS),
     "inspectors": (["inspector", "hour"], Q.INSPECTOR_SUMS),
+    "stages": (["trigger", "guard"], ST.STAGE_SUMS),
+}
+#: Per kind, the sums kept as a min or a max (an item's id: items are never taken away, so a
+#: catch-up's lines as they stood at the mark leave them as they are).
+EXTREMES = {
+    kind: {sums.index(name): pick for name, pick in ST.EXTREMES.items() if name in sums}
+    for kind, (_, sums) in LAYOUT.items()
 }
 #: Past this many stale station-days a refresh recomputes everything in one pass.
 MAX_SCOPED = 400
@@ -108,6 +116,9 @@ class Parts:
     groups: list[dict[str, Any]]
     scores: list[dict[str, Any]]
     hours: list[dict[str, Any]]
+    #: The report's station's pipeline-stage rows over its whole history (review/stages.py),
+    #: whatever the days asked for; None when the report names no station.
+    stages: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -169,7 +180,27 @@ def aggregates(conn: Connection, filters: Q.ReportFilters, ok: str) -> tuple[Par
             cell = (int(sid), str(day))
             if cell not in fresh:
                 cells.setdefault(cell, {})[str(kind)] = rows
-    return _merge(cells.values()), refresh
+    parts = _merge(cells.values())
+    if station_id is not None:
+        parts.stages = _station_stages(conn, station_id, fresh, read is not None)
+    return parts, refresh
+
+
+def _station_stages(
+    conn: Connection, station_id: int, fresh: Mapping[Cell, Mapping[str, Any]], stored: bool
+) -> list[dict[str, Any]]:
+    """The station's stage rows of every day: the days just recomputed, the rest as stored."""
+    cells = [kinds["stages"] for (sid, _), kinds in fresh.items() if sid == station_id]
+    if stored:
+        q = select(_summary.c.day, _summary.c.rows).where(
+            _summary.c.station_id == station_id, _summary.c.kind == "stages"
+        )
+        cells += [rows for day, rows in conn.execute(q) if (station_id, str(day)) not in fresh]
+    return [
+        {**dict(zip(keys, k, strict=True)), **dict(zip(sums, v, strict=True))}
+        for keys, sums in [LAYOUT["stages"]]
+        for k, v in _totals("stages", cells).items()
+    ]
 
 
 def _snapshot(conn: Connection) -> None:
@@ -282,6 +313,7 @@ def _aggregate_cells(
             "scores": Q.score_rows(conn, f, ok=ok, per=per),
             "inspectors": Q.inspector_hour_rows(conn, f, per=per),
         }
+    found["stages"] = ST.stage_rows(conn, ok, per=per, scope=scope, upto=upto)
     cells: dict[Cell, dict[str, list[list[Any]]]] = {}
     for kind, rows in found.items():
         keys, sums = LAYOUT[kind]
@@ -341,17 +373,22 @@ def _apply(
     """stored + plus - minus, row by row (keyed by the kind's keys); rows whose count falls to
     zero go. None when a row would be taken from nothing or a count would go negative."""
     width = len(LAYOUT[kind][0])
+    extremes = EXTREMES[kind]
     acc = {tuple(r[:width]): list(r[width:]) for r in stored}
     for r in plus:
-        have = acc.setdefault(tuple(r[:width]), [0] * (len(r) - width))
+        have = acc.get(tuple(r[:width]))
+        if have is None:
+            acc[tuple(r[:width])] = list(r[width:])
+            continue
         for i, v in enumerate(r[width:]):
-            have[i] += v
+            have[i] = extremes[i](have[i], v) if i in extremes else have[i] + v
     for r in minus:
         left = acc.get(tuple(r[:width]))
         if left is None:
             return None
         for i, v in enumerate(r[width:]):
-            left[i] -= v
+            if i not in extremes:
+                left[i] -= v
     out = []
     for key, sums in acc.items():
         counts = [v for v in sums if not isinstance(v, float)]
@@ -404,26 +441,35 @@ def _sorting(key: Sequence[Any]) -> tuple[Any, ...]:
     return tuple((v is not None, v) for v in key)
 
 
+def _totals(kind: str, cells: Iterable[list[list[Any]]]) -> dict[tuple[Any, ...], list[Any]]:
+    """One kind's stored rows of several cells added up by key (a min or a max where EXTREMES
+    says so), in SQL's GROUP BY order."""
+    width = len(LAYOUT[kind][0])
+    extremes = EXTREMES[kind]
+    into: dict[tuple[Any, ...], list[Any]] = {}
+    for rows in cells:
+        for row in rows:
+            key = tuple(row[:width])
+            have = into.get(key)
+            if have is None:
+                into[key] = list(row[width:])
+            else:
+                for i, v in enumerate(row[width:]):
+                    have[i] = extremes[i](have[i], v) if i in extremes else have[i] + v
+    return dict(sorted(into.items(), key=lambda kv: _sorting(kv[0])))
+
+
 def _merge(cells: Iterable[Mapping[str, list[list[Any]]]]) -> Parts:
-    totals: dict[str, dict[tuple[Any, ...], list[Any]]] = {k: {} for k in LAYOUT}
-    for kinds in cells:
-        for kind, rows in kinds.items():
-            width = len(LAYOUT[kind][0])
-            into = totals[kind]
-            for row in rows:
-                key = tuple(row[:width])
-                have = into.get(key)
-                if have is None:
-                    into[key] = list(row[width:])
-                else:
-                    for i, v in enumerate(row[width:]):
-                        have[i] += v
+    """The report's aggregates over these cells (the stages apart: _station_stages)."""
+    cells = list(cells)
+    kinds = [k for k in LAYOUT if k != "stages"]
+    totals = {k: _totals(k, [c[k] for c in cells if k in c]) for k in kinds}
     out: dict[str, list[dict[str, Any]]] = {}
     for kind, by_key in totals.items():
         keys, sums = LAYOUT[kind]
         out[kind] = [
             {**dict(zip(keys, k, strict=True)), **dict(zip(sums, v, strict=True))}
-            for k, v in sorted(by_key.items(), key=lambda kv: _sorting(kv[0]))
+            for k, v in by_key.items()
         ]
     for r in out["scores"]:
         r["score"] = r.pop("bin") / Q.SCORE_BINS
@@ -445,9 +491,8 @@ def _merge(cells: Iterable[Mapping[str, list[list[Any]]]]) -> Parts:
 def disagreements(
     conn: Connection, filters: Q.ReportFilters, days: Sequence[Mapping[str, Any]], limit: int
 ) -> list[dict[str, Any]]:
-    """The latest `limit` disagreements, from the latest items only: a window back from the
-    newest capture, widened fourfold until it holds `limit` of them or reaches back to the day from which
-    the day rows (paired - agree) say there are enough."""
+    """The latest `limit` disagreements, read newest first (review.query.latest_disagreements)
+    back to the day from which the day rows (paired - agree) say there are enough, no further."""
     need, since = limit, None
     for d in reversed(days):
         found = int(d["paired"]) - int(d["agree"])
@@ -458,30 +503,9 @@ def disagreements(
                 break
     if since is None:
         return []
+    # `days` are the report's days only, so this floor is never before the report's --since.
     floor = _day_start(since)
-    newest = select(func.max(_item.c.captured_at))
-    if filters.station is not None:
-        newest = newest.join(_station, _station.c.id == _item.c.station_id).where(
-            _station.c.name == filters.station
-        )
-    if filters.until is not None:
-        newest = newest.where(_item.c.captured_at < filters.until)
-    end = conn.execute(newest).scalar()
-    window = timedelta(hours=1)
-    while True:
-        start = floor if end is None else max(floor, _aware(end) - window)
-        scope = select(_item.c.id).where(_item.c.captured_at >= start)
-        if filters.until is not None:
-            scope = scope.where(_item.c.captured_at < filters.until)
-        with Q.materialized(conn, filters, scope) as f:
-            rows = Q.disagreements(conn, f, limit)
-        if len(rows) >= limit or start <= floor:
-            return rows
-        window *= 4
-
-
-def _aware(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+    return Q.latest_disagreements(conn, dataclasses.replace(filters, since=floor), limit)
 
 
 # --------------------------------------------------------------------------- writing back

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from review_records import LABELS, T0, Records, existing_records, random_records, same
-from sqlalchemy import func, update
+from sqlalchemy import case, func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -59,6 +59,18 @@ def line(engine: Engine) -> Iterator[Engine]:
     with Session(engine) as session:
         random_records(Records(session), 240, seed=3)
         session.commit()
+    with engine.begin() as conn:
+        # Pipeline stages (review/stages.py): a trigger that changed and changed back, a guard
+        # version on some items only, a guard that refused some. (Items are never updated in
+        # the product: this is the line as a station would have recorded it.)
+        item = Item.__table__  # type: ignore[attr-defined]
+        conn.execute(
+            update(item).values(
+                trigger_version=case((item.c.id.between(81, 200), "t2"), else_="t1"),
+                guard_version=case((item.c.id % 7 == 0, "g2"), else_="g1"),
+                guard_passed=item.c.id % 5 != 0,
+            )
+        )
     yield engine
 
 
@@ -79,6 +91,19 @@ def _later_writes(engine: Engine) -> None:
             )
         first = int(session.execute(select(func.min(HumanDecision.item_id))).scalar_one())
         r.correct(first, "scratch")  # the first day
+        passed = session.exec(
+            select(HumanDecision.item_id)
+            .join(Prediction, Prediction.item_id == HumanDecision.item_id)  # type: ignore[arg-type]
+            .where(
+                HumanDecision.label == "ok",
+                HumanDecision.item_id > 60,  # type: ignore[operator]
+                Prediction.slot == Slot.champion,
+                Prediction.label == "ok",
+            )
+            .order_by(HumanDecision.item_id)  # type: ignore[arg-type]
+        ).first()
+        assert passed is not None
+        r.correct(passed, "crack")  # a pass turned fail: its stage's agreement changes
         # An item of the second day decided by its inspector, now adjudicated otherwise.
         second = session.exec(
             select(HumanDecision).where(HumanDecision.item_id.between(125, 140))  # type: ignore[attr-defined]
@@ -163,6 +188,30 @@ def test_summaries_of_another_version_are_rebuilt(
         _, refresh = summary.aggregates(conn, ReportFilters(), "ok")
     assert refresh.full
     same(_full(line, ReportFilters(), monkeypatch), _summed(line, ReportFilters()))
+
+
+def test_the_stages_summed_cover_the_stations_whole_history_whatever_the_days(
+    line: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stages block reads every day of the station, also when the report asks for a few:
+    summed from the summaries as computed from the records, through later writes."""
+    late = ReportFilters.parse(station="A1", since="2026-11-04")
+    for _ in range(2):
+        summed = _summed(line, late)
+        same(_full(line, late, monkeypatch)["stages"], summed["stages"])
+        versions = summed["stages"]["versions"]
+        assert [(v["trigger"], v["guard"]) for v in versions][:4] == [
+            ("t1", "g1"),
+            ("t1", "g2"),
+            ("t2", "g1"),
+            ("t2", "g2"),
+        ]
+        assert versions[0]["first_item_id"] < 81 < versions[0]["last_item_id"]  # t1 came back
+        assert (
+            sum(v["items"] for v in versions)
+            == _summed(line, ReportFilters.parse(station="A1"))["counts"]["items"]
+        )
+        _later_writes(line)
 
 
 def test_other_filters_take_the_full_path(line: Engine) -> None:
