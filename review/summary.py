@@ -29,8 +29,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     Column,
     Integer,
@@ -459,11 +461,35 @@ def _totals(kind: str, cells: Iterable[list[list[Any]]]) -> dict[tuple[Any, ...]
     return dict(sorted(into.items(), key=lambda kv: _sorting(kv[0])))
 
 
+def _score_totals(cells: Iterable[list[list[Any]]]) -> dict[tuple[Any, ...], list[Any]]:
+    """_totals of the score rows, in numpy: about 86,000 rows per station on the 1M-decision
+    bench file, whose addition in Python took 0.3 s of a 1.4 s report. np.bincount adds each
+    key's values in row order, as _totals does, so the float sums come out the same bits; the
+    counts are exact in float64 (below 2**53)."""
+    rows = [row for rows in cells for row in rows]
+    if not rows:
+        return {}
+    a = np.asarray(rows, dtype=np.float64)
+    key = a[:, 0].astype(np.int64) * 2 + a[:, 1].astype(np.int64)  # (bin, uniform 0/1)
+    keys, slot = np.unique(key, return_inverse=True)
+    sums = [np.bincount(slot, weights=a[:, 2 + i], minlength=len(keys)) for i in range(4)]
+    score_sum = np.bincount(slot, weights=a[:, 6], minlength=len(keys))
+    return {
+        (int(k) // 2, int(k) % 2): [*(int(s[j]) for s in sums), float(score_sum[j])]
+        for j, k in enumerate(keys)
+    }
+
+
 def _merge(cells: Iterable[Mapping[str, list[list[Any]]]]) -> Parts:
     """The report's aggregates over these cells (the stages apart: _station_stages)."""
     cells = list(cells)
     kinds = [k for k in LAYOUT if k != "stages"]
-    totals = {k: _totals(k, [c[k] for c in cells if k in c]) for k in kinds}
+    totals = {
+        k: (_score_totals if k == "scores" else partial(_totals, k))(
+            [c[k] for c in cells if k in c]
+        )
+        for k in kinds
+    }
     out: dict[str, list[dict[str, Any]]] = {}
     for kind, by_key in totals.items():
         keys, sums = LAYOUT[kind]

@@ -270,3 +270,29 @@ def test_summaries_refreshed_with_latest_rows_grouped_equal_the_full_report(
     same(_full(line, filters, monkeypatch), _summed(line, filters))
     _later_writes(line)
     same(_full(line, filters, monkeypatch), _summed(line, filters))
+
+
+def test_score_rows_add_up_in_numpy_to_the_same_bits_as_row_by_row() -> None:
+    """The risk/coverage histogram's rows of many days merged by numpy (review.summary
+    _score_totals) equal the row-by-row sums exactly, floats included, in GROUP BY order."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    cells = []
+    for _ in range(30):
+        bins = rng.integers(0, 10_001, 400)
+        cells.append(
+            [
+                [
+                    int(b),
+                    bool(rng.random() < 0.5) if rng.random() < 0.5 else int(rng.random() < 0.5),
+                ]
+                + [int(x) for x in rng.integers(0, 50, 4)]
+                + [float(b / 10_000 * rng.integers(1, 50))]
+                for b in bins
+            ]
+        )
+    by_rows = summary._totals("scores", cells)
+    assert summary._score_totals(cells) == by_rows
+    assert list(summary._score_totals(cells)) == list(by_rows)  # the same order
+    assert summary._score_totals([]) == {}
