@@ -499,6 +499,7 @@ class GateEvidenceMark(SQLModel, table=True):
 
     station_id: int = Field(foreign_key="station.id", primary_key=True)
     basis: str = Field(max_length=200)
+    rows: int = 0  # how many rows were kept: fewer there (deleted) rebuilds them
     item_id: int = 0
     prediction_id: int = 0
     human_decision_id: int = 0

@@ -15,19 +15,22 @@ and this module's VERSION; a new champion rebuilds them):
   moved the mark first. The records are append-only, so an item no newer record touches has
   the row it had at the mark.
 - `evidence_frame` gives the gates a relation to query: the kept rows of the items not touched
-  since the mark, plus the touched ones computed now, in the caller's own transaction (a
-  report's snapshot), so its numbers are the frame's at that state exactly.
+  since the mark, plus the touched ones computed now, all read in one snapshot (the caller's
+  transaction, a report's, or one of its own), so its numbers are the frame's at that state.
 
 Only where that holds: SQLite (ids are given in commit order), a basis the mark names, ids not
-below the mark (a file restored from an older copy rebuilds). Anything else, and a database
-that cannot be written, takes review.query.materialized as before. Derived data, never
-authority: deleting the rows only makes the next gate check slower.
+below the mark (a file restored from an older copy rebuilds), every kept row there (the mark
+counts them). Anything else takes review.query.materialized as before. A file opened for
+reading only, or one that refused a write once, is not refreshed (that would compute its whole
+history first): it reads kept rows where they are current, else computes the frame. Derived
+data, never authority: deleting the rows only makes the next gate check slower.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -41,12 +44,13 @@ from sqlalchemy import (
     Table,
     cast,
     delete,
+    func,
     insert,
     select,
     union_all,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.selectable import FromClause, Select
 
@@ -89,10 +93,17 @@ def basis_of(conn: Connection, filters: Q.ReportFilters) -> tuple[int, str] | No
 
 
 def _read_mark(conn: Connection, station_id: int, basis: str) -> dict[str, int] | None:
+    """The station's mark when it is of this basis and its rows are all there (someone may have
+    deleted the rows and not the mark: they are then built again, not read as no evidence)."""
     row = conn.execute(select(_mark).where(_mark.c.station_id == station_id)).mappings().first()
-    if row is None or row["basis"] != basis:
+    if row is None or row["basis"] != basis or row["rows"] != _count(conn, station_id):
         return None
     return {t: int(row[col]) for t, col in summary.MARKED.items()}
+
+
+def _count(conn: Connection, station_id: int) -> int:
+    q = select(func.count()).select_from(_row).where(_row.c.station_id == station_id)
+    return int(conn.execute(q).scalar_one())
 
 
 def _stored_mark(conn: Connection, station_id: int) -> tuple[Any, ...] | None:
@@ -162,15 +173,27 @@ def refresh(conn: Connection, filters: Q.ReportFilters) -> bool:
     False when nothing was new, the evidence is not one kept, another writer got there first,
     or the database cannot be written here (the gates then compute what they need)."""
     basis = basis_of(conn, filters)
-    if basis is None:
+    if basis is None or not _writable(conn.engine):
         return False
     station_id, key = basis
     try:
         with conn.engine.connect() as own:
             return _refresh(own, filters, station_id, key)
-    except SQLAlchemyError as e:  # a read-only copy, a lock held too long: next time
+    except SQLAlchemyError as e:  # a lock held too long: next time
+        if "readonly" in str(e).replace("read-only", "readonly"):
+            _unwritable.add(conn.engine)  # not again: each try computed the whole history first
         log.warning("gate evidence of station %d not kept (%s): computed each time", station_id, e)
         return False
+
+
+#: Engines whose file refused a write: their gate checks compute the evidence, once.
+_unwritable: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _writable(engine: Engine) -> bool:
+    """Not a file opened for reading only (db.engine.read_only_uri) or one that refused a write."""
+    url = engine.url.render_as_string()
+    return engine not in _unwritable and "mode=ro" not in url and "immutable=1" not in url
 
 
 def _refresh(own: Connection, filters: Q.ReportFilters, station_id: int, basis: str) -> bool:
@@ -205,7 +228,7 @@ def _refresh(own: Connection, filters: Q.ReportFilters, station_id: int, basis: 
                 )
             )
             values: dict[str, Any] = {col: reached[t] for t, col in summary.MARKED.items()}
-            values.update(basis=basis, built_at=utcnow())
+            values.update(basis=basis, rows=_count(own, station_id), built_at=utcnow())
             done = own.execute(
                 update(_mark).where(_mark.c.station_id == station_id).values(**values)
             )
@@ -230,8 +253,25 @@ def evidence_frame(conn: Connection, filters: Q.ReportFilters) -> Iterator[FromC
     a transaction the kept rows are brought up to date first. Falls back to
     review.query.materialized wherever rows are not kept."""
     basis = basis_of(conn, filters)
+    began = False
     if basis is not None and not _in_transaction(conn):
         refresh(conn, filters)
+        # One read snapshot for the mark, the touched items and the rows the gates read in
+        # several statements, or a refresh committed between two of them would mix two states.
+        conn.exec_driver_sql("BEGIN")
+        began = True
+    try:
+        with _frame_for(conn, filters, basis) as f:
+            yield f
+    finally:
+        if began:
+            conn.exec_driver_sql("ROLLBACK")  # only read; the caller had no transaction open
+
+
+@contextmanager
+def _frame_for(
+    conn: Connection, filters: Q.ReportFilters, basis: tuple[int, str] | None
+) -> Iterator[FromClause]:
     mark = _read_mark(conn, *basis) if basis is not None else None
     touched = None
     if basis is not None and mark is not None and _usable(mark, summary.current_ids(conn)):

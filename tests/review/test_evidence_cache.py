@@ -265,3 +265,102 @@ def test_a_database_that_cannot_be_written_gets_the_computed_evidence(
     with line.connect() as conn:  # nothing was stored through the read-only engine
         spec = ReportFilters(station="A1", model_version="v1", evidence_only=True)
         assert evidence_cache.refresh(conn, spec) is True
+
+
+def test_kept_rows_deleted_without_their_mark_are_built_again(
+    line: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Derived data: deleting the rows (and not the mark) only makes the next check slower."""
+    first = _check(line, "A1")
+    with line.begin() as conn:
+        conn.execute(_row.delete())
+    again = _check(line, "A1")
+    same(again, first)
+    same(again, _computed(line, "A1", monkeypatch))
+    assert _kept(line, "A1")[0] == _evidence_count(line, again)
+
+
+def test_a_database_opened_for_reading_computes_the_evidence_once_per_check(
+    line: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No refresh is tried (it would compute the whole history, then fail to store it)."""
+    path = Path(str(line.url.database))
+    computed = evidence_cache._frame_into
+    calls: list[int] = []
+    monkeypatch.setattr(
+        evidence_cache, "_frame_into", lambda *a: (calls.append(1), computed(*a))[1]
+    )
+    read_only = _read_only_engine(path, echo=False)
+    try:
+        for _ in range(2):
+            _check(read_only, "A1")
+    finally:
+        read_only.dispose()
+    assert calls == []
+
+
+def test_a_file_that_refuses_writes_is_tried_once(
+    line: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that opened for writing but refuses them (a read-only mount: here its error, raised
+    where the rows would be stored): the first check finds out, the next ones compute the
+    evidence without computing the whole history for a refresh first."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from db.engine import make_engine
+
+    refusing = make_engine(str(line.url))
+    computed = evidence_cache._frame_into
+    calls: list[int] = []
+
+    def computing_then_refused(conn: Any, table: Any, *a: Any) -> None:
+        calls.append(1)
+        computed(conn, table, *a)
+        if table.name.startswith("gate_ev_") and conn.engine is refusing and len(calls) == 1:
+            raise OperationalError(
+                "INSERT", {}, sqlite3.OperationalError("attempt to write a readonly database")
+            )
+
+    monkeypatch.setattr(evidence_cache, "_frame_into", computing_then_refused)
+    try:
+        first = _check(refusing, "A1")
+        second = _check(refusing, "A1")
+    finally:
+        refusing.dispose()
+    assert len(calls) == 1  # the refresh computed once, then was never tried again
+    monkeypatch.undo()
+    same(first, _computed(line, "A1", monkeypatch))
+    same(second, first)
+    assert _kept(line, "A1") == (0, None)  # nothing was stored
+
+
+def test_a_refresh_committed_while_the_gates_read_does_not_mix_two_states(
+    line: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gates read their frame in several statements; outside a caller's transaction they
+    read them in one snapshot of their own, so another process's refresh in between is not seen."""
+    import review.query as Q
+
+    _check(line, "A1")
+    before = _computed(line, "A1", monkeypatch)
+    groups = Q.label_groups
+    fired: list[bool] = []
+
+    def then_another_process(conn: Any, f: Any, **kw: Any) -> Any:
+        out = groups(conn, f, **kw)
+        if not fired:
+            fired.append(True)
+            _later_writes(line)
+            with line.connect() as other:
+                spec = ReportFilters(station="A1", model_version="v1", evidence_only=True)
+                assert evidence_cache.refresh(other, spec) is True
+        return out
+
+    monkeypatch.setattr(Q, "label_groups", then_another_process)
+    torn = _check(line, "A1")
+    monkeypatch.undo()
+    assert fired
+    same(torn, before)
+    assert _computed(line, "A1", monkeypatch) != before  # the other process did change it

@@ -49,6 +49,7 @@ def upgrade() -> None:
         "gate_evidence_mark",
         sa.Column("station_id", sa.Integer(), nullable=False),
         sa.Column("basis", _S(length=200), nullable=False),
+        sa.Column("rows", sa.Integer(), nullable=False),
         sa.Column("item_id", sa.Integer(), nullable=False),
         sa.Column("prediction_id", sa.Integer(), nullable=False),
         sa.Column("human_decision_id", sa.Integer(), nullable=False),
