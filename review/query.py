@@ -533,6 +533,14 @@ def score_rows(
     """Paired items by (confidence floored to 1e-4, uniform): the risk/coverage histogram
     (items, model passes, escapes) and the reliability diagram (model == reference, sum of
     confidences)."""
+    return list(iter_score_rows(conn, f, ok=ok, per=per))
+
+
+def iter_score_rows(
+    conn: Connection, f: FromClause, *, ok: str = "ok", per: Sequence[str] = ()
+) -> Iterator[dict[str, Any]]:
+    """score_rows one at a time (a whole record's, per station and day, are some 260,000 on the
+    1M-decision bench file: read all at once they raised the first summary build's peak)."""
     model_pass = f.c.model_label == ok
     escape = and_(model_pass, _is_def(f.c.reference_label, ok))
     q = (
@@ -549,8 +557,8 @@ def score_rows(
         .where(f.c.paired == 1, f.c.score_bin.is_not(None))
         .group_by(*_per(f, per), f.c.score_bin, f.c.uniform)
     )
-    return [
-        {
+    for r in conn.execute(q):
+        yield {
             **dict(zip(per, r[7:], strict=True)),
             "score": int(r[0]) / SCORE_BINS,
             "uniform": bool(r[1]),
@@ -560,8 +568,6 @@ def score_rows(
             "correct": int(r[5]),
             "score_sum": float(r[6]),
         }
-        for r in conn.execute(q)
-    ]
 
 
 INSPECTOR_SUMS = [

@@ -308,23 +308,23 @@ def _aggregate_cells(
     """The aggregates of the items in `scope` (all when None) as they stood at `upto` (now when
     None), per station-day, as stored rows: keys, then sums."""
     per = ("station_id", "day")
-    with Q.materialized(conn, Q.ReportFilters(), scope, upto) as f:
-        found = {
-            "days": Q.day_rows(conn, f, ok=ok, per=("station_id",)),
-            "labels": Q.label_groups(conn, f, per=per),
-            "scores": Q.score_rows(conn, f, ok=ok, per=per),
-            "inspectors": Q.inspector_hour_rows(conn, f, per=per),
-        }
-    found["stages"] = ST.stage_rows(conn, ok, per=per, scope=scope, upto=upto)
     cells: dict[Cell, dict[str, list[list[Any]]]] = {}
-    for kind, rows in found.items():
+
+    def add(kind: str, rows: Iterable[Mapping[str, Any]]) -> None:
         keys, sums = LAYOUT[kind]
         for r in rows:
             cell = (int(r["station_id"]), str(r["day"]))
-            if kind == "scores":
-                r = {**r, "bin": round(r["score"] * Q.SCORE_BINS)}
             stored = cells.setdefault(cell, {k: [] for k in LAYOUT})
             stored[kind].append([r[k] for k in keys] + [r[k] for k in sums])
+
+    with Q.materialized(conn, Q.ReportFilters(), scope, upto) as f:
+        add("days", Q.day_rows(conn, f, ok=ok, per=("station_id",)))
+        add("labels", Q.label_groups(conn, f, per=per))
+        # Read one at a time: a whole record's are some 260,000 rows (bench/report_1m.py).
+        scores = Q.iter_score_rows(conn, f, ok=ok, per=per)
+        add("scores", ({**r, "bin": round(r["score"] * Q.SCORE_BINS)} for r in scores))
+        add("inspectors", Q.inspector_hour_rows(conn, f, per=per))
+    add("stages", ST.stage_rows(conn, ok, per=per, scope=scope, upto=upto))
     return cells
 
 
