@@ -319,13 +319,14 @@ def measure_sql(
     path: Path, *, full: bool = False, out: Path | None = None, station: str | None = None
 ) -> dict[str, object]:
     from db.engine import make_engine
-    from review import summary
+    from review import evidence_cache, summary
     from review.labels import LabelSet
     from review.query import ReportFilters
     from review.report import build_report, dumps
 
-    if full:  # the report as it was made before the daily summaries
+    if full:  # the report as it was made before the daily summaries and the kept evidence
         summary.applies = lambda conn, filters: False  # type: ignore[assignment]
+        evidence_cache.basis_of = lambda conn, filters: None  # type: ignore[assignment]
     engine = make_engine(f"sqlite:///{path}")
     base = _peak_mb()
     stage_s: dict[str, float] = {}
@@ -552,11 +553,26 @@ def main() -> None:
         json.loads((work / "summed.json").read_text()), json.loads((work / "full.json").read_text())
     )
     print(f"summed report equals the full one: {same}; counts {day['counts']}")
-    # One station's report also judges its gates and compares its models: those blocks read the
-    # station's evidence and predictions in full (not summarised), so they grow with its history.
+    # One station's report also judges its gates (on the station's kept gate evidence,
+    # review/evidence_cache.py, brought up to date first: here the day's items) and shows its
+    # pipeline stages (summed from the summaries); then the same with the kept evidence deleted
+    # (its first gate check builds it), then once more with nothing new.
     one = _child("sql", path, station="L1")
     print(
         _line("one station (gates, models: L1)", one) + f"\n  seconds per stage: {one['stages_s']}"
+    )
+    with sqlite3.connect(path) as con:
+        con.execute("DELETE FROM gate_evidence_row")
+        con.execute("DELETE FROM gate_evidence_mark")
+    first = _child("sql", path, station="L1")
+    print(_line("one station, its kept evidence built", first))
+    again = _child("sql", path, station="L1", out=work / "one.json")
+    print(_line("one station, nothing new", again) + f"\n  seconds per stage: {again['stages_s']}")
+    one_full = _child("full", path, work / "one_full.json", station="L1")
+    print(_line("one station, full path (nothing kept)", one_full))
+    print(
+        "one station equals its full path: "
+        f"{_same(json.loads((work / 'one.json').read_text()), json.loads((work / 'one_full.json').read_text()))}"
     )
     try:
         import pandas  # noqa: F401
