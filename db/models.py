@@ -448,20 +448,26 @@ class ReportSummary(SQLModel, table=True):
     rows: list[Any] = Field(default=[], sa_column=Column(JSON, nullable=False))
 
 
-class ReportSummaryMark(SQLModel, table=True):
-    """How far the report summaries are up to date: the highest id of each table they saw, and
-    the version of the aggregates they hold (a change of the aggregates rebuilds them)."""
+class RecordMark(SQLModel):
+    """How far data derived from the records is up to date: the highest id it saw of each table
+    whose new rows change an item (review.summary.MARKED), and when it was built."""
 
-    __tablename__ = "report_summary_mark"
-
-    id: int | None = Field(default=None, primary_key=True)  # one row, id 1
-    version: int = 0
     item_id: int = 0
     prediction_id: int = 0
     human_decision_id: int = 0
     disposition_id: int = 0
     adjudication_id: int = 0
     built_at: datetime = Field(default_factory=utcnow)
+
+
+class ReportSummaryMark(RecordMark, table=True):
+    """How far the report summaries are up to date, and the version of the aggregates they hold
+    (a change of the aggregates rebuilds them)."""
+
+    __tablename__ = "report_summary_mark"
+
+    id: int | None = Field(default=None, primary_key=True)  # one row, id 1
+    version: int = 0
 
 
 class GateEvidenceRow(SQLModel, table=True):
@@ -491,21 +497,15 @@ class GateEvidenceRow(SQLModel, table=True):
     score_bin: int | None = None
 
 
-class GateEvidenceMark(SQLModel, table=True):
+class GateEvidenceMark(RecordMark, table=True):
     """What a station's kept gate evidence is (`basis`: the model versions and the version of
-    the computation) and how far it is up to date (the highest id of each table it saw)."""
+    the computation) and how far it is up to date."""
 
     __tablename__ = "gate_evidence_mark"
 
     station_id: int = Field(foreign_key="station.id", primary_key=True)
     basis: str = Field(max_length=200)
     rows: int = 0  # how many rows were kept: fewer there (deleted) rebuilds them
-    item_id: int = 0
-    prediction_id: int = 0
-    human_decision_id: int = 0
-    disposition_id: int = 0
-    adjudication_id: int = 0
-    built_at: datetime = Field(default_factory=utcnow)
 
 
 ALL_TABLES = [

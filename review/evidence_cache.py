@@ -46,6 +46,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     union_all,
     update,
@@ -138,14 +139,6 @@ def _temp(conn: Connection, columns: Sequence[Column[Any]]) -> Iterator[Table]:
         table.drop(conn)
 
 
-@contextmanager
-def _ids(conn: Connection, ids: Sequence[int]) -> Iterator[Table]:
-    with _temp(conn, [Column("id", Integer, primary_key=True)]) as table:
-        if ids:
-            conn.execute(insert(table), [{"id": i} for i in ids])
-        yield table
-
-
 def _frame_into(
     conn: Connection,
     table: Table,
@@ -203,15 +196,14 @@ def _refresh(own: Connection, filters: Q.ReportFilters, station_id: int, basis: 
     if not _usable(mark, reached):
         mark = None
     if mark == reached:
-        own.rollback()
         return False
     touched = summary.touched_items(own, mark) if mark is not None else []
     if len(touched) > MAX_TOUCHED:
         mark, touched = None, []
-    with _ids(own, touched) as scope, _temp(own, _like_kept()) as fresh:
+    with summary.id_table(own, touched) as scope, _temp(own, _like_kept()) as fresh:
         # Computed outside the write transaction (the temporary tables are the connection's
         # own), as of the ids reached: the station's writes wait only for the copy below.
-        _frame_into(own, fresh, filters, select(scope.c.id) if mark is not None else None, reached)
+        _frame_into(own, fresh, filters, scope if mark is not None else None, reached)
         own.commit()
         with own.begin():
             own.exec_driver_sql("BEGIN IMMEDIATE")
@@ -219,12 +211,15 @@ def _refresh(own: Connection, filters: Q.ReportFilters, station_id: int, basis: 
                 return False  # another refresh moved it: the next one goes on from there
             gone = delete(_row).where(_row.c.station_id == station_id)
             if mark is not None:
-                gone = gone.where(_row.c.item_id.in_(select(scope.c.id)))
+                gone = gone.where(_row.c.item_id.in_(scope))
             own.execute(gone)
             own.execute(
                 insert(_row).from_select(
                     ["station_id", *KEPT],
-                    select(_station_literal(station_id), *(fresh.c[n] for n in KEPT)),
+                    select(
+                        literal(station_id, Integer).label("station_id"),
+                        *(fresh.c[n] for n in KEPT),
+                    ),
                 )
             )
             values: dict[str, Any] = {col: reached[t] for t, col in summary.MARKED.items()}
@@ -235,12 +230,6 @@ def _refresh(own: Connection, filters: Q.ReportFilters, station_id: int, basis: 
             if done.rowcount == 0:
                 own.execute(insert(_mark).values(station_id=station_id, **values))
     return True
-
-
-def _station_literal(station_id: int) -> Any:
-    from sqlalchemy import literal
-
-    return literal(station_id, Integer).label("station_id")
 
 
 # --------------------------------------------------------------------------- reading them
@@ -274,18 +263,17 @@ def _frame_for(
 ) -> Iterator[FromClause]:
     mark = _read_mark(conn, *basis) if basis is not None else None
     touched = None
-    if basis is not None and mark is not None and _usable(mark, summary.current_ids(conn)):
+    if mark is not None and _usable(mark, summary.current_ids(conn)):
         touched = summary.touched_items(conn, mark)
     if basis is None or touched is None or len(touched) > MAX_TOUCHED:
         with Q.materialized(conn, filters) as f:
             yield f
         return
-    station_id = basis[0]
-    kept = select(*(_row.c[n] for n in KEPT)).where(_row.c.station_id == station_id)
+    kept = select(*(_row.c[n] for n in KEPT)).where(_row.c.station_id == basis[0])
     if not touched:
         yield kept.subquery("f")
         return
-    with _ids(conn, touched) as scope, _temp(conn, _like_kept()) as fresh:
-        _frame_into(conn, fresh, filters, select(scope.c.id), None)
-        rest = kept.where(_row.c.item_id.not_in(select(scope.c.id)))
+    with summary.id_table(conn, touched) as scope, _temp(conn, _like_kept()) as fresh:
+        _frame_into(conn, fresh, filters, scope, None)
+        rest = kept.where(_row.c.item_id.not_in(scope))
         yield union_all(rest, select(*(fresh.c[n] for n in KEPT))).subquery("f")

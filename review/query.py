@@ -238,6 +238,19 @@ def _utc_ts(conn: Connection, col: Any) -> Any:
     return col
 
 
+def within(
+    table: Any, scope: Select[Any] | None, upto: Mapping[str, int] | None
+) -> list[ColumnElement[bool]]:
+    """Conditions that confine `table`'s rows to the items `scope` selects (all when None) and
+    to ids up to `upto`'s for that table (frame's `scope` and `upto`): the item table by its own
+    id, the others by their item_id."""
+    item_id = table.c.id if table.name == _item.name else table.c.item_id
+    conds = [] if scope is None else [item_id.in_(scope)]
+    if upto is not None:
+        conds.append(table.c.id <= upto[table.name])
+    return conds
+
+
 def utc_day(conn: Connection, col: Any) -> ColumnElement[Any]:
     return cast(func.date(_utc_ts(conn, col)), String(10))
 
@@ -267,13 +280,9 @@ def frame(
     to see: the records are append-only, so that is the frame as it stood when those were the
     newest rows."""
 
-    def within(table: Any) -> list[ColumnElement[bool]]:
-        conds = [] if scope is None else [table.c.item_id.in_(scope)]
-        if upto is not None:
-            conds.append(table.c.id <= upto[table.name])
-        return conds
-
-    superseded = select(_hd.c.supersedes_id).where(_hd.c.supersedes_id.is_not(None), *within(_hd))
+    superseded = select(_hd.c.supersedes_id).where(
+        _hd.c.supersedes_id.is_not(None), *within(_hd, scope, upto)
+    )
     if filters.model_version:
         ids = resolve_model_versions(conn, filters.model_version)
         pred_cond = _pred.c.model_version_id.in_(ids) if ids else false()
@@ -285,13 +294,15 @@ def frame(
     d = _disp.alias("d")
     a = _adj.alias("a")
     joined = _item.join(_station, _station.c.id == _item.c.station_id)
-    joined = join_latest(conn, joined, _hd, hd, [_hd.c.id.not_in(superseded), *within(_hd)])
+    joined = join_latest(
+        conn, joined, _hd, hd, [_hd.c.id.not_in(superseded), *within(_hd, scope, upto)]
+    )
     joined = joined.outerjoin(_op, _op.c.id == hd.c.operator_id)
     joined = join_latest(
-        conn, joined, _pred, p, [_pred.c.label.is_not(None), pred_cond, *within(_pred)]
+        conn, joined, _pred, p, [_pred.c.label.is_not(None), pred_cond, *within(_pred, scope, upto)]
     )
-    joined = join_latest(conn, joined, _disp, d, within(_disp))
-    joined = join_latest(conn, joined, _adj, a, within(_adj))
+    joined = join_latest(conn, joined, _disp, d, within(_disp, scope, upto))
+    joined = join_latest(conn, joined, _adj, a, within(_adj, scope, upto))
     if columns is None or "model_version" in columns:
         joined = joined.outerjoin(_mv, _mv.c.id == p.c.model_version_id)
     paired = and_(hd.c.id.is_not(None), p.c.label.is_not(None))
@@ -369,11 +380,7 @@ def frame(
     if columns is not None:
         cols = [c for c in cols if c.name in columns]
     q = select(*cols).select_from(joined)
-    conds: list[ColumnElement[bool]] = []
-    if scope is not None:
-        conds.append(_item.c.id.in_(scope))
-    if upto is not None:
-        conds.append(_item.c.id <= upto[_item.name])
+    conds = within(_item, scope, upto)
     if filters.station:
         conds.append(_station.c.name == filters.station)
     if filters.inspector:

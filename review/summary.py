@@ -25,11 +25,10 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -198,11 +197,7 @@ def _station_stages(
             _summary.c.station_id == station_id, _summary.c.kind == "stages"
         )
         cells += [rows for day, rows in conn.execute(q) if (station_id, str(day)) not in fresh]
-    return [
-        {**dict(zip(keys, k, strict=True)), **dict(zip(sums, v, strict=True))}
-        for keys, sums in [LAYOUT["stages"]]
-        for k, v in _totals("stages", cells).items()
-    ]
+    return _as_dicts("stages", _totals("stages", cells))
 
 
 def _snapshot(conn: Connection) -> None:
@@ -341,7 +336,7 @@ def _catch_up(
         return {}
     if len(items) > MAX_DELTA:
         return _compute(conn, _stale_cells(conn, mark), reached, ok)
-    with _id_table(conn, items) as scope:
+    with id_table(conn, items) as scope:
         plus = _aggregate_cells(conn, scope, reached, ok)
         minus = _aggregate_cells(conn, scope, mark, ok)
     touched = set(plus) | set(minus)
@@ -378,12 +373,7 @@ def _apply(
     extremes = EXTREMES[kind]
     acc = {tuple(r[:width]): list(r[width:]) for r in stored}
     for r in plus:
-        have = acc.get(tuple(r[:width]))
-        if have is None:
-            acc[tuple(r[:width])] = list(r[width:])
-            continue
-        for i, v in enumerate(r[width:]):
-            have[i] = extremes[i](have[i], v) if i in extremes else have[i] + v
+        _add(acc, r, width, extremes)
     for r in minus:
         left = acc.get(tuple(r[:width]))
         if left is None:
@@ -419,7 +409,7 @@ def _stored(conn: Connection, cells: set[Cell]) -> dict[Cell, dict[str, list[lis
 
 
 @contextmanager
-def _id_table(conn: Connection, ids: Sequence[int]) -> Iterator[Any]:
+def id_table(conn: Connection, ids: Sequence[int]) -> Iterator[Any]:
     """The ids in a temporary table, as a select for review.query.frame's `scope`."""
     table = Table(
         f"summary_items_{uuid.uuid4().hex[:12]}",
@@ -429,7 +419,8 @@ def _id_table(conn: Connection, ids: Sequence[int]) -> Iterator[Any]:
     )
     table.create(conn)
     try:
-        conn.execute(insert(table), [{"id": i} for i in ids])
+        if ids:
+            conn.execute(insert(table), [{"id": i} for i in ids])
         yield select(table.c.id)
     finally:
         table.drop(conn)
@@ -443,28 +434,51 @@ def _sorting(key: Sequence[Any]) -> tuple[Any, ...]:
     return tuple((v is not None, v) for v in key)
 
 
+def _add(
+    into: dict[tuple[Any, ...], list[Any]],
+    row: Sequence[Any],
+    width: int,
+    extremes: Mapping[int, Callable[[Any, Any], Any]],
+) -> None:
+    """A stored row (keys, then sums) added into `into`, keyed by its first `width` fields: each
+    sum added, or kept as the smaller or larger where `extremes` says so."""
+    key = tuple(row[:width])
+    have = into.get(key)
+    if have is None:
+        into[key] = list(row[width:])
+        return
+    for i, v in enumerate(row[width:]):
+        have[i] = extremes[i](have[i], v) if i in extremes else have[i] + v
+
+
 def _totals(kind: str, cells: Iterable[list[list[Any]]]) -> dict[tuple[Any, ...], list[Any]]:
-    """One kind's stored rows of several cells added up by key (a min or a max where EXTREMES
-    says so), in SQL's GROUP BY order."""
+    """One kind's stored rows of several cells added up by key, in SQL's GROUP BY order."""
+    if kind == "scores":
+        return _score_totals(cells)
+    return _row_by_row(kind, cells)
+
+
+def _row_by_row(kind: str, cells: Iterable[list[list[Any]]]) -> dict[tuple[Any, ...], list[Any]]:
     width = len(LAYOUT[kind][0])
-    extremes = EXTREMES[kind]
     into: dict[tuple[Any, ...], list[Any]] = {}
     for rows in cells:
         for row in rows:
-            key = tuple(row[:width])
-            have = into.get(key)
-            if have is None:
-                into[key] = list(row[width:])
-            else:
-                for i, v in enumerate(row[width:]):
-                    have[i] = extremes[i](have[i], v) if i in extremes else have[i] + v
+            _add(into, row, width, EXTREMES[kind])
     return dict(sorted(into.items(), key=lambda kv: _sorting(kv[0])))
 
 
+def _as_dicts(kind: str, totals: Mapping[tuple[Any, ...], list[Any]]) -> list[dict[str, Any]]:
+    keys, sums = LAYOUT[kind]
+    return [
+        {**dict(zip(keys, k, strict=True)), **dict(zip(sums, v, strict=True))}
+        for k, v in totals.items()
+    ]
+
+
 def _score_totals(cells: Iterable[list[list[Any]]]) -> dict[tuple[Any, ...], list[Any]]:
-    """_totals of the score rows, in numpy: about 86,000 rows per station on the 1M-decision
-    bench file, whose addition in Python took 0.3 s of a 1.4 s report. np.bincount adds each
-    key's values in row order, as _totals does, so the float sums come out the same bits; the
+    """The score rows' totals, in numpy: about 86,000 rows per station on the 1M-decision bench
+    file, whose addition row by row took 0.3 s of a 1.4 s report. np.bincount adds each key's
+    values in row order, as _row_by_row does, so the float sums come out the same bits; the
     counts are exact in float64 (below 2**53)."""
     rows = [row for rows in cells for row in rows]
     if not rows:
@@ -483,20 +497,11 @@ def _score_totals(cells: Iterable[list[list[Any]]]) -> dict[tuple[Any, ...], lis
 def _merge(cells: Iterable[Mapping[str, list[list[Any]]]]) -> Parts:
     """The report's aggregates over these cells (the stages apart: _station_stages)."""
     cells = list(cells)
-    kinds = [k for k in LAYOUT if k != "stages"]
-    totals = {
-        k: (_score_totals if k == "scores" else partial(_totals, k))(
-            [c[k] for c in cells if k in c]
-        )
-        for k in kinds
+    out = {
+        kind: _as_dicts(kind, _totals(kind, [c[kind] for c in cells if kind in c]))
+        for kind in LAYOUT
+        if kind != "stages"
     }
-    out: dict[str, list[dict[str, Any]]] = {}
-    for kind, by_key in totals.items():
-        keys, sums = LAYOUT[kind]
-        out[kind] = [
-            {**dict(zip(keys, k, strict=True)), **dict(zip(sums, v, strict=True))}
-            for k, v in by_key.items()
-        ]
     for r in out["scores"]:
         r["score"] = r.pop("bin") / Q.SCORE_BINS
         r["uniform"] = bool(r["uniform"])

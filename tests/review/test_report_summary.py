@@ -292,7 +292,7 @@ def test_score_rows_add_up_in_numpy_to_the_same_bits_as_row_by_row() -> None:
                 for b in bins
             ]
         )
-    by_rows = summary._totals("scores", cells)
+    by_rows = summary._row_by_row("scores", cells)
     assert summary._score_totals(cells) == by_rows
     assert list(summary._score_totals(cells)) == list(by_rows)  # the same order
     assert summary._score_totals([]) == {}
