@@ -364,3 +364,27 @@ def test_a_refresh_committed_while_the_gates_read_does_not_mix_two_states(
     assert fired
     same(torn, before)
     assert _computed(line, "A1", monkeypatch) != before  # the other process did change it
+
+
+def test_station_gate_check_in_its_own_process_keeps_up_with_the_records(
+    line: Engine, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a user meets it: `station gate check` run twice as its own process, the station writing
+    in between. Each time it judges the evidence as computed from the whole record, and leaves
+    the station's kept rows up to date behind it."""
+    import json
+
+    def gate_check_cli() -> dict[str, Any]:
+        args = ("gate", "check", "--to", "assist", "--station", "A1", "--format", "json")
+        result = cli(*args, "--db", str(line.url))
+        assert result.code in (0, 1), result.err  # passes or refuses; never an error
+        return dict(json.loads(result.out))
+
+    for step in range(2):
+        if step:
+            _later_writes(line)
+        judged = gate_check_cli()
+        computed = _computed(line, "A1", monkeypatch)
+        same(judged["numbers"], computed["numbers"], "numbers")
+        assert judged["station"] == "A1" and judged["to_level"] == "assist"
+        assert _kept(line, "A1")[0] == _evidence_count(line, computed)
