@@ -11,8 +11,28 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test setup lint bench clean-venv
 
+# A new environment takes about 7 GiB (torch and its CUDA libraries): said plainly up front, not as
+# pip's "No space left on device" half-way through an install.
+define NEED_SPACE
+import os, shutil, sys
+venv = os.path.abspath(sys.argv[1])
+parent = os.path.dirname(venv)
+while not os.path.isdir(parent):  # the folders venv creates on its way
+    parent = os.path.dirname(parent)
+need = 8.0
+free = shutil.disk_usage(parent).free / 2**30
+if free < need:
+    sys.exit(
+        f"setting up {venv} needs about {need:.0f} GiB free on its disk (torch and its CUDA "
+        f"libraries take about 7), found {free:.1f} GiB: free some space there, or give another "
+        "folder, e.g. make VENV=/bigdisk/station-venv test"
+    )
+endef
+export NEED_SPACE
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed, found " + sys.version.split()[0]'
+	@test -x $(PY) || $(PYTHON) -c "$$NEED_SPACE" $(VENV)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import cv2
 from sqlalchemy.engine import Engine
 
 from db.engine import session_scope
@@ -447,6 +448,11 @@ def simulate(
     # writes on its writers', database writes on the recorder's.
     t_loop = time.perf_counter()
     stopped: str | None = None
+    # Every core is busy with this run's own threads (rendering, encoding, the model): OpenCV's
+    # pool splitting one resize or colour conversion across them only adds its hand-offs, 2.4 ms
+    # of CPU per item at assist (bench/simulate_rate.py). The process's setting is restored after.
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
     try:
         for captured in intake.items(should_stop=lambda: intake.items_out >= config.items, ahead=4):
             assessed = core.assessor.assess(captured)
@@ -475,6 +481,7 @@ def simulate(
     finally:
         # However the run ends (the last item, an error, Ctrl-C), what was decided is written or
         # spooled before this returns.
+        cv2.setNumThreads(opencv_threads)
         background.close(timeout_s=600)
         model_kept = core.model.get() is not None
         roles = core.lineup.roles()

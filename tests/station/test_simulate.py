@@ -318,3 +318,32 @@ def test_a_retrained_model_reusing_a_registered_version_is_refused_before_the_fi
     assert "already registered" in banner and "--version" in banner
     with session_scope(engine) as s:
         assert len(s.exec(select(Item)).all()) == 6
+
+
+def test_a_run_keeps_opencv_to_one_thread_and_gives_the_process_its_setting_back(tmp_path):
+    """Its own threads fill the cores: OpenCV's pool only adds hand-offs while it runs. A program
+    that embeds `simulate` finds OpenCV's threads as it set them, also after a failing item."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    seen: list[int] = []
+
+    def fails_at_five(done: int, _total: int) -> None:
+        seen.append(cv2.getNumThreads())
+        if done == 5:
+            raise KeyboardInterrupt  # the operator's Ctrl-C
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            simulate(
+                Settings(data_dir=tmp_path),
+                open_station_db(f"sqlite:///{tmp_path / 'sim.db'}"),
+                SimulateConfig(items=20, level=Level.shadow, **SMALL),
+                predictor=FakePredictor(mixed_answers),
+                progress=fails_at_five,
+            )
+        assert seen == [1] * 5
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
