@@ -159,6 +159,11 @@ def main() -> None:
             xs = [t[stage] for t in stages if stage in t]
             if xs:
                 print(f"  {stage:<8} p50 {pct(xs, 0.5):6.1f} ms  p95 {pct(xs, 0.95):6.1f} ms")
+    used = station.window.view.prefitted
+    print(
+        f"new images drawn as fitted by the pipeline's thread: {used[True]}, "
+        f"scaled on the GUI thread: {used[False]} (a new view size, or the heat-map)"
+    )
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -172,6 +172,8 @@ class StationApp:
             switch_operator=self.switch_operator,
         )
         self.window.model_loading = load_model
+        view = self.window.view
+        self.worker.view_size = lambda: view.size_now
         # Queued: every slot runs on the GUI thread, whichever thread emits.
         queued = Qt.ConnectionType.QueuedConnection
         w = self.worker

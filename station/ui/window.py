@@ -56,7 +56,7 @@ from station.pipeline.recorder import Ack, Problem
 from station.pipeline.router import Decider, ModelCall
 from station.pipeline.timeline import Timeline
 from station.ui import theme
-from station.ui.images import overlay, to_qimage
+from station.ui.images import Picture, overlay, scale_to, to_qimage
 from station.ui.panels import LOOK_BACK, HelpPanel, LookBackPanel, Looked, key_help
 
 #: How long "undo has expired" stays in place of the saved tick.
@@ -105,7 +105,15 @@ class ItemView(QWidget):
         self.setMinimumSize(640, 360)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._image: QImage | None = None
+        self._pixels: np.ndarray | None = None  # what `_image` shows, as BGR
+        # `_image` already scaled to this view's size off the GUI thread (images.Picture)
+        self._fitted: QImage | None = None
         self._scaled: tuple[tuple[int, int, int], QPixmap] | None = None
+        #: The view's size, for the pipeline thread to fit the next item's image to (a plain
+        #: tuple: read from another thread, never a Qt call there).
+        self.size_now: tuple[int, int] | None = None
+        #: New images drawn from the pipeline's fitted copy (True) or scaled here (False).
+        self.prefitted = {True: 0, False: 0}
         self.zoom = 1.0
         # The image point at the centre of the view, as fractions of its width and height.
         self.centre = QPointF(0.5, 0.5)
@@ -125,21 +133,23 @@ class ItemView(QWidget):
         self,
         bgr: np.ndarray | None,
         heat: np.ndarray | None = None,
-        ready: QImage | None = None,
+        ready: Picture | None = None,
         *,
         fit: bool = True,
         on_painted: Callable[[], None] | None = None,
     ) -> None:
-        """`ready`: the same image already converted (by the pipeline thread). `fit`: a new item
-        (not the same one redrawn with the heat-map) starts fitted. `on_painted`: called once
-        the image has been painted."""
+        """`ready`: the same image already converted (by the pipeline thread), perhaps fitted to
+        this view too. `fit`: a new item (not the same one redrawn with the heat-map) starts
+        fitted. `on_painted`: called once the image has been painted."""
         self._on_painted = on_painted
-        if bgr is None:
+        self._fitted = None
+        self._pixels = overlay(bgr, heat) if bgr is not None and heat is not None else bgr
+        if self._pixels is None:
             self._image = None
-        elif heat is not None:
-            self._image = to_qimage(overlay(bgr, heat))
+        elif heat is None and ready is not None:
+            self._image, self._fitted = ready.full, ready.fitted
         else:
-            self._image = ready if ready is not None else to_qimage(bgr)
+            self._image = to_qimage(self._pixels)
         if fit:
             self.zoom, self.centre, self._aim = 1.0, QPointF(0.5, 0.5), None
         self.update()
@@ -245,6 +255,10 @@ class ItemView(QWidget):
         self._drag = None
         self.unsetCursor()
 
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self.size_now = (event.size().width(), event.size().height())
+
     # ------------------------------------------------------------------ drawing
 
     def paintEvent(self, _event: Any) -> None:  # noqa: N802
@@ -266,14 +280,15 @@ class ItemView(QWidget):
             w, h = round(target.width()), round(target.height())
             key = (self._image.cacheKey(), w, h)
             if self._scaled is None or self._scaled[0] != key:
-                # Scale once per image and size, not on every paint.
-                scaled = self._image.scaled(
-                    w,
-                    h,
-                    Qt.AspectRatioMode.IgnoreAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation,
-                )
-                self._scaled = (key, QPixmap.fromImage(scaled))
+                # Scale once per image and size, not on every paint; a new item's image usually
+                # comes scaled already, while the model ran (station/ui/workers.py).
+                ready = self._fitted
+                usable = ready is not None and (ready.width(), ready.height()) == (w, h)
+                if ready is None or not usable:
+                    assert self._pixels is not None
+                    ready = scale_to(self._pixels, (w, h))
+                self.prefitted[usable] += 1
+                self._scaled = (key, QPixmap.fromImage(ready))
             p.drawPixmap(QPointF((self.width() - w) / 2, (self.height() - h) / 2), self._scaled[1])
         else:
             # Zoomed: draw only the part of the image in view.
@@ -362,7 +377,7 @@ class StationWindow(QMainWindow):
         # True while the model is loading (StationApp): at assist and above the inspector is
         # told, since every item comes to them without a suggestion until it is ready.
         self.model_loading = False
-        self._qimages: dict[int, QImage] = {}  # seq -> converted image, for items in view
+        self._qimages: dict[int, Picture] = {}  # seq -> converted image, for items in view
         self._heats: dict[int, np.ndarray] = {}  # seq -> heat-map, for items with a suggestion
 
         root = QWidget()
@@ -514,10 +529,10 @@ class StationWindow(QMainWindow):
 
     # ------------------------------------------------------------------ slots from workers
 
-    def on_item(self, assessed: Assessed, qimage: QImage | None = None) -> None:
+    def on_item(self, assessed: Assessed, ready: Picture | None = None) -> None:
         assessed.captured.timeline.mark("received")
-        if qimage is not None:
-            self._qimages[assessed.seq] = qimage
+        if ready is not None:
+            self._qimages[assessed.seq] = ready
         route = self.core.accept(assessed)
         if route.decider is Decider.model and not route.needs_human:
             auto_pass = route.model_call is ModelCall.auto_pass
@@ -592,7 +607,8 @@ class StationWindow(QMainWindow):
 
     def _keep_thumb(self, seq: int, bgr: np.ndarray) -> None:
         """A small copy of a decided phone, for the look back (P)."""
-        image = self._qimages.get(seq) or to_qimage(bgr)
+        ready = self._qimages.get(seq)
+        image = ready.full if ready is not None else to_qimage(bgr)
         self._thumbs[seq] = image.scaled(
             320, 180, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
         )

@@ -2,8 +2,8 @@
 assessed) on a QThread, and a bridge that carries the recorder's callbacks to the GUI thread.
 
 Only the GUI thread touches widgets and the core's one-thread parts (desk, status); these
-objects only emit immutable values (Assessed, QImage, strings). Stop: requestInterruption() +
-quit() + wait(), never terminate().
+objects only emit immutable values (Assessed, QImage, Picture, strings). Stop:
+requestInterruption() + quit() + wait(), never terminate().
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -19,7 +20,7 @@ from station.frames.types import CaptureState, Frame
 from station.pipeline.assess import ModelInUse
 from station.pipeline.core import StationCore
 from station.pipeline.intake import Intake
-from station.ui.images import to_qimage
+from station.ui.images import picture, to_qimage
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ MAX_WAITING = 30
 
 
 class PipelineWorker(QObject):
-    item_ready = Signal(object, object)  # Assessed, QImage of it (converted off the GUI thread)
+    item_ready = Signal(object, object)  # Assessed, its Picture (converted off the GUI thread)
     live_frame = Signal(object)  # QImage, small
     camera_state = Signal(object, str)  # CaptureState, detail
     model_ready = Signal(object)  # ModelInfo
@@ -58,6 +59,8 @@ class PipelineWorker(QObject):
         intake.on_frame = self._live
         self._last_live = 0.0
         self.items = 0
+        #: The item view's size now, to fit each image to (None: the view scales it itself).
+        self.view_size: Callable[[], tuple[int, int] | None] = lambda: None
 
     def request_capture(self) -> None:
         self.intake.request_capture()
@@ -67,10 +70,16 @@ class PipelineWorker(QObject):
 
     @Slot()
     def run(self) -> None:
+        pictures = ThreadPoolExecutor(1, thread_name_prefix="picture")
         try:
             if self.load_model is not None:
                 self._load_model()
             for captured in self.intake.items(self._interrupted):
+                # Converted and scaled for the window while the model runs, off the GUI thread
+                # (scaling there took 4 ms of each paint and stalled the window). Measured on this
+                # 2-core machine, no core is free then: it slows the plan about as much as it
+                # saves (bench/station_latency.py); the gain is a GUI thread that stays free.
+                ready = pictures.submit(picture, captured.image, self.view_size())
                 try:
                     assessed = self.core.assessor.assess(captured)
                 except Exception as e:  # one bad item must not stop the line
@@ -78,9 +87,9 @@ class PipelineWorker(QObject):
                     self.problem.emit(f"an item could not be processed ({type(e).__name__}: {e})")
                     continue
                 self.items += 1
-                qimage = to_qimage(captured.image)
+                image = ready.result()
                 captured.timeline.mark("sent")
-                self.item_ready.emit(assessed, qimage)
+                self.item_ready.emit(assessed, image)
                 heat = self.core.assessor.heatmap(assessed)
                 if heat is not None:
                     self.heat_ready.emit(assessed.seq, heat)
@@ -89,6 +98,7 @@ class PipelineWorker(QObject):
             log.exception("pipeline stopped")
             self.camera_state.emit(CaptureState.ENDED, f"pipeline stopped: {e}")
         finally:
+            pictures.shutdown(wait=False, cancel_futures=True)
             self.finished.emit()
 
     def backlog(self) -> int:

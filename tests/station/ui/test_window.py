@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QAbstractButton, QLabel, QProgressBar, QWidget
 from sqlmodel import create_engine, select
 
@@ -20,7 +21,7 @@ from station.pipeline.predictor import FakePredictor, confident
 from station.pipeline.recorder import Ack, Recorder
 from station.pipeline.testing import ensure_operator, make_rig, phone_image
 from station.settings import LevelSettings, Settings
-from station.ui.images import to_qimage
+from station.ui.images import Picture, fitted_size, scale_to, to_qimage
 from station.ui.window import StationWindow, SuggestionPanel
 
 MODEL_WORDS = ("ai:", "ai ", "model", "confidence", "heat", "%", "suggest")
@@ -80,6 +81,49 @@ def test_shadow_mode_hides_suggestion(qtbot, tmp_path):
     qtbot.keyClick(win, Qt.Key.Key_H)  # the heat-map key does nothing where the model is hidden
     assert win.view._image == to_qimage(rig.core.desk.current.assessed.captured.image)
     assert_no_trace_of_the_model(win, "scratch")
+
+
+def test_an_image_fitted_for_the_view_is_drawn_as_it_came(qtbot):
+    """The pipeline's thread scales each image to the view's size while the model runs; the GUI
+    thread then only draws it (its own scaling was 4 ms of the way to the screen)."""
+    from station.ui.images import picture
+    from station.ui.window import ItemView
+
+    view = ItemView()
+    qtbot.addWidget(view)
+    view.setFixedSize(700, 420)
+    with qtbot.waitExposed(view):
+        view.show()
+    assert view.size_now == (700, 420)
+    bgr = phone_image(3)
+    ready = picture(bgr, view.size_now)
+    assert ready.fitted is not None and ready.fitted.size().toTuple() == fitted_size(
+        bgr.shape[1], bgr.shape[0], 700, 420
+    )
+    view.set_image(bgr, ready=ready)
+    qtbot.waitUntil(lambda: view._scaled is not None, timeout=5_000)
+    assert view.prefitted == {True: 1, False: 0}
+    assert view._scaled[1].toImage() == QPixmap.fromImage(ready.fitted).toImage()
+
+
+def test_an_image_fitted_for_another_view_size_is_scaled_again_not_drawn_stretched(qtbot, tmp_path):
+    """The pipeline fits each image to the view's size as it last knew it; the inspector may
+    have resized the window since. The phone is then drawn at the size the view has now."""
+    rig, win = open_window(qtbot, tmp_path, Level.human_only)
+    with qtbot.waitExposed(win):
+        win.show()
+    assessed = rig.assess(phone_image(0))
+    full = to_qimage(assessed.captured.image)
+    stale = scale_to(assessed.captured.image, (200, 113))
+    win.on_item(assessed, Picture(full, stale))
+    view = win.view
+    qtbot.waitUntil(lambda: view._scaled is not None, timeout=5_000)
+    size = fitted_size(full.width(), full.height(), view.width(), view.height())
+    assert size != (200, 113)
+    drawn = view._scaled[1]
+    assert view.prefitted == {True: 0, False: 1}
+    assert (drawn.width(), drawn.height()) == size
+    assert drawn.toImage() == QPixmap.fromImage(scale_to(assessed.captured.image, size)).toImage()
 
 
 def test_assist_shows_label_confidence_and_heat_map_on_h(qtbot, tmp_path):
@@ -602,16 +646,27 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
         source_factory=lambda _spec: list_source(3),
     )
     qtbot.addWidget(app.window)
-    app.window.show()  # painted, so each item's timeline reaches the screen
+    with qtbot.waitExposed(app.window):
+        app.window.show()  # painted, so each item's timeline reaches the screen
     app.summaries.every_s = 0.1  # the report summaries catch up while the station runs
     app.start()
     try:
         qtbot.waitUntil(lambda: len(app.core.desk.queue) == 3, timeout=10_000)
         assert app.core.level is Level.shadow and app.core.model.get() is not None
         assert fake.threads and threading.main_thread().ident not in fake.threads
+        view = app.window.view
         for _ in range(3):  # as an inspector does: each phone seen before its key
-            shown = app.core.desk.current.assessed.captured.timeline
+            waiting = app.core.desk.current
+            shown = waiting.assessed.captured.timeline
             qtbot.waitUntil(lambda t=shown: t.has("shown"), timeout=10_000)
+            # Its image came scaled to the view by the pipeline's thread (unless the view's size
+            # changed since); what is on screen is what the view's own scaling would draw.
+            assert app.window._qimages[waiting.seq].fitted is not None
+            size = fitted_size(*view._image.size().toTuple(), *view.size_now)
+            assert (
+                view._scaled[1].toImage()
+                == QPixmap.fromImage(scale_to(waiting.assessed.captured.image, size)).toImage()
+            )
             qtbot.keyClick(app.window, Qt.Key.Key_Space)
         qtbot.waitUntil(lambda: app.window.saved.text().startswith("✔ saved #3"), timeout=10_000)
 
