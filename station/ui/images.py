@@ -22,7 +22,8 @@ def fitted_size(image_w: int, image_h: int, view_w: int, view_h: int) -> tuple[i
     """The size a whole image is drawn at in a view of view_w x view_h: as large as fits, its
     aspect kept (the item view at zoom 1)."""
     scale = min(view_w / image_w, view_h / image_h)
-    return round(image_w * scale), round(image_h * scale)
+    # at least a pixel each way: a very long, thin image would otherwise round to nothing
+    return max(1, round(image_w * scale)), max(1, round(image_h * scale))
 
 
 @dataclass(frozen=True)

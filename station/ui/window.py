@@ -277,7 +277,7 @@ class ItemView(QWidget):
         source, scale = self._source()
         target = self._target(source, scale)
         if self.zoom == 1.0:
-            w, h = round(target.width()), round(target.height())
+            w, h = max(1, round(target.width())), max(1, round(target.height()))
             key = (self._image.cacheKey(), w, h)
             if self._scaled is None or self._scaled[0] != key:
                 # Scale once per image and size, not on every paint; a new item's image usually

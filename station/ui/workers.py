@@ -20,7 +20,7 @@ from station.frames.types import CaptureState, Frame
 from station.pipeline.assess import ModelInUse
 from station.pipeline.core import StationCore
 from station.pipeline.intake import Intake
-from station.ui.images import picture, to_qimage
+from station.ui.images import Picture, picture, to_qimage
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,11 @@ class PipelineWorker(QObject):
                     self.problem.emit(f"an item could not be processed ({type(e).__name__}: {e})")
                     continue
                 self.items += 1
-                image = ready.result()
+                try:
+                    image: Picture | None = ready.result()
+                except Exception:  # the window converts it itself, as it did before
+                    log.exception("could not prepare an item's picture for the window")
+                    image = None
                 captured.timeline.mark("sent")
                 self.item_ready.emit(assessed, image)
                 heat = self.core.assessor.heatmap(assessed)

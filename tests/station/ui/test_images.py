@@ -66,3 +66,12 @@ def test_the_fitted_copy_has_the_views_shape_and_the_images_colours(qapp):
     assert picture(bgr, None).fitted is None
     gray = picture(bgr[:, :, 0], (640, 360))
     assert gray.fitted is not None and gray.fitted.width() == 640
+
+
+def test_a_long_thin_image_is_fitted_at_least_a_pixel_high(qapp):
+    """A line-scan strip in a wide view: rounding must not leave it no height at all (OpenCV
+    refuses a zero size, and the pipeline's thread would stop)."""
+    assert fitted_size(4000, 2, 700, 420) == (700, 1)
+    ready = picture(np.zeros((2, 4000, 3), np.uint8), (700, 420))
+    assert ready.fitted is not None
+    assert (ready.fitted.width(), ready.fitted.height()) == (700, 1)

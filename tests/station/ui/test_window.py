@@ -691,6 +691,49 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
         assert t["total"] == pytest.approx(sum(v for k, v in t.items() if k != "total"), abs=0.1)
 
 
+def test_a_picture_that_cannot_be_prepared_off_the_gui_thread_costs_the_item_nothing(
+    qtbot, tmp_path, monkeypatch
+):
+    """The pipeline's picture job fails (a bug, an image it cannot scale): the line goes on,
+    and the window converts the item's image itself."""
+    import station.ui.workers as workers
+    from db.repo import find_operator
+    from station.ui.app import StationApp
+
+    def broken(*_args):
+        raise ValueError("cannot scale")
+
+    monkeypatch.setattr(workers, "picture", broken)
+    rig = make_rig(tmp_path, level=Level.human_only)
+    ensure_operator(rig.engine, "eve", Role.engineer)
+    with session_scope(rig.engine) as s:
+        op = find_operator(session=s, name="eve")
+    app = StationApp(
+        rig.settings,
+        rig.engine,
+        op,
+        level=Level.human_only,
+        load_model=False,
+        source_factory=lambda _spec: list_source(2),
+    )
+    qtbot.addWidget(app.window)
+    with qtbot.waitExposed(app.window):
+        app.window.show()
+    app.start()
+    try:
+        qtbot.waitUntil(lambda: len(app.core.desk.queue) == 2, timeout=10_000)
+        first = app.core.desk.current
+        qtbot.waitUntil(lambda: first.assessed.captured.timeline.has("shown"), timeout=10_000)
+        assert app.window.view._image == to_qimage(first.assessed.captured.image)
+        assert app.window.view.prefitted[True] == 0  # each one scaled by the view itself
+        for _ in range(2):
+            qtbot.keyClick(app.window, Qt.Key.Key_Space)
+        qtbot.waitUntil(lambda: app.window.saved.text().startswith("✔ saved #2"), timeout=10_000)
+    finally:
+        app.stop()
+    assert labels_in_db(rig.engine) == ["ok", "ok"]
+
+
 def test_the_queue_is_bounded_capture_pauses_with_a_banner_and_resumes(qtbot, tmp_path):
     """Issue 19: phones waiting for a decision never grow without limit."""
     from db.repo import find_operator
