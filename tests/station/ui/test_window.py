@@ -607,6 +607,23 @@ def list_source(n):
     )
 
 
+def engineer_station(qtbot, tmp_path, items: int, **kw):
+    """(rig, the station app) as engineer eve opens it on a human_only record, fed `items`
+    phones; `kw` goes to StationApp (level, loader, load_model)."""
+    from db.repo import find_operator
+    from station.ui.app import StationApp
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    ensure_operator(rig.engine, "eve", Role.engineer)
+    with session_scope(rig.engine) as s:
+        op = find_operator(session=s, name="eve")
+    app = StationApp(
+        rig.settings, rig.engine, op, source_factory=lambda _spec: list_source(items), **kw
+    )
+    qtbot.addWidget(app.window)
+    return rig, app
+
+
 def test_an_inspector_cannot_set_the_level_and_is_told_why(qtbot, tmp_path):
     from db.repo import find_operator
     from station.ui.app import StationApp
@@ -629,36 +646,25 @@ def test_an_inspector_cannot_set_the_level_and_is_told_why(qtbot, tmp_path):
 
 
 def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path):
-    from db.repo import find_operator
-    from station.ui.app import StationApp
-
-    rig = make_rig(tmp_path, level=Level.human_only)
-    ensure_operator(rig.engine, "eve", Role.engineer)
-    with session_scope(rig.engine) as s:
-        op = find_operator(session=s, name="eve")
+    # Generous waits: under a full machine (two test workers) the summaries' thread runs at a
+    # lower priority than everything else.
     fake = FakePredictor(confident("ok"))
-    app = StationApp(
-        rig.settings,
-        rig.engine,
-        op,
-        level=Level.shadow,
-        loader=lambda _p: (fake, fake.info),
-        source_factory=lambda _spec: list_source(3),
+    rig, app = engineer_station(
+        qtbot, tmp_path, 3, level=Level.shadow, loader=lambda _p: (fake, fake.info)
     )
-    qtbot.addWidget(app.window)
     with qtbot.waitExposed(app.window):
         app.window.show()  # painted, so each item's timeline reaches the screen
     app.summaries.every_s = 0.1  # the report summaries catch up while the station runs
     app.start()
     try:
-        qtbot.waitUntil(lambda: len(app.core.desk.queue) == 3, timeout=10_000)
+        qtbot.waitUntil(lambda: len(app.core.desk.queue) == 3, timeout=30_000)
         assert app.core.level is Level.shadow and app.core.model.get() is not None
         assert fake.threads and threading.main_thread().ident not in fake.threads
         view = app.window.view
         for _ in range(3):  # as an inspector does: each phone seen before its key
             waiting = app.core.desk.current
             shown = waiting.assessed.captured.timeline
-            qtbot.waitUntil(lambda t=shown: t.has("shown"), timeout=10_000)
+            qtbot.waitUntil(lambda t=shown: t.has("shown"), timeout=30_000)
             # Its image came scaled to the view by the pipeline's thread (unless the view's size
             # changed since); what is on screen is what the view's own scaling would draw.
             assert app.window._qimages[waiting.seq].fitted is not None
@@ -668,7 +674,7 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
                 == QPixmap.fromImage(scale_to(waiting.assessed.captured.image, size)).toImage()
             )
             qtbot.keyClick(app.window, Qt.Key.Key_Space)
-        qtbot.waitUntil(lambda: app.window.saved.text().startswith("✔ saved #3"), timeout=10_000)
+        qtbot.waitUntil(lambda: app.window.saved.text().startswith("✔ saved #3"), timeout=30_000)
 
         def summarised() -> bool:
             with rig.engine.connect() as conn:
@@ -677,7 +683,7 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
                 ).first()
             return mark is not None and tuple(mark) == (3, 3)
 
-        qtbot.waitUntil(summarised, timeout=10_000)
+        qtbot.waitUntil(summarised, timeout=30_000)
     finally:
         app.stop()
     assert app.thread.thread.isFinished()
@@ -697,26 +703,12 @@ def test_a_picture_that_cannot_be_prepared_off_the_gui_thread_costs_the_item_not
     """The pipeline's picture job fails (a bug, an image it cannot scale): the line goes on,
     and the window converts the item's image itself."""
     import station.ui.workers as workers
-    from db.repo import find_operator
-    from station.ui.app import StationApp
 
     def broken(*_args):
         raise ValueError("cannot scale")
 
     monkeypatch.setattr(workers, "picture", broken)
-    rig = make_rig(tmp_path, level=Level.human_only)
-    ensure_operator(rig.engine, "eve", Role.engineer)
-    with session_scope(rig.engine) as s:
-        op = find_operator(session=s, name="eve")
-    app = StationApp(
-        rig.settings,
-        rig.engine,
-        op,
-        level=Level.human_only,
-        load_model=False,
-        source_factory=lambda _spec: list_source(2),
-    )
-    qtbot.addWidget(app.window)
+    rig, app = engineer_station(qtbot, tmp_path, 2, load_model=False)
     with qtbot.waitExposed(app.window):
         app.window.show()
     app.start()
@@ -736,22 +728,8 @@ def test_a_picture_that_cannot_be_prepared_off_the_gui_thread_costs_the_item_not
 
 def test_the_queue_is_bounded_capture_pauses_with_a_banner_and_resumes(qtbot, tmp_path):
     """Issue 19: phones waiting for a decision never grow without limit."""
-    from db.repo import find_operator
-    from station.ui.app import StationApp
-
-    rig = make_rig(tmp_path, level=Level.human_only)
-    ensure_operator(rig.engine, "eve", Role.engineer)
-    with session_scope(rig.engine) as s:
-        op = find_operator(session=s, name="eve")
-    app = StationApp(
-        rig.settings,
-        rig.engine,
-        op,
-        source_factory=lambda _spec: list_source(8),
-        load_model=False,
-    )
+    rig, app = engineer_station(qtbot, tmp_path, 8, load_model=False)
     app.worker.max_waiting = 3
-    qtbot.addWidget(app.window)
     app.start()
     try:
         qtbot.waitUntil(
