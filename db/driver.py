@@ -50,32 +50,33 @@ def usable(conn: Connection) -> bool:
 
 
 def _params(plan: _Plan, values: Mapping[str, Any]) -> list[Any]:
-    out = [values.get(n) for n in plan.columns]
+    out = list(map(values.get, plan.columns))
     for i, p in plan.converted:  # None too, as SQLAlchemy does: a JSON None is stored 'null'
         out[i] = p(out[i])
     return out
 
 
-def _run(conn: Connection, sql: str, params: Any, call: Callable[[sqlite3.Cursor], Any]) -> Any:
-    """Run `call` on a fresh cursor; a driver error is raised as SQLAlchemy would raise it
-    (sqlalchemy.exc.OperationalError for a locked database, IntegrityError for a constraint),
-    so callers tell a retryable failure from a refusal exactly as on the Core path."""
+def _driver(conn: Connection) -> sqlite3.Connection:
     raw = conn.connection.driver_connection
     assert isinstance(raw, sqlite3.Connection)
-    cur = raw.cursor()
-    try:
-        return call(cur)
-    except sqlite3.Error as e:
-        raise exc.DBAPIError.instance(sql, params, e, sqlite3.Error, dialect=conn.dialect) from e
-    finally:
-        cur.close()
+    return raw
+
+
+def _translated(conn: Connection, sql: str, params: Any, e: sqlite3.Error) -> exc.StatementError:
+    """A driver error as SQLAlchemy would raise it (sqlalchemy.exc.OperationalError for a locked
+    database, IntegrityError for a constraint), so callers tell a retryable failure from a
+    refusal exactly as on the Core path."""
+    return exc.DBAPIError.instance(sql, params, e, sqlite3.Error, dialect=conn.dialect)
 
 
 def insert_row(conn: Connection, table: Table, values: Mapping[str, Any]) -> int:
     """INSERT one row (every column but `id`, missing ones NULL); its new id."""
     plan = _plan(table, conn.dialect, False)
     params = _params(plan, values)
-    row_id = _run(conn, plan.sql, params, lambda cur: cur.execute(plan.sql, params).lastrowid)
+    try:
+        row_id = _driver(conn).execute(plan.sql, params).lastrowid
+    except sqlite3.Error as e:
+        raise _translated(conn, plan.sql, params, e) from e
     if row_id is None:
         raise exc.IntegrityError(plan.sql, params, Exception("the database returned no id"))
     return int(row_id)
@@ -85,10 +86,16 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     """INSERT several rows as given (ids included, where set) in one executemany."""
     plan = _plan(table, conn.dialect, True)
     params = [_params(plan, r) for r in rows]
-    _run(conn, plan.sql, params, lambda cur: cur.executemany(plan.sql, params))
+    try:
+        _driver(conn).executemany(plan.sql, params)
+    except sqlite3.Error as e:
+        raise _translated(conn, plan.sql, params, e) from e
 
 
 def first_row(conn: Connection, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     """One row of a query run by the driver (values as SQLite holds them)."""
-    got = _run(conn, sql, params, lambda cur: cur.execute(sql, tuple(params)).fetchone())
+    try:
+        got = _driver(conn).execute(sql, tuple(params)).fetchone()
+    except sqlite3.Error as e:
+        raise _translated(conn, sql, params, e) from e
     return None if got is None else tuple(got)

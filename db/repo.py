@@ -22,6 +22,7 @@ from db.chain import append_rows
 from db.errors import IntegrityProblem
 from db.models import (
     Adjudication,
+    AdjudicationRequest,
     DatabaseIdentity,
     DecidedBy,
     Deployment,
@@ -45,6 +46,7 @@ _ITEM: Table = Item.__table__  # type: ignore[attr-defined]
 _PREDICTION: Table = Prediction.__table__  # type: ignore[attr-defined]
 _DECISION: Table = HumanDecision.__table__  # type: ignore[attr-defined]
 _DISPOSITION: Table = Disposition.__table__  # type: ignore[attr-defined]
+_REQUEST: Table = AdjudicationRequest.__table__  # type: ignore[attr-defined]
 
 
 def _flush(session: Session, what: str) -> None:
@@ -205,37 +207,59 @@ def _insert(conn: Connection, table: Table, values: dict[str, Any], what: str) -
     return new_id
 
 
+@dataclass(frozen=True)
+class _Defaults:
+    """What an object of a model built without some of its columns holds in them."""
+
+    names: frozenset[str]  # every column but `id`
+    fixed: dict[str, Any]  # column -> its default, for those whose default is a constant
+    mutable: tuple[tuple[str, Any], ...]  # (column, default) of a list or dict: copied each time
+    factories: tuple[tuple[str, Callable[[], Any]], ...]  # (column, default factory)
+
+
+_IMMUTABLE = (type(None), str, int, float, bool, bytes, tuple, frozenset)
+
+
 @functools.cache
-def _defaults(model: type[SQLModel]) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
-    """(column, default, default factory) of each column of `model` but `id`, as the model
-    class declares them: what an object of it built without that field would hold."""
-    out: list[tuple[str, Any, Any]] = []
+def _defaults(model: type[SQLModel]) -> _Defaults:
+    """Each column of `model` but `id` with its default as the model class declares it."""
+    names, fixed, mutable, factories = [], {}, [], []
     for c in model.__table__.columns:  # type: ignore[attr-defined]
         if c.name == "id":
             continue
+        names.append(c.name)
         f = model.model_fields[c.name]
-        factory = f.default_factory  # the models' own take no argument (utcnow)
-        default = None if f.is_required() or factory is not None else f.default
-        out.append((c.name, default, factory))
-    return tuple(out)
+        if f.default_factory is not None:  # the models' own take no argument (utcnow)
+            factories.append((c.name, f.default_factory))
+            continue
+        default = None if f.is_required() else f.default
+        if isinstance(default, _IMMUTABLE):
+            fixed[c.name] = default
+        else:
+            mutable.append((c.name, default))
+    return _Defaults(frozenset(names), fixed, tuple(mutable), tuple(factories))  # type: ignore[arg-type]
 
 
 def row_values(model: type[SQLModel], given: Mapping[str, Any]) -> dict[str, Any]:
     """The values an INSERT of one `model` row writes: `given`, and the model's defaults for the
     columns it leaves out, exactly as an object of `model` built from `given` would hold them
     (tested), without building one (a SQLModel object costs ~0.1 ms: most of a durable write)."""
-    out: dict[str, Any] = {}
-    for name, default, factory in _defaults(model):
-        if name in given:
-            out[name] = given[name]
-        else:
-            out[name] = factory() if factory is not None else copy.copy(default)
-    unknown = set(given) - set(out) - {"id"}
-    if unknown:
-        raise ValueError(
-            f"{model.__name__} has no column {', '.join(sorted(unknown))}: expected some of "
-            f"{', '.join(out)}"
-        )
+    d = _defaults(model)
+    out = {**d.fixed, **given}
+    for name, default in d.mutable:
+        if name not in given:
+            out[name] = copy.copy(default)
+    for name, factory in d.factories:
+        if name not in given:
+            out[name] = factory()  # type: ignore[call-arg]
+    if len(out) != len(d.names) or "id" in given:
+        out.pop("id", None)
+        unknown = set(out) - d.names
+        if unknown:
+            raise ValueError(
+                f"{model.__name__} has no column {', '.join(sorted(unknown))}: expected some "
+                f"of {', '.join(sorted(d.names))}"
+            )
     return out
 
 
@@ -261,6 +285,7 @@ def record_inspection_rows(
     predictions: Sequence[Mapping[str, Any]] = (),
     decision: Mapping[str, Any] | None = None,
     disposition: Mapping[str, Any] | None = None,
+    requests: Sequence[Mapping[str, Any]] = (),
 ) -> InspectionIds:
     """Write one inspected item with everything decided about it, inside the caller's transaction
     (`conn`: the session's connection), from the column values of each row (db/models.py:
@@ -270,7 +295,8 @@ def record_inspection_rows(
     on is its `prediction_id` if given, else the first one of the champion or canary slot (the
     answer acted on; a hidden model's answer follows it). The decision and the disposition are
     chained (db/chain.py) from the values written: the session's chain hook does not see rows
-    written this way."""
+    written this way. `requests`: the item's adjudication requests (AdjudicationRequest), if it
+    was drawn for review."""
     item_values = row_values(Item, item)
     item_id = _insert(conn, _ITEM, item_values, "item")
     pred_ids = []
@@ -299,6 +325,9 @@ def record_inspection_rows(
         links = {k: values[k] for k in ("human_decision_id", "prediction_id", "model_version_id")}
     if chained:
         append_rows(conn, f"station:{item_values['station_id']}", chained)
+    for given in requests:
+        values = row_values(AdjudicationRequest, {**given, "item_id": item_id})
+        _insert(conn, _REQUEST, values, "adjudication request")
     return InspectionIds(item_id, tuple(pred_ids), decision_id, disposition_id, links)
 
 

@@ -1,7 +1,8 @@
 """The recorder: every decision reaches the database of record, or waits in a journal until it can.
 
-One record is written in one transaction (`session_scope` + `db.repo.record_inspection_rows`). The
-acknowledgement callback fires only after the commit, so "saved" on screen means saved. If the write
+One record is written in one transaction (a new item's: `db.repo.record_inspection_rows` on a
+Connection). The acknowledgement callback fires only after the commit, so "saved" on screen means
+saved. If the write
 fails (database locked, disk full, read-only) the record is appended to a JSON-lines spool in the
 data dir (fsynced) and kept in memory; later writes queue behind it so order is kept, `retry()`
 writes them in order, and a new Recorder replays the spool left by a previous run. A record whose
@@ -21,12 +22,12 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 
 from db.engine import BUSY_TIMEOUT_MS, session_scope
@@ -42,6 +43,8 @@ from station.pipeline.records import (
     find_item_by_uid,
     from_json,
     human_decision_row,
+    models_registered,
+    register_models,
     to_json,
     write_inspection,
 )
@@ -211,8 +214,11 @@ class Recorder:
 
     def _write(self, rec: Record, *, check_existing: bool) -> Ack:
         try:
-            with session_scope(self.engine) as session:
-                ids = self._write_in(session, rec, check_existing=check_existing)
+            if isinstance(rec, InspectionRecord) and not check_existing:
+                ids = self._write_new(rec)
+            else:
+                with session_scope(self.engine) as session:
+                    ids = self._write_in(session, rec, check_existing=check_existing)
         except (exc.OperationalError, exc.InterfaceError, OSError) as e:
             self._model_ids.clear()  # ids from a rolled-back transaction are not real
             raise _Retryable(_describe(e)) from e
@@ -230,16 +236,43 @@ class Recorder:
         self.written += 1
         return Ack(rec.uid, *ids)
 
+    def _write_new(self, rec: InspectionRecord) -> tuple[int, int | None]:
+        """A new item, the write behind every decision: its rows in one transaction on a
+        Connection, without an ORM Session (whose set-up and commit cost as much Python as the
+        rows themselves: bench/db_write.py). A model seen for the first time is registered
+        first, in a transaction of its own."""
+        if not models_registered(rec, self._model_ids):
+            with session_scope(self.engine) as session:
+                register_models(session=session, rec=rec, model_ids=self._model_ids)
+        with self.engine.begin() as conn, self._lock_wait(conn, WRITE_LOCK_WAIT_MS):
+            ids = write_inspection(conn=conn, rec=rec, model_ids=self._model_ids)
+        return ids.item, ids.decision
+
+    @contextlib.contextmanager
+    def _lock_wait(self, conn: Connection, wait_ms: int) -> Iterator[None]:
+        """SQLite: wait at most `wait_ms` for another process's write lock, then give the
+        pooled connection back with the engine's own wait. Set on the driver's connection:
+        through SQLAlchemy the two PRAGMAs cost a fifth of the write's Python."""
+        if not self._sqlite:
+            yield
+            return
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute(f"PRAGMA busy_timeout={wait_ms}")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
     def _write_in(
         self, session: Session, rec: Record, *, check_existing: bool
     ) -> tuple[int, int | None]:
         """The rows of `rec` in the caller's transaction; its ids (the existing ones when a
         retried record turns out to be written already)."""
         conn = session.connection()
-        if self._sqlite:
-            wait = RETRY_LOCK_WAIT_MS if check_existing else WRITE_LOCK_WAIT_MS
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
-        try:
+        wait = RETRY_LOCK_WAIT_MS if check_existing else WRITE_LOCK_WAIT_MS
+        with self._lock_wait(conn, wait):
             if isinstance(rec, ChallengeRecord):
                 return self._write_challenge(session, rec)
             if not isinstance(rec, InspectionRecord):
@@ -250,12 +283,9 @@ class Recorder:
                     assert old.id is not None
                     dec = effective_decision(session=session, item_id=old.id)
                     return (old.id, dec.id if dec else None)
-            ids = write_inspection(session=session, rec=rec, model_ids=self._model_ids)
+            register_models(session=session, rec=rec, model_ids=self._model_ids)
+            ids = write_inspection(conn=conn, rec=rec, model_ids=self._model_ids)
             return (ids.item, ids.decision)
-        finally:
-            if self._sqlite:  # the pooled connection goes back with the engine's own wait
-                with contextlib.suppress(Exception):
-                    conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _write_challenge(self, session: Session, rec: ChallengeRecord) -> tuple[int, int | None]:
         """The item goes to adjudication, once however often it is challenged or retried."""

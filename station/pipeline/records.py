@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Connection
 from sqlmodel import Session, col, select
 
 from db.models import (
-    AdjudicationRequest,
     ChosenFor,
     DecidedBy,
     HumanDecision,
@@ -404,24 +404,36 @@ def human_decision_row(d: DecisionRecord) -> HumanDecision:
     return HumanDecision(item_id=0, **decision_values(d))
 
 
+def _model_key(ref: ModelInfo) -> str:
+    return f"{ref.name}|{ref.version}|{ref.sha256}"
+
+
+def register_models(*, session: Session, rec: InspectionRecord, model_ids: dict[str, int]) -> None:
+    """Register the model versions `rec` names that `model_ids` (the writer's cache of model
+    version ids) does not hold yet: the first item of each model, in a transaction of its own
+    (registering is idempotent), so that the item's own transaction is only its rows."""
+    for p in rec.predictions:
+        if p.model is not None and _model_key(p.model) not in model_ids:
+            mv = ensure_model_version(session=session, ref=p.model)
+            assert mv.id is not None
+            model_ids[_model_key(p.model)] = mv.id
+
+
+def models_registered(rec: InspectionRecord, model_ids: dict[str, int]) -> bool:
+    return all(p.model is None or _model_key(p.model) in model_ids for p in rec.predictions)
+
+
 def write_inspection(
-    *, session: Session, rec: InspectionRecord, model_ids: dict[str, int]
+    *, conn: Connection, rec: InspectionRecord, model_ids: dict[str, int]
 ) -> InspectionIds:
-    """The rows of one inspection, through db.repo.record_inspection_rows (caller's
-    transaction): built as column values, not SQLModel objects (bench/db_write.py)."""
+    """The rows of one inspection, through db.repo.record_inspection_rows, in the caller's
+    transaction on `conn` (a Connection, not an ORM Session: bench/db_write.py). Every model
+    `rec` names must be in `model_ids` already (register_models)."""
     predictions: list[dict[str, Any]] = []
     for p in rec.predictions:
-        mv_id = None
-        if p.model is not None:
-            key = f"{p.model.name}|{p.model.version}|{p.model.sha256}"
-            if key not in model_ids:
-                mv = ensure_model_version(session=session, ref=p.model)
-                assert mv.id is not None
-                model_ids[key] = mv.id
-            mv_id = model_ids[key]
         predictions.append(
             {
-                "model_version_id": mv_id,
+                "model_version_id": None if p.model is None else model_ids[_model_key(p.model)],
                 "slot": Slot(p.slot),
                 "label": p.label,
                 "probabilities": dict(p.probabilities),
@@ -454,33 +466,32 @@ def write_inspection(
         "stage_ms": rec.stage_ms,
     }
     acted = predictions[0] if predictions else None  # the champion's, or the canary's
+    model_version_id = acted["model_version_id"] if acted is not None else None
     disposition: dict[str, Any] = {
         "final_label": rec.final_label,
         "decided_by": DecidedBy(rec.decided_by),
         "level": Level(rec.level),
         "threshold_version": rec.threshold_version,
-        "model_version_id": acted["model_version_id"] if acted is not None else None,
+        "model_version_id": model_version_id,
     }
-    ids = record_inspection_rows(
-        conn=session.connection(),
-        item=item,
-        predictions=predictions,
-        decision=None if rec.decision is None else decision_values(rec.decision),
-        disposition=disposition,
-    )
     queued = []
     if rec.truth_sample is not None:
         queued.append((ChosenFor.truth_sample, float(rec.truth_sample)))
     if rec.audit_flagged:
         queued.append((ChosenFor.disagreement, 1.0))
-    for reason, probability in queued:
-        session.add(
-            AdjudicationRequest(
-                item_id=ids.item,
-                station_id=rec.station_id,
-                reason=reason.value,
-                probability=probability,
-                model_version_id=disposition["model_version_id"],
-            )
-        )
-    return ids
+    return record_inspection_rows(
+        conn=conn,
+        item=item,
+        predictions=predictions,
+        decision=None if rec.decision is None else decision_values(rec.decision),
+        disposition=disposition,
+        requests=[
+            {
+                "station_id": rec.station_id,
+                "reason": reason.value,
+                "probability": probability,
+                "model_version_id": model_version_id,
+            }
+            for reason, probability in queued
+        ],
+    )

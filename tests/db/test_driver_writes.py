@@ -15,6 +15,7 @@ from db.engine import make_engine, session_scope
 from db.errors import IntegrityProblem
 from db.migrate import upgrade
 from db.models import (
+    AdjudicationRequest,
     DecidedBy,
     Disposition,
     HumanDecision,
@@ -167,6 +168,29 @@ def test_row_values_fill_the_models_defaults_and_refuse_unknown_columns() -> Non
     assert row_values(HumanDecision, {"label": "ok"})["defect_types"] == []
     with pytest.raises(ValueError, match="HumanDecision has no column lable: expected some of"):
         row_values(HumanDecision, {"lable": "ok"})
+    with pytest.raises(ValueError, match="HumanDecision has no column lable"):  # same count
+        row_values(HumanDecision, {"lable": "ok", "id": 3})
+    # every model written this way: the values an object built from the same fields holds
+    given = {
+        Item: {"station_id": 1, "image_sha256": "0" * 64},
+        Prediction: {"item_id": 1, "slot": Slot.champion},
+        HumanDecision: {"item_id": 1, "operator_id": 2, "label": "ok"},
+        Disposition: {
+            "item_id": 1,
+            "final_label": "ok",
+            "decided_by": DecidedBy.human,
+            "level": Level.shadow,
+        },
+        AdjudicationRequest: {"item_id": 1, "station_id": 1, "reason": "truth_sample"},
+    }
+    for model, fields in given.items():
+        got, obj = row_values(model, fields), model(**fields)
+        assert set(got) == {c.name for c in model.__table__.columns} - {"id"}, model
+        for name, value in got.items():
+            if isinstance(value, datetime):  # a factory's now: the row's own moment
+                assert value.tzinfo is not None
+            else:
+                assert value == getattr(obj, name), (model, name)
 
 
 def test_a_broken_foreign_key_is_refused_and_nothing_of_the_item_is_kept(tmp_path: Path) -> None:

@@ -67,3 +67,48 @@ def test_migrations_and_an_inspection_on_postgres() -> None:
         problems = verify(conn).problems
     assert any("disposition #1 differs" in p for p in problems), problems
     engine.dispose()
+
+
+def test_the_station_recorder_writes_a_new_item_on_postgres(tmp_path) -> None:
+    """The write behind every decision, on PostgreSQL (Core inserts, not the SQLite driver): the
+    model registered on first sight, the rows linked to it, the review requests queued."""
+    import sys
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    from db.chain import verify
+    from db.engine import make_engine, session_scope
+    from db.migrate import upgrade
+    from db.models import AdjudicationRequest, Disposition, ModelVersion, Prediction, Role
+    from db.repo import add_operator, get_or_create_station
+    from station.pipeline.recorder import Recorder
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "station"))
+    from records_fixtures import new_item_record
+
+    engine = make_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    with session_scope(engine) as s:
+        station_id = get_or_create_station(session=s, name="PG2").id
+        operator_id = add_operator(session=s, name="pg", role=Role.inspector, secret_hash="x").id
+    recorder = Recorder(engine, spool_dir=tmp_path)
+    acks = [
+        recorder.record(
+            new_item_record(uid, station_id=station_id, operator_id=operator_id, truth_sample=p)
+        )
+        for uid, p in (("p1", None), ("p2", 0.1))
+    ]
+    assert all(a is not None for a in acks) and recorder.pending == 0
+    with Session(engine) as s:
+        (mv,) = s.exec(select(ModelVersion)).all()
+        assert [p.model_version_id for p in s.exec(select(Prediction))] == [mv.id, mv.id]
+        assert [d.model_version_id for d in s.exec(select(Disposition))] == [mv.id, mv.id]
+        (req,) = s.exec(select(AdjudicationRequest)).all()
+        assert (req.item_id, req.reason, req.probability) == (acks[1].item_id, "truth_sample", 0.1)
+    with engine.connect() as conn:
+        assert verify(conn).intact
+    engine.dispose()

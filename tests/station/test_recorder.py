@@ -359,3 +359,55 @@ def test_an_earlier_versions_unnamed_spool_is_reported_not_replayed(tmp_path):
     recorder = Recorder(rig.engine, spool_dir=tmp_path)
     assert recorder.pending == 0 and counts(rig.engine)["Item"] == 0
     assert recorder.unclaimed is not None and "decision-spool.jsonl" in recorder.unclaimed
+
+
+def test_a_new_item_is_written_whole_with_its_model_and_review_requests(tmp_path):
+    """The write behind every decision (a Connection, no ORM Session): the model version seen
+    for the first time is registered and named by the prediction, the disposition and the
+    review requests; the decision and disposition are chained; and the pooled connection goes
+    back with the engine's own lock wait, not the shorter one the write used."""
+    from records_fixtures import MODEL, new_item_record
+
+    from db.chain import verify
+    from db.engine import BUSY_TIMEOUT_MS, make_engine
+    from db.migrate import upgrade
+    from db.models import AdjudicationRequest, ModelVersion, Role
+    from db.repo import add_operator, get_or_create_station
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'station.db'}")
+    upgrade(engine)
+    with session_scope(engine) as s:
+        station_id = get_or_create_station(session=s, name="A1").id
+        operator_id = add_operator(session=s, name="ann", role=Role.inspector, secret_hash="x").id
+    acks = []
+    recorder = Recorder(engine, spool_dir=tmp_path, on_ack=acks.append)
+    first = new_item_record("u1", station_id=station_id, operator_id=operator_id)
+    drawn = new_item_record(
+        "u2", station_id=station_id, operator_id=operator_id, truth_sample=0.05, audit_flagged=True
+    )
+    assert recorder.record(first) is not None and recorder.record(drawn) is not None
+    assert [a.uid for a in acks] == ["u1", "u2"] and recorder.pending == 0
+    with session_scope(engine) as s:
+        (mv,) = s.exec(select(ModelVersion)).all()
+        assert (mv.name, mv.version, mv.sha256) == (MODEL.name, MODEL.version, MODEL.sha256)
+        items = s.exec(select(Item).order_by(Item.id)).all()
+        assert [i.id for i in items] == [a.item_id for a in acks]
+        assert [i.stats["record_uid"] for i in items] == ["u1", "u2"]
+        assert [p.model_version_id for p in s.exec(select(Prediction))] == [mv.id, mv.id]
+        disps = s.exec(select(Disposition).order_by(Disposition.id)).all()
+        assert [(d.model_version_id, d.final_label, d.level) for d in disps] == [
+            (mv.id, "scratch", Level.assist)
+        ] * 2
+        decs = s.exec(select(HumanDecision).order_by(HumanDecision.id)).all()
+        assert [d.id for d in decs] == [a.decision_id for a in acks]
+        assert [d.defect_types for d in decs] == [["scratch"], ["scratch"]]
+        requests = s.exec(select(AdjudicationRequest).order_by(AdjudicationRequest.id)).all()
+        assert [(r.item_id, r.reason, r.probability, r.model_version_id) for r in requests] == [
+            (acks[1].item_id, "truth_sample", 0.05, mv.id),
+            (acks[1].item_id, "disagreement", 1.0, mv.id),
+        ]
+    with engine.connect() as conn:
+        assert verify(conn).intact
+        wait = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    assert wait == BUSY_TIMEOUT_MS
+    engine.dispose()
