@@ -9,6 +9,13 @@ baseline: copying the cached table and adding the precomputed noise only, (3) st
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run from anywhere: this checkout's code first (the editable install maps the main checkout,
+# so a bench run from a worktree of an older commit would otherwise measure the new code).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import time
 
