@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -55,14 +57,35 @@ class CliResult:
     err: str
 
 
+#: The environment before any test changed it: the CLI zygote's own (tests/cli_zygote.py).
+_BASE_ENV = dict(os.environ)
+import cli_zygote  # noqa: E402  (reads STATION_TEST_CLI before any test clears it)
+
+_zygote: Any = None
+
+
+def _cli_zygote() -> Any:
+    global _zygote
+    if _zygote is None:
+        _zygote = cli_zygote.Zygote(_BASE_ENV)
+        atexit.register(_zygote.close)
+    return _zygote
+
+
 def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> CliResult:
-    """Run `station ...` as the user does, in a child process (exit codes, stderr, no tracebacks)."""
+    """Run `station ...` as the user does, in a child process (exit codes, stderr, no tracebacks):
+    forked from a process with the heavy imports done (tests/cli_zygote.py), or a fresh
+    interpreter with STATION_TEST_CLI=subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    if cli_zygote.usable():
+        code, out, err = _cli_zygote().run(args, input=input, env=full_env, timeout=120)
+        return CliResult(code, out, err)
     proc = subprocess.run(
         [sys.executable, "-m", "station", *args],
         input=input,
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env=full_env,
         timeout=120,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
