@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -265,6 +267,31 @@ class StationApp:
         self._end_login()
 
 
+#: What the pipeline thread imports before its first frame: the model package (torch,
+#: torchvision, onnxruntime). That took 6-10 s after login on this 2-core machine, with the
+#: camera shown STARTING all that time.
+WARM_IMPORTS = ("model", "onnxruntime")
+
+
+def warm_imports() -> threading.Thread:
+    """Import the model's packages on a thread of their own while the login dialog waits for
+    the operator: the pipeline thread's own import then finds them done (or waits for the one
+    under way: Python's import lock). A failed import here is left for the pipeline thread to
+    meet and report as it does now."""
+
+    def run() -> None:
+        for name in WARM_IMPORTS:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the pipeline thread's own import says what is wrong
+                log.debug("warming up %s failed", name, exc_info=True)
+                return
+
+    thread = threading.Thread(target=run, name="warm-imports", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_window(
     settings: Settings,
     engine: Engine,
@@ -282,6 +309,7 @@ def run_window(
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setStyleSheet(theme.STYLE)
 
+    warm_imports()
     dialog = LoginDialog(login_check(engine), station_name=settings.station_name)
     if dialog.exec() != LoginDialog.DialogCode.Accepted or dialog.operator is None:
         if dialog.failures >= dialog.max_tries:
