@@ -99,3 +99,13 @@ def first_row(conn: Connection, sql: str, params: Sequence[Any]) -> tuple[Any, .
     except sqlite3.Error as e:
         raise _translated(conn, sql, params, e) from e
     return None if got is None else tuple(got)
+
+
+def set_busy_timeout(conn: Connection, ms: int) -> None:
+    """How long this connection waits for another process's write lock (SQLite's busy_timeout),
+    through the driver: through SQLAlchemy the PRAGMA cost as much as one of the item's rows."""
+    sql = f"PRAGMA busy_timeout={int(ms)}"
+    try:
+        _driver(conn).execute(sql)
+    except sqlite3.Error as e:
+        raise _translated(conn, sql, (), e) from e

@@ -30,6 +30,7 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 
+from db import driver
 from db.engine import BUSY_TIMEOUT_MS, session_scope
 from db.errors import DbError, IntegrityProblem
 from db.models import AdjudicationRequest, ChosenFor, DecidedBy, Disposition, Item, Level
@@ -242,7 +243,10 @@ class Recorder:
         rows themselves: bench/db_write.py). A model seen for the first time is registered
         first, in a transaction of its own."""
         if not models_registered(rec, self._model_ids):
-            with session_scope(self.engine) as session:
+            with (
+                session_scope(self.engine) as session,
+                self._lock_wait(session.connection(), WRITE_LOCK_WAIT_MS),
+            ):
                 register_models(session=session, rec=rec, model_ids=self._model_ids)
         with self.engine.begin() as conn, self._lock_wait(conn, WRITE_LOCK_WAIT_MS):
             ids = write_inspection(conn=conn, rec=rec, model_ids=self._model_ids)
@@ -252,18 +256,17 @@ class Recorder:
     def _lock_wait(self, conn: Connection, wait_ms: int) -> Iterator[None]:
         """SQLite: wait at most `wait_ms` for another process's write lock, then give the
         pooled connection back with the engine's own wait. Set on the driver's connection:
-        through SQLAlchemy the two PRAGMAs cost a fifth of the write's Python."""
+        through SQLAlchemy the two PRAGMAs cost a fifth of the write's Python. Registering a
+        model first seen waits no longer than the item's rows do."""
         if not self._sqlite:
             yield
             return
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        raw.execute(f"PRAGMA busy_timeout={wait_ms}")
+        driver.set_busy_timeout(conn, wait_ms)
         try:
             yield
         finally:
             with contextlib.suppress(Exception):
-                raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                driver.set_busy_timeout(conn, BUSY_TIMEOUT_MS)
 
     def _write_in(
         self, session: Session, rec: Record, *, check_existing: bool

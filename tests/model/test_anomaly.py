@@ -38,7 +38,7 @@ def config(**kw) -> AnomalyConfig:
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory) -> tuple[Path, Path, dict]:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("anomaly")
     # a new line: plenty of good parts, a handful of defects
     data = write_folder(root / "data", {"ok": 40, "stain": 3, "scratch": 3}, seed=1)

@@ -97,7 +97,7 @@ def crop_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     data = write_folder(root / "data", {"ok": 80, "scratch": 60, "stain": 60}, seed=3)
     held = write_folder(root / "held", {"ok": 30, "scratch": 30, "stain": 30}, seed=4)
     cfg = TrainConfig(
-        epochs=6, input_size=(96, 64), crop=(48, 32), batch_size=12, threads=2, seed=0
+        epochs=6, input_size=(96, 64), crop=(48, 32), batch_size=12, threads=1, seed=0
     )
     return train(data, root / "artifact", cfg).path, held
 
@@ -131,7 +131,7 @@ def test_defect_images_with_blank_masks_are_left_out_and_counted(tmp_path: Path)
     blank = sorted((data / "scratch").glob("*.mask.png"))[:4]
     for b in blank:
         b.write_bytes((data / "ok" / "ok_000.mask.png").read_bytes())  # an all-black mask
-    cfg = TrainConfig(epochs=1, input_size=(96, 64), crop=(48, 32), batch_size=12, threads=2)
+    cfg = TrainConfig(epochs=1, input_size=(96, 64), crop=(48, 32), batch_size=12, threads=1)
     m = train(data, tmp_path / "out", cfg).manifest
     d = m["training"]["data"]
     assert 0 < d["blank_mask_defects_left_out"] <= 4
@@ -146,7 +146,7 @@ def test_a_bad_pool_size_in_the_manifest_is_refused(crop_model, tmp_path: Path) 
 
 def test_moving_average_weights_are_the_ones_kept(tmp_path: Path) -> None:
     data = write_folder(tmp_path / "d", {"ok": 24, "scratch": 24}, seed=7)
-    base = dict(epochs=2, input_size=(96, 64), crop=(48, 32), batch_size=12, threads=2)
+    base = dict(epochs=2, input_size=(96, 64), crop=(48, 32), batch_size=12, threads=1)
     plain = train(data, tmp_path / "plain", TrainConfig(**base)).manifest
     averaged = train(data, tmp_path / "ema", TrainConfig(**base, ema_decay=0.9)).manifest
     assert averaged["training"]["config"]["ema_decay"] == 0.9

@@ -17,7 +17,7 @@ from model.artifact import load_weights
 from model.calibrate import fit_temperature
 from model.train import validation_figures
 
-BASE = dict(epochs=3, input_size=(96, 64), batch_size=12, lr=3e-3, threads=2, seed=0)
+BASE = dict(epochs=3, input_size=(96, 64), batch_size=12, lr=3e-3, threads=1, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -174,7 +174,7 @@ def letterbox_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
         fit="letterbox",
         crop=(48, 48),
         batch_size=12,
-        threads=2,
+        threads=1,
         val_fraction=0.3,
     )
     return train(data, root / "artifact", cfg).path, held

@@ -411,3 +411,36 @@ def test_a_new_item_is_written_whole_with_its_model_and_review_requests(tmp_path
         wait = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
     assert wait == BUSY_TIMEOUT_MS
     engine.dispose()
+
+
+def test_registering_a_new_model_waits_for_a_lock_no_longer_than_the_items_rows(
+    tmp_path, monkeypatch
+):
+    """The first item of a model registers it in a transaction of its own: under the recorder's
+    short lock wait too, so a locked database spools the decision within it instead of holding
+    the line for the engine's long wait."""
+    from records_fixtures import new_item_record
+
+    from db.engine import BUSY_TIMEOUT_MS, make_engine
+    from db.migrate import upgrade
+    from db.models import Role
+    from db.repo import add_operator, get_or_create_station
+    from station.pipeline import recorder as recorder_module
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'station.db'}")
+    upgrade(engine)
+    with session_scope(engine) as s:
+        station_id = get_or_create_station(session=s, name="A1").id
+        operator_id = add_operator(session=s, name="ann", role=Role.inspector, secret_hash="x").id
+    waits = []
+    real = recorder_module.register_models
+
+    def registering(*, session, **kw):
+        waits.append(session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar())
+        return real(session=session, **kw)
+
+    monkeypatch.setattr(recorder_module, "register_models", registering)
+    recorder = Recorder(engine, spool_dir=tmp_path)
+    assert recorder.record(new_item_record("u1", station_id=station_id, operator_id=operator_id))
+    assert waits == [recorder_module.WRITE_LOCK_WAIT_MS] != [BUSY_TIMEOUT_MS]
+    engine.dispose()
