@@ -285,3 +285,19 @@ def test_histogram_from_sql_rows_equals_histogram_from_items() -> None:
     b = S.histogram_from_rows([(0.5, 1, 1, 0), (0.9, 2, 2, 1), (0.7, 1, 1, 0)])
     for f in ("scores", "total", "counted", "loss"):
         assert np.array_equal(getattr(a, f), getattr(b, f))
+
+
+def test_the_95_percent_z_is_scipys_and_the_module_does_not_import_scipy_stats():
+    """Z95 is written out (importing scipy.stats cost every command ~0.7 s); it must be the very
+    float SciPy gives, and review.stats must import without SciPy's statistics."""
+    import subprocess
+    import sys
+
+    from scipy import stats as sps
+
+    from review.stats import Z95
+
+    assert float(sps.norm.ppf(0.975)) == Z95
+    code = "import sys, review.stats; print('scipy.stats' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
