@@ -56,27 +56,24 @@ def _params(plan: _Plan, values: Mapping[str, Any]) -> list[Any]:
     return out
 
 
-def _driver(conn: Connection) -> sqlite3.Connection:
+def _execute(conn: Connection, sql: str, params: Any, *, many: bool = False) -> sqlite3.Cursor:
+    """Run `sql` on the driver's own connection, inside the caller's transaction; a driver error
+    is raised as SQLAlchemy would raise it (sqlalchemy.exc.OperationalError for a locked database,
+    IntegrityError for a constraint), so callers tell a retryable failure from a refusal exactly
+    as on the Core path."""
     raw = conn.connection.driver_connection
     assert isinstance(raw, sqlite3.Connection)
-    return raw
-
-
-def _translated(conn: Connection, sql: str, params: Any, e: sqlite3.Error) -> exc.StatementError:
-    """A driver error as SQLAlchemy would raise it (sqlalchemy.exc.OperationalError for a locked
-    database, IntegrityError for a constraint), so callers tell a retryable failure from a
-    refusal exactly as on the Core path."""
-    return exc.DBAPIError.instance(sql, params, e, sqlite3.Error, dialect=conn.dialect)
+    try:
+        return raw.executemany(sql, params) if many else raw.execute(sql, params)
+    except sqlite3.Error as e:
+        raise exc.DBAPIError.instance(sql, params, e, sqlite3.Error, dialect=conn.dialect) from e
 
 
 def insert_row(conn: Connection, table: Table, values: Mapping[str, Any]) -> int:
     """INSERT one row (every column but `id`, missing ones NULL); its new id."""
     plan = _plan(table, conn.dialect, False)
     params = _params(plan, values)
-    try:
-        row_id = _driver(conn).execute(plan.sql, params).lastrowid
-    except sqlite3.Error as e:
-        raise _translated(conn, plan.sql, params, e) from e
+    row_id = _execute(conn, plan.sql, params).lastrowid
     if row_id is None:
         raise exc.IntegrityError(plan.sql, params, Exception("the database returned no id"))
     return int(row_id)
@@ -85,27 +82,16 @@ def insert_row(conn: Connection, table: Table, values: Mapping[str, Any]) -> int
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT several rows as given (ids included, where set) in one executemany."""
     plan = _plan(table, conn.dialect, True)
-    params = [_params(plan, r) for r in rows]
-    try:
-        _driver(conn).executemany(plan.sql, params)
-    except sqlite3.Error as e:
-        raise _translated(conn, plan.sql, params, e) from e
+    _execute(conn, plan.sql, [_params(plan, r) for r in rows], many=True)
 
 
 def first_row(conn: Connection, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     """One row of a query run by the driver (values as SQLite holds them)."""
-    try:
-        got = _driver(conn).execute(sql, tuple(params)).fetchone()
-    except sqlite3.Error as e:
-        raise _translated(conn, sql, params, e) from e
+    got = _execute(conn, sql, tuple(params)).fetchone()
     return None if got is None else tuple(got)
 
 
 def set_busy_timeout(conn: Connection, ms: int) -> None:
     """How long this connection waits for another process's write lock (SQLite's busy_timeout),
     through the driver: through SQLAlchemy the PRAGMA cost as much as one of the item's rows."""
-    sql = f"PRAGMA busy_timeout={int(ms)}"
-    try:
-        _driver(conn).execute(sql)
-    except sqlite3.Error as e:
-        raise _translated(conn, sql, (), e) from e
+    _execute(conn, f"PRAGMA busy_timeout={int(ms)}", ())

@@ -290,11 +290,15 @@ def rate_evalue(k: int, n: int, target: float) -> float:
 
 
 def _log_evalue(k: int, n: int, target: float) -> float:
-    from scipy import stats as sps
     from scipy.special import betainc, betaln
 
     tail = float(betainc(k + 1, n - k + 1, target))  # scipy.special: 30x faster than .logcdf
-    log_tail = math.log(tail) if tail > 0.0 else float(sps.beta.logcdf(target, k + 1, n - k + 1))
+    if tail > 0.0:
+        log_tail = math.log(tail)
+    else:  # below double precision: only the log form has it
+        from scipy import stats as sps
+
+        log_tail = float(sps.beta.logcdf(target, k + 1, n - k + 1))
     return (
         float(betaln(k + 1, n - k + 1))
         + log_tail

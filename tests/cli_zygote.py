@@ -127,7 +127,8 @@ class Zygote:
     def run(
         self, args: tuple[str, ...], *, input: str | None, env: dict[str, str], timeout: float
     ) -> tuple[int, str, str]:
-        """(exit code, stdout, stderr) of `python -m station *args`; TimeoutError past `timeout`."""
+        """(exit code, stdout, stderr) of `python -m station *args`; subprocess.TimeoutExpired
+        past `timeout` (the child killed), as subprocess.run raises it."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
         with self._lock, tempfile.TemporaryDirectory(prefix="station-cli-") as tmp:
             paths = {k: Path(tmp) / k for k in ("stdin", "stdout", "stderr")}
@@ -145,7 +146,8 @@ class Zygote:
             self._proc.stdin.write((json.dumps(req) + "\n").encode())
             self._proc.stdin.flush()
             pid = json.loads(self._proc.stdout.readline())["pid"]
-            timer = threading.Timer(timeout, _kill, (pid,))
+            killed = threading.Event()
+            timer = threading.Timer(timeout, _kill, (pid, killed))
             timer.start()
             try:
                 answer = self._proc.stdout.readline()
@@ -157,7 +159,7 @@ class Zygote:
             code = os.waitstatus_to_exitcode(status)
             out = paths["stdout"].read_text(encoding="utf-8", errors="replace")
             err = paths["stderr"].read_text(encoding="utf-8", errors="replace")
-            if code == -9 and _killed.pop(pid, False):
+            if killed.is_set():
                 raise subprocess.TimeoutExpired(["station", *args], timeout, out, err)
             return code, out, err
 
@@ -174,11 +176,8 @@ class Zygote:
             self._proc.stdout.close()
 
 
-_killed: dict[int, bool] = {}
-
-
-def _kill(pid: int) -> None:
-    _killed[pid] = True
+def _kill(pid: int, killed: threading.Event) -> None:
+    killed.set()
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, 9)
 

@@ -9,7 +9,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -66,10 +65,10 @@ class CliResult:
 _BASE_ENV = dict(os.environ)
 import cli_zygote  # noqa: E402  (reads STATION_TEST_CLI before any test clears it)
 
-_zygote: Any = None
+_zygote: cli_zygote.Zygote | None = None
 
 
-def _cli_zygote() -> Any:
+def _cli_zygote() -> cli_zygote.Zygote:
     global _zygote
     if _zygote is None:
         _zygote = cli_zygote.Zygote(_BASE_ENV)

@@ -410,8 +410,8 @@ def _model_key(ref: ModelInfo) -> str:
 
 def register_models(*, session: Session, rec: InspectionRecord, model_ids: dict[str, int]) -> None:
     """Register the model versions `rec` names that `model_ids` (the writer's cache of model
-    version ids) does not hold yet: the first item of each model, in a transaction of its own
-    (registering is idempotent), so that the item's own transaction is only its rows."""
+    version ids) does not hold yet, in the caller's transaction (registering is idempotent: the
+    recorder does it in a transaction of its own before a new item's rows)."""
     for p in rec.predictions:
         if p.model is not None and _model_key(p.model) not in model_ids:
             mv = ensure_model_version(session=session, ref=p.model)

@@ -78,23 +78,20 @@ def test_the_station_recorder_writes_a_new_item_on_postgres(tmp_path) -> None:
     from sqlalchemy import text
 
     from db.chain import verify
-    from db.engine import make_engine, session_scope
+    from db.engine import make_engine
     from db.migrate import upgrade
-    from db.models import AdjudicationRequest, Disposition, ModelVersion, Prediction, Role
-    from db.repo import add_operator, get_or_create_station
+    from db.models import AdjudicationRequest, Disposition, ModelVersion, Prediction
     from station.pipeline.recorder import Recorder
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "station"))
-    from records_fixtures import new_item_record
+    from records_fixtures import new_item_record, station_and_operator
 
     engine = make_engine(PG_URL)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     upgrade(engine)
-    with session_scope(engine) as s:
-        station_id = get_or_create_station(session=s, name="PG2").id
-        operator_id = add_operator(session=s, name="pg", role=Role.inspector, secret_hash="x").id
+    station_id, operator_id = station_and_operator(engine)
     recorder = Recorder(engine, spool_dir=tmp_path)
     acks = [
         recorder.record(

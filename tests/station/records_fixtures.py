@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from db.engine import session_scope
+from db.models import Role
+from db.repo import add_operator, get_or_create_station
 from station.pipeline.predictor import ModelInfo
 from station.pipeline.records import DecisionRecord, InspectionRecord, PredictionRecord
 
@@ -17,6 +20,15 @@ MODEL = ModelInfo(
     thresholds={"scratch": 0.5},
     architecture="tiny_cnn",
 )
+
+
+def station_and_operator(engine) -> tuple[int, int]:
+    """A station and an inspector in a migrated database: the ids a record names."""
+    with session_scope(engine) as s:
+        station_id = get_or_create_station(session=s, name="A1").id
+        operator_id = add_operator(session=s, name="ann", role=Role.inspector, secret_hash="x").id
+    assert station_id is not None and operator_id is not None
+    return station_id, operator_id
 
 
 def new_item_record(

@@ -361,24 +361,18 @@ def test_an_earlier_versions_unnamed_spool_is_reported_not_replayed(tmp_path):
     assert recorder.unclaimed is not None and "decision-spool.jsonl" in recorder.unclaimed
 
 
-def test_a_new_item_is_written_whole_with_its_model_and_review_requests(tmp_path):
+def test_a_new_item_is_written_whole_with_its_model_and_review_requests(tmp_path, engine):
     """The write behind every decision (a Connection, no ORM Session): the model version seen
     for the first time is registered and named by the prediction, the disposition and the
     review requests; the decision and disposition are chained; and the pooled connection goes
     back with the engine's own lock wait, not the shorter one the write used."""
-    from records_fixtures import MODEL, new_item_record
+    from records_fixtures import MODEL, new_item_record, station_and_operator
 
     from db.chain import verify
-    from db.engine import BUSY_TIMEOUT_MS, make_engine
-    from db.migrate import upgrade
-    from db.models import AdjudicationRequest, ModelVersion, Role
-    from db.repo import add_operator, get_or_create_station
+    from db.engine import BUSY_TIMEOUT_MS
+    from db.models import AdjudicationRequest, ModelVersion
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'station.db'}")
-    upgrade(engine)
-    with session_scope(engine) as s:
-        station_id = get_or_create_station(session=s, name="A1").id
-        operator_id = add_operator(session=s, name="ann", role=Role.inspector, secret_hash="x").id
+    station_id, operator_id = station_and_operator(engine)
     acks = []
     recorder = Recorder(engine, spool_dir=tmp_path, on_ack=acks.append)
     first = new_item_record("u1", station_id=station_id, operator_id=operator_id)
@@ -410,28 +404,20 @@ def test_a_new_item_is_written_whole_with_its_model_and_review_requests(tmp_path
         assert verify(conn).intact
         wait = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
     assert wait == BUSY_TIMEOUT_MS
-    engine.dispose()
 
 
 def test_registering_a_new_model_waits_for_a_lock_no_longer_than_the_items_rows(
-    tmp_path, monkeypatch
+    tmp_path, engine, monkeypatch
 ):
     """The first item of a model registers it in a transaction of its own: under the recorder's
     short lock wait too, so a locked database spools the decision within it instead of holding
     the line for the engine's long wait."""
-    from records_fixtures import new_item_record
+    from records_fixtures import new_item_record, station_and_operator
 
-    from db.engine import BUSY_TIMEOUT_MS, make_engine
-    from db.migrate import upgrade
-    from db.models import Role
-    from db.repo import add_operator, get_or_create_station
+    from db.engine import BUSY_TIMEOUT_MS
     from station.pipeline import recorder as recorder_module
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'station.db'}")
-    upgrade(engine)
-    with session_scope(engine) as s:
-        station_id = get_or_create_station(session=s, name="A1").id
-        operator_id = add_operator(session=s, name="ann", role=Role.inspector, secret_hash="x").id
+    station_id, operator_id = station_and_operator(engine)
     waits = []
     real = recorder_module.register_models
 
@@ -443,4 +429,3 @@ def test_registering_a_new_model_waits_for_a_lock_no_longer_than_the_items_rows(
     recorder = Recorder(engine, spool_dir=tmp_path)
     assert recorder.record(new_item_record("u1", station_id=station_id, operator_id=operator_id))
     assert waits == [recorder_module.WRITE_LOCK_WAIT_MS] != [BUSY_TIMEOUT_MS]
-    engine.dispose()
