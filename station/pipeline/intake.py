@@ -31,6 +31,7 @@ from station.frames.store import ImageStore, StoredImage, encode_image
 from station.frames.trigger import CapturedItem, Trigger, item_from_frame
 from station.frames.types import CaptureState, Frame, FrameSource, SkippedFile
 from station.pipeline.timeline import Timeline
+from station.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,13 @@ class Intake:
         if capture is None:
             return
         self._capture = capture
-        self._pool = ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="image-store")
+        # The suggestion does not wait for an image's encoding and fsyncs (its record does):
+        # the writers yield the cores to the model and the pipeline (station/priority.py).
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.writers,
+            thread_name_prefix="image-store",
+            initializer=lower_this_thread,
+        )
         per_frame = self.source.item_per_frame
         try:
             while not should_stop():
