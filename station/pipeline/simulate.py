@@ -443,6 +443,7 @@ def simulate(
     )
     people = inspectors if inspectors is not None else synthetic_inspectors(config)
 
+    core.import_checks()  # a start-up cost, like the model's load: not the 100th item's
     # Routing, inference and decisions stay in order on this thread, so a seed gives the same
     # run; rendering runs ahead on the source's threads, statistics on the intake's, image
     # writes on its writers', database writes on the recorder's.

@@ -347,3 +347,41 @@ def test_a_run_keeps_opencv_to_one_thread_and_gives_the_process_its_setting_back
         assert cv2.getNumThreads() == 3
     finally:
         cv2.setNumThreads(before)
+
+
+def test_the_drift_checks_are_imported_before_the_first_item_not_by_the_first_check(tmp_path):
+    """Left to the first check (the 100th item), their import (SciPy's statistics, 0.8 s here)
+    held that item up; it is part of the start, like the model's load. A fresh interpreter:
+    this one has imported them long ago."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from db.models import Level
+        from station.pipeline.predictor import FakePredictor, confident
+        from station.pipeline.simulate import SimulateConfig, simulate
+        from station.pipeline.testing import open_station_db
+        from station.settings import Settings
+
+        assert "station.monitor" not in sys.modules, "imported before the run: nothing to test"
+        tmp = Path({str(tmp_path)!r})
+        seen = []
+        simulate(
+            Settings(data_dir=tmp),
+            open_station_db(f"sqlite:///{{tmp / 'sim.db'}}"),
+            SimulateConfig(items=2, level=Level.shadow, width=320, height=180),
+            predictor=FakePredictor(confident("ok")),
+            progress=lambda done, total: seen.append("station.monitor" in sys.modules),
+        )
+        print(seen)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[True, True]"

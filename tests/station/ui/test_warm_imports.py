@@ -55,3 +55,5 @@ def test_the_window_warms_the_model_packages_before_the_login_dialog(engine, mon
     assert app.run_window(Settings(), engine) == 1
     assert calls == ["warm", "login"]
     assert app.WARM_IMPORTS[0] == "model"
+    # the drift checks' code too: the item that ran the first check waited 0.8 s for it
+    assert app.WARM_IMPORTS[-1] == "station.monitor" == app.MONITOR_MODULE

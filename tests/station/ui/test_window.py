@@ -697,6 +697,27 @@ def test_the_pipeline_thread_feeds_the_window_and_stops_cleanly(qtbot, tmp_path)
         assert t["total"] == pytest.approx(sum(v for k, v in t.items() if k != "total"), abs=0.1)
 
 
+def test_the_model_starts_on_an_item_as_it_is_captured_and_that_pass_is_its_answer(qtbot, tmp_path):
+    """The forward pass begins on the intake's thread at capture, while the pipeline thread
+    reads the level and plans the item; the item's answer is that pass's, not a second one."""
+    from station.pipeline.worker import Started
+
+    fake = FakePredictor(confident("ok"))
+    rig, app = engineer_station(
+        qtbot, tmp_path, 2, level=Level.assist, loader=lambda _p: (fake, fake.info)
+    )
+    app.start()
+    try:
+        qtbot.waitUntil(lambda: len(app.core.desk.queue) == 2, timeout=30_000)
+        for waiting in list(app.core.desk.queue):
+            early = waiting.assessed.captured.early
+            assert isinstance(early, Started), "no pass was started at capture"
+            assert early.future.result(0) is waiting.assessed.inference.prediction
+        assert fake.calls == 2  # one pass per item
+    finally:
+        app.stop()
+
+
 def test_a_picture_that_cannot_be_prepared_off_the_gui_thread_costs_the_item_nothing(
     qtbot, tmp_path, monkeypatch
 ):
