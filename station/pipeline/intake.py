@@ -31,7 +31,7 @@ from station.frames.store import ImageStore, StoredImage, encode_image
 from station.frames.trigger import CapturedItem, Trigger, item_from_frame
 from station.frames.types import CaptureState, Frame, FrameSource, SkippedFile
 from station.pipeline.timeline import Timeline
-from station.priority import lower_this_thread
+from station.priority import background_pool
 
 log = logging.getLogger(__name__)
 
@@ -238,11 +238,7 @@ class Intake:
         self._capture = capture
         # The suggestion does not wait for an image's encoding and fsyncs (its record does):
         # the writers yield the cores to the model and the pipeline (station/priority.py).
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.writers,
-            thread_name_prefix="image-store",
-            initializer=lower_this_thread,
-        )
+        self._pool = background_pool(self.writers, "image-store")
         per_frame = self.source.item_per_frame
         try:
             while not should_stop():
@@ -302,7 +298,12 @@ class Intake:
             stored = self._pool.submit(_store, self.store, item.image)
         timeline = Timeline()
         timeline.mark("captured")
-        early = self.early(item.image) if self.early is not None else None
+        early = None
+        if self.early is not None:
+            try:
+                early = self.early(item.image)
+            except Exception:  # the item is assessed as if nothing had been started
+                log.exception("could not start the model on a captured item")
         return Captured(
             timeline=timeline,
             image=item.image,

@@ -443,11 +443,9 @@ def simulate(
     )
     people = inspectors if inspectors is not None else synthetic_inspectors(config)
 
-    core.import_checks()  # a start-up cost, like the model's load: not the 100th item's
     # Routing, inference and decisions stay in order on this thread, so a seed gives the same
     # run; rendering runs ahead on the source's threads, statistics on the intake's, image
     # writes on its writers', database writes on the recorder's.
-    t_loop = time.perf_counter()
     stopped: str | None = None
     # Every core is busy with this run's own threads (rendering, encoding, the model): OpenCV's
     # pool splitting one resize or colour conversion across them only adds its hand-offs, 2.4 ms
@@ -455,6 +453,8 @@ def simulate(
     opencv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
+        core.import_checks()  # a start-up cost, like the model's load: not the 100th item's
+        t_loop = time.perf_counter()
         for captured in intake.items(should_stop=lambda: intake.items_out >= config.items, ahead=4):
             assessed = core.assessor.assess(captured)
             core.accept(assessed)

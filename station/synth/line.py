@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from station.frames.types import Frame, SkippedFile
-from station.priority import lower_this_thread
+from station.priority import background_pool
 from station.synth.config import SynthConfig
 from station.synth.render import (
     NOISE_BANKS,
@@ -256,11 +256,7 @@ class SyntheticStillsSource:
         if self.render_threads > 0 and self._pool is None:
             # A stand-in for a camera, which asks nothing of the CPU: the rendering yields the
             # cores to the station's own work (station/priority.py).
-            self._pool = ThreadPoolExecutor(
-                self.render_threads,
-                thread_name_prefix="synth-render",
-                initializer=lower_this_thread,
-            )
+            self._pool = background_pool(self.render_threads, "synth-render")
 
     def _render(self, index: int) -> Frame:
         item = render_item(self.config, index)

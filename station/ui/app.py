@@ -281,7 +281,7 @@ def warm_imports() -> threading.Thread:
     """Import the model's packages on a thread of their own while the login dialog waits for
     the operator: the pipeline thread's own import then finds them done (or waits for the one
     under way: Python's import lock). A failed import here is left for the pipeline thread to
-    meet and report as it does now."""
+    meet and report as it does now; the next module is warmed all the same."""
 
     def run() -> None:
         for name in WARM_IMPORTS:
@@ -289,7 +289,6 @@ def warm_imports() -> threading.Thread:
                 importlib.import_module(name)
             except Exception:  # the pipeline thread's own import says what is wrong
                 log.debug("warming up %s failed", name, exc_info=True)
-                return
 
     thread = threading.Thread(target=run, name="warm-imports", daemon=True)
     thread.start()

@@ -83,3 +83,19 @@ def test_a_camera_that_is_not_there_is_retried_and_reported_until_stopped() -> N
 def test_without_retries_a_missing_source_is_the_callers_error() -> None:
     with pytest.raises(SourceError, match="device 7"):
         list(Intake(Absent([]), store=None).items())
+
+
+def test_a_failure_to_start_the_model_at_capture_costs_the_item_nothing(tmp_path: Path) -> None:
+    """The early start is a head start only: when it raises, the item goes on without one and
+    the pipeline asks the model itself."""
+
+    def broken(_image):
+        raise RuntimeError("worker gone")
+
+    intake = Intake(
+        ListSource([phone_image(i) for i in range(2)], item_per_frame=True),
+        store=ImageStore(tmp_path / "images"),
+        early=broken,
+    )
+    items = list(intake.items())
+    assert len(items) == 2 and all(c.early is None for c in items)

@@ -17,11 +17,18 @@ from station.pipeline.intake import Intake
 from station.pipeline.testing import phone_image
 from station.priority import BACKGROUND_NICE, lower_this_thread
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux's")
-
 
 def nice_here() -> int:
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux's"),
+    pytest.mark.skipif(
+        sys.platform == "linux" and nice_here() + BACKGROUND_NICE > 19,
+        reason="the tests already run so low that a lowered thread could not be told apart",
+    ),
+]
 
 
 def test_a_thread_lowers_its_own_priority_and_no_other():
@@ -77,3 +84,43 @@ def test_the_synthetic_camera_renders_at_a_lower_priority(monkeypatch):
         source.close()
     assert all(f is not None for f in frames)
     assert rendered and set(rendered) == {min(19, nice_here() + BACKGROUND_NICE)}
+
+
+def test_opencv_workers_started_from_a_lowered_pool_are_not_lowered():
+    """A thread inherits its creator's nice value, and OpenCV starts its workers at its first
+    parallel call: made by a lowered writer, the model's resizes would later be split onto
+    lowered workers. A fresh interpreter, where OpenCV has started no worker yet."""
+    import json
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import json, os, threading
+        import cv2
+        import numpy as np
+        from station.priority import background_pool
+
+        def nice(tid):
+            return os.getpriority(os.PRIO_PROCESS, tid)
+
+        def first_opencv_call():  # large enough to be split across OpenCV's workers
+            cv2.resize(np.zeros((720, 1280, 3), np.uint8), (640, 368), interpolation=cv2.INTER_AREA)
+            return threading.get_native_id()
+
+        cv2.setNumThreads(2)
+        with background_pool(1, "lowered") as pool:
+            writer = pool.submit(first_opencv_call).result()
+            tasks = {int(t): nice(int(t)) for t in os.listdir("/proc/self/task")}
+        print(json.dumps({"main": nice(threading.get_native_id()), "writer": writer, "tasks": tasks}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    tasks = {int(k): v for k, v in got["tasks"].items()}
+    assert len(tasks) >= 3  # the main thread, the writer and at least one OpenCV worker
+    assert tasks.pop(got["writer"]) == min(19, got["main"] + BACKGROUND_NICE)
+    assert set(tasks.values()) == {got["main"]}, "a thread besides the writer runs lowered"

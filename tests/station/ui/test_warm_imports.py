@@ -16,14 +16,14 @@ def test_the_model_packages_are_imported_on_a_thread_of_their_own(tmp_path, monk
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("warm_a", "warm_c"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    # one that cannot be imported stops the warm-up quietly: the pipeline thread's own import
-    # reports it, as before
+    # one that cannot be imported is passed over quietly (the pipeline thread's own import
+    # reports it, as before) and the next is warmed all the same
     monkeypatch.setattr(app, "WARM_IMPORTS", ("warm_a", "warm_b_missing", "warm_c"))
     thread = app.warm_imports()
     thread.join(30)
     assert not thread.is_alive() and thread.daemon
     assert sys.modules["warm_a"].WHERE == "warm-imports"
-    assert "warm_c" not in sys.modules
+    assert sys.modules["warm_c"].X == 1
 
 
 def test_the_window_warms_the_model_packages_before_the_login_dialog(engine, monkeypatch):
