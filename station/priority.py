@@ -7,8 +7,13 @@ stand-in for hardware (the synthetic camera's rendering, which a real camera doe
 CPU). Left at the same priority, the scheduler shares the cores evenly and the item waits its
 turn behind them; a thread that lowers its own priority still runs whenever a core is free, so
 nothing it does is skipped or lost, only reordered. Records wait for their images: on a machine
-kept full by the line's own work they are written later (the dashboard counts the decisions
-waiting for the disk), never dropped.
+kept full by the line's own work they are written later, never dropped.
+
+The risk is Python's lock: a lowered thread that holds it when the scheduler passes the thread
+over holds up every thread that needs it until the thread runs again. `station simulate` (no
+window; its model's thread is the critical path) lowers its renderers and image writers; the
+station window lowers nothing (its one writer's work measured no latency gain there, and its
+longest event-loop stalls were longer in the runs with it lowered).
 
 Linux gives each thread a nice value of its own (a thread is a task there); elsewhere
 `lower_this_thread` does nothing. A thread can only lower its priority, never raise it back,

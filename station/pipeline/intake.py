@@ -153,6 +153,7 @@ class Intake:
         backoff: Backoff | None = None,
         keep_trying_to_open: bool = False,
         writers: int = 1,
+        lowered_writers: bool = False,
         early: Callable[[np.ndarray], object] | None = None,
     ) -> None:
         self.source = source
@@ -166,6 +167,11 @@ class Intake:
         self.backoff = backoff
         self.keep_trying_to_open = keep_trying_to_open
         self.writers = writers
+        # Lowered writers suit a run that fills every core with its own work and has no window
+        # (station simulate). Not the window's: a lowered thread holding Python's lock while the
+        # scheduler passes it over holds up every thread that needs the lock, the GUI's too
+        # (station/priority.py), and the window gained nothing measurable from it.
+        self.lowered_writers = lowered_writers
         # Called with each item's image as it is captured (the model may start on it at once).
         self.early = early
         self.frames_seen = 0
@@ -237,8 +243,12 @@ class Intake:
             return
         self._capture = capture
         # The suggestion does not wait for an image's encoding and fsyncs (its record does):
-        # the writers yield the cores to the model and the pipeline (station/priority.py).
-        self._pool = background_pool(self.writers, "image-store")
+        # where asked, the writers yield the cores to the model (station/priority.py).
+        self._pool = (
+            background_pool(self.writers, "image-store")
+            if self.lowered_writers
+            else ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="image-store")
+        )
         per_frame = self.source.item_per_frame
         try:
             while not should_stop():

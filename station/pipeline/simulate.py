@@ -439,6 +439,7 @@ def simulate(
         # The n-th item arrives n - 1 intervals after the first, whenever it is read ahead.
         now=lambda: start + timedelta(seconds=(intake.items_out - 1) * config.interval_s),
         writers=2,  # two fsyncs in flight overlap the model
+        lowered_writers=True,  # the model's thread is the run's critical path
         early=core.assessor.start,  # the model works on the items read ahead
     )
     people = inspectors if inspectors is not None else synthetic_inspectors(config)

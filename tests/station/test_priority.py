@@ -31,6 +31,17 @@ pytestmark = [
 ]
 
 
+def store_noting_priority(writes: list[int]) -> type[ImageStore]:
+    """An ImageStore that notes the nice value of each thread that writes an image."""
+
+    class Watched(ImageStore):
+        def put_bytes(self, data: bytes):
+            writes.append(nice_here())
+            return super().put_bytes(data)
+
+    return Watched
+
+
 def test_a_thread_lowers_its_own_priority_and_no_other():
     before = nice_here()
     seen: list[int] = []
@@ -46,23 +57,46 @@ def test_a_thread_lowers_its_own_priority_and_no_other():
     assert nice_here() == before  # the caller, and so the pipeline's threads, keep theirs
 
 
-def test_images_are_written_at_a_lower_priority_than_the_pipeline(tmp_path: Path):
+@pytest.mark.parametrize("lowered", [True, False])
+def test_images_are_written_lowered_only_where_asked(tmp_path: Path, lowered: bool):
+    """`station simulate` asks for it (its model's thread is its critical path); the window
+    does not (a lowered thread holding Python's lock could hold up the GUI's)."""
     pipeline = nice_here()
     writes: list[int] = []
 
-    class Watched(ImageStore):
-        def put_bytes(self, data: bytes):
-            writes.append(nice_here())
-            return super().put_bytes(data)
-
+    Watched = store_noting_priority(writes)
     intake = Intake(
         ListSource([phone_image(i) for i in range(3)], item_per_frame=True),
         store=Watched(tmp_path / "images"),
         writers=2,
+        lowered_writers=lowered,
     )
     items = list(intake.items())
     assert len(items) == 3 and all((tmp_path / "images" / c.image_path).exists() for c in items)
-    assert writes == [min(19, pipeline + BACKGROUND_NICE)] * 3
+    expected = min(19, pipeline + BACKGROUND_NICE) if lowered else pipeline
+    assert writes == [expected] * 3
+
+
+def test_station_simulate_writes_its_images_lowered(tmp_path: Path, monkeypatch):
+    import importlib
+
+    from db.models import Level
+    from station.pipeline.testing import open_station_db
+    from station.settings import Settings
+
+    sim = importlib.import_module("station.pipeline.simulate")  # the package exports the function
+    pipeline = nice_here()
+    writes: list[int] = []
+
+    Watched = store_noting_priority(writes)
+    monkeypatch.setattr(sim, "ImageStore", Watched)
+    summary = sim.simulate(
+        Settings(data_dir=tmp_path),
+        open_station_db(f"sqlite:///{tmp_path / 'sim.db'}"),
+        sim.SimulateConfig(items=3, level=Level.human_only, width=320, height=180),
+    )
+    assert summary.items == 3 and summary.unsaved == 0
+    assert writes and set(writes) == {min(19, pipeline + BACKGROUND_NICE)}
 
 
 def test_the_synthetic_camera_renders_at_a_lower_priority(monkeypatch):
