@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -36,10 +37,19 @@ class InferenceResult:
 
 @dataclass(frozen=True)
 class Started:
-    """A forward pass asked for at capture; `InferenceWorker.infer` collects it."""
+    """A forward pass asked for at capture; `InferenceWorker.infer` collects it.
 
-    worker: InferenceWorker
+    It names its worker weakly: an item keeps its pass while it waits for the inspector (up to
+    MAX_WAITING of them), and a model swapped out or taken out of use meanwhile must not stay in
+    memory for that."""
+
+    _worker: weakref.ref[InferenceWorker]
     future: Future[Prediction]
+
+    @property
+    def worker(self) -> InferenceWorker | None:
+        """The worker that runs the pass; None once nothing else holds it."""
+        return self._worker()
 
 
 class InferenceWorker:
@@ -62,7 +72,7 @@ class InferenceWorker:
         """Start the forward pass of `image` now, on the model's thread (any thread may call
         it; None once the worker is closed). Passes run in the order they were started."""
         future = self._submit(image, None)
-        return Started(self, future) if future is not None else None
+        return Started(weakref.ref(self), future) if future is not None else None
 
     def infer(self, image: np.ndarray, started: Started | None = None) -> InferenceResult:
         """Blocking (call it from a worker thread, never the UI thread): the answer for `image`,

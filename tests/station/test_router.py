@@ -278,6 +278,27 @@ def test_a_pass_started_at_capture_is_collected_once_and_a_stale_one_is_asked_an
     other.close()
 
 
+def test_a_pass_started_at_capture_does_not_keep_a_swapped_out_model_in_memory():
+    """Items waiting for the inspector keep the pass started at their capture; once the model
+    that ran it is swapped out and closed, the pass keeps its answer, not the model."""
+    import gc
+    import weakref
+
+    from station.pipeline.worker import InferenceWorker
+
+    model = FakePredictor(confident("scratch"))
+    worker = InferenceWorker(model, timeout_s=5)
+    started = worker.start(np.zeros((8, 8, 3), np.uint8))
+    assert started is not None and started.worker is worker
+    answer = started.future.result(5)
+    gone = weakref.ref(model)
+    worker.close()
+    del worker, model
+    gc.collect()
+    assert gone() is None and started.worker is None
+    assert started.future.result(0) is answer and answer.label == "scratch"
+
+
 def test_an_item_whose_pass_was_cancelled_with_a_hung_model_is_answered_afresh():
     from station.pipeline.worker import InferenceWorker
 
