@@ -188,3 +188,25 @@ _MODE = os.environ.get("STATION_TEST_CLI", "zygote")
 
 def usable() -> bool:
     return hasattr(os, "fork") and _MODE != "subprocess"
+
+
+def run_fresh(
+    args: tuple[str, ...],
+    *,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `python -m station *args` in a fresh interpreter: where
+    there is no zygote, and what a forked command is compared with."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "station", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+    return proc.returncode, proc.stdout, proc.stderr

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,15 +82,7 @@ def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = N
     if cli_zygote.usable():
         code, out, err = _cli_zygote().run(args, input=input, env=full_env, timeout=120)
         return CliResult(code, out, err)
-    proc = subprocess.run(
-        [sys.executable, "-m", "station", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=120,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    return CliResult(*cli_zygote.run_fresh(args, input=input, env=full_env))
 
 
 @pytest.fixture

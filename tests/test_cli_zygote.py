@@ -4,26 +4,11 @@ done: what a command prints, reads and exits with must be what a fresh `python -
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
-from cli_zygote import Zygote, usable
+from cli_zygote import Zygote, run_fresh, usable
 
 pytestmark = pytest.mark.skipif(not usable(), reason="no fork here, or STATION_TEST_CLI=subprocess")
-
-
-def fresh(args, *, input=None, env=None, cwd=None):
-    proc = subprocess.run(
-        [sys.executable, "-m", "station", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-    )
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_a_forked_command_prints_reads_and_exits_as_a_fresh_one(tmp_path, monkeypatch):
@@ -39,7 +24,7 @@ def test_a_forked_command_prints_reads_and_exits_as_a_fresh_one(tmp_path, monkey
             ("config", "show", "--config", "missing.toml"),  # relative to the working folder
         ]
         for args in cases:
-            assert zygote.run(args, input=None, env=env, timeout=120) == fresh(
+            assert zygote.run(args, input=None, env=env, timeout=120) == run_fresh(
                 args, env=env, cwd=tmp_path
             ), args
         # a secret read from stdin: each adds the first engineer to a database of its own
@@ -47,7 +32,9 @@ def test_a_forked_command_prints_reads_and_exits_as_a_fresh_one(tmp_path, monkey
         got = zygote.run(
             (*add, f"sqlite:///{tmp_path / 'a.db'}"), input="k\n", env=env, timeout=120
         )
-        want = fresh((*add, f"sqlite:///{tmp_path / 'b.db'}"), input="k\n", env=env, cwd=tmp_path)
+        want = run_fresh(
+            (*add, f"sqlite:///{tmp_path / 'b.db'}"), input="k\n", env=env, cwd=tmp_path
+        )
         assert got[0] == want[0] == 0 and got[2] == want[2], (got, want)
         assert got[1].replace("a.db", "b.db") == want[1]
         # the caller's environment, exactly: a variable set only for this call is seen

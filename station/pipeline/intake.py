@@ -167,10 +167,7 @@ class Intake:
         self.backoff = backoff
         self.keep_trying_to_open = keep_trying_to_open
         self.writers = writers
-        # Lowered writers suit a run that fills every core with its own work and has no window
-        # (station simulate). Not the window's: a lowered thread holding Python's lock while the
-        # scheduler passes it over holds up every thread that needs the lock, the GUI's too
-        # (station/priority.py), and the window gained nothing measurable from it.
+        # station simulate's, not the window's (station/priority.py says why)
         self.lowered_writers = lowered_writers
         # Called with each item's image as it is captured (the model may start on it at once).
         self.early = early
@@ -242,8 +239,7 @@ class Intake:
         if capture is None:
             return
         self._capture = capture
-        # The suggestion does not wait for an image's encoding and fsyncs (its record does):
-        # where asked, the writers yield the cores to the model (station/priority.py).
+        # The model does not wait for an image's encoding and fsyncs (its record does).
         self._pool = (
             background_pool(self.writers, "image-store")
             if self.lowered_writers
