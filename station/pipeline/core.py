@@ -81,8 +81,12 @@ class StationCore:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utc_now,
         opener: Opener | None = None,
+        before_checks: Callable[[], None] = lambda: None,
     ) -> None:
         self.engine = engine
+        # Called before a round of checks that read the record (station simulate: once every
+        # decision so far is written, so a seed gives the same verdicts however the threads ran)
+        self.before_checks = before_checks
         self.settings = settings
         self.station_id = station_id
         self._items_since_check = 0
@@ -176,13 +180,17 @@ class StationCore:
         items the canary's step is judged and the champion's health checked (station/ramp.py,
         the system's own recorded changes of role); then the lineup in the record is followed."""
         self._items_since_check += 1
-        if self._items_since_check >= self.settings.lifecycle.check_every_items:
+        self._items_since_monitor += 1
+        lifecycle = self._items_since_check >= self.settings.lifecycle.check_every_items
+        drift = self.settings.monitor.enabled and (
+            self._items_since_monitor >= self.settings.monitor.every_items
+        )
+        if lifecycle or drift:
+            self.before_checks()
+        if lifecycle:
             self._items_since_check = 0
             self._check_lifecycle()
-        self._items_since_monitor += 1
-        if self.settings.monitor.enabled and (
-            self._items_since_monitor >= self.settings.monitor.every_items
-        ):
+        if drift:
             self._items_since_monitor = 0
             self._check_drift()
         self._items_planned += 1

@@ -526,6 +526,13 @@ class BackgroundRecorder:
         while self._queue.qsize() > limit and self._thread.is_alive():
             time.sleep(0.005)
 
+    def wait_until_written(self) -> None:
+        """Block until every record submitted so far is handled: written, or kept to retry (a
+        check that reads the record then sees every item decided before it)."""
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks and self._thread.is_alive():
+                self._queue.all_tasks_done.wait(0.05)
+
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -539,8 +546,10 @@ class BackgroundRecorder:
                 self._guarded(self._retry)
                 continue
             if rec is None:
+                self._queue.task_done()
                 return
             self._guarded(lambda r=rec: self._record(r))  # type: ignore[misc]
+            self._queue.task_done()
 
     def _retry(self) -> None:
         if self.recorder.pending:

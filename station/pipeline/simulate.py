@@ -390,6 +390,7 @@ def simulate(
         rng=random.Random(config.seed),
         clock=lambda: done[0] * config.interval_s,
         now=lambda: start + timedelta(seconds=done[0] * config.interval_s),
+        before_checks=background.wait_until_written,
     )
     if config.level is not Level.human_only:
         try:

@@ -385,3 +385,41 @@ def test_the_drift_checks_are_imported_before_the_first_item_not_by_the_first_ch
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[True, True]"
+
+
+def test_a_round_of_checks_sees_every_item_decided_before_it(tmp_path, monkeypatch):
+    """The checks read the record; a seeded run gives the same verdicts only if every decision
+    before a round is written when the round reads, however far the writers lag (here: slowed)."""
+    import time as _time
+
+    import station.monitor as monitor
+    from db.models import Item
+    from station.frames.store import ImageStore
+
+    slow_put = ImageStore.put_bytes
+
+    def put_slowly(self, data):
+        _time.sleep(0.03)
+        return slow_put(self, data)
+
+    monkeypatch.setattr(ImageStore, "put_bytes", put_slowly)
+    real_check = monitor.check_station
+    seen: list[int] = []
+
+    def counting(engine, settings, station_id):
+        with session_scope(engine) as s:
+            seen.append(len(s.exec(select(Item)).all()))
+        return real_check(engine, settings, station_id)
+
+    monkeypatch.setattr(monitor, "check_station", counting)
+    from station.settings import MonitorSettings
+
+    settings = Settings(data_dir=tmp_path, monitor=MonitorSettings(every_items=10))
+    simulate(
+        settings,
+        open_station_db(f"sqlite:///{tmp_path / 'sim.db'}"),
+        SimulateConfig(items=35, level=Level.shadow, **SMALL),
+        predictor=FakePredictor(mixed_answers),
+    )
+    # the round before item 10 (0-based: the 10th planned) sees items 0-8 ... and so on
+    assert seen == [9, 19, 29]
