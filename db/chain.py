@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Table, event, func, insert, select
 from sqlalchemy.orm import Session as OrmSession
 
 from db import driver
+from db.driver import Writer
 from db.models import (
     Adjudication,
     AuditChainEntry,
@@ -84,6 +85,8 @@ def _canonical(value: Any) -> Any:
     if type(value) in _PLAIN:
         return value
     if isinstance(value, datetime):
+        if type(value) is datetime and value.tzinfo is UTC and value.year >= 1000:  # same text
+            return value.replace(tzinfo=None).isoformat("T", "microseconds")
         t = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     if isinstance(value, Enum):
@@ -99,7 +102,8 @@ _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).e
 
 
 def row_hash(row: Mapping[str, Any]) -> str:
-    body = {k: _canonical(v) for k, v in sorted(row.items())}
+    # Plain values are taken as they are without a call (most of a row); the encoder sorts keys.
+    body = {k: v if type(v) in _PLAIN else _canonical(v) for k, v in row.items()}
     return hashlib.sha256(_encode(body).encode()).hexdigest()
 
 
@@ -142,10 +146,10 @@ def append(conn: Connection, table: str, row_id: int, columns: set[str] | None =
 
 
 def append_rows(
-    conn: Connection, chain: str, rows: Sequence[tuple[str, int, Mapping[str, Any]]]
+    conn: Connection | Writer, chain: str, rows: Sequence[tuple[str, int, Mapping[str, Any]]]
 ) -> None:
     """Append (table, row id, the row's values) to `chain`, in order, in one statement."""
-    if conn.dialect.name == "postgresql":
+    if isinstance(conn, Connection) and conn.dialect.name == "postgresql":
         # Writers of one chain queue up until this transaction ends.
         key = zlib.crc32(chain.encode()) - 2**31
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(key)})")
@@ -153,6 +157,7 @@ def append_rows(
     if fast:
         last = driver.first_row(conn, _LAST_SQL, (chain,))
     else:
+        assert isinstance(conn, Connection)  # a Writer is always usable
         last = conn.execute(
             select(_entries.c.seq, _entries.c.entry_hash)
             .where(_entries.c.chain == chain)
@@ -182,6 +187,7 @@ def append_rows(
     if fast:
         driver.insert_rows(conn, _entries, entries)
     else:
+        assert isinstance(conn, Connection)
         conn.execute(insert(_entries), entries)
 
 

@@ -10,25 +10,83 @@ driver's own cursor runs it, inside the caller's transaction.
 
 SQLite only: it is the station's local record, where the per-item cost is Python's. On
 PostgreSQL a round trip dwarfs that cost, and the Core path (with RETURNING) stays.
+
+`Writer` goes one step further for the one writer that commits once per item (the recorder): it
+keeps one of the engine's connections for itself and runs the transaction on it directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, exc
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.sql import sqltypes
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 
 @dataclass(frozen=True)
 class _Plan:
     sql: str
     columns: tuple[str, ...]
-    converted: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column index, bind processor)
+    # (column index, bind processor, the value types stored the same without it)
+    converted: tuple[tuple[int, Callable[[Any], Any], tuple[type, ...]], ...]
+
+
+_NONE = type(None)
+#: Values of these column types that the driver stores exactly as their bind processor's
+#: result would be stored: a float as a float (Float's processor calls float() on it), a bool as
+#: the integer 0 or 1 (Boolean's calls int() on it), and None as NULL. About half of an item's
+#: conversions; each skipped processor call saved about a microsecond of the item's write.
+_STORED_AS_THEY_ARE: dict[type, tuple[type, ...]] = {
+    sqltypes.Float: (float, _NONE),
+    sqltypes.Boolean: (bool, _NONE),
+}
+
+
+def _utc_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """UTCDateTime's processor (to UTC, then SQLite's text form, "2026-12-02 08:30:15.123456")
+    for a datetime already in UTC, by isoformat in C instead of the TypeDecorator's two steps
+    and a %-format; anything else goes through `process` itself."""
+
+    def convert(value: Any) -> Any:
+        if type(value) is datetime and value.tzinfo is UTC:
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return process(value)
+
+    return convert
+
+
+#: Probes that a fast conversion must turn into exactly what SQLAlchemy's does, checked when a
+#: table's plan is made (a SQLAlchemy whose storage format differs keeps its own processor).
+_PROBES = (
+    datetime(2026, 12, 2, 8, 30, 15, 123456, tzinfo=UTC),
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    datetime(999, 1, 1, tzinfo=UTC),
+)
+
+
+def _converter(
+    column: Any, dialect: Dialect
+) -> tuple[Callable[[Any], Any], tuple[type, ...]] | None:
+    process = column.type._cached_bind_processor(dialect)
+    if process is None:
+        return None
+    if isinstance(column.type, UTCDateTime):
+        fast = _utc_text(process)
+        if all(fast(v) == process(v) for v in _PROBES):
+            return fast, (_NONE,)
+    for kind, keep in _STORED_AS_THEY_ARE.items():
+        if isinstance(column.type, kind):
+            return process, keep
+    return process, ()
 
 
 @functools.lru_cache(maxsize=64)
@@ -40,36 +98,127 @@ def _plan(table: Table, dialect: Dialect, with_id: bool) -> _Plan:
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
         f"VALUES ({', '.join('?' for _ in names)})"
     )
-    processors = [c.type._cached_bind_processor(dialect) for c in cols]
-    return _Plan(sql, names, tuple((i, p) for i, p in enumerate(processors) if p is not None))
+    converters = [_converter(c, dialect) for c in cols]
+    return _Plan(sql, names, tuple((i, *c) for i, c in enumerate(converters) if c is not None))
 
 
-def usable(conn: Connection) -> bool:
+class Writer:
+    """One SQLite connection of `engine`'s, kept by a single writer, and its transactions.
+
+    Through SQLAlchemy each transaction checked a connection out of the pool and back (resetting
+    it), built a Connection and a Transaction, and set the writer's short lock wait and then the
+    engine's long one back (two PRAGMAs): as much Python as the item's rows (bench/db_write.py).
+    This connection leaves the pool once, is opened by the engine (so it has the engine's
+    pragmas: WAL, synchronous=FULL, foreign keys) and keeps the writer's lock wait for good.
+
+    A transaction that fails is rolled back and the connection closed: the next one opens a new
+    connection, as a pool checkout after an error would. Driver errors come out as SQLAlchemy's
+    (OperationalError for a locked database or a full disk, IntegrityError for a constraint), as
+    on a Connection. Passed where the repository takes a Connection (`record_inspection_rows`,
+    `chain.append_rows`): this module's functions write through it."""
+
+    def __init__(self, engine: Engine, *, busy_timeout_ms: int) -> None:
+        if engine.dialect.name != "sqlite":
+            raise ValueError(f"a Writer keeps a SQLite connection, not a {engine.dialect.name} one")
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.busy_timeout_ms = busy_timeout_ms
+        self._raw: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one transaction at a time; close() waits for it
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Writer]:
+        """Commit what the block writes through this Writer, or roll all of it back."""
+        with self._lock:
+            raw = self._raw if self._raw is not None else self._open()
+            try:
+                if raw.in_transaction:  # never expected: a transaction is never left open
+                    raw.rollback()
+                # Begun here, whatever the connection's isolation_level: the rows are one
+                # transaction even where the driver would commit each statement on its own.
+                raw.execute("BEGIN")
+                yield self
+                raw.commit()
+            except BaseException as e:
+                self._raw = None  # the next transaction opens a new connection
+                with contextlib.suppress(sqlite3.Error):
+                    raw.rollback()
+                with contextlib.suppress(sqlite3.Error):
+                    raw.close()
+                if isinstance(e, sqlite3.Error):
+                    raise exc.DBAPIError.instance(
+                        "COMMIT", (), e, sqlite3.Error, dialect=self.dialect
+                    ) from e
+                raise
+
+    @property
+    def raw(self) -> sqlite3.Connection:
+        """The driver's connection, inside `transaction()`."""
+        if self._raw is None:
+            raise RuntimeError("a Writer is written through inside its transaction() only")
+        return self._raw
+
+    def _open(self) -> sqlite3.Connection:
+        pooled = self.engine.raw_connection()  # "connect" events ran: the engine's pragmas
+        try:
+            raw = pooled.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            pooled.detach()  # ours now: never handed to anyone else, closed by close()
+            raw.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        except BaseException:
+            pooled.invalidate()
+            raise
+        self._raw = raw
+        return raw
+
+    def close(self) -> None:
+        """Close the connection (a later transaction opens another)."""
+        with self._lock:
+            raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(sqlite3.Error):
+                raw.close()
+
+
+def usable(conn: Connection | Writer) -> bool:
     """Whether `conn` is a SQLite connection this module can write through."""
+    if isinstance(conn, Writer):
+        return True
     return conn.dialect.name == "sqlite" and conn.dialect.paramstyle == "qmark"
+
+
+def _driver_connection(conn: Connection | Writer) -> sqlite3.Connection:
+    if isinstance(conn, Writer):
+        return conn.raw
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
 
 
 def _params(plan: _Plan, values: Mapping[str, Any]) -> list[Any]:
     out = list(map(values.get, plan.columns))
-    for i, p in plan.converted:  # None too, as SQLAlchemy does: a JSON None is stored 'null'
-        out[i] = p(out[i])
+    for i, p, keep in plan.converted:  # None too, unless kept: a JSON None is stored 'null'
+        v = out[i]
+        if type(v) not in keep:
+            out[i] = p(v)
     return out
 
 
-def _execute(conn: Connection, sql: str, params: Any, *, many: bool = False) -> sqlite3.Cursor:
+def _execute(
+    conn: Connection | Writer, sql: str, params: Any, *, many: bool = False
+) -> sqlite3.Cursor:
     """Run `sql` on the driver's own connection, inside the caller's transaction; a driver error
     is raised as SQLAlchemy would raise it (sqlalchemy.exc.OperationalError for a locked database,
     IntegrityError for a constraint), so callers tell a retryable failure from a refusal exactly
     as on the Core path."""
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, sqlite3.Connection)
+    raw = _driver_connection(conn)
     try:
         return raw.executemany(sql, params) if many else raw.execute(sql, params)
     except sqlite3.Error as e:
         raise exc.DBAPIError.instance(sql, params, e, sqlite3.Error, dialect=conn.dialect) from e
 
 
-def insert_row(conn: Connection, table: Table, values: Mapping[str, Any]) -> int:
+def insert_row(conn: Connection | Writer, table: Table, values: Mapping[str, Any]) -> int:
     """INSERT one row (every column but `id`, missing ones NULL); its new id."""
     plan = _plan(table, conn.dialect, False)
     params = _params(plan, values)
@@ -79,13 +228,13 @@ def insert_row(conn: Connection, table: Table, values: Mapping[str, Any]) -> int
     return int(row_id)
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+def insert_rows(conn: Connection | Writer, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT several rows as given (ids included, where set) in one executemany."""
     plan = _plan(table, conn.dialect, True)
     _execute(conn, plan.sql, [_params(plan, r) for r in rows], many=True)
 
 
-def first_row(conn: Connection, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+def first_row(conn: Connection | Writer, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     """One row of a query run by the driver (values as SQLite holds them)."""
     got = _execute(conn, sql, tuple(params)).fetchone()
     return None if got is None else tuple(got)

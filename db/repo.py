@@ -19,6 +19,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from db import driver
 from db.chain import append_rows
+from db.driver import Writer
 from db.errors import IntegrityProblem
 from db.models import (
     Adjudication,
@@ -180,7 +181,7 @@ def active_deployments(*, session: Session, station_id: int) -> Sequence[Deploym
 # --------------------------------------------------------------------------- the inspection record
 
 
-def _insert(conn: Connection, table: Table, values: dict[str, Any], what: str) -> int:
+def _insert(conn: Connection | Writer, table: Table, values: dict[str, Any], what: str) -> int:
     """INSERT one row (`values`: every column but `id`); its new id, also set in `values`
     (what the chain hashes is the values written, id included).
 
@@ -195,6 +196,7 @@ def _insert(conn: Connection, table: Table, values: dict[str, Any], what: str) -
         except exc.IntegrityError as e:
             raise IntegrityProblem(f"cannot save {what}: {e.orig}") from e
     else:
+        assert isinstance(conn, Connection)  # a Writer is always usable
         try:
             result = conn.execute(table.insert(), values)
         except exc.IntegrityError as e:
@@ -280,7 +282,7 @@ class InspectionIds:
 
 def record_inspection_rows(
     *,
-    conn: Connection,
+    conn: Connection | Writer,
     item: Mapping[str, Any],
     predictions: Sequence[Mapping[str, Any]] = (),
     decision: Mapping[str, Any] | None = None,
@@ -288,7 +290,7 @@ def record_inspection_rows(
     requests: Sequence[Mapping[str, Any]] = (),
 ) -> InspectionIds:
     """Write one inspected item with everything decided about it, inside the caller's transaction
-    (`conn`: the session's connection), from the column values of each row (db/models.py:
+    (`conn`: the session's connection, or a db.driver.Writer in its transaction), from the column values of each row (db/models.py:
     Item, Prediction, HumanDecision, Disposition; left-out columns take the model's defaults).
 
     The foreign keys between the rows are filled in here. Which prediction the disposition rests

@@ -101,6 +101,10 @@ class Recorder:
     ) -> None:
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        # SQLite: new items go through a connection of the recorder's own (db/driver.py)
+        self._writer = (
+            driver.Writer(engine, busy_timeout_ms=WRITE_LOCK_WAIT_MS) if self._sqlite else None
+        )
         self.ok_label = ok_label  # to read spools written before records carried defect types
         self.identity = _identity(engine)
         self.spool_path = Path(spool_dir) / SPOOL_NAME.format(identity=self.identity)
@@ -237,9 +241,10 @@ class Recorder:
         return Ack(rec.uid, *ids)
 
     def _write_new(self, rec: InspectionRecord) -> tuple[int, int | None]:
-        """A new item, the write behind every decision: its rows in one transaction on a
-        Connection, without an ORM Session (whose set-up and commit cost as much Python as the
-        rows themselves: bench/db_write.py). A model seen for the first time is registered
+        """A new item, the write behind every decision: its rows in one transaction without an
+        ORM Session (whose set-up and commit cost as much Python as the rows themselves:
+        bench/db_write.py); on SQLite through the recorder's own connection (db/driver.py:
+        Writer), elsewhere on a Connection. A model seen for the first time is registered
         first, in a transaction of its own."""
         if not models_registered(rec, self._model_ids):
             with (
@@ -247,8 +252,12 @@ class Recorder:
                 self._lock_wait(session.connection(), WRITE_LOCK_WAIT_MS),
             ):
                 register_models(session=session, rec=rec, model_ids=self._model_ids)
-        with self.engine.begin() as conn, self._lock_wait(conn, WRITE_LOCK_WAIT_MS):
-            ids = write_inspection(conn=conn, rec=rec, model_ids=self._model_ids)
+        if self._writer is not None:
+            with self._writer.transaction() as writer:
+                ids = write_inspection(conn=writer, rec=rec, model_ids=self._model_ids)
+        else:
+            with self.engine.begin() as conn:
+                ids = write_inspection(conn=conn, rec=rec, model_ids=self._model_ids)
         return ids.item, ids.decision
 
     @contextlib.contextmanager
@@ -442,6 +451,11 @@ class Recorder:
             self._pending.append(rec)
             self._append_spool(rec)
 
+    def close(self) -> None:
+        """Close the recorder's own database connection (a later write opens it again)."""
+        if self._writer is not None:
+            self._writer.close()
+
     # ------------------------------------------------------------------ callbacks
 
     def _acknowledge(self, ack: Ack) -> None:
@@ -581,3 +595,5 @@ class BackgroundRecorder:
     def close(self, timeout_s: float = 10.0) -> None:
         self._queue.put(None)
         self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            self.recorder.close()

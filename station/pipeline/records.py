@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 from sqlmodel import Session, col, select
 
+from db.driver import Writer
 from db.models import (
     ChosenFor,
     DecidedBy,
@@ -424,10 +425,10 @@ def models_registered(rec: InspectionRecord, model_ids: dict[str, int]) -> bool:
 
 
 def write_inspection(
-    *, conn: Connection, rec: InspectionRecord, model_ids: dict[str, int]
+    *, conn: Connection | Writer, rec: InspectionRecord, model_ids: dict[str, int]
 ) -> InspectionIds:
     """The rows of one inspection, through db.repo.record_inspection_rows, in the caller's
-    transaction on `conn` (a Connection, not an ORM Session: bench/db_write.py). Every model
+    transaction on `conn` (a Connection or a SQLite Writer, not an ORM Session: bench/db_write.py). Every model
     `rec` names must be in `model_ids` already (register_models)."""
     predictions: list[dict[str, Any]] = []
     for p in rec.predictions:

@@ -4,9 +4,10 @@ SQLAlchemy Core path wrote: the same values, the same storage classes, the same 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from db import driver
@@ -207,3 +208,44 @@ def test_a_broken_foreign_key_is_refused_and_nothing_of_the_item_is_kept(tmp_pat
     con = sqlite3.connect(path)
     assert con.execute("SELECT count(*) FROM item").fetchone()[0] == 1
     con.close()
+
+
+def _as_stored(value: object) -> tuple[str, object]:
+    """How SQLite stores a parameter: a bool is the integer 0 or 1, an int and a float differ."""
+    if isinstance(value, bool | int):
+        return ("integer", int(value))
+    return (type(value).__name__, value)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        dict(decided_at=T0, decision_ms=900.0, blind=True, audit=False),
+        # no microseconds (isoformat would drop them unless told), another zone, an old year
+        dict(decided_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), decision_ms=900, blind=1),
+        dict(decided_at=datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=timezone(timedelta(hours=-5)))),
+        dict(decided_at=datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC), decision_ms=None),
+        dict(decision_ms=np.float64(0.1), blind=np.bool_(True), suggestion_shown=None),
+    ],
+)
+def test_the_drivers_conversions_are_sqlalchemys(given, engine) -> None:
+    """Values the driver passes on as they are, or converts its own faster way, are stored
+    exactly as SQLAlchemy's processors would have them stored."""
+    table = HumanDecision.__table__  # type: ignore[attr-defined]
+    values = row_values(HumanDecision, {"item_id": 1, "operator_id": 2, "label": "ok", **given})
+    plan = driver._plan(table, engine.dialect, False)
+    fast = driver._params(plan, values)
+    slow = []
+    for name in plan.columns:
+        process = table.c[name].type._cached_bind_processor(engine.dialect)
+        slow.append(values[name] if process is None else process(values[name]))
+    assert [_as_stored(v) for v in fast] == [_as_stored(v) for v in slow]
+
+
+def test_a_naive_time_is_refused_as_sqlalchemy_refuses_it(engine) -> None:
+    table = HumanDecision.__table__  # type: ignore[attr-defined]
+    plan = driver._plan(table, engine.dialect, False)
+    values = row_values(HumanDecision, {"item_id": 1, "operator_id": 2, "label": "ok"})
+    values["decided_at"] = datetime(2026, 1, 1)
+    with pytest.raises(ValueError, match="timezone"):
+        driver._params(plan, values)

@@ -113,9 +113,14 @@ def test_a_failing_write_keeps_the_decision_and_retries_it(tmp_path):
     assert [a.uid for a in rig.acks][0] == uid
     assert recorder.pending == 0 and not recorder.spool_path.exists()
     assert problems[-1] is None
+    # the next decision is written at once again (its own connection, given up at the lock,
+    # is opened anew)
+    rig.feed(phone_image(3))
+    rig.core.desk.decide("ok")
+    assert recorder.pending == 0 and len(rig.acks) == 3
     with session_scope(rig.engine) as s:
         labels = [d.label for d in s.exec(select(HumanDecision).order_by(HumanDecision.id))]
-    assert labels == ["scratch", "ok"]
+    assert labels == ["scratch", "ok", "ok"]
 
 
 def test_the_spool_is_replayed_on_restart_without_duplicates(tmp_path):
@@ -362,10 +367,10 @@ def test_an_earlier_versions_unnamed_spool_is_reported_not_replayed(tmp_path):
 
 
 def test_a_new_item_is_written_whole_with_its_model_and_review_requests(tmp_path, engine):
-    """The write behind every decision (a Connection, no ORM Session): the model version seen
-    for the first time is registered and named by the prediction, the disposition and the
-    review requests; the decision and disposition are chained; and the pooled connection goes
-    back with the engine's own lock wait, not the shorter one the write used."""
+    """The write behind every decision (no ORM Session): the model version seen for the first
+    time is registered and named by the prediction, the disposition and the review requests;
+    the decision and disposition are chained; and the engine's pooled connections keep the
+    engine's own lock wait, not the shorter one the recorder's writes use."""
     from records_fixtures import MODEL, new_item_record, station_and_operator
 
     from db.chain import verify
