@@ -130,8 +130,10 @@ class Writer:
     def transaction(self) -> Iterator[Writer]:
         """Commit what the block writes through this Writer, or roll all of it back."""
         with self._lock:
-            raw = self._raw if self._raw is not None else self._open()
+            raw = self._raw
             try:
+                if raw is None:
+                    raw = self._open()
                 if raw.in_transaction:  # never expected: a transaction is never left open
                     raw.rollback()
                 # Begun here, whatever the connection's isolation_level: the rows are one
@@ -141,10 +143,11 @@ class Writer:
                 raw.commit()
             except BaseException as e:
                 self._raw = None  # the next transaction opens a new connection
-                with contextlib.suppress(sqlite3.Error):
-                    raw.rollback()
-                with contextlib.suppress(sqlite3.Error):
-                    raw.close()
+                if raw is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        raw.rollback()
+                    with contextlib.suppress(sqlite3.Error):
+                        raw.close()
                 if isinstance(e, sqlite3.Error):
                     raise exc.DBAPIError.instance(
                         "COMMIT", (), e, sqlite3.Error, dialect=self.dialect
@@ -160,13 +163,13 @@ class Writer:
 
     def _open(self) -> sqlite3.Connection:
         pooled = self.engine.raw_connection()  # "connect" events ran: the engine's pragmas
+        raw = pooled.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        pooled.detach()  # ours now: never handed to anyone else, closed by close()
         try:
-            raw = pooled.driver_connection
-            assert isinstance(raw, sqlite3.Connection)
-            pooled.detach()  # ours now: never handed to anyone else, closed by close()
             raw.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         except BaseException:
-            pooled.invalidate()
+            raw.close()
             raise
         self._raw = raw
         return raw
