@@ -21,6 +21,7 @@ import contextlib
 import functools
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Table, exc
 from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from sqlalchemy.sql import sqltypes
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -83,10 +85,8 @@ def _converter(
         fast = _utc_text(process)
         if all(fast(v) == process(v) for v in _PROBES):
             return fast, (_NONE,)
-    for kind, keep in _STORED_AS_THEY_ARE.items():
-        if isinstance(column.type, kind):
-            return process, keep
-    return process, ()
+    # the exact types: a subclass may convert otherwise
+    return process, _STORED_AS_THEY_ARE.get(type(column.type), ())
 
 
 @functools.lru_cache(maxsize=64)
@@ -100,6 +100,28 @@ def _plan(table: Table, dialect: Dialect, with_id: bool) -> _Plan:
     )
     converters = [_converter(c, dialect) for c in cols]
     return _Plan(sql, names, tuple((i, *c) for i, c in enumerate(converters) if c is not None))
+
+
+def can_hold(engine: Engine) -> bool:
+    """Whether a Writer can keep one of `engine`'s connections: a SQLite file's (an in-memory
+    database lives in the pool's one connection, which a Writer would take away)."""
+    return engine.dialect.name == "sqlite" and not isinstance(
+        engine.pool, SingletonThreadPool | StaticPool
+    )
+
+
+class _Held:
+    """A Writer's connection, kept apart from the Writer so that a finalizer can close it when
+    a Writer nobody closed is collected (the engine's dispose() does not reach it)."""
+
+    def __init__(self) -> None:
+        self.raw: sqlite3.Connection | None = None
+
+    def close(self) -> None:
+        raw, self.raw = self.raw, None
+        if raw is not None:
+            with contextlib.suppress(sqlite3.Error):
+                raw.close()  # an open transaction is rolled back
 
 
 class Writer:
@@ -118,48 +140,45 @@ class Writer:
     `chain.append_rows`): this module's functions write through it."""
 
     def __init__(self, engine: Engine, *, busy_timeout_ms: int) -> None:
-        if engine.dialect.name != "sqlite":
-            raise ValueError(f"a Writer keeps a SQLite connection, not a {engine.dialect.name} one")
+        if not can_hold(engine):
+            raise ValueError(f"a Writer keeps a connection to a SQLite file, not to {engine.url!r}")
         self.engine = engine
         self.dialect = engine.dialect
         self.busy_timeout_ms = busy_timeout_ms
-        self._raw: sqlite3.Connection | None = None
+        self._held = _Held()
         self._lock = threading.Lock()  # one transaction at a time; close() waits for it
+        weakref.finalize(self, self._held.close)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Writer]:
         """Commit what the block writes through this Writer, or roll all of it back."""
         with self._lock:
-            raw = self._raw
+            step = "connect"
             try:
-                if raw is None:
-                    raw = self._open()
+                raw = self._held.raw if self._held.raw is not None else self._open()
                 if raw.in_transaction:  # never expected: a transaction is never left open
                     raw.rollback()
                 # Begun here, whatever the connection's isolation_level: the rows are one
                 # transaction even where the driver would commit each statement on its own.
-                raw.execute("BEGIN")
+                step = "BEGIN"
+                raw.execute(step)
                 yield self
+                step = "COMMIT"
                 raw.commit()
             except BaseException as e:
-                self._raw = None  # the next transaction opens a new connection
-                if raw is not None:
-                    with contextlib.suppress(sqlite3.Error):
-                        raw.rollback()
-                    with contextlib.suppress(sqlite3.Error):
-                        raw.close()
+                self._held.close()  # rolled back; the next transaction opens a new connection
                 if isinstance(e, sqlite3.Error):
                     raise exc.DBAPIError.instance(
-                        "COMMIT", (), e, sqlite3.Error, dialect=self.dialect
+                        step, (), e, sqlite3.Error, dialect=self.dialect
                     ) from e
                 raise
 
     @property
     def raw(self) -> sqlite3.Connection:
         """The driver's connection, inside `transaction()`."""
-        if self._raw is None:
+        if self._held.raw is None:
             raise RuntimeError("a Writer is written through inside its transaction() only")
-        return self._raw
+        return self._held.raw
 
     def _open(self) -> sqlite3.Connection:
         pooled = self.engine.raw_connection()  # "connect" events ran: the engine's pragmas
@@ -171,16 +190,13 @@ class Writer:
         except BaseException:
             raw.close()
             raise
-        self._raw = raw
+        self._held.raw = raw
         return raw
 
     def close(self) -> None:
         """Close the connection (a later transaction opens another)."""
         with self._lock:
-            raw, self._raw = self._raw, None
-        if raw is not None:
-            with contextlib.suppress(sqlite3.Error):
-                raw.close()
+            self._held.close()
 
 
 def usable(conn: Connection | Writer) -> bool:

@@ -1,8 +1,8 @@
 """The recorder: every decision reaches the database of record, or waits in a journal until it can.
 
-One record is written in one transaction (a new item's: `db.repo.record_inspection_rows` on a
-Connection). The acknowledgement callback fires only after the commit, so "saved" on screen means
-saved. If the write fails (database locked, disk full, read-only) the record is appended to a
+One record is written in one transaction (a new item's: `db.repo.record_inspection_rows`, on
+SQLite through the recorder's own connection, db/driver.py: Writer). The acknowledgement
+callback fires only after the commit, so "saved" on screen means saved. If the write fails (database locked, disk full, read-only) the record is appended to a
 JSON-lines spool in the data dir (fsynced) and kept in memory; later writes queue behind it so
 order is kept, `retry()` writes them in order, and a new Recorder replays the spool left by a
 previous run. A record whose item is already in the database (written, then the process died
@@ -103,7 +103,9 @@ class Recorder:
         self._sqlite = engine.dialect.name == "sqlite"
         # SQLite: new items go through a connection of the recorder's own (db/driver.py)
         self._writer = (
-            driver.Writer(engine, busy_timeout_ms=WRITE_LOCK_WAIT_MS) if self._sqlite else None
+            driver.Writer(engine, busy_timeout_ms=WRITE_LOCK_WAIT_MS)
+            if driver.can_hold(engine)
+            else None
         )
         self.ok_label = ok_label  # to read spools written before records carried defect types
         self.identity = _identity(engine)
@@ -256,7 +258,7 @@ class Recorder:
             with self._writer.transaction() as writer:
                 ids = write_inspection(conn=writer, rec=rec, model_ids=self._model_ids)
         else:
-            with self.engine.begin() as conn:
+            with self.engine.begin() as conn, self._lock_wait(conn, WRITE_LOCK_WAIT_MS):
                 ids = write_inspection(conn=conn, rec=rec, model_ids=self._model_ids)
         return ids.item, ids.decision
 

@@ -4,6 +4,7 @@ than it was told, and a failure leaves the next transaction a working connection
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import create_engine, select
 
 from db import driver
 from db.engine import BUSY_TIMEOUT_MS, session_scope
@@ -119,7 +120,25 @@ def test_a_locked_database_is_waited_for_only_as_long_as_told(engine, tmp_path):
     writer.close()
 
 
-def test_a_writer_is_for_sqlite_and_written_through_inside_its_transaction(engine):
+def test_a_writer_is_for_sqlite_files_and_written_through_inside_its_transaction(engine):
     writer = driver.Writer(engine, busy_timeout_ms=10)
     with pytest.raises(RuntimeError, match="inside its transaction"):
         _ = writer.raw
+    # an in-memory database lives in its pool's one connection: a Writer would take it away
+    memory = create_engine("sqlite://")
+    assert driver.can_hold(engine) and not driver.can_hold(memory)
+    with pytest.raises(ValueError, match="SQLite file"):
+        driver.Writer(memory, busy_timeout_ms=10)
+
+
+def test_a_writer_nobody_closed_closes_its_connection_when_collected(engine):
+    """The engine's dispose() does not reach a connection taken out of its pool."""
+    station, _ = _ids(engine)
+    writer = driver.Writer(engine, busy_timeout_ms=10)
+    with writer.transaction() as w:
+        record_inspection_rows(conn=w, item=_item(station, 1))
+        raw = w.raw
+    del writer, w
+    gc.collect()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        raw.execute("SELECT 1")
