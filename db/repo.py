@@ -290,8 +290,9 @@ def record_inspection_rows(
     requests: Sequence[Mapping[str, Any]] = (),
 ) -> InspectionIds:
     """Write one inspected item with everything decided about it, inside the caller's transaction
-    (`conn`: the session's connection, or a db.driver.Writer in its transaction), from the column values of each row (db/models.py:
-    Item, Prediction, HumanDecision, Disposition; left-out columns take the model's defaults).
+    (`conn`: the session's connection, or a db.driver.Writer in its transaction), from the column
+    values of each row (db/models.py: Item, Prediction, HumanDecision, Disposition; left-out
+    columns take the model's defaults).
 
     The foreign keys between the rows are filled in here. Which prediction the disposition rests
     on is its `prediction_id` if given, else the first one of the champion or canary slot (the

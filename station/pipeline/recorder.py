@@ -1,14 +1,15 @@
 """The recorder: every decision reaches the database of record, or waits in a journal until it can.
 
-One record is written in one transaction (a new item's: `db.repo.record_inspection_rows`, on
-SQLite through the recorder's own connection, db/driver.py: Writer). The acknowledgement
-callback fires only after the commit, so "saved" on screen means saved. If the write fails (database locked, disk full, read-only) the record is appended to a
-JSON-lines spool in the data dir (fsynced) and kept in memory; later writes queue behind it so
-order is kept, `retry()` writes them in order, and a new Recorder replays the spool left by a
-previous run. A record whose item is already in the database (written, then the process died
-before the spool was trimmed) is not written twice. A write that fails for no database reason (a
-fault nobody foresaw) is retried a few times, then set aside in the rejected file beside the
-spool, so one bad record never holds every later one back; the window says so.
+One record is written in one transaction (a new item's: `db.repo.record_inspection_rows`, on SQLite
+through the recorder's own connection, db/driver.py: Writer). The acknowledgement callback fires
+only after the commit, so "saved" on screen means saved. If the write fails (database locked, disk
+full, read-only) the record is appended to a JSON-lines spool in the data dir (fsynced) and kept in
+memory; later writes queue behind it so order is kept, `retry()` writes them in order, and a new
+Recorder replays the spool left by a previous run. A record whose item is already in the database
+(written, then the process died before the spool was trimmed) is not written twice. A write that
+fails for no database reason (a fault nobody foresaw) is retried a few times, then set aside in the
+rejected file beside the spool, so one bad record never holds every later one back; the window says
+so.
 """
 
 from __future__ import annotations

@@ -428,8 +428,9 @@ def write_inspection(
     *, conn: Connection | Writer, rec: InspectionRecord, model_ids: dict[str, int]
 ) -> InspectionIds:
     """The rows of one inspection, through db.repo.record_inspection_rows, in the caller's
-    transaction on `conn` (a Connection or a SQLite Writer, not an ORM Session: bench/db_write.py). Every model
-    `rec` names must be in `model_ids` already (register_models)."""
+    transaction on `conn` (a Connection or a SQLite Writer, not an ORM Session:
+    bench/db_write.py). Every model `rec` names must be in `model_ids` already
+    (register_models)."""
     predictions: list[dict[str, Any]] = []
     for p in rec.predictions:
         predictions.append(
