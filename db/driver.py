@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Table, exc
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
-from sqlalchemy.sql import sqltypes
+from sqlalchemy.sql import Select, sqltypes
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 
@@ -124,6 +124,17 @@ class _Held:
                 raw.close()  # an open transaction is rolled back
 
 
+def _detached(engine: Engine) -> sqlite3.Connection:
+    """One of `engine`'s SQLite connections, out of its pool for good: opened by the engine (its
+    "connect" events ran, so it has the engine's pragmas), never handed to anyone else, closed
+    by whoever took it."""
+    pooled = engine.raw_connection()
+    raw = pooled.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    pooled.detach()
+    return raw
+
+
 class Writer:
     """One SQLite connection of `engine`'s, kept by a single writer, and its transactions.
 
@@ -181,10 +192,7 @@ class Writer:
         return self._held.raw
 
     def _open(self) -> sqlite3.Connection:
-        pooled = self.engine.raw_connection()  # "connect" events ran: the engine's pragmas
-        raw = pooled.driver_connection
-        assert isinstance(raw, sqlite3.Connection)
-        pooled.detach()  # ours now: never handed to anyone else, closed by close()
+        raw = _detached(self.engine)
         try:
             raw.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         except BaseException:
@@ -195,6 +203,112 @@ class Writer:
 
     def close(self) -> None:
         """Close the connection (a later transaction opens another)."""
+        with self._lock:
+            self._held.close()
+
+
+@dataclass(frozen=True)
+class _Query:
+    sql: str
+    params: tuple[Any, ...]
+    # each selected column's result processor (None: the driver's value as it is)
+    results: tuple[Callable[[Any], Any] | None, ...]
+
+
+def _compiled(stmt: Select[Any], dialect: Dialect) -> _Query | None:
+    """A SELECT's text, parameters and result processors for the driver, or None for one this
+    module does not run itself (a list of values in IN, a value rendered at execution)."""
+    compiled = stmt.compile(dialect=dialect)
+    if compiled.positiontup is None or compiled.literal_execute_params:
+        return None
+    values = compiled.construct_params()
+    params = []
+    for name in compiled.positiontup:
+        bind = compiled.binds[name]
+        if bind.expanding:
+            return None
+        process = bind.type._cached_bind_processor(dialect)  # as SQLAlchemy's execution does
+        params.append(process(values[name]) if process is not None else values[name])
+    results = tuple(c.type._cached_result_processor(dialect, None) for c in stmt.selected_columns)
+    return _Query(str(compiled), tuple(params), results)
+
+
+class Reader:
+    """The small reads a running station makes before every item (its level, twice, its rule,
+    its model lineup), on one SQLite connection of `engine`'s kept for them.
+
+    Each through `engine.connect()` checked a connection out of the pool and back and built an
+    execution context: 1.9 ms of the pipeline thread per item in `station simulate`, on the path
+    to the suggestion. Here each statement is compiled once and run by the driver; its values
+    come back through the processors SQLAlchemy would apply (an enum as its member, a time as a
+    datetime), so the rows equal a Connection's (tested). Each read runs on its own, in
+    autocommit, and fetches every row: no read snapshot is held between reads, and a change
+    another connection committed is seen by the next read.
+
+    A failed read closes the connection (the next opens another) and raises SQLAlchemy's error,
+    as a Connection would. Where a connection cannot be kept (PostgreSQL, an in-memory SQLite,
+    or `hold=False`) each read goes through `engine.connect()` as before. Any thread may read;
+    one read at a time."""
+
+    _MAX_STATEMENTS = 32  # the watches keep a handful; a caller building new ones each time
+
+    def __init__(self, engine: Engine, *, hold: bool = True) -> None:
+        self.engine = engine
+        self.holds = hold and can_hold(engine)
+        self._held = _Held()
+        self._lock = threading.Lock()
+        self._queries: dict[Select[Any], _Query | None] = {}
+        weakref.finalize(self, self._held.close)
+
+    def all(self, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+        """Every row of `stmt`, as tuples."""
+        if self.holds:
+            with self._lock:
+                query = self._query(stmt)
+                if query is not None:
+                    rows = self._run(query)
+                    return [
+                        tuple(
+                            v if p is None else p(v)
+                            for p, v in zip(query.results, row, strict=True)
+                        )
+                        for row in rows
+                    ]
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(stmt)]
+
+    def first(self, stmt: Select[Any]) -> tuple[Any, ...] | None:
+        rows = self.all(stmt)
+        return rows[0] if rows else None
+
+    def _query(self, stmt: Select[Any]) -> _Query | None:
+        try:
+            return self._queries[stmt]
+        except KeyError:
+            pass
+        if len(self._queries) >= self._MAX_STATEMENTS:
+            self._queries.clear()
+        query = self._queries[stmt] = _compiled(stmt, self.engine.dialect)
+        return query
+
+    def _run(self, query: _Query) -> list[Any]:
+        try:
+            raw = self._held.raw if self._held.raw is not None else self._open()
+            return raw.execute(query.sql, query.params).fetchall()
+        except BaseException as e:
+            self._held.close()
+            if isinstance(e, sqlite3.Error):
+                raise exc.DBAPIError.instance(
+                    query.sql, query.params, e, sqlite3.Error, dialect=self.engine.dialect
+                ) from e
+            raise
+
+    def _open(self) -> sqlite3.Connection:
+        self._held.raw = _detached(self.engine)
+        return self._held.raw
+
+    def close(self) -> None:
+        """Close the connection (a later read opens another)."""
         with self._lock:
             self._held.close()
 
