@@ -42,7 +42,10 @@ class Level(enum.StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Level).index(self)
+        return _LEVEL_RANKS[self]  # read several times per item: a dict, not a list built each time
+
+
+_LEVEL_RANKS = {level: n for n, level in enumerate(Level)}
 
 
 class Slot(enum.StrEnum):

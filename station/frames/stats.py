@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
@@ -35,7 +35,11 @@ class InputStats:
     chroma_yb: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        # dataclasses.asdict deep-copies each value: 20 us per item for eight numbers
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(f.name for f in fields(InputStats))
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

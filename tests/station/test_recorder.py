@@ -434,3 +434,45 @@ def test_registering_a_new_model_waits_for_a_lock_no_longer_than_the_items_rows(
     recorder = Recorder(engine, spool_dir=tmp_path)
     assert recorder.record(new_item_record("u1", station_id=station_id, operator_id=operator_id))
     assert waits == [recorder_module.WRITE_LOCK_WAIT_MS] != [BUSY_TIMEOUT_MS]
+
+
+def test_a_correction_of_an_item_older_than_the_remembered_ones_is_recorded(tmp_path, monkeypatch):
+    """The recorder keeps only the newest items' ids in memory; an older item is found by its
+    uid in the database, and the correction supersedes its decision all the same."""
+    import dataclasses
+
+    from station.pipeline import recorder as recorder_module
+    from station.pipeline.records import CorrectionRecord, find_item_by_uid, new_uid
+
+    monkeypatch.setattr(recorder_module, "REMEMBERED_ITEMS", 2)
+    rig = make_rig(tmp_path, level=Level.human_only)
+    sent: list = []
+    forward = rig.core.desk.send
+    rig.core.desk.send = lambda rec: (sent.append(rec), forward(rec))[1]
+    for label in ("crack", "ok", "ok", "ok"):
+        rig.feed(phone_image())
+        rig.core.desk.decide(label)
+    first = sent[0].build() if isinstance(sent[0], Deferred) else sent[0]
+    assert len(rig.recorder._uid_to_ids) == 2 and first.uid not in rig.recorder._uid_to_ids
+    rig.recorder.record(
+        CorrectionRecord(
+            uid=new_uid(),
+            corrects_uid=first.uid,
+            decision=dataclasses.replace(first.decision, label="ok"),
+            final_label="ok",
+            level=Level.human_only.value,
+            threshold_version="",
+        )
+    )
+    with session_scope(rig.engine) as s:
+        item = find_item_by_uid(session=s, uid=first.uid)
+        assert item is not None
+        decisions = s.exec(
+            select(HumanDecision).where(HumanDecision.item_id == item.id).order_by(HumanDecision.id)
+        ).all()
+        final = s.exec(
+            select(Disposition).where(Disposition.item_id == item.id).order_by(Disposition.id)
+        ).all()[-1]
+    assert [d.label for d in decisions] == ["crack", "ok"]
+    assert decisions[1].supersedes_id == decisions[0].id and final.final_label == "ok"
+    assert len(rig.recorder._uid_to_ids) == 2
