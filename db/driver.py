@@ -1,4 +1,4 @@
-"""INSERTs through the database driver itself, for the writes on every item's critical path.
+"""Statements run by the database driver itself, for the writes and reads on every item's path.
 
 A Core `insert()` costs ~0.1 ms of Python per row before the driver sees it (execution context,
 parameter processing, result set-up); four rows and a chain entry per item, each committed with
@@ -13,6 +13,7 @@ PostgreSQL a round trip dwarfs that cost, and the Core path (with RETURNING) sta
 
 `Writer` goes one step further for the one writer that commits once per item (the recorder): it
 keeps one of the engine's connections for itself and runs the transaction on it directly.
+`Reader` does the same for the small reads a running station makes before every item.
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ def can_hold(engine: Engine) -> bool:
 
 
 class _Held:
-    """A Writer's connection, kept apart from the Writer so that a finalizer can close it when
-    a Writer nobody closed is collected (the engine's dispose() does not reach it)."""
+    """A Writer's or a Reader's connection, kept apart from it so that a finalizer can close it
+    when one nobody closed is collected (the engine's dispose() does not reach it)."""
 
     def __init__(self) -> None:
         self.raw: sqlite3.Connection | None = None
@@ -217,7 +218,10 @@ class _Query:
 
 def _compiled(stmt: Select[Any], dialect: Dialect) -> _Query | None:
     """A SELECT's text, parameters and result processors for the driver, or None for one this
-    module does not run itself (a list of values in IN, a value rendered at execution)."""
+    module leaves to a Connection: a list of values in IN, a value rendered at execution or
+    computed at each execution (a callable), a value its bind processor refuses (the
+    Connection raises SQLAlchemy's StatementError for it). Rows wider than the columns the
+    statement names (a textual "*") are found on the first run (`Reader.all`)."""
     compiled = stmt.compile(dialect=dialect)
     if compiled.positiontup is None or compiled.literal_execute_params:
         return None
@@ -225,10 +229,13 @@ def _compiled(stmt: Select[Any], dialect: Dialect) -> _Query | None:
     params = []
     for name in compiled.positiontup:
         bind = compiled.binds[name]
-        if bind.expanding:
+        if bind.expanding or bind.callable is not None:
             return None
         process = bind.type._cached_bind_processor(dialect)  # as SQLAlchemy's execution does
-        params.append(process(values[name]) if process is not None else values[name])
+        try:
+            params.append(process(values[name]) if process is not None else values[name])
+        except Exception:
+            return None
     results = tuple(c.type._cached_result_processor(dialect, None) for c in stmt.selected_columns)
     return _Query(str(compiled), tuple(params), results)
 
@@ -241,16 +248,18 @@ class Reader:
     execution context: 1.9 ms of the pipeline thread per item in `station simulate`, on the path
     to the suggestion. Here each statement is compiled once and run by the driver; its values
     come back through the processors SQLAlchemy would apply (an enum as its member, a time as a
-    datetime), so the rows equal a Connection's (tested). Each read runs on its own, in
-    autocommit, and fetches every row: no read snapshot is held between reads, and a change
-    another connection committed is seen by the next read.
+    datetime), so the rows equal a Connection's (tested). Every row is fetched and the driver
+    opens no transaction for a SELECT: no read snapshot is held between reads, and a change
+    another connection committed is seen by the next read (tested).
 
     A failed read closes the connection (the next opens another) and raises SQLAlchemy's error,
     as a Connection would. Where a connection cannot be kept (PostgreSQL, an in-memory SQLite,
-    or `hold=False`) each read goes through `engine.connect()` as before. Any thread may read;
-    one read at a time."""
+    `hold=False`, or after `close()`) each read goes through `engine.connect()`, as does a
+    statement the driver cannot run as SQLAlchemy would (`_compiled`). Any thread may read; one
+    read at a time."""
 
-    _MAX_STATEMENTS = 32  # the watches keep a handful; a caller building new ones each time
+    #: Statements compiled and kept; the watches keep a handful, built once each.
+    _MAX_STATEMENTS = 32
 
     def __init__(self, engine: Engine, *, hold: bool = True) -> None:
         self.engine = engine
@@ -264,16 +273,18 @@ class Reader:
         """Every row of `stmt`, as tuples."""
         if self.holds:
             with self._lock:
-                query = self._query(stmt)
+                query = self._query(stmt) if self.holds else None
                 if query is not None:
-                    rows = self._run(query)
-                    return [
-                        tuple(
-                            v if p is None else p(v)
-                            for p, v in zip(query.results, row, strict=True)
-                        )
-                        for row in rows
-                    ]
+                    width, rows = self._run(query)
+                    if width == len(query.results):
+                        return [
+                            tuple(
+                                v if p is None else p(v)
+                                for p, v in zip(query.results, row, strict=True)
+                            )
+                            for row in rows
+                        ]
+                    self._queries[stmt] = None  # more columns than it names: a textual "*"
         with self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(stmt)]
 
@@ -291,10 +302,12 @@ class Reader:
         query = self._queries[stmt] = _compiled(stmt, self.engine.dialect)
         return query
 
-    def _run(self, query: _Query) -> list[Any]:
+    def _run(self, query: _Query) -> tuple[int, list[Any]]:
+        """The number of columns the query gave, and its rows."""
         try:
             raw = self._held.raw if self._held.raw is not None else self._open()
-            return raw.execute(query.sql, query.params).fetchall()
+            cursor = raw.execute(query.sql, query.params)
+            return len(cursor.description), cursor.fetchall()
         except BaseException as e:
             self._held.close()
             if isinstance(e, sqlite3.Error):
@@ -308,8 +321,9 @@ class Reader:
         return self._held.raw
 
     def close(self) -> None:
-        """Close the connection (a later read opens another)."""
+        """Close the connection for good: a later read goes through the engine."""
         with self._lock:
+            self.holds = False
             self._held.close()
 
 

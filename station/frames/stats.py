@@ -35,7 +35,7 @@ class InputStats:
     chroma_yb: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        # dataclasses.asdict deep-copies each value: 20 us per item for eight numbers
+        # dataclasses.asdict deep-copies each value: 16.6 us per item against 1.6 for eight numbers
         return {name: getattr(self, name) for name in _FIELDS}
 
 

@@ -243,7 +243,8 @@ class Recorder:
             self._model_ids.clear()
             log.exception("writing decision %s failed", rec.uid)
             raise _Unexpected(f"writing a decision failed ({type(e).__name__}: {e})") from e
-        self._remember(rec.uid, ids)
+        if isinstance(rec, InspectionRecord):  # a correction remembers its item itself
+            self._remember(rec.uid, ids)
         self.written += 1
         return Ack(rec.uid, *ids)
 

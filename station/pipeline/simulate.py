@@ -488,12 +488,13 @@ def simulate(
         background.close(timeout_s=600)
         model_kept = core.model.get() is not None
         roles = core.lineup.roles()
+        final_level = core.levels.read()
         core.close()
 
     summary = counter.summary()
     summary.station = config.station
     summary.level = config.level.value
-    summary.final_level = core.levels.read().value
+    summary.final_level = final_level.value
     summary.model = (
         f"{in_use.info.name} {in_use.info.short}" if in_use is not None and model_kept else None
     )

@@ -142,3 +142,32 @@ def test_where_no_connection_can_be_kept_each_read_goes_through_the_engine(engin
         assert not reader.holds
     assert driver.Reader(memory).first(_latest(station)) == (Level.shadow,)
     memory.dispose()
+
+
+def test_statements_the_driver_cannot_run_as_sqlalchemy_does_go_through_the_engine(engine):
+    """A value computed at each execution, a value its bind processor refuses, a textual "*":
+    each answers as a Connection does (not a frozen value, a plain Python error, a crash)."""
+    from sqlalchemy import bindparam, literal_column
+
+    station = _station(engine)
+    _change(engine, station, Level.shadow)
+    _change(engine, station, Level.assist)
+    reader = driver.Reader(engine)
+    wanted = [Level.shadow]
+    by_callable = select(LevelChange.id).where(
+        LevelChange.to_level
+        == bindparam("to", callable_=lambda: wanted[0], type_=LevelChange.to_level.type)
+    )
+    first = reader.all(by_callable)
+    wanted[0] = Level.assist
+    assert reader.all(by_callable) != first and len(reader.all(by_callable)) == 1
+    refused = select(LevelChange.id).where(col(LevelChange.changed_at) > "yesterday")
+    with pytest.raises(exc.StatementError):
+        reader.all(refused)
+    star = select(literal_column("*")).select_from(LevelChange)
+    with engine.connect() as conn:
+        assert reader.all(star) == [tuple(r) for r in conn.execute(star)]
+    assert reader.first(_latest(station)) == (Level.assist,)  # the held path still works
+    reader.close()
+    assert not reader.holds and reader.first(_latest(station)) == (Level.assist,)
+    assert reader._held.raw is None  # a read after close() opens no connection of its own
