@@ -83,6 +83,7 @@ class StationCore:
         now: Callable[[], datetime] = utc_now,
         opener: Opener | None = None,
         before_checks: Callable[[], None] = lambda: None,
+        hold_reads: bool = False,
     ) -> None:
         self.engine = engine
         # Called before a round of checks that read the record (station simulate: once every
@@ -101,9 +102,12 @@ class StationCore:
         self.station_name = station_name
         self.operator_name = operator_name
         self.labels = settings.labels
-        # One connection kept for the reads before every item (level, rule, lineup): through
-        # the pool they took 1.9 ms of this thread per item (db/driver.py: Reader).
-        self.reader = Reader(engine)
+        # `hold_reads`: one connection kept for the reads before every item (level, rule,
+        # lineup; db/driver.py: Reader): through the pool they took 1.9 ms of the pipeline
+        # thread per item in station simulate, 0.68 this way. The window reads through the pool:
+        # with the connection kept, its longest event-loop stall passed one frame (33 ms) in 2 of
+        # 7 runs of bench/station_latency.py against 0 of 7 without (cause not found).
+        self.reader = Reader(engine, hold=hold_reads)
         self.levels = LevelWatch(
             engine, station_id, Level(settings.levels.default), reader=self.reader
         )

@@ -391,6 +391,7 @@ def simulate(
         clock=lambda: done[0] * config.interval_s,
         now=lambda: start + timedelta(seconds=done[0] * config.interval_s),
         before_checks=background.wait_until_written,
+        hold_reads=True,  # headless: no event loop to stall
     )
     if config.level is not Level.human_only:
         try:
