@@ -1,4 +1,4 @@
-"""Statements run by the database driver itself, for the writes and reads on every item's path.
+"""INSERTs through the database driver itself, for the writes on every item's critical path.
 
 A Core `insert()` costs ~0.1 ms of Python per row before the driver sees it (execution context,
 parameter processing, result set-up); four rows and a chain entry per item, each committed with
@@ -13,7 +13,6 @@ PostgreSQL a round trip dwarfs that cost, and the Core path (with RETURNING) sta
 
 `Writer` goes one step further for the one writer that commits once per item (the recorder): it
 keeps one of the engine's connections for itself and runs the transaction on it directly.
-`Reader` does the same for the small reads a running station makes before every item.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from typing import Any
 from sqlalchemy import Table, exc
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
-from sqlalchemy.sql import Select, sqltypes
+from sqlalchemy.sql import sqltypes
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 
@@ -112,8 +111,8 @@ def can_hold(engine: Engine) -> bool:
 
 
 class _Held:
-    """A Writer's or a Reader's connection, kept apart from it so that a finalizer can close it
-    when one nobody closed is collected (the engine's dispose() does not reach it)."""
+    """A Writer's connection, kept apart from the Writer so that a finalizer can close it when
+    a Writer nobody closed is collected (the engine's dispose() does not reach it)."""
 
     def __init__(self) -> None:
         self.raw: sqlite3.Connection | None = None
@@ -123,17 +122,6 @@ class _Held:
         if raw is not None:
             with contextlib.suppress(sqlite3.Error):
                 raw.close()  # an open transaction is rolled back
-
-
-def _detached(engine: Engine) -> sqlite3.Connection:
-    """One of `engine`'s SQLite connections, out of its pool for good: opened by the engine (its
-    "connect" events ran, so it has the engine's pragmas), never handed to anyone else, closed
-    by whoever took it."""
-    pooled = engine.raw_connection()
-    raw = pooled.driver_connection
-    assert isinstance(raw, sqlite3.Connection)
-    pooled.detach()
-    return raw
 
 
 class Writer:
@@ -193,7 +181,10 @@ class Writer:
         return self._held.raw
 
     def _open(self) -> sqlite3.Connection:
-        raw = _detached(self.engine)
+        pooled = self.engine.raw_connection()  # "connect" events ran: the engine's pragmas
+        raw = pooled.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        pooled.detach()  # ours now: never handed to anyone else, closed by close()
         try:
             raw.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         except BaseException:
@@ -205,125 +196,6 @@ class Writer:
     def close(self) -> None:
         """Close the connection (a later transaction opens another)."""
         with self._lock:
-            self._held.close()
-
-
-@dataclass(frozen=True)
-class _Query:
-    sql: str
-    params: tuple[Any, ...]
-    # each selected column's result processor (None: the driver's value as it is)
-    results: tuple[Callable[[Any], Any] | None, ...]
-
-
-def _compiled(stmt: Select[Any], dialect: Dialect) -> _Query | None:
-    """A SELECT's text, parameters and result processors for the driver, or None for one this
-    module leaves to a Connection: a list of values in IN, a value rendered at execution or
-    computed at each execution (a callable), a value its bind processor refuses (the
-    Connection raises SQLAlchemy's StatementError for it). Rows wider than the columns the
-    statement names (a textual "*") are found on the first run (`Reader.all`)."""
-    compiled = stmt.compile(dialect=dialect)
-    if compiled.positiontup is None or compiled.literal_execute_params:
-        return None
-    values = compiled.construct_params()
-    params = []
-    for name in compiled.positiontup:
-        bind = compiled.binds[name]
-        if bind.expanding or bind.callable is not None:
-            return None
-        process = bind.type._cached_bind_processor(dialect)  # as SQLAlchemy's execution does
-        try:
-            params.append(process(values[name]) if process is not None else values[name])
-        except Exception:
-            return None
-    results = tuple(c.type._cached_result_processor(dialect, None) for c in stmt.selected_columns)
-    return _Query(str(compiled), tuple(params), results)
-
-
-class Reader:
-    """The small reads a running station makes before every item (its level, twice, its rule,
-    its model lineup), on one SQLite connection of `engine`'s kept for them.
-
-    Each through `engine.connect()` checked a connection out of the pool and back and built an
-    execution context: 1.9 ms of the pipeline thread per item in `station simulate`, on the path
-    to the suggestion. Here each statement is compiled once and run by the driver; its values
-    come back through the processors SQLAlchemy would apply (an enum as its member, a time as a
-    datetime), so the rows equal a Connection's (tested). Every row is fetched and the driver
-    opens no transaction for a SELECT: no read snapshot is held between reads, and a change
-    another connection committed is seen by the next read (tested).
-
-    A failed read closes the connection (the next opens another) and raises SQLAlchemy's error,
-    as a Connection would. Where a connection cannot be kept (PostgreSQL, an in-memory SQLite,
-    `hold=False`, or after `close()`) each read goes through `engine.connect()`, as does a
-    statement the driver cannot run as SQLAlchemy would (`_compiled`). Any thread may read; one
-    read at a time."""
-
-    #: Statements compiled and kept; the watches keep a handful, built once each.
-    _MAX_STATEMENTS = 32
-
-    def __init__(self, engine: Engine, *, hold: bool = True) -> None:
-        self.engine = engine
-        self.holds = hold and can_hold(engine)
-        self._held = _Held()
-        self._lock = threading.Lock()
-        self._queries: dict[Select[Any], _Query | None] = {}
-        weakref.finalize(self, self._held.close)
-
-    def all(self, stmt: Select[Any]) -> list[tuple[Any, ...]]:
-        """Every row of `stmt`, as tuples."""
-        if self.holds:
-            with self._lock:
-                query = self._query(stmt) if self.holds else None
-                if query is not None:
-                    width, rows = self._run(query)
-                    if width == len(query.results):
-                        return [
-                            tuple(
-                                v if p is None else p(v)
-                                for p, v in zip(query.results, row, strict=True)
-                            )
-                            for row in rows
-                        ]
-                    self._queries[stmt] = None  # more columns than it names: a textual "*"
-        with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(stmt)]
-
-    def first(self, stmt: Select[Any]) -> tuple[Any, ...] | None:
-        rows = self.all(stmt)
-        return rows[0] if rows else None
-
-    def _query(self, stmt: Select[Any]) -> _Query | None:
-        try:
-            return self._queries[stmt]
-        except KeyError:
-            pass
-        if len(self._queries) >= self._MAX_STATEMENTS:
-            self._queries.clear()
-        query = self._queries[stmt] = _compiled(stmt, self.engine.dialect)
-        return query
-
-    def _run(self, query: _Query) -> tuple[int, list[Any]]:
-        """The number of columns the query gave, and its rows."""
-        try:
-            raw = self._held.raw if self._held.raw is not None else self._open()
-            cursor = raw.execute(query.sql, query.params)
-            return len(cursor.description), cursor.fetchall()
-        except BaseException as e:
-            self._held.close()
-            if isinstance(e, sqlite3.Error):
-                raise exc.DBAPIError.instance(
-                    query.sql, query.params, e, sqlite3.Error, dialect=self.engine.dialect
-                ) from e
-            raise
-
-    def _open(self) -> sqlite3.Connection:
-        self._held.raw = _detached(self.engine)
-        return self._held.raw
-
-    def close(self) -> None:
-        """Close the connection for good: a later read goes through the engine."""
-        with self._lock:
-            self.holds = False
             self._held.close()
 
 

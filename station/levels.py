@@ -20,7 +20,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from db.driver import Reader
 from db.engine import session_scope
 from db.models import (
     GateEvaluation,
@@ -309,12 +308,8 @@ class LevelWatch:
 
     RETRY_S = 10.0
 
-    def __init__(
-        self, engine: Engine, station_id: int, default: Level, *, reader: Reader | None = None
-    ) -> None:
+    def __init__(self, engine: Engine, station_id: int, default: Level) -> None:
         self.engine = engine
-        # a running station's own reader keeps a connection for its per-item reads
-        self.reader = reader if reader is not None else Reader(engine, hold=False)
         self.station_id = station_id
         self.default = default
         self._db_level = default
@@ -340,7 +335,8 @@ class LevelWatch:
         if not retrying and time.monotonic() < self._skip_until:
             return self.last
         try:
-            row = self.reader.first(self._latest)
+            with self.engine.connect() as conn:
+                row = conn.execute(self._latest).first()
         except SQLAlchemyError as e:
             # Unreadable now: keep the last level read (writes are failing too, and the window
             # says so); a demotion committed meanwhile is obeyed once the database answers.

@@ -18,7 +18,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from db.driver import Reader
 from db.engine import session_scope
 from db.models import ChosenFor, Operator, Station, ThresholdSet
 from db.repo import champion_version
@@ -292,9 +291,8 @@ class RuleWatch:
     """The rule in force at one running station, read like the level (see LevelWatch): before
     each item is planned, on the pipeline thread; `last` for the thread that must not wait."""
 
-    def __init__(self, engine: Engine, station_id: int, *, reader: Reader | None = None) -> None:
+    def __init__(self, engine: Engine, station_id: int) -> None:
         self.engine = engine
-        self.reader = reader if reader is not None else Reader(engine, hold=False)
         self.station_id = station_id
         self.model_version_id: int | None = None
         self.last: RuleInForce | None = None
@@ -326,7 +324,8 @@ class RuleWatch:
 
     def read(self) -> RuleInForce | None:
         try:
-            row = self.reader.first(self._probe)
+            with self.engine.connect() as conn:
+                row = conn.execute(self._probe).first()
             seen = ("set", *row) if row is not None else ("none",)
             if seen == self._seen:
                 return self.last

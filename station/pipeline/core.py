@@ -24,7 +24,6 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from db.driver import Reader
 from db.engine import session_scope
 from db.errors import IntegrityProblem
 from db.models import Level, LevelChange
@@ -83,7 +82,6 @@ class StationCore:
         now: Callable[[], datetime] = utc_now,
         opener: Opener | None = None,
         before_checks: Callable[[], None] = lambda: None,
-        hold_reads: bool = False,
     ) -> None:
         self.engine = engine
         # Called before a round of checks that read the record (station simulate: once every
@@ -102,21 +100,12 @@ class StationCore:
         self.station_name = station_name
         self.operator_name = operator_name
         self.labels = settings.labels
-        # `hold_reads`: one connection kept for the reads before every item (level, rule,
-        # lineup; db/driver.py: Reader): through the pool they took 1.9 ms of the pipeline
-        # thread per item in station simulate, 0.68 this way. The window reads through the pool:
-        # with the connection kept, its longest event-loop stall passed one frame (33 ms) in 2 of
-        # 7 runs of bench/station_latency.py against 0 of 7 without (cause not found).
-        self.reader = Reader(engine, hold=hold_reads)
-        self.levels = LevelWatch(
-            engine, station_id, Level(settings.levels.default), reader=self.reader
-        )
+        self.levels = LevelWatch(engine, station_id, Level(settings.levels.default))
         self.router = Router(
             levels=settings.levels, ok_class=settings.ok_class, rng=rng or random.Random()
         )
-        self.rules = RuleWatch(engine, station_id, reader=self.reader)
-        # the challenger's, for a canary's arm
-        self.canary_rules = RuleWatch(engine, station_id, reader=self.reader)
+        self.rules = RuleWatch(engine, station_id)
+        self.canary_rules = RuleWatch(engine, station_id)  # the challenger's, for a canary's arm
         self.model = ModelHolder()
         self.lineup = LineupWatch(
             engine,
@@ -131,7 +120,6 @@ class StationCore:
             ),
             on_champion=lambda version_id, _m: self.rules.follow(version_id),
             on_challenger=lambda version_id: self.canary_rules.follow(version_id),
-            reader=self.reader,
         )
         self.shadow = ShadowRunner()
         self.status = StationStatus(clock)
@@ -323,4 +311,3 @@ class StationCore:
         in_use = self.model.set(None)
         if in_use is not None:
             in_use.worker.close()
-        self.reader.close()

@@ -29,7 +29,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from db.driver import Reader
 from db.engine import session_scope
 from db.models import Deployment, ModelVersion
 from station.errors import ModelRefused
@@ -111,10 +110,8 @@ class LineupWatch:
         open_model: Opener,
         on_champion: Callable[[int | None, ModelInUse], None],
         on_challenger: Callable[[int | None], None] = lambda _id: None,
-        reader: Reader | None = None,
     ) -> None:
         self.engine = engine
-        self.reader = reader if reader is not None else Reader(engine, hold=False)
         self.settings = settings
         self.station_id = station_id
         self.champion = champion
@@ -149,7 +146,8 @@ class LineupWatch:
 
     def check(self) -> None:
         try:
-            ids = tuple(int(r[0]) for r in self.reader.all(self._ids_query))
+            with self.engine.connect() as conn:
+                ids = tuple(int(r[0]) for r in conn.execute(self._ids_query))
         except SQLAlchemyError as e:
             log.warning("cannot read the model lineup of station %d: %s", self.station_id, e)
             return

@@ -391,7 +391,6 @@ def simulate(
         clock=lambda: done[0] * config.interval_s,
         now=lambda: start + timedelta(seconds=done[0] * config.interval_s),
         before_checks=background.wait_until_written,
-        hold_reads=True,  # headless: no event loop to stall
     )
     if config.level is not Level.human_only:
         try:
@@ -489,13 +488,12 @@ def simulate(
         background.close(timeout_s=600)
         model_kept = core.model.get() is not None
         roles = core.lineup.roles()
-        final_level = core.levels.read()
         core.close()
 
     summary = counter.summary()
     summary.station = config.station
     summary.level = config.level.value
-    summary.final_level = final_level.value
+    summary.final_level = core.levels.read().value
     summary.model = (
         f"{in_use.info.name} {in_use.info.short}" if in_use is not None and model_kept else None
     )

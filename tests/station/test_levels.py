@@ -292,12 +292,12 @@ def test_a_level_watch_follows_changes_and_survives_a_database_that_fails(
             Down.calls += 1
             raise OperationalError("SELECT", {}, Exception("server closed the connection"))
 
-    watch.reader.engine = Down()  # type: ignore[assignment]
+    watch.engine = Down()
     assert watch.read() is Level.shadow and Down.calls == 1  # the last level holds
     assert watch.read() is Level.shadow and Down.calls == 1  # and items do not wait on it
     watch.cap(Level.human_only)  # the station's own fail-safe, unrecorded
     assert watch.last is Level.human_only
-    watch.reader.engine = engine
+    watch.engine = engine
     assert watch.read(retrying=True) is Level.human_only  # the poller's read gets through
     watch.cap(None)
     assert watch.last is Level.shadow
