@@ -9,6 +9,7 @@ shown = overlay(bgr_image, heat)
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -210,31 +211,61 @@ class Predictor:
         logits, embedding = self._logits_and_embedding(preprocess(image, self.spec).unsqueeze(0))
         return self._predictions(logits, t0, embedding)[0]
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Prediction]:
-        """Several images; latency_ms is the batch's time per image.
+    def predict_batch(
+        self, images: Sequence[np.ndarray], *, workers: int | None = None
+    ) -> list[Prediction]:
+        """Several images, each answered exactly as `predict` answers it; latency_ms is the
+        batch's time per image.
 
-        One forward pass per image while the next images are prepared on a second thread:
-        on a CPU a batched forward pass is no faster per image (the bundled model at 640x368,
-        one thread: 8.0 ms per image at batch 1, 9.3 at batch 8 in onnxruntime; each image is
-        already a large enough GEMM, and a batch's activations spill the caches), but the
-        preparation (resize and normalise, ~3.6 ms) overlaps the forward pass: OpenCV, torch and
-        onnxruntime release the GIL (bench/model_latency.py prints the gain)."""
+        On a CPU a batch pays off across cores, not inside one forward pass: eight images in one
+        call are no faster per image than eight calls (the bundled model at 640x368 on one
+        thread: 0.6-1.0x in onnxruntime; each image is already a large enough GEMM, and a
+        batch's activations spill the caches; in torch sixteen in one call were 3.7x slower per
+        image). So each image gets its own forward pass, and `workers` threads (default: one per
+        core this process may use) run them side by side: onnxruntime, torch and OpenCV release
+        the GIL. With one worker the next images are prepared on a second thread while the
+        forward pass runs (bench/model_latency.py prints both). Nothing in a running station
+        batches: its model thread answers one item at a time."""
         if len(images) == 0:
             return []
         t0 = time.perf_counter()
-        outs = [
-            self._logits_and_embedding(x.unsqueeze(0))
-            for x in _prefetched(lambda im: preprocess(im, self.spec), images)
-        ]
+        n = min(len(images), workers if workers is not None else usable_cores())
+        if n < 1:
+            raise ValueError(f"expected at least one worker, got {workers}")
+        if len(images) == 1:
+            outs = [self._logits_and_embedding(preprocess(images[0], self.spec).unsqueeze(0))]
+        elif n == 1:
+            outs = [
+                self._logits_and_embedding(x.unsqueeze(0))
+                for x in _prefetched(lambda im: preprocess(im, self.spec), images)
+            ]
+        else:
+            outs = _on_threads(
+                lambda im: self._logits_and_embedding(preprocess(im, self.spec).unsqueeze(0)),
+                images,
+                n,
+            )
         logits = torch.cat([o[0] for o in outs])
         embeddings = [o[1] for o in outs if o[1] is not None]
         embedding = torch.cat(embeddings) if len(embeddings) == len(outs) else None
         return self._predictions(logits, t0, embedding)
 
-    def logits_from_prepared(self, rgbs: Sequence[np.ndarray]) -> np.ndarray:
-        """Uncalibrated logits for images already through `prepare` (evaluation)."""
-        x = torch.stack([to_tensor(r, self.spec) for r in rgbs])
-        return self._logits(x).double().numpy()
+    def logits_from_prepared(
+        self, rgbs: Sequence[np.ndarray], *, workers: int | None = None
+    ) -> np.ndarray:
+        """Uncalibrated logits for images already through `prepare` (evaluation): one forward
+        pass per image, as served (see predict_batch), on `workers` threads."""
+        if len(rgbs) == 0:
+            return np.zeros((0, len(self._classes)))
+        n = min(len(rgbs), workers if workers is not None else usable_cores())
+        if n < 1:
+            raise ValueError(f"expected at least one worker, got {workers}")
+
+        def one(rgb: np.ndarray) -> torch.Tensor:
+            return self._logits(to_tensor(rgb, self.spec).unsqueeze(0))
+
+        outs = [one(r) for r in rgbs] if n == 1 else _on_threads(one, rgbs, n)
+        return torch.cat(outs).double().numpy()
 
     # -- explanation --------------------------------------------------------------------------
     def explain(self, image: np.ndarray) -> np.ndarray:
@@ -322,6 +353,27 @@ def _prefetched(
             for item in itertools.islice(rest, 1):
                 pending.append(pool.submit(fn, item))
             yield out
+
+
+def _on_threads(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
+    """fn over items on `workers` threads, results in order; the first failure (in order) is
+    raised and the items not started yet are dropped."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch") as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _ms(t0: float) -> float:

@@ -57,15 +57,48 @@ def test_prediction_is_immutable(predictor: Predictor) -> None:
     assert pred.to_dict()["probabilities"] == dict(pred.probabilities)
 
 
-def test_predict_equals_predict_batch(predictor: Predictor) -> None:
-    images = [_image(lab, i)[0] for i, lab in enumerate(["ok", "scratch", "stain", "ok", "stain"])]
-    batch = predictor.predict_batch(images)
-    assert len(batch) == len(images)
-    for img, b in zip(images, batch, strict=True):
-        one = predictor.predict(img)
-        assert one.label == b.label
-        assert dict(one.probabilities) == pytest.approx(dict(b.probabilities), abs=1e-5)
-    assert predictor.predict_batch([]) == []
+def _answer(p) -> tuple:
+    """A prediction without its timing."""
+    return p.label, dict(p.probabilities), p.p_defect, p.confidence, p.embedding
+
+
+@pytest.mark.parametrize("workers", [None, 1, 3])
+def test_a_batch_answers_each_image_exactly_as_predict(predictor: Predictor, workers) -> None:
+    # One forward pass per image on however many threads: the same numbers as predict(), in
+    # the images' order, whatever the workers.
+    labels = ["ok", "scratch", "stain", "ok", "stain"]
+    images = [_image(lab, i)[0] for i, lab in enumerate(labels)]
+    batch = predictor.predict_batch(images, workers=workers)
+    assert [_answer(b) for b in batch] == [_answer(predictor.predict(img)) for img in images]
+    assert all(b.latency_ms > 0 for b in batch)
+    assert predictor.predict_batch([], workers=workers) == []
+    assert _answer(predictor.predict_batch(images[:1], workers=workers)[0]) == _answer(batch[0])
+
+
+def test_a_bad_image_in_a_batch_fails_it_whatever_the_workers(predictor: Predictor) -> None:
+    images = [_image("ok", i)[0] for i in range(6)]
+    images[2] = np.zeros((4, 5, 6, 7), np.uint8)
+    for workers in (1, 2):
+        with pytest.raises(BadImage, match="expected an HxW grayscale"):
+            predictor.predict_batch(images, workers=workers)
+    with pytest.raises(ValueError, match="at least one worker"):
+        predictor.predict_batch(images, workers=0)
+
+
+def test_evaluation_scores_what_serving_answers(predictor: Predictor) -> None:
+    # model evaluate and the challenger's holdout comparison read logits_from_prepared: the
+    # probabilities they compute are the served ones, with one worker or several.
+    from model.preprocess import prepare
+
+    images = [_image(lab, 20 + i)[0] for i, lab in enumerate(["ok", "scratch", "stain", "ok"])]
+    rgbs = [prepare(img, predictor.spec) for img in images]
+    one = predictor.logits_from_prepared(rgbs, workers=1)
+    assert np.array_equal(one, predictor.logits_from_prepared(rgbs, workers=2))
+    probs = torch.softmax(torch.from_numpy(one) / predictor.manifest.temperature, dim=1)
+    for row, img in zip(probs.tolist(), images, strict=True):
+        served = predictor.predict(img).probabilities
+        assert row == pytest.approx(list(served.values()), abs=1e-12)
+    assert predictor.logits_from_prepared([]).shape == (0, len(predictor.manifest.classes))
 
 
 def test_grayscale_rgba_16bit_and_odd_sizes_are_accepted(predictor: Predictor) -> None:
