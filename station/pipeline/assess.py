@@ -184,8 +184,13 @@ class Assessor:
 
     def heatmap(self, assessed: Assessed) -> np.ndarray | None:
         """The heat-map of an item whose suggestion may be shown (asked for after the suggestion
-        is on screen, so the label never waits for it)."""
-        in_use = self.model.get()
-        if in_use is None or not assessed.plan.show_suggestion or assessed.prediction is None:
+        is on screen, so the label never waits for it), drawn by the model whose answer is
+        shown: the canary's in its arm. None when that model has left the station since it
+        answered (another model's map would explain an answer it did not give)."""
+        if not assessed.plan.show_suggestion or assessed.prediction is None:
+            return None
+        holder = self.challenger if assessed.canary else self.model
+        in_use = holder.get() if holder is not None else None
+        if in_use is None or in_use.info != assessed.model:
             return None
         return in_use.worker.explain(assessed.captured.image)

@@ -85,6 +85,30 @@ def test_a_bad_image_in_a_batch_fails_it_whatever_the_workers(predictor: Predict
         predictor.predict_batch(images, workers=0)
 
 
+def test_batch_threads_are_kept_not_piled_up_and_end_with_the_predictor(trained) -> None:
+    # A long-running process (the retraining loop, evaluation) batches again and again: its
+    # threads are reused, and go when the model does.
+    import gc
+    import threading
+    import time
+
+    def batch_threads() -> int:
+        return sum(t.name.startswith("batch") for t in threading.enumerate())
+
+    before = batch_threads()
+    p = Predictor.load(trained.artifact)
+    images = [_image("ok", i)[0] for i in range(4)]
+    for workers in (2, 2, 3, 2, 2):
+        p.predict_batch(images, workers=workers)
+        assert batch_threads() - before <= workers
+    del p
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while batch_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert batch_threads() == before
+
+
 def test_evaluation_scores_what_serving_answers(predictor: Predictor) -> None:
     # model evaluate and the challenger's holdout comparison read logits_from_prepared: the
     # probabilities they compute are the served ones, with one worker or several.
