@@ -15,7 +15,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -228,12 +228,14 @@ class Predictor:
         image). So each image gets its own forward pass, and `workers` threads (default: one per
         core this process may use) run them side by side: onnxruntime, torch and OpenCV release
         the GIL. With one worker the next images are prepared on a second thread while the
-        forward pass runs (bench/model_latency.py prints both). Nothing in a running station
-        batches: its model thread answers one item at a time."""
+        forward pass runs (bench/model_latency.py prints both). Each worker runs torch with
+        torch's own thread count: where that is above one (the station sets one), fewer
+        workers may do better. Nothing in a running station batches: its model thread answers
+        one item at a time."""
+        n = _worker_count(workers)
         if len(images) == 0:
             return []
         t0 = time.perf_counter()
-        n = _worker_count(workers)
         if len(images) == 1:
             outs = [self._logits_and_embedding(preprocess(images[0], self.spec).unsqueeze(0))]
         elif n == 1:
@@ -257,9 +259,9 @@ class Predictor:
     ) -> np.ndarray:
         """Uncalibrated logits for images already through `prepare` (evaluation): one forward
         pass per image, as served (see predict_batch), on `workers` threads."""
+        n = _worker_count(workers)
         if len(rgbs) == 0:
             return np.zeros((0, len(self._classes)))
-        n = _worker_count(workers)
 
         def one(rgb: np.ndarray) -> torch.Tensor:
             return self._logits(to_tensor(rgb, self.spec).unsqueeze(0))
@@ -359,29 +361,39 @@ class _BatchThreads:
     """The threads a Predictor's batches run on: started by the first batch and kept for the
     next ones. A thread new to onnxruntime or torch is slower on its first image; threads
     started for each call made batch 8 1.50-1.56x as fast as batch 1 per image where kept
-    ones made it 1.58-1.72x (in turns, four runs)."""
+    ones made it 1.58-1.72x (in turns, four runs).
+
+    New threads are started when a batch asks for another number of them, or when torch's
+    thread count has changed since (a thread keeps the count torch had when it first ran, and
+    another count sums in another order: answers would differ from `predict`'s in the last
+    bits)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        self._size = 0
+        self._key = (0, 0)
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
-        """fn over items on `workers` threads, results in order; the first failure (in order)
-        is raised and the items not started yet are dropped."""
-        with self._lock:
-            if self._pool is None or self._size != workers:
-                if self._pool is not None:  # a batch still running on it finishes
-                    self._pool.shutdown(wait=False)
-                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch")
-                self._size = workers
-            pool = self._pool
-        futures = [pool.submit(fn, item) for item in items]
+        """fn over items on `workers` threads, results in order. The first failure (in order)
+        is raised once the items already running have ended; the others are dropped."""
+        key = (workers, torch.get_num_threads())
+        futures: list[Future[Any]] = []
         try:
+            # Submitted under the lock: another batch asking for other threads shuts this pool
+            # down only once this batch's items are queued on it (queued items still run).
+            with self._lock:
+                if self._pool is None or self._key != key:
+                    if self._pool is not None:
+                        self._pool.shutdown(wait=False)
+                    self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch")
+                    self._key = key
+                for item in items:
+                    futures.append(self._pool.submit(fn, item))
             return [f.result() for f in futures]
         except BaseException:
             for f in futures:
                 f.cancel()
+            wait(futures)  # nothing of this batch is left running when it fails
             raise
 
     def close(self) -> None:

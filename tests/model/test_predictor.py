@@ -81,8 +81,95 @@ def test_a_bad_image_in_a_batch_fails_it_whatever_the_workers(predictor: Predict
     for workers in (1, 2):
         with pytest.raises(BadImage, match="expected an HxW grayscale"):
             predictor.predict_batch(images, workers=workers)
+    for given in (images, []):
+        with pytest.raises(ValueError, match="at least one worker"):
+            predictor.predict_batch(given, workers=0)
     with pytest.raises(ValueError, match="at least one worker"):
-        predictor.predict_batch(images, workers=0)
+        predictor.logits_from_prepared([], workers=0)
+
+
+def test_a_batch_still_answers_as_predict_after_torchs_thread_count_changes() -> None:
+    # A thread keeps the count torch had when it first ran; summing over another count changes
+    # the last bits. The bundled model on torch, big enough for torch to split its work.
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        p = Predictor.load(engine="torch")
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 255, (360, 640, 3), dtype=np.uint8) for _ in range(4)]
+        p.predict_batch(images, workers=2)
+        torch.set_num_threads(1)
+        got = p.predict_batch(images, workers=2)
+        assert [_answer(g) for g in got] == [_answer(p.predict(im)) for im in images]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_batches_asking_for_other_thread_counts_at_once_both_succeed(
+    predictor: Predictor, monkeypatch
+) -> None:
+    # One batch is paused between queueing its first and second image while another asks for
+    # a different number of threads (which replaces the pool): neither fails.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [_image("ok", i)[0] for i in range(4)]
+    predictor.predict_batch(images, workers=2)
+    real_submit = ThreadPoolExecutor.submit
+    paused, queued = threading.Event(), [0]
+
+    def submit(pool, fn, *args, **kwargs):
+        future = real_submit(pool, fn, *args, **kwargs)
+        if threading.current_thread().name == "first":
+            queued[0] += 1
+            if queued[0] == 1:
+                paused.set()
+                threading.Event().wait(0.3)  # the other batch arrives meanwhile
+        return future
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+    results: dict[str, object] = {}
+
+    def first() -> None:
+        try:
+            results["first"] = predictor.predict_batch(images, workers=2)
+        except Exception as e:  # what the test is about
+            results["first"] = e
+
+    t = threading.Thread(target=first, name="first")
+    t.start()
+    assert paused.wait(30)
+    second = predictor.predict_batch(images, workers=3)
+    t.join(60)
+    expected = [_answer(predictor.predict(im)) for im in images]
+    assert [_answer(g) for g in second] == expected
+    assert isinstance(results["first"], list), results["first"]
+    assert [_answer(g) for g in results["first"]] == expected
+
+
+def test_nothing_of_a_failed_batch_is_left_running(trained) -> None:
+    import threading
+
+    p = Predictor.load(trained.artifact)
+    running, lock = [0], threading.Lock()
+    real = p.runner
+
+    def counted(x):
+        with lock:
+            running[0] += 1
+        try:
+            threading.Event().wait(0.05)  # a forward pass still going when the failure comes
+            return real(x)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    p.runner = counted
+    images = [_image("ok", i)[0] for i in range(6)]
+    images[0] = np.zeros((4, 5, 6, 7), np.uint8)  # fails at once, the next ones in flight
+    with pytest.raises(BadImage):
+        p.predict_batch(images, workers=2)
+    assert running[0] == 0
 
 
 def test_batch_threads_are_kept_not_piled_up_and_end_with_the_predictor(trained) -> None:
@@ -92,21 +179,21 @@ def test_batch_threads_are_kept_not_piled_up_and_end_with_the_predictor(trained)
     import threading
     import time
 
-    def batch_threads() -> int:
-        return sum(t.name.startswith("batch") for t in threading.enumerate())
+    def batch_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("batch")}
 
-    before = batch_threads()
+    others = batch_threads()  # other predictors' (this test's own are the ones added)
     p = Predictor.load(trained.artifact)
     images = [_image("ok", i)[0] for i in range(4)]
     for workers in (2, 2, 3, 2, 2):
         p.predict_batch(images, workers=workers)
-        assert batch_threads() - before <= workers
+        assert len(batch_threads() - others) <= workers
     del p
     gc.collect()
     deadline = time.monotonic() + 5
-    while batch_threads() > before and time.monotonic() < deadline:
+    while batch_threads() - others and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert batch_threads() == before
+    assert not batch_threads() - others
 
 
 def test_evaluation_scores_what_serving_answers(predictor: Predictor) -> None:
