@@ -375,11 +375,16 @@ def ensure_champion(*, session: Session, station_id: int, ref: ModelInfo) -> Mod
 
 
 def find_item_by_uid(*, session: Session, uid: str, image_sha256: str | None = None) -> Item | None:
+    """The item recorded under `uid`: among the items of that image where its hash is given
+    (indexed), else the newest item whose record carries it. The uid has no index of its own
+    (one more random B-tree insert in every item's commit): the newest items are read first
+    and the search stops at the first match, so an item recorded lately is found at once and
+    only an old one or a missing one costs a scan (~0.5 s at 300k items)."""
     query = select(Item)
     if image_sha256 is not None:
         query = query.where(Item.image_sha256 == image_sha256)
     else:
-        query = query.where(col(Item.stats)[UID_KEY].as_string() == uid)
+        query = query.where(col(Item.stats)[UID_KEY].as_string() == uid).limit(1)
     for item in session.exec(query.order_by(col(Item.id).desc())):
         if item.stats.get(UID_KEY) == uid:
             return item
