@@ -85,6 +85,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="1: as the station runs (default)")
     ap.add_argument("--batch-rounds", type=int, default=5, help="rounds of the batch sizes")
     args = ap.parse_args()
+    for name in ("runs", "threads", "batch_rounds"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
     path = Path(args.artifact) if args.artifact else bundled_model_path()
     p = Predictor.load(path)

@@ -185,51 +185,47 @@ def test_with_passes_started_at_capture_the_champion_answers_each_item_once(stat
     assert len(calls) == 16
 
 
-def test_a_canary_items_heat_map_is_drawn_by_the_canary_that_answered(tmp_path, artifacts):
+def test_a_canary_items_heat_map_is_drawn_by_the_canary_that_answered(station, tmp_path):
     # At assist the suggestion shows with its heat-map: in the canary's arm both are the
     # canary's, never the champion's map beside the canary's answer.
     import numpy as np
 
     from tests.station.model_variants import variant
 
-    rig = make_rig(tmp_path, level=Level.assist, with_model=False)
-    ensure_operator(rig.engine, "eve", Role.engineer)
-    with session_scope(rig.engine) as s:
-        eve = find_operator(session=s, name="eve")
+    rig, eve = station
     # v6's defect map is v3's negated: the two draw different heat-maps of any phone
-    for path in (artifacts["v3"], variant(tmp_path / "v6", "6", weak=True)):
-        register_artifact(rig.engine, rig.settings, path, operator=eve)
-    deploy_version(
-        rig.engine, rig.settings, "synthetic-line:3", "champion", operator=eve, reason="a"
+    register_artifact(
+        rig.engine, rig.settings, variant(tmp_path / "v6", "6", weak=True), operator=eve
     )
-    path = model_to_run(rig.engine, rig.settings, rig.core.station_id)
-    rig.core.use_model(open_model(path, rig.settings.labels, timeout_s=30))
     deploy_version(
         rig.engine, rig.settings, "synthetic-line:6", "canary", operator=eve, reason="c", weight=50
     )
     rig.core.lineup.check()
     rig.core.lineup.wait_loaded()
-    put_level(rig.engine, rig.settings, Level.assist)  # a new champion starts at shadow
+    put_level(rig.engine, rig.settings, Level.assist)
+    arms = set()
+    for i in range(16):
+        image = phone_image(i)
+        assessed = rig.assess(image)  # the lineup is followed before the item
+        champion, canary = rig.core.model.get(), rig.core.assessor.challenger.get()
+        assert assessed.plan.show_suggestion and assessed.prediction is not None
+        heat = rig.core.assessor.heatmap(assessed)
+        answered, other = (canary, champion) if assessed.canary else (champion, canary)
+        assert assessed.model == answered.info
+        assert np.array_equal(heat, answered.worker.explain(image))
+        assert not np.array_equal(heat, other.worker.explain(image))
+        arms.add(assessed.canary)
+        rig.core.accept(assessed)
+        rig.core.desk.decide("ok")
+    assert arms == {True, False}  # 16 items at 50%: both arms (p of not: 3e-5)
+    # The model that answered was replaced by the other since: no heat-map rather than the
+    # other model's.
+    last = rig.assess(phone_image(99))
+    holder, replacement = (
+        (rig.core.assessor.challenger, champion) if last.canary else (rig.core.model, canary)
+    )
+    kept = holder.set(replacement)
     try:
-        arms = set()
-        for i in range(12):
-            image = phone_image(i)
-            assessed = rig.assess(image)  # the lineup is followed before the item
-            champion, canary = rig.core.model.get(), rig.core.assessor.challenger.get()
-            assert assessed.plan.show_suggestion and assessed.prediction is not None
-            heat = rig.core.assessor.heatmap(assessed)
-            answered, other = (canary, champion) if assessed.canary else (champion, canary)
-            assert assessed.model == answered.info
-            assert np.array_equal(heat, answered.worker.explain(image))
-            assert not np.array_equal(heat, other.worker.explain(image))
-            arms.add(assessed.canary)
-            rig.core.accept(assessed)
-            rig.core.desk.decide("ok")
-        assert arms == {True, False}  # 12 items at 50%: both arms (p of not: 5e-4)
-        # the model that answered has left: no heat-map rather than another model's
-        last = rig.assess(phone_image(99))
-        rig.core.model.set(None)
-        rig.core.assessor.challenger.set(None)
         assert rig.core.assessor.heatmap(last) is None
     finally:
-        rig.core.close()
+        holder.set(kept)
