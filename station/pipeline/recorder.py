@@ -608,8 +608,37 @@ class BackgroundRecorder:
             log.exception("the recorder failed; the thread goes on")
             self.recorder.report(f"the recorder failed ({type(e).__name__}: {e})")
 
-    def close(self, timeout_s: float = 10.0) -> None:
+    def _progress(self) -> tuple[int, int, int, int]:
+        """What changes while the thread gets on: records handed over and not yet handled, and
+        the recorder's counts (a retry of the spool after an outage writes without taking any
+        record from the queue)."""
+        r = self.recorder
+        return (self._queue.unfinished_tasks, r.written, r.rejected, r.pending)
+
+    def close(self, timeout_s: float = 10.0) -> int:
+        """Stop the thread once every record handed over is handled (written, or kept in the
+        spool). Waits as long as records keep being handled, so a backlog drains however long it
+        takes (it used to give up after `timeout_s` in all: the records still queued were in
+        memory only, and ended with the process); gives up when none was handled, nor a pending
+        one retried, for `timeout_s`: a write that hangs. Returns how many records it gave up on
+        (0 when all were handled): the thread keeps them and goes on while the process lives,
+        and an error in the log says how many."""
         self._queue.put(None)
-        self._thread.join(timeout_s)
-        if not self._thread.is_alive():
-            self.recorder.close()
+        seen = self._progress()
+        while True:
+            self._thread.join(timeout_s)
+            if not self._thread.is_alive():
+                self.recorder.close()
+                return 0
+            now = self._progress()
+            if now == seen:
+                break
+            seen = now
+        left = max(0, self._queue.unfinished_tasks - 1)  # the stop sign is not a record
+        log.error(
+            "%d decision(s) not saved yet: a write has not finished in %g s; they are saved "
+            "if it finishes before the program ends, and lost if it does not",
+            left,
+            timeout_s,
+        )
+        return left

@@ -45,6 +45,8 @@ SHIFT_S = 8 * 3600.0  # simulated inspectors tire over a shift, then a fresh one
 DEFAULT_STATION = "sim"
 #: Records the loop may run ahead of the recorder (in memory, not yet on any disk).
 MAX_BACKLOG = 8
+#: How long the end of a run waits for a write that makes no progress (a hung disk).
+CLOSE_WAIT_S = 600.0
 #: Simulated inspectors are operators no one can log in as (not an argon2 hash).
 NO_LOGIN_HASH = "!no-login"
 
@@ -485,7 +487,9 @@ def simulate(
         # However the run ends (the last item, an error, Ctrl-C), what was decided is written or
         # spooled before this returns.
         cv2.setNumThreads(opencv_threads)
-        background.close(timeout_s=600)
+        # Records given up on (none handled for 10 minutes: a write hangs) are in memory only:
+        # counted as unsaved, so the run says so and exits 1.
+        gave_up = background.close(timeout_s=CLOSE_WAIT_S)
         model_kept = core.model.get() is not None
         roles = core.lineup.roles()
         core.close()
@@ -504,7 +508,7 @@ def simulate(
     summary.alarms = list(core.monitor_news)
     summary.demoted_at_item = core.demoted_at_item
     summary.pending_writes = recorder.pending - recorder.unsaved
-    summary.unsaved = recorder.unsaved
+    summary.unsaved = recorder.unsaved + gave_up
     summary.stopped = stopped
     summary.rejected = recorder.rejected
     summary.banners = list(core.status.banners.values())

@@ -265,7 +265,7 @@ class StationApp:
             self.dashboard.close()
         self.summaries.stop()
         self.thread.stop()
-        self.background.close()
+        self.background.close()  # logs an error naming any decisions it gave up on
         self.core.close()
         self._end_login()
 

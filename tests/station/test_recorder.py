@@ -4,7 +4,10 @@ and keeps, retries and replays decisions the database could not take."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
+import threading
+import time
 
 from sqlmodel import create_engine, select
 
@@ -476,3 +479,81 @@ def test_a_correction_of_an_item_older_than_the_remembered_ones_is_recorded(tmp_
     assert [d.label for d in decisions] == ["crack", "ok"]
     assert decisions[1].supersedes_id == decisions[0].id and final.final_label == "ok"
     assert len(rig.recorder._uid_to_ids) == 2
+
+
+def slow_background(tmp_path, monkeypatch, gate):
+    """A background recorder whose every database write first waits for `gate()`."""
+    from station.pipeline import recorder as recorder_module
+    from station.pipeline.recorder import BackgroundRecorder
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    real = recorder_module.write_inspection
+
+    def slow(**kw):
+        gate()
+        return real(**kw)
+
+    monkeypatch.setattr(recorder_module, "write_inspection", slow)
+    acks = []
+    recorder = Recorder(rig.engine, spool_dir=tmp_path, on_ack=acks.append)
+    background = BackgroundRecorder(recorder, retry_every_s=0.05)
+    rig.core.desk.send = background.submit
+    return rig, recorder, background, acks
+
+
+def test_closing_waits_for_a_backlog_that_takes_longer_than_the_timeout(tmp_path, monkeypatch):
+    # Six writes of 0.15 s behind a 0.4 s timeout: the old close gave up after 0.4 s and the
+    # decisions still queued were in memory only (lost when the window's process ended).
+    rig, recorder, background, acks = slow_background(
+        tmp_path, monkeypatch, lambda: time.sleep(0.15)
+    )
+    labels = ["crack", "ok", "dent", "ok", "ok", "crack"]
+    for i, label in enumerate(labels):
+        rig.feed(phone_image(i))
+        rig.core.desk.decide(label)
+    assert background.close(timeout_s=0.4) == 0
+    assert not background.alive
+    assert len(acks) == 6 and labels_written(rig.engine) == labels and recorder.pending == 0
+
+
+def test_closing_gives_up_on_a_write_that_hangs_and_says_how_many_are_left(
+    tmp_path, monkeypatch, caplog
+):
+    release = threading.Event()
+    rig, recorder, background, acks = slow_background(
+        tmp_path, monkeypatch, lambda: release.wait(30)
+    )
+    for i, label in enumerate(["crack", "ok", "dent"]):
+        rig.feed(phone_image(i))
+        rig.core.desk.decide(label)
+    t0 = time.monotonic()
+    with caplog.at_level(logging.ERROR):
+        left = background.close(timeout_s=0.3)
+    assert left == 3 and background.alive  # the hung write and the two behind it
+    assert time.monotonic() - t0 < 5
+    assert "3 decision(s)" in caplog.text and "not saved" in caplog.text
+    release.set()  # the write goes through after all: nothing is lost once it does
+    assert wait_for(lambda: not background.alive)
+    assert len(acks) == 3 and labels_written(rig.engine) == ["crack", "ok", "dent"]
+
+
+def test_closing_waits_while_the_spool_is_retried(tmp_path, monkeypatch):
+    # Six decisions wait in the spool (an outage) when the window closes with two more queued
+    # behind their retry; the retry takes no record from the queue, and still counts as progress.
+    rig, recorder, background, acks = slow_background(
+        tmp_path, monkeypatch, lambda: time.sleep(0.15)
+    )
+    held: list = []
+    rig.core.desk.send = held.append
+    for i in range(6):
+        rig.feed(phone_image(i))
+        rig.core.desk.decide("ok")
+    for d in held:
+        recorder.keep(d.build() if isinstance(d, Deferred) else d)
+    assert wait_for(lambda: len(acks) >= 1)  # the thread is retrying them
+    rig.core.desk.send = background.submit
+    for i, label in enumerate(["crack", "dent"]):
+        rig.feed(phone_image(10 + i))
+        rig.core.desk.decide(label)
+    assert background.close(timeout_s=0.4) == 0
+    assert len(acks) == 8 and labels_written(rig.engine) == ["ok"] * 6 + ["crack", "dent"]

@@ -423,3 +423,37 @@ def test_a_round_of_checks_sees_every_item_decided_before_it(tmp_path, monkeypat
     )
     # the round before item 10 (0-based: the 10th planned) sees items 0-8 ... and so on
     assert seen == [9, 19, 29]
+
+
+def test_decisions_a_hung_write_still_holds_at_the_end_are_counted_as_unsaved(
+    tmp_path, monkeypatch
+):
+    """The run's end waits for the recorder as long as it makes progress; a write that hangs
+    is given up on after CLOSE_WAIT_S, and the decisions it held (only in memory) are said to
+    be unsaved, so the command exits 1 instead of reporting a clean run."""
+    import sys
+    import threading
+
+    from station.pipeline import recorder as recorder_module
+
+    simulate_module = sys.modules[simulate.__module__]  # the package exports the function
+
+    real, calls, release = recorder_module.write_inspection, [], threading.Event()
+
+    def hangs_from_the_fourth(**kw):
+        calls.append(kw["rec"].uid)
+        if len(calls) >= 4:
+            release.wait(30)
+        return real(**kw)
+
+    monkeypatch.setattr(recorder_module, "write_inspection", hangs_from_the_fourth)
+    monkeypatch.setattr(simulate_module, "CLOSE_WAIT_S", 0.5)
+    try:
+        s = simulate(
+            Settings(data_dir=tmp_path),
+            open_station_db(f"sqlite:///{tmp_path / 'sim.db'}"),
+            SimulateConfig(items=6, level=Level.human_only, **SMALL),
+        )
+    finally:
+        release.set()
+    assert s.unsaved == 3  # the fourth (its write hung) and the two behind it
