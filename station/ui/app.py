@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import logging
+import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 from sqlalchemy.engine import Engine
 
@@ -325,7 +327,52 @@ def run_window(
     station.start()
     if on_start is not None:
         on_start(station)
+    with closing_on_signals(app):
+        try:
+            return int(app.exec())
+        finally:
+            station.stop()
+
+
+#: Signals that close the station as its window's close button does: a service manager's stop
+#: or a logout (SIGTERM), Ctrl-C in the terminal it was started from (SIGINT), that terminal
+#: closing (SIGHUP; not on Windows).
+CLOSING_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+#: How often Python gets to run a signal's handler while Qt's event loop waits.
+SIGNAL_CHECK_MS = 200
+
+
+@contextlib.contextmanager
+def closing_on_signals(app: QApplication) -> Iterator[None]:
+    """While the block runs, CLOSING_SIGNALS end the event loop instead of the process, so the
+    station stops as after its close button: the decisions in flight written (or spooled), the
+    login ended, exit code 0. Left to their defaults, SIGTERM and SIGHUP ended the process at
+    once, with whatever was decided and not yet written, and Ctrl-C did not close the window
+    (its KeyboardInterrupt was raised in whichever slot ran next). A second signal while the station stops changes nothing. Python runs a handler
+    only between its own bytecodes: a timer wakes it while Qt's loop waits. Only the main thread
+    may set handlers; elsewhere the block runs with the signals as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def close(signum: int, _frame: object) -> None:
+        log.warning(
+            "%s: closing the station (the decisions in flight are written first)",
+            signal.Signals(signum).name,
+        )
+        app.quit()
+
+    previous = {}
+    for name in CLOSING_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, close)
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(SIGNAL_CHECK_MS)
     try:
-        return int(app.exec())
+        yield
     finally:
-        station.stop()
+        wake.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
