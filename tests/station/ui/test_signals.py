@@ -2,8 +2,9 @@
 its terminal: SIGINT) stops as after its close button: what the inspector decided is written,
 and the process exits 0. Before, SIGTERM ended the process at once, decisions in flight with it.
 
-The window runs in a process of its own (a signal to this one would end the test run), on the
-synthetic line with the bundled model, with a login dialog that lets its operator in."""
+For SIGTERM the window runs in a process of its own (sent to this one, the default action would
+end the test run), on the synthetic line with the bundled model, with a login dialog that lets
+its operator in; SIGINT and SIGHUP are raised here, with handlers of the test's set first."""
 
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ sys.exit(app.run_window(Settings(data_dir=data), engine, on_start=on_start))
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_closes_the_station_as_its_close_button_does(tmp_path, sig):
+def test_sigterm_closes_the_station_as_its_close_button_does(tmp_path):
+    sig = signal.SIGTERM
     script = tmp_path / "station_window.py"
     script.write_text(STATION)
     env = {
@@ -109,3 +110,38 @@ def test_a_signal_closes_the_station_as_its_close_button_does(tmp_path, sig):
     with session_scope(open_station_db(f"sqlite:///{tmp_path / 'station.db'}")) as s:
         decided = s.exec(sql_select(HumanDecision)).all()
     assert [d.label for d in decided] == ["ok"]  # written before the process ended
+
+
+def test_ctrl_c_and_a_closed_terminal_end_the_event_loop_and_leave_no_handler(qapp, caplog):
+    """SIGINT and SIGHUP take the same path as SIGTERM (in this process: their handlers are set
+    before they are raised, and the ones set before come back after)."""
+    import logging
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    from station.ui.app import closing_on_signals
+
+    seen: list[int] = []
+    before = {
+        s: signal.signal(s, lambda n, _f: seen.append(n)) for s in (signal.SIGINT, signal.SIGHUP)
+    }
+    try:
+        for sig in before:
+            mine = signal.getsignal(sig)
+            with caplog.at_level(logging.WARNING), closing_on_signals(qapp):
+                QTimer.singleShot(0, lambda sig=sig: signal.raise_signal(sig))
+                fallback = QTimer()  # ends the loop if the signal did not
+                fallback.setSingleShot(True)
+                fallback.timeout.connect(qapp.quit)
+                fallback.start(5000)
+                t0 = time.monotonic()
+                qapp.exec()
+                fallback.stop()
+            assert time.monotonic() - t0 < 2.5, f"{sig.name} did not end the event loop"
+            assert f"{sig.name}: closing the station" in caplog.text
+            assert signal.getsignal(sig) is mine  # the handler set before is back
+        assert seen == []  # the station's handler took them, not the one set before
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
