@@ -387,13 +387,14 @@ def main() -> None:
     per = {k: 1e6 / med[k] for k in ("recorder", "replay", "raw")}
     gap = per["recorder"] - per["raw"]
     python = per["recorder"] - per["replay"]
+    share = f" ({python / gap:.0%} of it)" if gap > 0 else ""
     print(
         f"  per item: recorder {per['recorder']:.0f} us, its statements alone {per['replay']:.0f} "
         f"us, raw {per['raw']:.0f} us. Of the recorder's {gap:.0f} us over raw, its Python "
-        f"(building the record, converting values, hashing the chain) is {python:.0f} us "
-        f"({python / gap:.0%}); its statements' own extra work (two chain rows and the chain's "
-        f"last entry read, more columns bound) {per['replay'] - per['raw']:.0f} us. At 0.8x raw "
-        f"the recorder would have {per['raw'] / 0.8 - per['replay']:.0f} us of Python per item"
+        f"(building the record, converting values, hashing the chain) is {python:.0f} us{share}; "
+        f"its statements' own extra work (two chain rows and the chain's last entry read, more "
+        f"columns bound) {per['replay'] - per['raw']:.0f} us. At 0.8x raw the recorder would have "
+        f"{per['raw'] / 0.8 - per['replay']:.0f} us of Python per item"
     )
 
 

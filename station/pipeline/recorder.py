@@ -625,20 +625,24 @@ class BackgroundRecorder:
         and an error in the log says how many."""
         self._queue.put(None)
         seen = self._progress()
-        while True:
+        while self._thread.is_alive():
             self._thread.join(timeout_s)
-            if not self._thread.is_alive():
-                self.recorder.close()
-                return 0
             now = self._progress()
             if now == seen:
                 break
             seen = now
-        left = max(0, self._queue.unfinished_tasks - 1)  # the stop sign is not a record
-        log.error(
-            "%d decision(s) not saved yet: a write has not finished in %g s; they are saved "
-            "if it finishes before the program ends, and lost if it does not",
-            left,
-            timeout_s,
-        )
+        # Records handed over and not handled, less the stop sign: 0 once the thread took it
+        # (none left behind it); those queued behind a thread that died are counted too.
+        left = max(0, self._queue.unfinished_tasks - 1)
+        if not self._thread.is_alive():
+            self.recorder.close()
+            if left:
+                log.error("%d decision(s) not saved: the recorder's thread has stopped", left)
+        elif left:
+            log.error(
+                "%d decision(s) not saved yet: a write has not finished in %g s; they are saved "
+                "if it finishes before the program ends, and lost if it does not",
+                left,
+                timeout_s,
+            )
         return left

@@ -262,14 +262,18 @@ class StationApp:
         self.summaries.start()
         self.thread.start()
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """Close the station; how many of its decisions are on no disk at the end: given up on
+        by the recorder (a write that hangs: it logs an error) or held in memory only (neither
+        the database nor the spool took them). 0 normally."""
         if self.dashboard is not None:
             self.dashboard.close()
         self.summaries.stop()
         self.thread.stop()
-        self.background.close()  # logs an error naming any decisions it gave up on
+        lost = self.background.close() + self.recorder.unsaved
         self.core.close()
         self._end_login()
+        return lost
 
 
 #: What the pipeline thread imports before its first frame: the model package (torch,
@@ -329,9 +333,18 @@ def run_window(
         on_start(station)
     with closing_on_signals(app):
         try:
-            return int(app.exec())
+            code = int(app.exec())
         finally:
-            station.stop()
+            lost = station.stop()
+    if lost:
+        # The window is gone: the terminal, or the service's log, is where this is seen.
+        print(
+            f"ERROR: {lost} decision(s) were not saved when the station closed (the database "
+            "and the spool did not take them; see the errors above): they are lost",
+            file=sys.stderr,
+        )
+        return 1
+    return code
 
 
 #: Signals that close the station as its window's close button does: a service manager's stop
@@ -346,7 +359,7 @@ SIGNAL_CHECK_MS = 200
 def closing_on_signals(app: QApplication) -> Iterator[None]:
     """While the block runs, CLOSING_SIGNALS end the event loop instead of the process, so the
     station stops as after its close button: the decisions in flight written (or spooled), the
-    login ended, exit code 0. Left to their defaults, SIGTERM and SIGHUP ended the process at
+    login ended, exit code 0 (1 if decisions could not be saved). Left to their defaults, SIGTERM and SIGHUP ended the process at
     once, with whatever was decided and not yet written, and Ctrl-C did not close the window
     (its KeyboardInterrupt was raised in whichever slot ran next). A second signal while the station stops changes nothing. Python runs a handler
     only between its own bytecodes: a timer wakes it while Qt's loop waits. Only the main thread
@@ -360,7 +373,9 @@ def closing_on_signals(app: QApplication) -> Iterator[None]:
             "%s: closing the station (the decisions in flight are written first)",
             signal.Signals(signum).name,
         )
-        app.quit()
+        # Queued, not at once: a quit before the loop runs would be ignored, and this runs in
+        # the middle of whatever Python code the signal interrupted.
+        QTimer.singleShot(0, app.quit)
 
     previous = {}
     for name in CLOSING_SIGNALS:

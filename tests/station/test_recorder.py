@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 
+import pytest
 from sqlmodel import create_engine, select
 
 from db.engine import session_scope
@@ -502,18 +503,18 @@ def slow_background(tmp_path, monkeypatch, gate):
 
 
 def test_closing_waits_for_a_backlog_that_takes_longer_than_the_timeout(tmp_path, monkeypatch):
-    # Six writes of 0.15 s behind a 0.4 s timeout: the old close gave up after 0.4 s and the
+    # Eight writes of 0.1 s behind a 0.5 s timeout: the old close gave up after 0.5 s and the
     # decisions still queued were in memory only (lost when the window's process ended).
     rig, recorder, background, acks = slow_background(
-        tmp_path, monkeypatch, lambda: time.sleep(0.15)
+        tmp_path, monkeypatch, lambda: time.sleep(0.1)
     )
-    labels = ["crack", "ok", "dent", "ok", "ok", "crack"]
+    labels = ["crack", "ok", "dent", "ok", "ok", "crack", "ok", "ok"]
     for i, label in enumerate(labels):
         rig.feed(phone_image(i))
         rig.core.desk.decide(label)
-    assert background.close(timeout_s=0.4) == 0
+    assert background.close(timeout_s=0.5) == 0
     assert not background.alive
-    assert len(acks) == 6 and labels_written(rig.engine) == labels and recorder.pending == 0
+    assert len(acks) == 8 and labels_written(rig.engine) == labels and recorder.pending == 0
 
 
 def test_closing_gives_up_on_a_write_that_hangs_and_says_how_many_are_left(
@@ -541,7 +542,7 @@ def test_closing_waits_while_the_spool_is_retried(tmp_path, monkeypatch):
     # Six decisions wait in the spool (an outage) when the window closes with two more queued
     # behind their retry; the retry takes no record from the queue, and still counts as progress.
     rig, recorder, background, acks = slow_background(
-        tmp_path, monkeypatch, lambda: time.sleep(0.15)
+        tmp_path, monkeypatch, lambda: time.sleep(0.1)
     )
     held: list = []
     rig.core.desk.send = held.append
@@ -555,5 +556,36 @@ def test_closing_waits_while_the_spool_is_retried(tmp_path, monkeypatch):
     for i, label in enumerate(["crack", "dent"]):
         rig.feed(phone_image(10 + i))
         rig.core.desk.decide(label)
-    assert background.close(timeout_s=0.4) == 0
+    assert background.close(timeout_s=0.5) == 0
     assert len(acks) == 8 and labels_written(rig.engine) == ["ok"] * 6 + ["crack", "dent"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_closing_counts_the_decisions_queued_behind_a_thread_that_died(
+    tmp_path, monkeypatch, caplog
+):
+    from station.pipeline.recorder import BackgroundRecorder
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    recorder = Recorder(rig.engine, spool_dir=tmp_path)
+
+    def cannot_say(*_args):  # the thread's last resort fails too: it ends
+        raise RuntimeError("no one to tell")
+
+    monkeypatch.setattr(recorder, "report", cannot_say)
+    monkeypatch.setattr(recorder, "unbuildable", cannot_say)
+    background = BackgroundRecorder(recorder, retry_every_s=0.05)
+
+    def broken():
+        raise ValueError("no image")
+
+    background.submit(Deferred("u-broken", broken))
+    assert wait_for(lambda: not background.alive)
+    rig.core.desk.send = background.submit
+    for i in range(2):
+        rig.feed(phone_image(i))
+        rig.core.desk.decide("ok")
+    with caplog.at_level(logging.ERROR):
+        # the one it died on and the two behind it (the old close said nothing of them)
+        assert background.close(timeout_s=0.2) == 3
+    assert "3 decision(s) not saved: the recorder's thread has stopped" in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -448,12 +449,22 @@ def test_decisions_a_hung_write_still_holds_at_the_end_are_counted_as_unsaved(
 
     monkeypatch.setattr(recorder_module, "write_inspection", hangs_from_the_fourth)
     monkeypatch.setattr(simulate_module, "CLOSE_WAIT_S", 0.5)
+    engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
     try:
         s = simulate(
             Settings(data_dir=tmp_path),
-            open_station_db(f"sqlite:///{tmp_path / 'sim.db'}"),
+            engine,
             SimulateConfig(items=6, level=Level.human_only, **SMALL),
         )
     finally:
         release.set()
     assert s.unsaved == 3  # the fourth (its write hung) and the two behind it
+
+    def written() -> int:
+        with session_scope(engine) as session:
+            return len(session.exec(select(HumanDecision)).all())
+
+    deadline = time.monotonic() + 30  # released, the recorder's thread writes them and ends
+    while written() < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert written() == 6

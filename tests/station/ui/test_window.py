@@ -1178,3 +1178,31 @@ def test_the_status_bar_names_the_champion_and_the_canary_with_its_weight(
     status = win.status.text()
     assert "model synthetic-line:3 · canary synthetic-line:4 5%" in status
     rig.core.close()
+
+
+def test_stopping_the_station_counts_the_decisions_on_no_disk(qtbot, tmp_path, monkeypatch):
+    """What run_window turns into exit 1 and an error: the recorder's given-up decisions plus
+    those only in memory (the spool could not take them)."""
+    from db.repo import find_operator
+    from station.ui.app import StationApp
+
+    rig = make_rig(tmp_path, level=Level.human_only)
+    with session_scope(rig.engine) as s:
+        lan = find_operator(session=s, name="lan")
+    app = StationApp(
+        rig.settings, rig.engine, lan, load_model=False, source_factory=lambda _s: _NoCamera()
+    )
+    qtbot.addWidget(app.window)
+    closed = []
+
+    def close_giving_up_on_two(timeout_s: float = 10.0) -> int:
+        closed.append(timeout_s)
+        return 2
+
+    monkeypatch.setattr(app.background, "close", close_giving_up_on_two)
+    app.recorder._unsaved.add("u-in-memory")  # the spool refused it
+    try:
+        assert app.stop() == 3 and closed == [10.0]
+    finally:
+        monkeypatch.undo()
+        app.background.close()  # the real one: its thread ends
