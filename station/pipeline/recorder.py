@@ -550,18 +550,31 @@ class BackgroundRecorder:
         """Records handed over and not yet taken up (in memory only)."""
         return self._queue.qsize()
 
-    def wait_for_backlog(self, limit: int) -> None:
+    def wait_for_backlog(self, limit: int, stall_s: float | None = None) -> bool:
         """Block until at most `limit` records wait in memory (a headless run must not outrun
-        the database: what it decided is on disk, or it stops)."""
-        while self._queue.qsize() > limit and self._thread.is_alive():
-            time.sleep(0.005)
+        the database: what it decided is on disk, or it stops). False when the recorder did
+        nothing for `stall_s` meanwhile (a write that hangs), or its thread has ended."""
+        return self._wait(lambda: self._queue.qsize() <= limit, stall_s)
 
-    def wait_until_written(self) -> None:
+    def wait_until_written(self, stall_s: float | None = None) -> bool:
         """Block until every record submitted so far is handled: written, or kept to retry (a
-        check that reads the record then sees every item decided before it)."""
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks and self._thread.is_alive():
-                self._queue.all_tasks_done.wait(0.05)
+        check that reads the record then sees every item decided before it). False as for
+        wait_for_backlog."""
+        return self._wait(lambda: self._queue.unfinished_tasks == 0, stall_s)
+
+    def _wait(self, done: Callable[[], bool], stall_s: float | None) -> bool:
+        seen, since = self._progress(), time.monotonic()
+        while not done():
+            if not self._thread.is_alive():
+                return False
+            with self._queue.all_tasks_done:  # woken when the last task is done
+                self._queue.all_tasks_done.wait(0.005)
+            now = self._progress()
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif stall_s is not None and time.monotonic() - since >= stall_s:
+                return False
+        return True
 
     @property
     def alive(self) -> bool:

@@ -45,7 +45,8 @@ SHIFT_S = 8 * 3600.0  # simulated inspectors tire over a shift, then a fresh one
 DEFAULT_STATION = "sim"
 #: Records the loop may run ahead of the recorder (in memory, not yet on any disk).
 MAX_BACKLOG = 8
-#: How long the end of a run waits for a write that makes no progress (a hung disk).
+#: How long a run waits for a recorder that makes no progress (a write that hangs): at its
+#: end, and whenever it waits for the recorder to catch up.
 CLOSE_WAIT_S = 600.0
 #: Simulated inspectors are operators no one can log in as (not an argon2 hash).
 NO_LOGIN_HASH = "!no-login"
@@ -379,6 +380,11 @@ def simulate(
 
         background.submit(Deferred(rec.uid, counted))
 
+    def until_written() -> None:
+        # A check reads the record: every decision before it written first, unless the recorder
+        # is stuck (the backlog's wait then stops the run).
+        background.wait_until_written(stall_s=CLOSE_WAIT_S)
+
     done = [0]
     start = datetime.now(UTC) - timedelta(seconds=config.items * config.interval_s)
     core = StationCore(
@@ -392,7 +398,7 @@ def simulate(
         rng=random.Random(config.seed),
         clock=lambda: done[0] * config.interval_s,
         now=lambda: start + timedelta(seconds=done[0] * config.interval_s),
-        before_checks=background.wait_until_written,
+        before_checks=until_written,
     )
     if config.level is not Level.human_only:
         try:
@@ -476,7 +482,14 @@ def simulate(
             done[0] += 1
             if progress is not None:
                 progress(done[0], config.items)
-            background.wait_for_backlog(MAX_BACKLOG)
+            if not background.wait_for_backlog(MAX_BACKLOG, stall_s=CLOSE_WAIT_S):
+                stopped = (
+                    f"stopped after {done[0]} item(s): the recorder has written nothing for "
+                    f"{CLOSE_WAIT_S:g} s (a write that hangs)"
+                    if background.alive
+                    else f"stopped after {done[0]} item(s): the recorder's thread has stopped"
+                )
+                break
             if recorder.unsaved:  # neither the database nor the spool takes decisions: stop
                 stopped = (
                     f"stopped after {done[0]} item(s): decisions cannot be saved "
