@@ -426,19 +426,17 @@ def test_a_round_of_checks_sees_every_item_decided_before_it(tmp_path, monkeypat
     assert seen == [9, 19, 29]
 
 
-def test_decisions_a_hung_write_still_holds_at_the_end_are_counted_as_unsaved(
-    tmp_path, monkeypatch
-):
-    """The run's end waits for the recorder as long as it makes progress; a write that hangs
-    is given up on after CLOSE_WAIT_S, and the decisions it held (only in memory) are said to
-    be unsaved, so the command exits 1 instead of reporting a clean run."""
+def run_with_a_write_that_hangs(tmp_path, monkeypatch, items: int):
+    """Simulate `items` at human_only while every database write from the fourth on hangs, with
+    CLOSE_WAIT_S at 0.5 s; the writes are let go once the run has returned (and after 20 s
+    whatever happens, so code that waits for them fails on time instead of hanging the suite).
+    Returns the summary, how many decisions were written in the end, and the run's seconds."""
     import sys
     import threading
 
     from station.pipeline import recorder as recorder_module
 
     simulate_module = sys.modules[simulate.__module__]  # the package exports the function
-
     real, calls, release = recorder_module.write_inspection, [], threading.Event()
 
     def hangs_from_the_fourth(**kw):
@@ -449,8 +447,6 @@ def test_decisions_a_hung_write_still_holds_at_the_end_are_counted_as_unsaved(
 
     monkeypatch.setattr(recorder_module, "write_inspection", hangs_from_the_fourth)
     monkeypatch.setattr(simulate_module, "CLOSE_WAIT_S", 0.5)
-    # The writes are let go after 20 s whatever happens: code that waits for them then fails
-    # the test on time instead of hanging it.
     watchdog = threading.Timer(20, release.set)
     watchdog.start()
     engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
@@ -459,22 +455,33 @@ def test_decisions_a_hung_write_still_holds_at_the_end_are_counted_as_unsaved(
         s = simulate(
             Settings(data_dir=tmp_path),
             engine,
-            SimulateConfig(items=6, level=Level.human_only, **SMALL),
+            SimulateConfig(items=items, level=Level.human_only, **SMALL),
         )
     finally:
         release.set()
         watchdog.cancel()
-    assert time.monotonic() - t0 < 10  # well before the watchdog lets the writes go
-    assert s.unsaved == 3  # the fourth (its write hung) and the two behind it
+    seconds = time.monotonic() - t0
 
     def written() -> int:
         with session_scope(engine) as session:
             return len(session.exec(select(HumanDecision)).all())
 
-    deadline = time.monotonic() + 30  # released, the recorder's thread writes them and ends
-    while written() < 6 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30  # released, the recorder's thread writes what it held
+    while written() < 3 + s.unsaved and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert written() == 6
+    return s, written(), seconds
+
+
+def test_decisions_a_hung_write_still_holds_at_the_end_are_counted_as_unsaved(
+    tmp_path, monkeypatch
+):
+    """The run's end waits for the recorder as long as it makes progress; a write that hangs
+    is given up on after CLOSE_WAIT_S, and the decisions it held (only in memory) are said to
+    be unsaved, so the command exits 1 instead of reporting a clean run."""
+    s, written, seconds = run_with_a_write_that_hangs(tmp_path, monkeypatch, items=6)
+    assert seconds < 10  # well before the writes were let go
+    assert s.unsaved == 3  # the fourth (its write hung) and the two behind it
+    assert written == 6
 
 
 def test_a_write_that_hangs_mid_run_stops_the_run_instead_of_holding_it_up_for_good(
@@ -483,46 +490,8 @@ def test_a_write_that_hangs_mid_run_stops_the_run_instead_of_holding_it_up_for_g
     """With the recorder stuck on one write, the run fills its backlog, waits CLOSE_WAIT_S
     for any progress, then stops and says why; the decisions it could not save are counted
     (it used to wait as long as the write hung: for good)."""
-    import sys
-    import threading
-
-    from station.pipeline import recorder as recorder_module
-
-    simulate_module = sys.modules[simulate.__module__]
-    real, calls, release = recorder_module.write_inspection, [], threading.Event()
-
-    def hangs_from_the_fourth(**kw):
-        calls.append(kw["rec"].uid)
-        if len(calls) >= 4:
-            release.wait()
-        return real(**kw)
-
-    monkeypatch.setattr(recorder_module, "write_inspection", hangs_from_the_fourth)
-    monkeypatch.setattr(simulate_module, "CLOSE_WAIT_S", 0.5)
-    # The writes are let go after 20 s whatever happens: code that waits for them then fails
-    # the test on time instead of hanging it.
-    watchdog = threading.Timer(20, release.set)
-    watchdog.start()
-    engine = open_station_db(f"sqlite:///{tmp_path / 'sim.db'}")
-    t0 = time.monotonic()
-    try:
-        s = simulate(
-            Settings(data_dir=tmp_path),
-            engine,
-            SimulateConfig(items=40, level=Level.human_only, **SMALL),
-        )
-    finally:
-        release.set()
-        watchdog.cancel()
-    assert time.monotonic() - t0 < 10  # well before the watchdog lets the writes go
+    s, written, seconds = run_with_a_write_that_hangs(tmp_path, monkeypatch, items=40)
+    assert seconds < 10
     assert s.stopped is not None and "the recorder has written nothing for 0.5 s" in s.stopped
     assert s.unsaved >= 9  # the write that hung and the backlog behind it
-
-    def written() -> int:
-        with session_scope(engine) as session:
-            return len(session.exec(select(HumanDecision)).all())
-
-    deadline = time.monotonic() + 30  # released, the recorder's thread writes them all
-    while written() < 3 + s.unsaved and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert written() == 3 + s.unsaved
+    assert written == 3 + s.unsaved
