@@ -106,7 +106,6 @@ def main() -> None:
             engine = open_station_db(f"sqlite:///{Path(d) / 'sim.db'}")
             c0 = time.process_time()
             marks.clear()
-
             s = simulate(
                 settings,
                 engine,

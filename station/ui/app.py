@@ -359,11 +359,12 @@ SIGNAL_CHECK_MS = 200
 def closing_on_signals(app: QApplication) -> Iterator[None]:
     """While the block runs, CLOSING_SIGNALS end the event loop instead of the process, so the
     station stops as after its close button: the decisions in flight written (or spooled), the
-    login ended, exit code 0 (1 if decisions could not be saved). Left to their defaults, SIGTERM and SIGHUP ended the process at
-    once, with whatever was decided and not yet written, and Ctrl-C did not close the window
-    (its KeyboardInterrupt was raised in whichever slot ran next). A second signal while the station stops changes nothing. Python runs a handler
-    only between its own bytecodes: a timer wakes it while Qt's loop waits. Only the main thread
-    may set handlers; elsewhere the block runs with the signals as they are."""
+    login ended, exit code 0 (1 if decisions could not be saved). Left to their defaults,
+    SIGTERM and SIGHUP ended the process at once, with whatever was decided and not yet
+    written, and Ctrl-C did not close the window (its KeyboardInterrupt was raised in whichever
+    slot ran next). A second signal while the station stops changes nothing. Python runs a
+    handler only between its own bytecodes: a timer wakes it while Qt's loop waits. Only the
+    main thread may set handlers; elsewhere the block runs with the signals as they are."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -860,17 +860,24 @@ class _NoCamera:
         pass
 
 
-def test_a_camera_that_never_connects_is_shown_and_the_station_keeps_running(qtbot, tmp_path):
+def _station_without_a_camera(qtbot, tmp_path):
+    """A human_only station with lan logged in, no model and a camera that never connects:
+    (rig, app), not started."""
     from db.repo import find_operator
     from station.ui.app import StationApp
 
     rig = make_rig(tmp_path, level=Level.human_only)
     with session_scope(rig.engine) as s:
-        op = find_operator(session=s, name="lan")
+        lan = find_operator(session=s, name="lan")
     app = StationApp(
-        rig.settings, rig.engine, op, load_model=False, source_factory=lambda _spec: _NoCamera()
+        rig.settings, rig.engine, lan, load_model=False, source_factory=lambda _s: _NoCamera()
     )
     qtbot.addWidget(app.window)
+    return rig, app
+
+
+def test_a_camera_that_never_connects_is_shown_and_the_station_keeps_running(qtbot, tmp_path):
+    _rig, app = _station_without_a_camera(qtbot, tmp_path)
     app.start()
     try:
         qtbot.waitUntil(
@@ -906,18 +913,11 @@ def _answer_login(qtbot, name, secret):
 
 def test_ctrl_l_hands_the_station_to_another_inspector(qtbot, tmp_path):
     from db.models import OperatorSession
-    from db.repo import find_operator
     from station.pipeline.testing import TEST_SECRET
-    from station.ui.app import StationApp
 
-    rig = make_rig(tmp_path, level=Level.human_only)
+    rig, app = _station_without_a_camera(qtbot, tmp_path)
     mai = ensure_operator(rig.engine, "mai")
-    with session_scope(rig.engine) as s:
-        lan = find_operator(session=s, name="lan")
-    app = StationApp(
-        rig.settings, rig.engine, lan, load_model=False, source_factory=lambda _s: _NoCamera()
-    )
-    qtbot.addWidget(app.window)
+    lan_id = app.operator.id  # logged in first
     win = app.window
     try:
         item = app.core.assessor.assess(rig.capture(phone_image(0)))
@@ -932,7 +932,7 @@ def test_ctrl_l_hands_the_station_to_another_inspector(qtbot, tmp_path):
             (d,) = s.exec(select(HumanDecision)).all()
             assert d.operator_id == mai
             logins = s.exec(select(OperatorSession).order_by(OperatorSession.id)).all()
-        assert [x.operator_id for x in logins] == [lan.id, mai]
+        assert [x.operator_id for x in logins] == [lan_id, mai]
         assert logins[0].ended_at is not None and logins[1].ended_at is None
         # Cancelling the hand-over leaves nobody logged in: the station closes.
         _answer_login(qtbot, None, None)
@@ -1183,16 +1183,7 @@ def test_the_status_bar_names_the_champion_and_the_canary_with_its_weight(
 def test_stopping_the_station_counts_the_decisions_on_no_disk(qtbot, tmp_path, monkeypatch):
     """What run_window turns into exit 1 and an error: the recorder's given-up decisions plus
     those only in memory (the spool could not take them)."""
-    from db.repo import find_operator
-    from station.ui.app import StationApp
-
-    rig = make_rig(tmp_path, level=Level.human_only)
-    with session_scope(rig.engine) as s:
-        lan = find_operator(session=s, name="lan")
-    app = StationApp(
-        rig.settings, rig.engine, lan, load_model=False, source_factory=lambda _s: _NoCamera()
-    )
-    qtbot.addWidget(app.window)
+    _rig, app = _station_without_a_camera(qtbot, tmp_path)
     closed = []
 
     def close_giving_up_on_two(timeout_s: float = 10.0) -> int:
